@@ -1,0 +1,1 @@
+"""All of IPX's I/O: the CLI, and (later) the WebSocket server, the sequencer and publishers."""

@@ -1,0 +1,33 @@
+"""The `ipx` command: one entry point whose subcommands live in small modules beside it.
+
+Each subcommand module exposes `register(subparsers)`, adding its parsers and setting
+`handler` (a function taking the parsed arguments and returning an exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from gateway import ledger_cli, receipts_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ipx", description="IPX patent-royalty exchange")
+    commands = parser.add_subparsers(dest="command", required=True)
+    ledger = commands.add_parser("ledger", help="verify the journal and prove records in it")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
+    ledger_cli.register(ledger_commands)
+    receipts_cli.register(ledger_commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    code: int = arguments.handler(arguments)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
