@@ -1,0 +1,234 @@
+"""Events: what happened, in the past tense, for the gateway to route and publish.
+
+Invariants:
+- Events are frozen values in one tagged union, derived deterministically from the journal:
+  replaying the same records yields the same events.
+- Private events (orders, fills, balances, royalty payments) name the account they belong to;
+  public events (trades, phases, auctions) never name an account.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+from exchange.commands import Role
+from exchange.reasons import Reject
+from matching.orders import CancelReason, OrderType, Side, TimeInForce
+
+
+class Phase(enum.Enum):
+    PRE_OPEN = "pre_open"  # Listed and issued; orders may rest, nothing matches.
+    OFFERING = "offering"  # A uniform-price offering auction is open.
+    AUCTION = "auction"  # A call auction (opening, volatility, periodic) is collecting orders.
+    CONTINUOUS = "continuous"
+    HALTED = "halted"  # No new orders or amends; cancels allowed.
+    CLOSED = "closed"
+    DELISTED = "delisted"  # Terminal: the patent expired. Units stay on record.
+
+
+class Liquidity(enum.Enum):
+    MAKER = "maker"
+    TAKER = "taker"
+    AUCTION = "auction"
+
+
+class _Event(msgspec.Struct, frozen=True, gc=False, tag_field="type"):
+    pass
+
+
+class CommandRejected(_Event, tag="command_rejected"):
+    """A non-order command was refused; nothing changed."""
+
+    actor: str
+    command: str
+    reason: Reject
+    message: str
+
+
+class OrderRejected(_Event, tag="order_rejected"):
+    account: str
+    symbol: str
+    cl_ord_id: str
+    order_id: int  # 0 when the order never existed.
+    reason: Reject
+    message: str
+
+
+class OrderAccepted(_Event, tag="order_accepted"):
+    account: str
+    symbol: str
+    cl_ord_id: str
+    order_id: int
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce
+    price_ticks: int  # For a market order: its protection price.
+    quantity_units: int
+
+
+class OrderFilled(_Event, tag="order_filled"):
+    """One side of one trade: the execution report for that order's owner."""
+
+    account: str
+    symbol: str
+    cl_ord_id: str
+    order_id: int
+    trade_id: int
+    side: Side
+    price_ticks: int
+    quantity_units: int
+    cum_units: int
+    leaves_units: int
+    liquidity: Liquidity
+    fee_minor: int
+
+
+class OrderCanceled(_Event, tag="order_canceled"):
+    account: str
+    symbol: str
+    cl_ord_id: str
+    order_id: int
+    side: Side
+    canceled_units: int
+    leaves_units: int  # > 0 only when self-trade prevention reduced a live order.
+    reason: CancelReason
+
+
+class OrderAmended(_Event, tag="order_amended"):
+    account: str
+    symbol: str
+    cl_ord_id: str
+    order_id: int
+    price_ticks: int
+    quantity_units: int
+    leaves_units: int
+    priority_kept: bool
+
+
+class TradeExecuted(_Event, tag="trade_executed"):
+    """The public print of a trade: no accounts."""
+
+    symbol: str
+    trade_id: int
+    price_ticks: int
+    quantity_units: int
+    aggressor_side: Side | None  # None for an auction trade.
+
+
+class AuctionUncrossed(_Event, tag="auction_uncrossed"):
+    symbol: str
+    price_ticks: int
+    volume_units: int
+    imbalance_units: int
+
+
+class IndicativeUpdated(_Event, tag="indicative_updated"):
+    """While an auction is open: what it would clear at now (0/0 when nothing crosses)."""
+
+    symbol: str
+    price_ticks: int
+    volume_units: int
+    imbalance_units: int
+
+
+class PhaseChanged(_Event, tag="phase_changed"):
+    symbol: str
+    phase: Phase
+    reason: str
+    until_ts_ns: int  # When a timed phase (auction, offering) ends; 0 otherwise.
+
+
+class AccountOpened(_Event, tag="account_opened"):
+    account: str
+    role: Role
+
+
+class CashDeposited(_Event, tag="cash_deposited"):
+    account: str
+    currency: str
+    amount_minor: int
+
+
+class CashWithdrawn(_Event, tag="cash_withdrawn"):
+    account: str
+    currency: str
+    amount_minor: int
+
+
+class AssetListed(_Event, tag="asset_listed"):
+    patent_id: str
+    title: str
+    expiry_date: str
+
+
+class SharesIssued(_Event, tag="shares_issued"):
+    symbol: str
+    patent_id: str
+    account: str
+    total_units: int
+
+
+class OfferingOpened(_Event, tag="offering_opened"):
+    symbol: str
+    units: int
+    min_price_ticks: int
+    end_ts_ns: int
+    all_or_none: bool
+
+
+class OfferingClosed(_Event, tag="offering_closed"):
+    symbol: str
+    succeeded: bool
+    price_ticks: int  # The clearing price; 0 if nothing was sold.
+    units_sold: int
+    reason: str
+
+
+class RoyaltyDistributed(_Event, tag="royalty_distributed"):
+    symbol: str
+    period_id: str
+    payer_account: str
+    amount_minor: int
+    total_units: int
+    holders: int
+
+
+class RoyaltyPaid(_Event, tag="royalty_paid"):
+    """One holder's part of a distribution."""
+
+    account: str
+    symbol: str
+    period_id: str
+    units_held: int
+    amount_minor: int
+
+
+class KillSwitchChanged(_Event, tag="kill_switch_changed"):
+    account: str
+    engaged: bool
+
+
+Event = (
+    CommandRejected
+    | OrderRejected
+    | OrderAccepted
+    | OrderFilled
+    | OrderCanceled
+    | OrderAmended
+    | TradeExecuted
+    | AuctionUncrossed
+    | IndicativeUpdated
+    | PhaseChanged
+    | AccountOpened
+    | CashDeposited
+    | CashWithdrawn
+    | AssetListed
+    | SharesIssued
+    | OfferingOpened
+    | OfferingClosed
+    | RoyaltyDistributed
+    | RoyaltyPaid
+    | KillSwitchChanged
+)
