@@ -1,0 +1,267 @@
+"""Double-entry balances: per (account, asset), an available and a held part, in integers.
+
+Invariants:
+- Every change goes through postings; a posting moves a positive integer amount between two
+  buckets, so the sum of every balance of an asset over all accounts (world accounts included)
+  is always 0. Value is neither created nor destroyed here, only moved.
+- An internal account (one whose id does not start with WORLD_PREFIX) never has a negative
+  available or held part. World accounts stand for the outside world: they may go negative
+  (the bank's balance is minus the net deposits) and they never hold anything (no HELD bucket).
+- `apply()` is all or nothing: a batch is checked on its net effect per bucket before anything
+  changes, so a rejected batch leaves the balances exactly as they were, and the order of the
+  postings inside one batch does not matter (a batch is one atomic record).
+- A balance whose two parts are both 0 is the same as no balance at all: it is kept in memory
+  (deleting and re-creating it would cost the hot path) but never encoded, so `state_hash()`
+  and `to_bytes()` of an account that went back to 0 equal those of one never created.
+- `to_bytes()` is canonical (entries sorted by (account, asset), one deterministic msgpack
+  encoder), so `state_hash()` is equal for equal balances in any process, under any
+  PYTHONHASHSEED, whatever order the balances were created in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+
+import msgspec
+
+from ledger.errors import PostingRejected
+from ledger.records import WORLD_PREFIX, Bucket, Posting
+
+_AVAILABLE = Bucket.AVAILABLE
+_HELD = Bucket.HELD
+_ENCODING_VERSION = 1
+
+# One entry: (account, asset, available, held).
+Entry = tuple[str, str, int, int]
+
+
+class _State(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    version: int
+    entries: list[tuple[str, str, int, int]]
+
+
+_state_encoder = msgspec.msgpack.Encoder(order="deterministic")
+_state_decoder = msgspec.msgpack.Decoder(_State)
+
+
+def _is_world(account: str) -> bool:
+    return account.startswith(WORLD_PREFIX)
+
+
+class Balances:
+    """Available and held balances per (account, asset), changed only by postings."""
+
+    __slots__ = ("_balances",)
+
+    def __init__(self) -> None:
+        # (account, asset) -> [available, held]. One dict with a tuple key measured as fast as
+        # nested dicts and keeps sorting for the canonical encoding trivial.
+        self._balances: dict[tuple[str, str], list[int]] = {}
+
+    def available(self, account: str, asset: str) -> int:
+        """Return what the account can spend or reserve now."""
+        balance = self._balances.get((account, asset))
+        return 0 if balance is None else balance[0]
+
+    def held(self, account: str, asset: str) -> int:
+        """Return what is reserved for the account's open orders."""
+        balance = self._balances.get((account, asset))
+        return 0 if balance is None else balance[1]
+
+    def apply(self, postings: Sequence[Posting]) -> None:
+        """Apply a batch of postings atomically.
+
+        Raises:
+            PostingRejected: an amount is not a positive int, a posting moves value from a bucket
+                to itself, a world account appears in a HELD bucket, or the batch's net effect
+                would leave an internal bucket negative. Nothing has changed when it is raised.
+        """
+        # Measured faster than accumulating deltas in a dict and checking before mutating: move
+        # everything, then check every debited bucket on the batch's net result, and on a
+        # shortfall undo exactly (integer arithmetic) before raising. Observably the same.
+        balances = self._balances
+        done = 0
+        try:
+            for posting in postings:
+                amount = posting.amount
+                if amount.__class__ is not int or amount <= 0:
+                    raise PostingRejected(f"posting amount must be a positive integer: {posting!r}")
+                asset = posting.asset
+                debit_account = posting.debit_account
+                credit_account = posting.credit_account
+                debit_held = posting.debit_bucket is _HELD
+                credit_held = posting.credit_bucket is _HELD
+                if debit_held or credit_held:
+                    _check_held_buckets(posting, debit_held, credit_held)
+                elif debit_account == credit_account:
+                    raise PostingRejected(
+                        f"posting moves value from a bucket to itself: {posting!r}"
+                    )
+                debit = balances.get((debit_account, asset))
+                if debit is None:
+                    debit = balances[(debit_account, asset)] = [0, 0]
+                credit = balances.get((credit_account, asset))
+                if credit is None:
+                    credit = balances[(credit_account, asset)] = [0, 0]
+                debit[debit_held] -= amount
+                credit[credit_held] += amount
+                done += 1
+            for posting in postings:
+                key = (posting.debit_account, posting.asset)
+                if balances[key][posting.debit_bucket is _HELD] < 0 and not _is_world(key[0]):
+                    raise PostingRejected(self._shortfall_reason(postings, key, posting))
+        except BaseException:
+            self._undo(postings[:done])
+            raise
+
+    def hold(self, account: str, asset: str, amount: int) -> Posting:
+        """Reserve amount of the account's available balance for an order; return the posting.
+
+        Raises:
+            PostingRejected: the amount is not a positive int, the account is a world account, or
+                it has less than amount available. Nothing has changed when it is raised.
+        """
+        balance = self._balances.get((account, asset))
+        if (
+            balance is None
+            or amount.__class__ is not int
+            or not 0 < amount <= balance[0]
+            or account.startswith(WORLD_PREFIX)
+        ):
+            raise PostingRejected(_reservation_refusal("hold", account, asset, amount, balance))
+        balance[0] -= amount
+        balance[1] += amount
+        return Posting(asset, amount, account, _AVAILABLE, account, _HELD)
+
+    def release(self, account: str, asset: str, amount: int) -> Posting:
+        """Return amount of the account's held balance to available; return the posting.
+
+        Raises:
+            PostingRejected: the amount is not a positive int, the account is a world account, or
+                it holds less than amount. Nothing has changed when it is raised.
+        """
+        balance = self._balances.get((account, asset))
+        if (
+            balance is None
+            or amount.__class__ is not int
+            or not 0 < amount <= balance[1]
+            or account.startswith(WORLD_PREFIX)
+        ):
+            raise PostingRejected(_reservation_refusal("release", account, asset, amount, balance))
+        balance[1] -= amount
+        balance[0] += amount
+        return Posting(asset, amount, account, _HELD, account, _AVAILABLE)
+
+    def totals(self) -> dict[str, int]:
+        """Return per asset the sum over internal accounts of available + held (zeros left out)."""
+        totals: dict[str, int] = {}
+        for (account, asset), (available, held) in self._balances.items():
+            if not _is_world(account):
+                totals[asset] = totals.get(asset, 0) + available + held
+        return {asset: total for asset, total in sorted(totals.items()) if total}
+
+    def entries(self) -> Iterator[Entry]:
+        """Yield (account, asset, available, held) for every nonzero balance, in sorted order."""
+        for (account, asset), (available, held) in sorted(self._balances.items()):
+            if available or held:
+                yield account, asset, available, held
+
+    def state_hash(self) -> bytes:
+        """Return sha256 of the canonical encoding: equal for equal balances, in any process."""
+        return hashlib.sha256(self.to_bytes()).digest()
+
+    def to_bytes(self) -> bytes:
+        """Encode the balances canonically (for snapshots and the state hash)."""
+        return _state_encoder.encode(_State(_ENCODING_VERSION, list(self.entries())))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Balances:
+        """Decode what to_bytes() produced; raise ValueError on anything else."""
+        try:
+            state = _state_decoder.decode(data)
+        except msgspec.DecodeError as error:
+            raise ValueError(f"not a balances encoding: {error}") from error
+        if state.version != _ENCODING_VERSION:
+            raise ValueError(f"balances encoding version {state.version} is not supported")
+        balances = cls()
+        previous: tuple[str, str] | None = None
+        for account, asset, available, held in state.entries:
+            key = (account, asset)
+            if previous is not None and key <= previous:
+                raise ValueError(f"balance entries not strictly sorted at {key}")
+            previous = key
+            if not (available or held):
+                raise ValueError(f"zero balance encoded for {key}")
+            if _is_world(account) and held:
+                raise ValueError(f"world account {account} holds {held} {asset}")
+            if not _is_world(account) and (available < 0 or held < 0):
+                raise ValueError(f"negative balance for internal account {key}")
+            balances._balances[key] = [available, held]
+        return balances
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Balances):
+            return NotImplemented
+        return list(self.entries()) == list(other.entries())
+
+    __hash__ = None  # type: ignore[assignment]  # Mutable: not hashable.
+
+    def __repr__(self) -> str:
+        return f"Balances({list(self.entries())!r})"
+
+    def _undo(self, postings: Sequence[Posting]) -> None:
+        # Reverse exactly what apply() did for these postings; entries left at zero are dropped
+        # so that a rejected batch leaves not even an empty entry behind.
+        balances = self._balances
+        for posting in reversed(postings):
+            debit_key = (posting.debit_account, posting.asset)
+            credit_key = (posting.credit_account, posting.asset)
+            balances[debit_key][posting.debit_bucket is _HELD] += posting.amount
+            balances[credit_key][posting.credit_bucket is _HELD] -= posting.amount
+            for key in (debit_key, credit_key):
+                if balances[key] == [0, 0]:
+                    del balances[key]
+
+    def _shortfall_reason(
+        self, postings: Sequence[Posting], key: tuple[str, str], posting: Posting
+    ) -> str:
+        account, asset = key
+        bucket = posting.debit_bucket
+        place = (account, asset, bucket)
+        after = self._balances[key][bucket is _HELD]
+        taken = sum(
+            p.amount for p in postings if (p.debit_account, p.asset, p.debit_bucket) == place
+        )
+        given = sum(
+            p.amount for p in postings if (p.credit_account, p.asset, p.credit_bucket) == place
+        )
+        before = after + taken - given
+        return (
+            f"{account} has {before} {asset} {bucket.value} but the postings take {taken} "
+            f"and give {given}: it would go negative ({after})"
+        )
+
+
+def _check_held_buckets(posting: Posting, debit_held: bool, credit_held: bool) -> None:
+    if (debit_held and _is_world(posting.debit_account)) or (
+        credit_held and _is_world(posting.credit_account)
+    ):
+        raise PostingRejected(f"world accounts have no held bucket: {posting!r}")
+    if debit_held and credit_held and posting.debit_account == posting.credit_account:
+        raise PostingRejected(f"posting moves value from a bucket to itself: {posting!r}")
+
+
+def _reservation_refusal(
+    action: str, account: str, asset: str, amount: object, balance: list[int] | None
+) -> str:
+    if account.startswith(WORLD_PREFIX):
+        return f"cannot {action} for world account {account}: world accounts hold nothing"
+    if amount.__class__ is not int or not isinstance(amount, int) or amount <= 0:
+        return (
+            f"cannot {action} {amount!r} {asset} for {account}: amount must be a positive integer"
+        )
+    available, held = (0, 0) if balance is None else balance
+    if action == "hold":
+        return f"cannot hold {amount} {asset} for {account}: only {available} available"
+    return f"cannot release {amount} {asset} for {account}: only {held} held"
