@@ -210,6 +210,14 @@ class KillSwitchChanged(_Event, tag="kill_switch_changed"):
     engaged: bool
 
 
+class AllOrdersCanceled(_Event, tag="all_orders_canceled"):
+    """The reply to CancelAll: how many open orders it canceled."""
+
+    account: str
+    symbol: str  # "" for every symbol.
+    orders_canceled: int
+
+
 Event = (
     CommandRejected
     | OrderRejected
@@ -231,4 +239,5 @@ Event = (
     | RoyaltyDistributed
     | RoyaltyPaid
     | KillSwitchChanged
+    | AllOrdersCanceled
 )

@@ -1,0 +1,43 @@
+"""The scratchpad of one command: the postings it made and the events it caused.
+
+Invariants:
+- Every posting is applied to the balances the moment it is made (so later checks in the same
+  command see it) and is recorded in the order it was applied: replaying the record's postings
+  in order reproduces the balances.
+- A business rejection is decided before the first posting of the part it rejects, so a
+  rejected command leaves no posting behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from exchange.events import Event
+from ledger.balances import Balances
+from ledger.records import Posting
+
+
+class Context:
+    __slots__ = ("balances", "events", "postings", "seq", "touched", "ts_ns")
+
+    def __init__(self, balances: Balances, seq: int, ts_ns: int) -> None:
+        self.balances = balances
+        self.seq = seq
+        self.ts_ns = ts_ns
+        self.postings: list[Posting] = []
+        self.events: list[Event] = []
+        # Symbols whose book this command changed: their auction indicatives may have moved.
+        self.touched: dict[str, None] = {}
+
+    def post(self, postings: Sequence[Posting]) -> None:
+        """Apply postings atomically and record them."""
+        self.balances.apply(postings)
+        self.postings.extend(postings)
+
+    def hold(self, account: str, asset: str, amount: int) -> None:
+        """Reserve amount of the account's available balance."""
+        self.postings.append(self.balances.hold(account, asset, amount))
+
+    def release(self, account: str, asset: str, amount: int) -> None:
+        """Return amount of the account's held balance to available."""
+        self.postings.append(self.balances.release(account, asset, amount))

@@ -1,0 +1,39 @@
+"""Trading phases of an instrument and the moves between them.
+
+Invariants:
+- The book matches continuously only in the CONTINUOUS phase; in every other phase it is in
+  call-auction mode, so nothing trades until an uncross.
+- A timed phase (AUCTION, OFFERING) has phase_until_ns > 0, the ts_ns at which its timer
+  fires; every other phase has phase_until_ns == 0.
+- Every change of phase emits one PhaseChanged event, with a reason a person can read.
+
+The moves (operator commands in capitals, timers in lower case):
+  PRE_OPEN --OpenOffering--> OFFERING --offering end--> AUCTION (opening) | PRE_OPEN (failed)
+  PRE_OPEN, HALTED, CLOSED --Resume--> AUCTION (opening) --auction end--> CONTINUOUS
+  CONTINUOUS --StartAuction, or a trade through the dynamic band--> AUCTION (volatility)
+  periodic-auction mode: AUCTION --auction end--> AUCTION (next period)
+  any but DELISTED --Halt--> HALTED; --CloseMarket--> CLOSED; --patent expiry--> DELISTED
+"""
+
+from __future__ import annotations
+
+from exchange.context import Context
+from exchange.events import PhaseChanged
+from exchange.events import Phase as Phase
+from exchange.state import Instrument
+
+
+def set_phase(
+    ctx: Context, instrument: Instrument, phase: Phase, reason: str, until_ns: int = 0
+) -> None:
+    """Move an instrument to a phase and put its book in the matching mode that phase needs."""
+    instrument.phase = phase
+    instrument.phase_until_ns = until_ns
+    if phase is not Phase.CONTINUOUS and not instrument.book.in_auction:
+        instrument.book.start_auction()
+    ctx.events.append(PhaseChanged(instrument.terms.symbol, phase, reason, until_ns))
+
+
+def start_auction(ctx: Context, instrument: Instrument, kind: str, duration_ns: int) -> None:
+    """Open a call auction of kind (opening, volatility, periodic) for duration_ns."""
+    set_phase(ctx, instrument, Phase.AUCTION, f"{kind} auction", ctx.ts_ns + duration_ns)

@@ -1,0 +1,125 @@
+"""What happens when time passes: expiries, auction ends, offering ends, delisting, day roll.
+
+Invariants:
+- Time is an input: timers fire at the start of the first command whose ts_ns reaches them
+  (a Tick command exists only to carry time), and that command's record holds their postings,
+  so replaying the journal fires the same timers at the same point.
+- Timers fire in a fixed order: the day roll first, then per instrument in listing order:
+  GTD expiries, the end of a timed phase, then delisting at the patent's expiry.
+"""
+
+from __future__ import annotations
+
+from exchange.calendar import NS_PER_DAY
+from exchange.commands import TradingMode
+from exchange.context import Context
+from exchange.events import OfferingClosed, Phase
+from exchange.phases import set_phase, start_auction
+from exchange.state import ExchangeState, Instrument
+from exchange.trading import apply_book_events
+from matching.events import AuctionUncrossed
+from matching.orders import CancelReason
+
+
+def advance_clock(state: ExchangeState, ctx: Context) -> None:
+    """Fire every timer due at ctx.ts_ns."""
+    ts_ns = ctx.ts_ns
+    if ts_ns < state.last_ts_ns:
+        raise AssertionError(f"time went backwards: {ts_ns} < {state.last_ts_ns}")
+    state.last_ts_ns = ts_ns
+    day = ts_ns // NS_PER_DAY
+    if day != state.trading_day:
+        if state.trading_day >= 0:
+            roll_day(state, ctx)
+        state.trading_day = day
+    for instrument in state.instruments.values():
+        expired = instrument.book.expire(ts_ns)
+        if expired:
+            apply_book_events(state, ctx, instrument, expired)
+        until = instrument.phase_until_ns
+        if until and ts_ns >= until:
+            if instrument.phase is Phase.OFFERING:
+                close_offering(state, ctx, instrument)
+            else:
+                uncross_auction(state, ctx, instrument)
+        if ts_ns >= instrument.asset.expiry_ts_ns and instrument.phase is not Phase.DELISTED:
+            delist(state, ctx, instrument)
+
+
+def roll_day(state: ExchangeState, ctx: Context) -> None:
+    """End the trading day: DAY orders expire, last prices become reference prices."""
+    for instrument in state.instruments.values():
+        expired = instrument.book.expire_day()
+        if expired:
+            apply_book_events(state, ctx, instrument, expired)
+        if instrument.last_price_ticks:
+            instrument.reference_price_ticks = instrument.last_price_ticks
+    # cl_ord_id is unique per trading day: forget the ids of orders that are no longer open.
+    open_orders = state.orders
+    state.client_orders = {
+        key: client_order
+        for key, client_order in state.client_orders.items()
+        if client_order.order_id in open_orders
+    }
+    state.finished_orders.clear()
+
+
+def uncross_auction(state: ExchangeState, ctx: Context, instrument: Instrument) -> None:
+    """Clear a call auction at one price, then continue trading in the instrument's mode."""
+    results = instrument.book.uncross(instrument.reference_price_ticks)
+    apply_book_events(state, ctx, instrument, results)
+    uncrossed = next(r for r in results if r.__class__ is AuctionUncrossed)
+    if uncrossed.volume_units:  # type: ignore[union-attr]
+        instrument.reference_price_ticks = uncrossed.price_ticks  # type: ignore[union-attr]
+    instrument.indicative = (0, 0, 0)
+    terms = instrument.terms
+    if terms.trading_mode is TradingMode.PERIODIC_AUCTION:
+        start_auction(ctx, instrument, "periodic", terms.auction_interval_ns)
+    else:
+        set_phase(ctx, instrument, Phase.CONTINUOUS, "auction uncrossed")
+
+
+def cancel_book(
+    state: ExchangeState, ctx: Context, instrument: Instrument, reason: CancelReason
+) -> None:
+    """Cancel every order resting in an instrument's book, bids first, in priority order."""
+    book = instrument.book
+    bids, asks = book.l3()
+    for view in (*bids, *asks):
+        apply_book_events(state, ctx, instrument, book.cancel(view.order_id, reason))
+
+
+def close_offering(state: ExchangeState, ctx: Context, instrument: Instrument) -> None:
+    """End an offering: uncross at one price, refund the rest, then open the market."""
+    offering = instrument.offering
+    assert offering is not None, "an OFFERING phase without an offering"
+    symbol = instrument.terms.symbol
+    book = instrument.book
+    indicative = book.indicative(offering.min_price_ticks)
+    volume = 0 if indicative is None else indicative.volume_units
+    instrument.offering = None
+    if volume == 0 or (offering.all_or_none and volume < offering.units):
+        cancel_book(state, ctx, instrument, CancelReason.AUCTION_REMAINDER)
+        why = "no bids" if volume == 0 else "all-or-none offering not fully subscribed"
+        ctx.events.append(OfferingClosed(symbol, False, 0, 0, why))
+        set_phase(ctx, instrument, Phase.PRE_OPEN, f"offering failed: {why}")
+        return
+    # Uniform-price rule: of the prices that sell the most with the least imbalance, the
+    # offering clears at the highest (nearest the best bid), not at the issuer's minimum.
+    best_bid = book.best_bid()
+    results = book.uncross(offering.min_price_ticks if best_bid is None else best_bid[0])
+    apply_book_events(state, ctx, instrument, results)
+    cancel_book(state, ctx, instrument, CancelReason.AUCTION_REMAINDER)
+    uncrossed = next(r for r in results if r.__class__ is AuctionUncrossed)
+    price = uncrossed.price_ticks  # type: ignore[union-attr]
+    instrument.reference_price_ticks = price
+    ctx.events.append(OfferingClosed(symbol, True, price, volume, "cleared"))
+    start_auction(ctx, instrument, "opening", instrument.terms.opening_auction_ns)
+
+
+def delist(state: ExchangeState, ctx: Context, instrument: Instrument) -> None:
+    """The patent expired: cancel every open order; units stay on record."""
+    cancel_book(state, ctx, instrument, CancelReason.DELISTED)
+    instrument.offering = None
+    expiry = instrument.asset.listing.expiry_date
+    set_phase(ctx, instrument, Phase.DELISTED, f"patent expired on {expiry}")

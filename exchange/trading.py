@@ -1,0 +1,699 @@
+"""Order entry, amendment and cancellation, with pre-trade risk and delivery-versus-payment.
+
+Invariants:
+- Pre-trade risk by reservation: an open buy order holds buy_reservation_minor(limit price,
+  leaves) in cash; an open sell order holds its leaves in units. Every fill, cancel, STP
+  reduction and amend moves exactly the difference, so held balances always equal what the
+  open orders need.
+- A trade settles in the same record as the match: units from the seller's held balance to
+  the buyer, cash from the buyer's held balance to the seller, each side's fee to FEE_ACCOUNT,
+  and the buyer's now-unneeded reservation back to available.
+- An account can only cancel, amend or query its own orders; someone else's order id is
+  answered exactly like an id that does not exist (UNKNOWN_ORDER).
+- A business rejection changes nothing, except one documented case: an order that would trade
+  through the dynamic band starts a volatility auction even when it is itself rejected.
+
+Precedence of PlaceOrder rejections (the first failing check wins):
+ 1. FORBIDDEN (unknown actor, or an operator account) / ACCOUNT_SUSPENDED (kill switch)
+ 2. VALIDATION_ERROR: cl_ord_id empty or longer than CL_ORD_ID_LENGTH_MAX
+ 3. idempotency: the same cl_ord_id today with the same command returns the first outcome;
+    with a different command: DUPLICATE_CL_ORD_ID
+ 4. UNKNOWN_SYMBOL
+ 5. MARKET_CLOSED (closed, delisted) / TRADING_HALTED (halted)
+ 6. VALIDATION_ERROR: a sell in an offering; a market order with a price; post-only with
+    IOC/FOK or market; market with GTC/GTD/DAY; GTD without a future expiry; expiry without GTD
+ 7. INVALID_QUANTITY: quantity < 1, above the book limit, or not a multiple of the lot size
+ 8. PRICE_BAND: a limit price <= 0, outside the static band, or below an offering's minimum
+ 9. INSUFFICIENT_BALANCE (buy) / INSUFFICIENT_SHARES (sell)
+10. PRICE_BAND with a volatility auction: an IOC/FOK limit order that would trade through the
+    dynamic band (other orders join the auction that their arrival started)
+11. the book's own checks: NOT_ALLOWED_IN_AUCTION, LIMIT_EXCEEDED, POST_ONLY_WOULD_TRADE,
+    FOK_NOT_FILLABLE (see matching/book.py)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from exchange.commands import AmendOrder, CancelAll, CancelOrder, PlaceOrder, Role
+from exchange.context import Context
+from exchange.events import (
+    AllOrdersCanceled,
+    AuctionUncrossed,
+    CommandRejected,
+    Event,
+    Liquidity,
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderFilled,
+    OrderRejected,
+    Phase,
+    TradeExecuted,
+)
+from exchange.money import BPS_DENOMINATOR, buy_reservation_minor
+from exchange.phases import start_auction
+from exchange.reasons import Reject
+from exchange.state import FEE_ACCOUNT, ClientOrder, ExchangeState, Instrument, LiveOrder
+from ledger.records import Bucket, Posting
+from matching import events as book_events
+from matching.limits import QUANTITY_UNITS_MAX
+from matching.orders import CancelReason, OrderType, RejectReason, Side, TimeInForce
+
+CL_ORD_ID_LENGTH_MAX = 36
+OFFERING_CL_ORD_ID = "offering"  # The issuer's sell order in an offering auction.
+
+_AVAILABLE = Bucket.AVAILABLE
+_HELD = Bucket.HELD
+_BUY = Side.BUY
+_MARKET = OrderType.MARKET
+_CLOSED_PHASES = (Phase.CLOSED, Phase.DELISTED)
+_BOOK_REJECTS: dict[RejectReason, Reject] = {
+    RejectReason.VALIDATION_ERROR: Reject.VALIDATION_ERROR,
+    RejectReason.INVALID_PRICE: Reject.PRICE_BAND,
+    RejectReason.INVALID_QUANTITY: Reject.INVALID_QUANTITY,
+    RejectReason.DUPLICATE_ORDER_ID: Reject.VALIDATION_ERROR,
+    RejectReason.UNKNOWN_ORDER: Reject.UNKNOWN_ORDER,
+    RejectReason.POST_ONLY_WOULD_TRADE: Reject.POST_ONLY_WOULD_TRADE,
+    RejectReason.FOK_NOT_FILLABLE: Reject.FOK_NOT_FILLABLE,
+    RejectReason.NOT_ALLOWED_IN_AUCTION: Reject.NOT_ALLOWED_IN_AUCTION,
+    RejectReason.TOO_MANY_ORDERS: Reject.LIMIT_EXCEEDED,
+    RejectReason.TOO_MANY_PRICE_LEVELS: Reject.LIMIT_EXCEEDED,
+}
+
+
+class Rejection(Exception):
+    """A business rejection found while checking a command (caught in this module)."""
+
+    def __init__(self, reason: Reject, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+# Band arithmetic: the static band is centred on the reference price, the dynamic band on the
+# last trade price. Edges round towards the centre (floor above it, ceiling below it).
+
+
+def band_edges(center_ticks: int, band_bps: int) -> tuple[int, int]:
+    """Return the (lowest, highest) price inside +/- band_bps of center_ticks."""
+    width = center_ticks * band_bps // BPS_DENOMINATOR
+    return max(1, center_ticks - width), center_ticks + width
+
+
+def protection_price(instrument: Instrument, side: Side) -> int:
+    """Return the price a market order may not trade beyond: the static band's edge."""
+    low, high = band_edges(instrument.reference_price_ticks, instrument.terms.static_band_bps)
+    return high if side is _BUY else low
+
+
+def reservation_of(order: LiveOrder, leaves_units: int) -> int:
+    """Return what an open order with leaves_units must hold (cash for buys, units for sells)."""
+    if order.side is _BUY:
+        instrument = order.instrument
+        return buy_reservation_minor(
+            order.price_ticks,
+            instrument.terms.tick_size_minor,
+            leaves_units,
+            instrument.max_fee_bps,
+        )
+    return leaves_units
+
+
+def reserved_asset(order: LiveOrder) -> str:
+    terms = order.instrument.terms
+    return terms.currency if order.side is _BUY else terms.symbol
+
+
+# Placing an order.
+
+
+def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Event:
+    """Check, reserve and match a new order; return the reply for its sender."""
+    refusal = _actor_may_trade(state, command)
+    if refusal is None and not 0 < len(command.cl_ord_id) <= CL_ORD_ID_LENGTH_MAX:
+        refusal = Rejection(
+            Reject.VALIDATION_ERROR, f"cl_ord_id must have 1 to {CL_ORD_ID_LENGTH_MAX} characters"
+        )
+    if refusal is not None:
+        # Not remembered: nobody who may trade sent it, so there is nothing to be idempotent about.
+        return _order_rejected(ctx, command, refusal.reason, refusal.message)
+    key = (command.actor, command.cl_ord_id)
+    previous = state.client_orders.get(key)
+    if previous is not None:
+        if previous.command == command:
+            return previous.reply
+        return _order_rejected(
+            ctx,
+            command,
+            Reject.DUPLICATE_CL_ORD_ID,
+            f"cl_ord_id {command.cl_ord_id!r} was already used today for another order",
+        )
+    try:
+        instrument, price_ticks = _check_new_order(state, ctx, command)
+    except Rejection as rejection:
+        reply = _order_rejected(ctx, command, rejection.reason, rejection.message)
+        state.client_orders[key] = ClientOrder(command, 0, reply)
+        return reply
+    order_id = state.next_order_id
+    state.next_order_id = order_id + 1
+    order = LiveOrder(
+        order_id,
+        command.actor,
+        instrument,
+        command.cl_ord_id,
+        command.side,
+        command.order_type,
+        command.time_in_force,
+        price_ticks,
+        command.quantity_units,
+    )
+    book_result = instrument.book.place(
+        order_id,
+        command.actor,
+        command.side,
+        price_ticks,
+        command.quantity_units,
+        command.order_type,
+        command.time_in_force,
+        command.post_only,
+        command.stp_mode,
+        command.expire_ts_ns,
+    )
+    first = book_result[0]
+    if first.__class__ is book_events.OrderRejected:
+        reason = _BOOK_REJECTS[first.reason]  # type: ignore[union-attr]
+        reply = _order_rejected(ctx, command, reason, first.message, order_id)  # type: ignore[union-attr]
+        state.client_orders[key] = ClientOrder(command, order_id, reply)
+        return reply
+    state.orders[order_id] = order
+    state.accounts[command.actor].open_orders[order_id] = None
+    ctx.hold(command.actor, reserved_asset(order), reservation_of(order, command.quantity_units))
+    reply = apply_book_events(state, ctx, instrument, book_result)
+    state.client_orders[key] = ClientOrder(command, order_id, reply)
+    return reply
+
+
+def _actor_may_trade(state: ExchangeState, command: PlaceOrder) -> Rejection | None:
+    account = state.accounts.get(command.actor)
+    if account is None or account.role is Role.OPERATOR:
+        return Rejection(Reject.FORBIDDEN, f"account {command.actor!r} may not place orders")
+    if account.suspended:
+        return Rejection(Reject.ACCOUNT_SUSPENDED, f"account {command.actor!r} is suspended")
+    return None
+
+
+def _check_new_order(
+    state: ExchangeState, ctx: Context, command: PlaceOrder
+) -> tuple[Instrument, int]:
+    """Run checks 4-10 of the precedence; return the instrument and the order's price."""
+    instrument = state.instruments.get(command.symbol)
+    if instrument is None:
+        raise Rejection(Reject.UNKNOWN_SYMBOL, f"no instrument {command.symbol!r}")
+    _check_phase_allows_entry(instrument)
+    _check_order_shape(instrument, command, ctx.ts_ns)
+    _check_quantity(instrument, command.quantity_units)
+    if command.order_type is _MARKET:
+        price_ticks = protection_price(instrument, command.side)
+    else:
+        price_ticks = command.price_ticks
+        _check_price(instrument, price_ticks)
+    _check_funds(ctx, instrument, command.actor, command.side, price_ticks, command.quantity_units)
+    if instrument.phase is Phase.CONTINUOUS and _would_trade_through(
+        instrument, command.side, price_ticks, command.quantity_units
+    ):
+        start_auction(ctx, instrument, "volatility", instrument.terms.volatility_auction_ns)
+        if command.order_type is not _MARKET and command.time_in_force in (
+            TimeInForce.IOC,
+            TimeInForce.FOK,
+        ):
+            raise Rejection(
+                Reject.PRICE_BAND,
+                f"order at {price_ticks} would trade through the dynamic band: "
+                "a volatility auction has started",
+            )
+    return instrument, price_ticks
+
+
+def _check_phase_allows_entry(instrument: Instrument) -> None:
+    phase = instrument.phase
+    if phase in _CLOSED_PHASES:
+        raise Rejection(Reject.MARKET_CLOSED, f"{instrument.terms.symbol} is {phase.value}")
+    if phase is Phase.HALTED:
+        raise Rejection(Reject.TRADING_HALTED, f"{instrument.terms.symbol} is halted")
+
+
+def _check_order_shape(instrument: Instrument, command: PlaceOrder, now_ts_ns: int) -> None:
+    tif = command.time_in_force
+    if instrument.phase is Phase.OFFERING and command.side is not _BUY:
+        raise Rejection(Reject.VALIDATION_ERROR, "an offering takes only bids")
+    if command.order_type is _MARKET:
+        if command.price_ticks != 0:
+            raise Rejection(Reject.VALIDATION_ERROR, "a market order takes no price")
+        if command.post_only or tif not in (TimeInForce.IOC, TimeInForce.FOK):
+            raise Rejection(
+                Reject.VALIDATION_ERROR, "a market order must be IOC or FOK and not post-only"
+            )
+    if command.post_only and tif in (TimeInForce.IOC, TimeInForce.FOK):
+        raise Rejection(Reject.VALIDATION_ERROR, "a post-only order cannot be IOC or FOK")
+    if tif is TimeInForce.GTD:
+        if command.expire_ts_ns <= now_ts_ns:
+            raise Rejection(Reject.VALIDATION_ERROR, "a GTD order needs a future expire_ts_ns")
+    elif command.expire_ts_ns != 0:
+        raise Rejection(Reject.VALIDATION_ERROR, "only a GTD order takes an expire_ts_ns")
+
+
+def _check_quantity(instrument: Instrument, quantity_units: int) -> None:
+    lot = instrument.terms.lot_size_units
+    if not 0 < quantity_units <= QUANTITY_UNITS_MAX or quantity_units % lot:
+        raise Rejection(
+            Reject.INVALID_QUANTITY,
+            f"quantity {quantity_units} must be a positive multiple of the lot size {lot} "
+            f"and at most {QUANTITY_UNITS_MAX}",
+        )
+
+
+def _check_price(instrument: Instrument, price_ticks: int) -> None:
+    offering = instrument.offering
+    if instrument.phase is Phase.OFFERING and offering is not None:
+        if price_ticks < offering.min_price_ticks:
+            raise Rejection(
+                Reject.PRICE_BAND,
+                f"price {price_ticks} is below the offering's minimum {offering.min_price_ticks}",
+            )
+        return
+    low, high = band_edges(instrument.reference_price_ticks, instrument.terms.static_band_bps)
+    if not low <= price_ticks <= high:
+        raise Rejection(
+            Reject.PRICE_BAND, f"price {price_ticks} is outside the price band [{low}, {high}]"
+        )
+
+
+def _check_funds(
+    ctx: Context, instrument: Instrument, account: str, side: Side, price: int, leaves: int
+) -> None:
+    terms = instrument.terms
+    if side is _BUY:
+        need = buy_reservation_minor(price, terms.tick_size_minor, leaves, instrument.max_fee_bps)
+        have = ctx.balances.available(account, terms.currency)
+        if need > have:
+            raise Rejection(
+                Reject.INSUFFICIENT_BALANCE,
+                f"the order needs {need} {terms.currency} (minor units) and {have} is available",
+            )
+    else:
+        have = ctx.balances.available(account, terms.symbol)
+        if leaves > have:
+            raise Rejection(
+                Reject.INSUFFICIENT_SHARES,
+                f"the order needs {leaves} units of {terms.symbol} and {have} are available",
+            )
+
+
+def _would_trade_through(instrument: Instrument, side: Side, price: int, quantity: int) -> bool:
+    """Tell whether a taker would print beyond the dynamic band around the last price.
+
+    Self-trade prevention is ignored here, so this errs towards starting an auction.
+    """
+    last = instrument.last_price_ticks or instrument.reference_price_ticks
+    low, high = band_edges(last, instrument.terms.dynamic_band_bps)
+    buying = side is _BUY
+    if (buying and price <= high) or (not buying and price >= low):
+        return False
+    book = instrument.book
+    depth = 16
+    while True:
+        bids, asks = book.l2(depth)
+        levels = asks if buying else bids
+        remaining = quantity
+        for level_price, level_units in levels:
+            if (buying and level_price > price) or (not buying and level_price < price):
+                return False
+            if (buying and level_price > high) or (not buying and level_price < low):
+                return True
+            remaining -= level_units
+            if remaining <= 0:
+                return False
+        if len(levels) < depth:
+            return False
+        depth *= 4
+
+
+def _order_rejected(
+    ctx: Context, command: PlaceOrder, reason: Reject, message: str, order_id: int = 0
+) -> Event:
+    event = OrderRejected(
+        command.actor, command.symbol, command.cl_ord_id, order_id, reason, message
+    )
+    ctx.events.append(event)
+    return event
+
+
+# What the book did, turned into settlement, reservation releases and events.
+
+
+def apply_book_events(
+    state: ExchangeState,
+    ctx: Context,
+    instrument: Instrument,
+    results: Sequence[book_events.BookEvent],
+) -> Event:
+    """Settle fills, release what cancels free, emit events; return the first event emitted."""
+    first_index = len(ctx.events)
+    symbol = instrument.terms.symbol
+    ctx.touched[symbol] = None
+    orders = state.orders
+    emit = ctx.events.append
+    for result in results:
+        kind = result.__class__
+        if kind is book_events.OrderFilled:
+            _settle_fill(state, ctx, instrument, result)  # type: ignore[arg-type]
+        elif kind is book_events.OrderCanceled:
+            _release_canceled(state, ctx, result)  # type: ignore[arg-type]
+        elif kind is book_events.OrderAccepted:
+            order = orders[result.order_id]  # type: ignore[union-attr]
+            emit(
+                OrderAccepted(
+                    order.account,
+                    symbol,
+                    order.cl_ord_id,
+                    order.order_id,
+                    order.side,
+                    order.order_type,
+                    order.time_in_force,
+                    order.price_ticks,
+                    order.quantity_units,
+                )
+            )
+        elif kind is book_events.OrderAmended:
+            order = orders[result.order_id]  # type: ignore[union-attr]
+            emit(
+                OrderAmended(
+                    order.account,
+                    symbol,
+                    order.cl_ord_id,
+                    order.order_id,
+                    result.price_ticks,  # type: ignore[union-attr]
+                    result.quantity_units,  # type: ignore[union-attr]
+                    result.leaves_units,  # type: ignore[union-attr]
+                    result.priority_kept,  # type: ignore[union-attr]
+                )
+            )
+        elif kind is book_events.AuctionUncrossed:
+            emit(
+                AuctionUncrossed(
+                    symbol,
+                    result.price_ticks,  # type: ignore[union-attr]
+                    result.volume_units,  # type: ignore[union-attr]
+                    result.imbalance_units,  # type: ignore[union-attr]
+                )
+            )
+        else:
+            raise AssertionError(f"unexpected book event {result!r}")
+    return ctx.events[first_index] if len(ctx.events) > first_index else _NO_EVENT
+
+
+_NO_EVENT = CommandRejected("", "", Reject.VALIDATION_ERROR, "the book did nothing")
+
+
+def _settle_fill(
+    state: ExchangeState, ctx: Context, instrument: Instrument, fill: book_events.OrderFilled
+) -> None:
+    terms = instrument.terms
+    buy = state.orders[fill.buy_order_id]
+    sell = state.orders[fill.sell_order_id]
+    price = fill.price_ticks
+    units = fill.quantity_units
+    notional = price * terms.tick_size_minor * units
+    aggressor = fill.aggressor_side
+    if aggressor is None:
+        buy_bps = sell_bps = terms.maker_fee_bps
+        buy_liquidity = sell_liquidity = Liquidity.AUCTION
+    elif aggressor is _BUY:
+        buy_bps, sell_bps = terms.taker_fee_bps, terms.maker_fee_bps
+        buy_liquidity, sell_liquidity = Liquidity.TAKER, Liquidity.MAKER
+    else:
+        buy_bps, sell_bps = terms.maker_fee_bps, terms.taker_fee_bps
+        buy_liquidity, sell_liquidity = Liquidity.MAKER, Liquidity.TAKER
+    buy_fee = notional * buy_bps // BPS_DENOMINATOR
+    sell_fee = notional * sell_bps // BPS_DENOMINATOR
+    buy_leaves = fill.buy_leaves_units
+    # The buyer's reservation shrinks from what units+leaves needed to what leaves need; what
+    # the trade did not spend (a better price, a lower fee) goes back to available.
+    unspent = (
+        reservation_of(buy, buy_leaves + units)
+        - reservation_of(buy, buy_leaves)
+        - notional
+        - buy_fee
+    )
+    currency = terms.currency
+    symbol = terms.symbol
+    postings = [
+        Posting(symbol, units, sell.account, _HELD, buy.account, _AVAILABLE),
+        Posting(currency, notional, buy.account, _HELD, sell.account, _AVAILABLE),
+    ]
+    if buy_fee:
+        postings.append(Posting(currency, buy_fee, buy.account, _HELD, FEE_ACCOUNT, _AVAILABLE))
+    if sell_fee:
+        postings.append(
+            Posting(currency, sell_fee, sell.account, _AVAILABLE, FEE_ACCOUNT, _AVAILABLE)
+        )
+    if unspent:
+        postings.append(Posting(currency, unspent, buy.account, _HELD, buy.account, _AVAILABLE))
+    ctx.post(postings)
+    buy.cum_units += units
+    sell.cum_units += units
+    instrument.holders[buy.account] = None
+    instrument.last_price_ticks = price
+    instrument.trade_count += 1
+    instrument.volume_units += units
+    trade_id = fill.trade_id
+    emit = ctx.events.append
+    emit(
+        OrderFilled(
+            buy.account,
+            symbol,
+            buy.cl_ord_id,
+            buy.order_id,
+            trade_id,
+            _BUY,
+            price,
+            units,
+            buy.cum_units,
+            buy_leaves,
+            buy_liquidity,
+            buy_fee,
+        )
+    )
+    emit(
+        OrderFilled(
+            sell.account,
+            symbol,
+            sell.cl_ord_id,
+            sell.order_id,
+            trade_id,
+            Side.SELL,
+            price,
+            units,
+            sell.cum_units,
+            fill.sell_leaves_units,
+            sell_liquidity,
+            sell_fee,
+        )
+    )
+    emit(TradeExecuted(symbol, trade_id, price, units, aggressor))
+    if buy_leaves == 0:
+        _finish(state, buy)
+    if fill.sell_leaves_units == 0:
+        _finish(state, sell)
+
+
+def _release_canceled(
+    state: ExchangeState, ctx: Context, canceled: book_events.OrderCanceled
+) -> None:
+    order = state.orders[canceled.order_id]
+    leaves = canceled.leaves_units
+    freed = reservation_of(order, leaves + canceled.canceled_units) - reservation_of(order, leaves)
+    if freed:
+        ctx.release(order.account, reserved_asset(order), freed)
+    ctx.events.append(
+        OrderCanceled(
+            order.account,
+            order.instrument.terms.symbol,
+            order.cl_ord_id,
+            order.order_id,
+            order.side,
+            canceled.canceled_units,
+            leaves,
+            canceled.reason,
+        )
+    )
+    if leaves == 0:
+        _finish(state, order)
+
+
+def _finish(state: ExchangeState, order: LiveOrder) -> None:
+    del state.orders[order.order_id]
+    del state.accounts[order.account].open_orders[order.order_id]
+    state.finished_orders[order.order_id] = order
+
+
+# Cancelling and amending.
+
+
+def find_own_order(
+    state: ExchangeState, account: str, order_id: int, cl_ord_id: str
+) -> LiveOrder | None:
+    """Return the account's open order named by id or cl_ord_id; None for anyone else's."""
+    if order_id == 0:
+        client_order = state.client_orders.get((account, cl_ord_id))
+        if client_order is None:
+            return None
+        order_id = client_order.order_id
+    order = state.orders.get(order_id)
+    if order is None or order.account != account:
+        return None
+    return order
+
+
+def cancel_order(state: ExchangeState, ctx: Context, command: CancelOrder) -> Event:
+    """Cancel one of the actor's open orders."""
+    order = find_own_order(state, command.actor, command.order_id, command.cl_ord_id)
+    if order is None:
+        return _command_rejected(
+            ctx, command.actor, "cancel_order", Reject.UNKNOWN_ORDER, "no such open order"
+        )
+    if order.cl_ord_id == OFFERING_CL_ORD_ID and order.instrument.phase is Phase.OFFERING:
+        return _command_rejected(
+            ctx,
+            command.actor,
+            "cancel_order",
+            Reject.TOO_LATE_TO_CANCEL,
+            "the offering's order ends with the offering",
+        )
+    results = order.instrument.book.cancel(order.order_id, CancelReason.USER)
+    return apply_book_events(state, ctx, order.instrument, results)
+
+
+def cancel_orders_of(
+    state: ExchangeState, ctx: Context, account: str, symbol: str, reason: CancelReason
+) -> int:
+    """Cancel every open order of an account (in one symbol, or all); return how many."""
+    owner = state.accounts[account]
+    canceled = 0
+    for order_id in list(owner.open_orders):
+        order = state.orders[order_id]
+        instrument = order.instrument
+        if symbol and instrument.terms.symbol != symbol:
+            continue
+        if order.cl_ord_id == OFFERING_CL_ORD_ID and instrument.phase is Phase.OFFERING:
+            continue
+        apply_book_events(state, ctx, instrument, instrument.book.cancel(order_id, reason))
+        canceled += 1
+    return canceled
+
+
+def cancel_all(state: ExchangeState, ctx: Context, command: CancelAll) -> Event:
+    """Cancel an account's open orders: its own request, or an operator's."""
+    actor = state.accounts.get(command.actor)
+    is_operator = actor is not None and actor.role is Role.OPERATOR
+    if actor is None or (command.actor != command.account_id and not is_operator):
+        return _command_rejected(
+            ctx,
+            command.actor,
+            "cancel_all",
+            Reject.FORBIDDEN,
+            "only the account itself or an operator may do this",
+        )
+    if command.account_id not in state.accounts:
+        return _command_rejected(
+            ctx,
+            command.actor,
+            "cancel_all",
+            Reject.UNKNOWN_ACCOUNT,
+            f"no account {command.account_id!r}",
+        )
+    reason = CancelReason.USER if command.actor == command.account_id else CancelReason.OPERATOR
+    count = cancel_orders_of(state, ctx, command.account_id, command.symbol, reason)
+    reply = AllOrdersCanceled(command.account_id, command.symbol, count)
+    ctx.events.append(reply)
+    return reply
+
+
+def amend_order(state: ExchangeState, ctx: Context, command: AmendOrder) -> Event:
+    """Change the price and/or total quantity of one of the actor's open limit orders."""
+    order = find_own_order(state, command.actor, command.order_id, command.cl_ord_id)
+    if order is None:
+        return _command_rejected(
+            ctx, command.actor, "amend_order", Reject.UNKNOWN_ORDER, "no such open order"
+        )
+    try:
+        delta = _check_amend(ctx, order, command)
+    except Rejection as rejection:
+        return _command_rejected(
+            ctx, command.actor, "amend_order", rejection.reason, rejection.message
+        )
+    instrument = order.instrument
+    results = instrument.book.amend(order.order_id, command.price_ticks, command.quantity_units)
+    first = results[0]
+    if first.__class__ is book_events.OrderRejected:
+        return _command_rejected(
+            ctx,
+            command.actor,
+            "amend_order",
+            _BOOK_REJECTS[first.reason],  # type: ignore[union-attr]
+            first.message,  # type: ignore[union-attr]
+        )
+    order.price_ticks = command.price_ticks
+    order.quantity_units = command.quantity_units
+    asset = reserved_asset(order)
+    if delta > 0:
+        ctx.hold(order.account, asset, delta)
+    elif delta < 0:
+        ctx.release(order.account, asset, -delta)
+    return apply_book_events(state, ctx, instrument, results)
+
+
+def _check_amend(ctx: Context, order: LiveOrder, command: AmendOrder) -> int:
+    """Check an amend; return the change in reservation it needs (negative: it frees)."""
+    instrument = order.instrument
+    _check_phase_allows_entry(instrument)
+    if order.order_type is _MARKET or order.cl_ord_id == OFFERING_CL_ORD_ID:
+        raise Rejection(Reject.VALIDATION_ERROR, "this order cannot be amended")
+    _check_quantity(instrument, command.quantity_units)
+    _check_price(instrument, command.price_ticks)
+    view = instrument.book.order(order.order_id)
+    assert view is not None, f"open order {order.order_id} is missing from its book"
+    used = view.quantity_units - view.leaves_units  # Filled and STP-canceled units.
+    new_leaves = command.quantity_units - used
+    if new_leaves <= 0:
+        raise Rejection(
+            Reject.INVALID_QUANTITY,
+            f"quantity {command.quantity_units} must exceed the {used} units already done",
+        )
+    old_need = reservation_of(order, view.leaves_units)
+    old_price = order.price_ticks
+    order.price_ticks = command.price_ticks  # Priced at the new limit just to compute the need.
+    new_need = reservation_of(order, new_leaves)
+    order.price_ticks = old_price
+    delta = new_need - old_need
+    if delta > 0:
+        available = ctx.balances.available(order.account, reserved_asset(order))
+        if delta > available:
+            reason = (
+                Reject.INSUFFICIENT_BALANCE if order.side is _BUY else Reject.INSUFFICIENT_SHARES
+            )
+            raise Rejection(reason, f"the amend needs {delta} more and {available} is available")
+    if instrument.phase is Phase.CONTINUOUS and _would_trade_through(
+        instrument, order.side, command.price_ticks, new_leaves
+    ):
+        start_auction(ctx, instrument, "volatility", instrument.terms.volatility_auction_ns)
+    return delta
+
+
+def _command_rejected(
+    ctx: Context, actor: str, command: str, reason: Reject, message: str
+) -> Event:
+    event = CommandRejected(actor, command, reason, message)
+    ctx.events.append(event)
+    return event
