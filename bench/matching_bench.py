@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.metadata
+import math
 import os
 import platform
 import shlex
@@ -313,7 +314,7 @@ def _library_prepare(sides: tuple[Any, Any]) -> Callable[[list[rs.Command]], lis
 
 
 def pyorderbook_subject() -> Subject:
-    """pyorderbook (PyPI)."""
+    """pyorderbook"""
     import pyorderbook
 
     symbol = "RS-BENCH"
@@ -384,7 +385,7 @@ def pyorderbook_subject() -> Subject:
 
 
 def akhil4n_subject() -> Subject:
-    """akhil4n-orderbook (PyPI, module `orderbook`)."""
+    """akhil4n-orderbook (module `orderbook`)"""
     version = _distribution_version("akhil4n-orderbook")
     if version == "unknown version":
         raise ImportError("No module named 'orderbook' from akhil4n-orderbook")
@@ -458,7 +459,8 @@ def library_subjects() -> tuple[list[Subject], list[str]]:
         try:
             subjects.append(build())
         except ImportError as error:
-            missing.append(f"{(build.__doc__ or '').splitlines()[0]} not installed ({error})")
+            name = (build.__doc__ or build.__name__).splitlines()[0]
+            missing.append(f"{name}: not installed ({error}); pip install -e '.[bench]' adds it")
     return subjects, missing
 
 
@@ -758,8 +760,14 @@ def plot_latency(latency: Latency, path: str, title: str) -> str:
         if not values:
             continue
         count = len(values)
-        xs = [value / 1000 for value in values]
-        ys = [(count - index) / count for index in range(count)]
+        # About 100 points per decade of the tail fraction, down to the slowest command.
+        decades = math.log10(count)
+        indices = sorted(
+            {count - max(1, int(count * 10 ** (-step / 100))) for step in range(int(100 * decades))}
+            | {count - 1}
+        )
+        xs = [values[index] / 1000 for index in indices]
+        ys = [(count - index) / count for index in indices]
         ccdf.step(xs, ys, where="post", label=f"{name} (n={count:,})")
     ccdf.axvline(TARGET_P99_NS / 1000, color="red", linestyle="--", label="5 µs")
     ccdf.axhline(0.01, color="grey", linestyle=":", label="p99")
