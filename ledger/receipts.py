@@ -13,9 +13,12 @@ Invariants:
   come from a checkpoint the holder trusts (published, or signed by a key the holder trusts),
   never from the receipt itself. RFC 6962 inclusion proofs do not pin the tree size; the
   checkpoint does.
+- A checkpoint proves its own head: `head_proof` shows head_hash is the last leaf of root,
+  so a checkpoint whose head, root, size or last seq was altered alone fails check_checkpoint.
 - The signature (Ed25519, made and checked at the edge in gateway/, since this package keeps
-  to msgspec) covers `signed_message(checkpoint)`: every field but the signature itself, in
-  one fixed text layout with a domain-separating first line.
+  to msgspec) covers `signed_message(checkpoint)`: tree size, root, last seq and head hash (the
+  head proof is derived from those and checked against the root), in one fixed text layout
+  with a domain-separating first line.
 - JSON forms carry hashes, signatures and encoded records as lowercase hex, and a `type` tag so
   that a receipt is never mistaken for a checkpoint. Unknown fields are rejected.
 - Everything here is pure; failures to verify raise ProofError with a reason a person can act on.
@@ -49,19 +52,29 @@ _Count = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class Checkpoint(msgspec.Struct, frozen=True):
-    """A head of the journal: the tree over records 1..last_seq and the last record's hash."""
+    """A head of the journal: the tree over records 1..last_seq and the last record's hash.
+
+    `head_proof` is the inclusion proof of `head_hash` as the last leaf, so the head is bound
+    to the root by the tree itself and not only by a signature.
+    """
 
     tree_size: int
     root: bytes
     last_seq: int
     head_hash: bytes
+    head_proof: tuple[bytes, ...]
     signature: bytes | None = None
 
     def to_json(self) -> bytes:
         """Return the JSON form (hex hashes)."""
         signature = None if self.signature is None else self.signature.hex()
         wire = _CheckpointJSON(
-            self.tree_size, self.root.hex(), self.last_seq, self.head_hash.hex(), signature
+            self.tree_size,
+            self.root.hex(),
+            self.last_seq,
+            self.head_hash.hex(),
+            [node.hex() for node in self.head_proof],
+            signature,
         )
         return _encode_json(wire)
 
@@ -75,6 +88,7 @@ class Checkpoint(msgspec.Struct, frozen=True):
             bytes.fromhex(wire.root),
             wire.last_seq,
             bytes.fromhex(wire.head_hash),
+            tuple(bytes.fromhex(node) for node in wire.head_proof),
             signature,
         )
 
@@ -149,6 +163,7 @@ class _CheckpointJSON(
     root: _HexHash
     last_seq: _Count
     head_hash: _HexHash
+    head_proof: list[_HexHash]
     signature: _HexSignature | None = None
 
 
@@ -212,10 +227,24 @@ def check_checkpoint(checkpoint: Checkpoint) -> None:
             f"checkpoint tree_size {checkpoint.tree_size} differs from last_seq "
             f"{checkpoint.last_seq}: the tree has one leaf per record"
         )
-    if checkpoint.tree_size == 0 and (
-        checkpoint.root != EMPTY_ROOT or checkpoint.head_hash != GENESIS_HASH
-    ):
-        raise ProofError("an empty checkpoint must have the empty root and the genesis head")
+    if checkpoint.tree_size == 0:
+        if checkpoint.root != EMPTY_ROOT or checkpoint.head_hash != GENESIS_HASH:
+            raise ProofError("an empty checkpoint must have the empty root and the genesis head")
+        if checkpoint.head_proof:
+            raise ProofError("an empty checkpoint has no head to prove")
+        return
+    try:
+        verify_inclusion(
+            leaf_hash(checkpoint.head_hash),
+            checkpoint.tree_size - 1,
+            checkpoint.tree_size,
+            checkpoint.head_proof,
+            checkpoint.root,
+        )
+    except ProofError as error:
+        raise ProofError(
+            f"the checkpoint's head is not the last leaf of its root: {error}"
+        ) from error
 
 
 def verify_receipt(receipt: Receipt, checkpoint: Checkpoint) -> None:
@@ -258,7 +287,8 @@ def _check_record(receipt: Receipt, encoded: bytes) -> None:
     # The record shown must be the one whose hash the proof covers, recomputed from its body.
     try:
         record = decode_record(encoded)
-    except msgspec.DecodeError as error:
+    # Invalid UTF-8 in a text field surfaces as UnicodeDecodeError, a ValueError.
+    except (msgspec.DecodeError, ValueError) as error:
         raise ProofError(f"the receipt's record does not decode: {error}") from error
     if record.seq != receipt.seq:
         raise ProofError(f"the receipt's record has seq {record.seq}, not {receipt.seq}")
@@ -320,8 +350,10 @@ class JournalTree:
         """Return the (unsigned) checkpoint of the first `tree_size` records (all by default)."""
         size = self.last_seq if tree_size is None else tree_size
         root = self.tree.root(size)
-        head = GENESIS_HASH if size == 0 else self._record_hashes[size - 1]
-        return Checkpoint(size, root, size, head)
+        if size == 0:
+            return Checkpoint(0, root, 0, GENESIS_HASH, ())
+        head_proof = tuple(self.tree.inclusion_proof(size - 1, size))
+        return Checkpoint(size, root, size, self._record_hashes[size - 1], head_proof)
 
     def receipt(
         self, seq: int, tree_size: int | None = None, record: Record | None = None
