@@ -13,9 +13,13 @@ Invariants:
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import random
 from dataclasses import dataclass
 from typing import Protocol
+
+import msgspec
 
 from matching.events import BookEvent, IndicativeUncross
 from matching.limits import BookLimits
@@ -59,8 +63,37 @@ class Book(Protocol):
     def __len__(self) -> int: ...
 
 
-@dataclass(frozen=True)
-class Place:
+def python_repr(value: object) -> str:
+    """Render a command, event or view as the Python expression that rebuilds it."""
+    if isinstance(value, enum.Enum):
+        return f"{type(value).__name__}.{value.name}"
+    if isinstance(value, msgspec.Struct):
+        fields = ", ".join(
+            f"{name}={python_repr(getattr(value, name))}" for name in value.__struct_fields__
+        )
+        return f"{type(value).__name__}({fields})"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = ", ".join(
+            f"{field.name}={python_repr(getattr(value, field.name))}"
+            for field in dataclasses.fields(value)
+            if getattr(value, field.name) != field.default
+        )
+        return f"{type(value).__name__}({fields})"
+    if isinstance(value, list | tuple):
+        inner = ", ".join(python_repr(item) for item in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {python_repr(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+class _Command:
+    def __repr__(self) -> str:
+        return python_repr(self)
+
+
+@dataclass(frozen=True, repr=False)
+class Place(_Command):
     order_id: int
     owner: str
     side: Side
@@ -87,8 +120,8 @@ class Place:
         )
 
 
-@dataclass(frozen=True)
-class Cancel:
+@dataclass(frozen=True, repr=False)
+class Cancel(_Command):
     order_id: int
     reason: CancelReason = CancelReason.USER
 
@@ -96,8 +129,8 @@ class Cancel:
         return book.cancel(self.order_id, self.reason)
 
 
-@dataclass(frozen=True)
-class Amend:
+@dataclass(frozen=True, repr=False)
+class Amend(_Command):
     order_id: int
     price_ticks: int
     quantity_units: int
@@ -106,29 +139,29 @@ class Amend:
         return book.amend(self.order_id, self.price_ticks, self.quantity_units)
 
 
-@dataclass(frozen=True)
-class Expire:
+@dataclass(frozen=True, repr=False)
+class Expire(_Command):
     now_ts_ns: int
 
     def apply(self, book: Book) -> list[BookEvent]:
         return book.expire(self.now_ts_ns)
 
 
-@dataclass(frozen=True)
-class ExpireDay:
+@dataclass(frozen=True, repr=False)
+class ExpireDay(_Command):
     def apply(self, book: Book) -> list[BookEvent]:
         return book.expire_day()
 
 
-@dataclass(frozen=True)
-class StartAuction:
+@dataclass(frozen=True, repr=False)
+class StartAuction(_Command):
     def apply(self, book: Book) -> list[BookEvent]:
         book.start_auction()
         return []
 
 
-@dataclass(frozen=True)
-class Uncross:
+@dataclass(frozen=True, repr=False)
+class Uncross(_Command):
     reference_price_ticks: int
 
     def apply(self, book: Book) -> list[BookEvent]:
@@ -147,6 +180,7 @@ class Profile:
     start_in_auction: bool = False
     mid_price_ticks: int = 100
     spread_ticks: int = 5  # Prices land in mid +- spread: narrow, so orders cross often.
+    reach_ticks: int = 2  # How far past mid a buy (sell) price may go up (down).
     owners: tuple[str, ...] = ("ann", "bob", "cat", "dan")
     auction_start_permille: int = 8  # Per step, in continuous mode.
     uncross_permille: int = 40  # Per step, in auction mode.
@@ -180,6 +214,16 @@ PROFILES = (
     Profile("tiny", TINY_LIMITS, spread_ticks=3, owners=("ann", "bob")),
     Profile("roomy-auction", ROOMY_LIMITS, start_in_auction=True, uncross_permille=15),
     Profile("two-owners", BANDED_LIMITS, owners=("ann", "bob"), auction_start_permille=15),
+    # Few prices and many owners: long queues, so FIFO, mid-queue cancels and amends that keep
+    # or lose their place in a crowded level get exercised.
+    Profile(
+        "deep-levels",
+        ROOMY_LIMITS,
+        spread_ticks=2,
+        reach_ticks=0,
+        owners=("ann", "bob", "cat", "dan", "eve", "fay"),
+        auction_start_permille=4,
+    ),
 )
 
 _RESTING_TIF = (TimeInForce.GTC, TimeInForce.GTD, TimeInForce.DAY)
@@ -239,9 +283,9 @@ class CommandGenerator:
         spread = profile.spread_ticks
         low, high = -spread, spread
         if side is Side.BUY:
-            high = 2
+            high = profile.reach_ticks
         elif side is Side.SELL:
-            low = -2
+            low = -profile.reach_ticks
         return profile.mid_price_ticks + self._random.randint(low, high)
 
     def _quantity(self) -> int:
