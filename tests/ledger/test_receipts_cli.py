@@ -21,7 +21,12 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -29,6 +34,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ledger.errors import ProofError
+from ledger.file_store import FileJournal
 from ledger.merkle import EMPTY_ROOT
 from ledger.receipts import (
     Checkpoint,
@@ -319,3 +325,242 @@ def test_a_checkpoint_of_another_history_does_not_extend() -> None:
     verify_extension(tree.checkpoint(20), rewritten.checkpoint(50), rewritten.consistency(20, 50))
     # The empty journal is extended by every journal.
     verify_extension(tree.checkpoint(0), rewritten.checkpoint(50), rewritten.consistency(0, 50))
+
+
+# --- The `ipx ledger` commands, run for real on a journal on disk. ---
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMAND_SECONDS_MAX = 60
+
+
+def ipx(*arguments: str | Path) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "ledger", *map(str, arguments)],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_SECONDS_MAX,
+        check=False,
+    )
+
+
+def ipx_to_file(path: Path, *arguments: str | Path) -> Path:
+    result = ipx(*arguments)
+    assert result.returncode == 0, result.stderr
+    path.write_text(result.stdout)
+    return path
+
+
+def append_deposits(directory: Path, count: int, account: str = "alice") -> int:
+    with FileJournal.open(directory) as journal:
+        first = journal.last_seq + 1
+        journal.append_bodies([deposit_body(seq, account) for seq in range(first, first + count)])
+        return journal.last_seq
+
+
+def assert_not_verified(result: subprocess.CompletedProcess[str], reason: str) -> None:
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stderr.startswith("NOT VERIFIED: "), result.stderr
+    assert reason in result.stderr, result.stderr
+    assert "VERIFIED:" not in result.stdout
+
+
+def test_cli_proves_a_record_and_verifies_the_receipt(tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    assert append_deposits(journal, 25) == 25
+    checkpoint = ipx_to_file(tmp_path / "checkpoint.json", "checkpoint", journal)
+    assert json.loads(checkpoint.read_text())["tree_size"] == 25
+    for seq in (1, 7, 25):
+        receipt = ipx_to_file(tmp_path / f"receipt-{seq}.json", "prove", journal, seq)
+        result = ipx("verify-proof", receipt, "--checkpoint", checkpoint)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"VERIFIED: record seq {seq} ")
+        assert "checkpoint unsigned" in result.stdout
+
+
+def _edited(source: Path, target: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    document = json.loads(source.read_text())
+    edit(document)
+    target.write_text(json.dumps(document))
+    return target
+
+
+def _flip_hex_digit(text: str, position: int = 0) -> str:
+    flipped = format(int(text[position], 16) ^ 1, "x")
+    return text[:position] + flipped + text[position + 1 :]
+
+
+def test_cli_rejects_a_tampered_receipt_with_the_reason(tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    append_deposits(journal, 25)
+    checkpoint = ipx_to_file(tmp_path / "checkpoint.json", "checkpoint", journal)
+    receipt = ipx_to_file(tmp_path / "receipt.json", "prove", journal, 7)
+
+    def proof_hash(document: dict[str, Any]) -> None:
+        document["proof"][2] = _flip_hex_digit(document["proof"][2], 17)
+
+    def record_hash_only(document: dict[str, Any]) -> None:
+        document["record_hash"] = _flip_hex_digit(document["record_hash"])
+        document["record"] = None
+
+    def record_content(document: dict[str, Any]) -> None:
+        document["record"] = _flip_hex_digit(document["record"], len(document["record"]) - 80)
+
+    def seq(document: dict[str, Any]) -> None:
+        document["seq"] = 6
+
+    def tree_size(document: dict[str, Any]) -> None:
+        document["tree_size"] = 24
+
+    def not_hex(document: dict[str, Any]) -> None:
+        document["root"] = "zz" + document["root"][2:]
+
+    for edit, reason in (
+        (proof_hash, "the inclusion proof does not verify"),
+        (record_hash_only, "the inclusion proof does not verify"),
+        (record_content, "the receipt's record"),
+        (seq, "must be leaf 5"),
+        (tree_size, "the receipt is for a tree of 24 records but the checkpoint has 25"),
+        (not_hex, "not a valid receipt"),
+    ):
+        tampered = _edited(receipt, tmp_path / f"{edit.__name__}.json", edit)
+        assert_not_verified(ipx("verify-proof", tampered, "--checkpoint", checkpoint), reason)
+
+
+def test_cli_shows_the_journal_was_only_appended_to(tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    append_deposits(journal, 10)
+    old = ipx_to_file(tmp_path / "old.json", "checkpoint", journal)
+    old_receipt = ipx_to_file(tmp_path / "old-receipt.json", "prove", journal, 3)
+    assert append_deposits(journal, 13) == 23
+    new = ipx_to_file(tmp_path / "new.json", "checkpoint", journal)
+    proof = ipx_to_file(tmp_path / "consistency.json", "prove-consistency", journal, 10)
+    result = ipx("verify-consistency", old, new, proof)
+    assert result.returncode == 0, result.stderr
+    assert "extends the journal of 10 records" in result.stdout
+    # Receipts stay checkable against the checkpoint of their size, old or new.
+    assert ipx("verify-proof", old_receipt, "--checkpoint", old).returncode == 0
+    at_old_size = ipx_to_file(tmp_path / "r.json", "prove", journal, 3, "--tree-size", 10)
+    assert ipx("verify-proof", at_old_size, "--checkpoint", old).returncode == 0
+    assert_not_verified(
+        ipx("verify-proof", old_receipt, "--checkpoint", new), "get a receipt at the checkpoint's"
+    )
+    # A proof made for other sizes is refused, not stretched.
+    other = ipx_to_file(tmp_path / "c9.json", "prove-consistency", journal, 9)
+    assert_not_verified(ipx("verify-consistency", old, new, other), "the proof is from size 9")
+
+
+def test_cli_rejects_a_checkpoint_of_another_history(tmp_path: Path) -> None:
+    honest, forked, stranger = tmp_path / "honest", tmp_path / "forked", tmp_path / "stranger"
+    append_deposits(honest, 20)
+    append_deposits(forked, 10)  # The same first ten records ...
+    append_deposits(forked, 12, account="mallory")  # ... then another history.
+    append_deposits(stranger, 30, account="bob")
+    old = ipx_to_file(tmp_path / "honest-15.json", "checkpoint", honest, "--tree-size", 15)
+    forked_head = ipx_to_file(tmp_path / "forked.json", "checkpoint", forked)
+    forked_proof = ipx_to_file(tmp_path / "forked-proof.json", "prove-consistency", forked, 15)
+    assert_not_verified(
+        ipx("verify-consistency", old, forked_head, forked_proof), "does not extend the earlier"
+    )
+    stranger_head = ipx_to_file(tmp_path / "stranger.json", "checkpoint", stranger)
+    stranger_proof = ipx_to_file(
+        tmp_path / "stranger-proof.json", "prove-consistency", stranger, 15
+    )
+    assert_not_verified(
+        ipx("verify-consistency", old, stranger_head, stranger_proof), "does not extend the earlier"
+    )
+    # Where the histories still agree, the fork is a faithful extension: the check can pass.
+    before_fork = ipx_to_file(tmp_path / "honest-10.json", "checkpoint", honest, "--tree-size", 10)
+    fork_from_10 = ipx_to_file(tmp_path / "fork-10.json", "prove-consistency", forked, 10)
+    assert ipx("verify-consistency", before_fork, forked_head, fork_from_10).returncode == 0
+
+
+def test_cli_signs_checkpoints_and_checks_the_signature(tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    append_deposits(journal, 12)
+    private, public = tmp_path / "key.pem", tmp_path / "key.pub.pem"
+    assert ipx("keygen", private, public).returncode == 0
+    assert private.stat().st_mode & 0o777 == 0o600
+    signed = ipx_to_file(tmp_path / "signed.json", "checkpoint", journal, "--signing-key", private)
+    unsigned = ipx_to_file(tmp_path / "unsigned.json", "checkpoint", journal)
+    receipt = ipx_to_file(tmp_path / "receipt.json", "prove", journal, 5)
+    result = ipx("verify-proof", receipt, "--checkpoint", signed, "--public-key", public)
+    assert result.returncode == 0, result.stderr
+    assert "checkpoint signature verified" in result.stdout
+    assert "signature NOT checked" in ipx("verify-proof", receipt, "--checkpoint", signed).stdout
+
+    def signature(document: dict[str, Any]) -> None:
+        document["signature"] = _flip_hex_digit(document["signature"], 40)
+
+    forged = _edited(signed, tmp_path / "forged.json", signature)
+    assert_not_verified(
+        ipx("verify-proof", receipt, "--checkpoint", forged, "--public-key", public),
+        "signature does not verify",
+    )
+    assert_not_verified(
+        ipx("verify-proof", receipt, "--checkpoint", unsigned, "--public-key", public),
+        "not signed",
+    )
+    other_private, other_public = tmp_path / "other.pem", tmp_path / "other.pub.pem"
+    assert ipx("keygen", other_private, other_public).returncode == 0
+    assert_not_verified(
+        ipx("verify-proof", receipt, "--checkpoint", signed, "--public-key", other_public),
+        "signature does not verify",
+    )
+    # Consistency between two signed checkpoints, both signatures checked.
+    append_deposits(journal, 3)
+    signed_new = ipx_to_file(tmp_path / "new.json", "checkpoint", journal, "--signing-key", private)
+    proof = ipx_to_file(tmp_path / "proof.json", "prove-consistency", journal, 12)
+    result = ipx("verify-consistency", signed, signed_new, proof, "--public-key", public)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("signature verified") == 2
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_cli_accepts_keys_made_by_openssl(tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    append_deposits(journal, 4)
+    private, public = tmp_path / "key.pem", tmp_path / "key.pub.pem"
+    for command in (
+        ["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(private)],
+        ["openssl", "pkey", "-in", str(private), "-pubout", "-out", str(public)],
+    ):
+        subprocess.run(command, check=True, capture_output=True, timeout=COMMAND_SECONDS_MAX)
+    signed = ipx_to_file(tmp_path / "signed.json", "checkpoint", journal, "--signing-key", private)
+    receipt = ipx_to_file(tmp_path / "receipt.json", "prove", journal, 4)
+    result = ipx("verify-proof", receipt, "--checkpoint", signed, "--public-key", public)
+    assert result.returncode == 0, result.stderr
+
+
+def test_cli_exits_2_on_input_it_cannot_use(tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    append_deposits(journal, 5)
+    checkpoint = ipx_to_file(tmp_path / "checkpoint.json", "checkpoint", journal)
+    for arguments, message in (
+        (("prove", journal, 6), "seq 6 is not among records 1..5"),
+        (("prove", journal, 0), "seq 0 is not among records 1..5"),
+        (("checkpoint", journal, "--tree-size", 6), "tree size 6 is outside 0..5"),
+        (("prove-consistency", journal, 0, 9), "outside 0..5"),
+        (("prove", tmp_path / "missing", 1), "no journal at"),
+        (("verify-proof", tmp_path / "missing.json", "--checkpoint", checkpoint), "cannot read"),
+        (("checkpoint", journal, "--signing-key", checkpoint), "not an unencrypted PEM"),
+        (("keygen", checkpoint, tmp_path / "pub.pem"), "already exists"),
+    ):
+        result = ipx(*arguments)
+        assert result.returncode == 2, (arguments, result.stderr)
+        assert message in result.stderr, (arguments, result.stderr)
+    assert not (tmp_path / "pub.pem").exists()
+
+
+def test_cli_refuses_a_damaged_journal(tmp_path: Path) -> None:
+    journal = tmp_path / "journal"
+    append_deposits(journal, 5)
+    (segment,) = (journal / "journal").glob("*.seg")
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 3] ^= 0x40  # Inside an early frame: damage, not a torn tail.
+    segment.write_bytes(bytes(data))
+    result = ipx("checkpoint", journal)
+    assert result.returncode == 2
+    assert "journal corrupt at seq" in result.stderr
