@@ -134,7 +134,8 @@ auction                => - => auction bids - | asks -
 #2 S alice 3@101       => ok => auction bids - | asks #1 2@100, #2 3@101
 #3 S bob 4@100         => ok => auction bids - | asks #1 2@100, #3 4@100, #2 3@101
 #4 B alice 4@101 stp:dec => ok; cancel #1 2 self_trade; cancel #4 2 self_trade left 2;
-    cancel #2 2 self_trade left 1; cancel #4 2 self_trade => auction bids - | asks #3 4@100, #2 1@101
+    cancel #2 2 self_trade left 1; cancel #4 2 self_trade
+    => auction bids - | asks #3 4@100, #2 1@101
 #5 B alice 3@101 stp:dec => ok; cancel #2 1 self_trade; cancel #5 1 self_trade left 2
     => auction bids #5 2@101 | asks #3 4@100
 uncross 100            => fill 2@100 #5/#3 left 0/2; uncrossed 2@100 imbalance -2
