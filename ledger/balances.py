@@ -214,14 +214,16 @@ class Balances:
         # Reverse exactly what apply() did for these postings; entries left at zero are dropped
         # so that a rejected batch leaves not even an empty entry behind.
         balances = self._balances
+        touched: list[tuple[str, str]] = []
         for posting in reversed(postings):
             debit_key = (posting.debit_account, posting.asset)
             credit_key = (posting.credit_account, posting.asset)
             balances[debit_key][posting.debit_bucket is _HELD] += posting.amount
             balances[credit_key][posting.credit_bucket is _HELD] -= posting.amount
-            for key in (debit_key, credit_key):
-                if balances[key] == [0, 0]:
-                    del balances[key]
+            touched += (debit_key, credit_key)
+        for key in touched:  # Only after every posting is undone: they may share entries.
+            if balances.get(key) == [0, 0]:
+                del balances[key]
 
     def _shortfall_reason(
         self, postings: Sequence[Posting], key: tuple[str, str], posting: Posting
