@@ -289,7 +289,11 @@ class SegmentReader:
         start = offset + FRAME_HEADER_BYTES
         present = len(buffer) - start
         if length == 0:
-            self._set_damage(offset, seq, "zero-length frame followed by nonzero bytes")
+            # An all-zero tail of the last segment was already taken as torn.
+            where = (
+                "followed by nonzero bytes" if self.last else "in a segment that is not the last"
+            )
+            self._set_damage(offset, seq, f"zero-length frame {where}")
             return
         if length > FRAME_PAYLOAD_BYTES_MAX:
             reason = f"frame length {length} exceeds the maximum {FRAME_PAYLOAD_BYTES_MAX}"
