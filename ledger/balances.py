@@ -7,9 +7,12 @@ Invariants:
 - An internal account (one whose id does not start with WORLD_PREFIX) never has a negative
   available or held part. World accounts stand for the outside world: they may go negative
   (the bank's balance is minus the net deposits) and they never hold anything (no HELD bucket).
-- `apply()` is all or nothing: a batch is checked on its net effect per bucket before anything
-  changes, so a rejected batch leaves the balances exactly as they were, and the order of the
-  postings inside one batch does not matter (a batch is one atomic record).
+- `apply()` is all or nothing and judges a batch (one journal record) on its net effect per
+  bucket: two postings taking from one bucket are checked together, the order of postings
+  inside a batch does not matter, and a rejected batch leaves the balances exactly as they
+  were (it is undone by exact integer arithmetic before PostingRejected leaves apply()).
+- `hold()` and `release()` are the one-posting fast paths of pre-trade risk; they follow the
+  same rules and return the Posting they applied, for the record being built.
 - A balance whose two parts are both 0 is the same as no balance at all: it is kept in memory
   (deleting and re-creating it would cost the hot path) but never encoded, so `state_hash()`
   and `to_bytes()` of an account that went back to 0 equal those of one never created.
