@@ -22,7 +22,7 @@ from typing import Protocol
 import msgspec
 
 from matching.events import BookEvent, IndicativeUncross
-from matching.limits import BookLimits
+from matching.limits import DEFAULT_LIMITS, BookLimits
 from matching.orders import CancelReason, OrderType, Side, StpMode, TimeInForce
 from matching.views import OrderView
 
@@ -218,7 +218,7 @@ PROFILES = (
     # or lose their place in a crowded level get exercised.
     Profile(
         "deep-levels",
-        ROOMY_LIMITS,
+        DEFAULT_LIMITS,
         spread_ticks=2,
         reach_ticks=0,
         owners=("ann", "bob", "cat", "dan", "eve", "fay"),
@@ -294,8 +294,8 @@ class CommandGenerator:
         roll = rnd.randrange(100)
         if roll < 3:
             return rnd.choice((0, -1, maximum + 1, maximum))
-        if roll < 15:
-            return rnd.randint(1, maximum)
+        if roll < 12:
+            return rnd.randint(1, min(maximum, 50))
         return rnd.randint(1, 8)
 
     def _invalid_price(self) -> int:

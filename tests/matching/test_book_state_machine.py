@@ -53,7 +53,7 @@ from matching.views import OrderView, book_state_hash
 from tests.matching.random_commands import Book
 from tests.matching.reference_book import ReferenceBook
 
-ENGINE_EXAMPLES = int(os.environ.get("IPX_STATEFUL_EXAMPLES", "150"))
+ENGINE_EXAMPLES = int(os.environ.get("IPX_STATEFUL_EXAMPLES", "300"))
 REFERENCE_EXAMPLES = 40
 STEPS_PER_EXAMPLE = 40
 SEED = (

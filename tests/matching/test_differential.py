@@ -65,7 +65,10 @@ def _view_snapshot(book: Book, profile: Profile, order_ids: Sequence[int]) -> di
         "best_ask": book.best_ask(),
         "l2(10)": book.l2(10),
         "l2(1)": book.l2(1),
-        "indicative": [book.indicative(reference) for reference in (mid - 7, mid, mid + 7)],
+        # Neighbouring references make the "closest to the reference, then lower" ties happen.
+        "indicative": [
+            book.indicative(reference) for reference in (mid - 7, mid - 1, mid, mid + 1, mid + 7)
+        ],
         "orders": [book.order(order_id) for order_id in order_ids],
     }
 
