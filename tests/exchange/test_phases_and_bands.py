@@ -1,0 +1,336 @@
+"""The rulebook of trading phases and price bands: when orders match, and at what prices.
+
+The standard instrument: reference 1,000 ticks, static band 10% ([900, 1100]), dynamic band
+5% around the last price (or the reference before the first trade), volatility auctions of
+60 s, opening auctions of 30 s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from exchange.calendar import NS_PER_DAY, parse_date
+from exchange.commands import AmendOrder, CancelOrder, Halt, Resume, StartAuction, TradingMode
+from exchange.events import (
+    AuctionUncrossed,
+    IndicativeUpdated,
+    OfferingClosed,
+    OrderCanceled,
+    Phase,
+    PhaseChanged,
+    TradeExecuted,
+)
+from exchange.reasons import Reject
+from matching.orders import CancelReason
+from tests.exchange import rulebook
+from tests.exchange.rulebook import (
+    BUY,
+    CASH,
+    DAY,
+    GTD,
+    HOUR,
+    IOC,
+    ISSUER,
+    OPENING_AUCTION_NS,
+    OPERATOR,
+    SECOND,
+    SELL,
+    SYMBOL,
+    TOTAL_UNITS,
+    VOLATILITY_AUCTION_NS,
+    Market,
+    accepted,
+    buy_need,
+    events,
+    issuance,
+    listing,
+)
+
+
+@pytest.fixture
+def market() -> Iterator[Market]:
+    yield from rulebook.checked_market()
+
+
+def _phase_changes(outcome: rulebook.Outcome) -> list[tuple[Phase, str]]:
+    return [(event.phase, event.reason) for event in events(outcome, PhaseChanged)]
+
+
+# The static band.
+
+
+def test_a_limit_order_outside_the_static_band_is_rejected_at_its_edges(market: Market) -> None:
+    market.trading()
+    market.refused(market.order("alice", BUY, 1, 1_101), Reject.PRICE_BAND, "[900, 1100]")
+    market.refused(market.order(ISSUER, SELL, 1, 899), Reject.PRICE_BAND, "[900, 1100]")
+    accepted(market.buy("alice", 1, 900))
+    accepted(market.sell(ISSUER, 1, 1_100))
+
+
+def test_the_band_edges_round_towards_the_reference(market: Market) -> None:
+    market.trading(reference_price_ticks=1_003)  # 10% of 1,003 is 100.3: the band is +/- 100.
+    market.refused(market.order("alice", BUY, 1, 902), Reject.PRICE_BAND, "[903, 1103]")
+    market.refused(market.order("alice", BUY, 1, 1_104), Reject.PRICE_BAND, "[903, 1103]")
+    accepted(market.buy("alice", 1, 903))
+    accepted(market.sell(ISSUER, 1, 1_103))
+
+
+def test_the_day_roll_recentres_the_static_band_on_the_last_price(market: Market) -> None:
+    market.trading()
+    market.rest(ISSUER, SELL, 1, 1_040)
+    market.buy("alice", 1, 1_040)
+    market.refused(market.order(ISSUER, SELL, 1, 1_101), Reject.PRICE_BAND)
+    market.tick(NS_PER_DAY)
+    assert market.instrument().reference_price_ticks == 1_040
+    accepted(market.sell(ISSUER, 1, 1_144))  # 1,040 + 104.
+
+
+# The dynamic band and volatility auctions.
+
+
+def test_a_trade_inside_the_dynamic_band_happens_at_once(market: Market) -> None:
+    market.trading()
+    market.rest(ISSUER, SELL, 10, 1_050)
+    outcome = market.buy("alice", 10, 1_050)
+    assert [trade.price_ticks for trade in events(outcome, TradeExecuted)] == [1_050]
+    assert market.phase() is Phase.CONTINUOUS
+
+
+def test_a_trade_through_the_dynamic_band_starts_a_volatility_auction_instead(
+    market: Market,
+) -> None:
+    market.trading()
+    market.rest(ISSUER, SELL, 10, 1_000)
+    market.rest(ISSUER, SELL, 10, 1_060)  # Beyond 1,000 + 5%.
+    outcome = market.buy("alice", 20, 1_060)
+    assert events(outcome, TradeExecuted) == []
+    assert _phase_changes(outcome) == [(Phase.AUCTION, "volatility auction")]
+    assert market.instrument().phase_until_ns == market.ts_ns + VOLATILITY_AUCTION_NS
+    assert events(outcome, IndicativeUpdated) == [IndicativeUpdated(SYMBOL, 1_060, 20, 0)]
+    assert market.cash("alice")[1] == buy_need(1_060, 20)
+
+
+def test_a_volatility_auction_uncrosses_at_its_end_then_trading_continues(
+    market: Market,
+) -> None:
+    market.trading()
+    market.rest(ISSUER, SELL, 10, 1_000)
+    market.rest(ISSUER, SELL, 10, 1_060)
+    market.buy("alice", 20, 1_060)
+    end = market.instrument().phase_until_ns
+    assert events(market.tick_to(end - 1), TradeExecuted) == []
+    outcome = market.tick(1)
+    assert events(outcome, AuctionUncrossed) == [AuctionUncrossed(SYMBOL, 1_060, 20, 0)]
+    assert [trade.price_ticks for trade in events(outcome, TradeExecuted)] == [1_060, 1_060]
+    assert _phase_changes(outcome) == [(Phase.CONTINUOUS, "auction uncrossed")]
+    assert market.units("alice") == (20, 0)
+    assert market.instrument().reference_price_ticks == 1_060
+
+
+def test_an_ioc_that_would_trade_through_the_dynamic_band_is_rejected_but_starts_the_auction(
+    market: Market,
+) -> None:
+    market.trading()
+    market.rest(ISSUER, SELL, 10, 1_000)
+    market.rest(ISSUER, SELL, 10, 1_060)
+    outcome = market.buy("alice", 20, 1_060, tif=IOC)
+    rulebook.rejected(outcome, Reject.PRICE_BAND, "dynamic band")
+    assert outcome.record.postings == ()
+    assert market.phase() is Phase.AUCTION
+    assert market.cash("alice") == (CASH, 0)
+
+
+def test_a_market_order_that_would_trade_through_waits_for_the_volatility_auction(
+    market: Market,
+) -> None:
+    market.trading()
+    market.rest(ISSUER, SELL, 10, 1_000)
+    market.rest(ISSUER, SELL, 10, 1_060)
+    accepted(market.market_buy("alice", 20))
+    assert market.phase() is Phase.AUCTION
+    outcome = market.tick(VOLATILITY_AUCTION_NS)
+    assert events(outcome, AuctionUncrossed) == [AuctionUncrossed(SYMBOL, 1_060, 20, 0)]
+    assert market.units("alice") == (20, 0)
+
+
+def test_an_operator_can_start_a_volatility_auction(market: Market) -> None:
+    market.trading()
+    outcome = market.do(StartAuction(OPERATOR, SYMBOL, 5 * SECOND))
+    assert _phase_changes(outcome) == [(Phase.AUCTION, "volatility auction")]
+    market.rest(ISSUER, SELL, 10, 1_000)
+    market.rest("alice", BUY, 10, 1_010)  # Crossed, but an auction does not match.
+    outcome = market.tick(5 * SECOND)
+    assert events(outcome, AuctionUncrossed) == [AuctionUncrossed(SYMBOL, 1_000, 10, 0)]
+    market.refused(StartAuction(OPERATOR, SYMBOL, 0), Reject.VALIDATION_ERROR)
+
+
+# Periodic-auction mode, for thin instruments.
+
+
+def _periodic(market: Market) -> None:
+    market.trading(trading_mode=TradingMode.PERIODIC_AUCTION, auction_interval_ns=10 * SECOND)
+
+
+def test_a_periodic_instrument_never_trades_continuously(market: Market) -> None:
+    _periodic(market)
+    assert _phase_changes(market.tick(0)) == []
+    assert (market.phase(), market.instrument().phase_until_ns - market.ts_ns) == (
+        Phase.AUCTION,
+        10 * SECOND,
+    )
+    market.rest(ISSUER, SELL, 10, 1_000)
+    outcome = market.buy("alice", 5, 1_010)
+    assert events(outcome, TradeExecuted) == []
+    market.refused(market.order("bob", BUY, 5, 1_010, tif=IOC), Reject.NOT_ALLOWED_IN_AUCTION)
+
+
+def test_a_periodic_auction_publishes_what_it_would_clear_at_as_orders_arrive(
+    market: Market,
+) -> None:
+    _periodic(market)
+    assert events(market.sell(ISSUER, 10, 1_000), IndicativeUpdated) == []  # Nothing crosses.
+    first = market.buy("alice", 5, 1_010)
+    assert events(first, IndicativeUpdated) == [IndicativeUpdated(SYMBOL, 1_000, 5, -5)]
+    second = market.buy("bob", 5, 1_020)
+    assert events(second, IndicativeUpdated) == [IndicativeUpdated(SYMBOL, 1_000, 10, 0)]
+    assert events(market.buy("carol", 1, 950), IndicativeUpdated) == []  # No change.
+
+
+def test_a_periodic_auction_uncrosses_every_interval(market: Market) -> None:
+    _periodic(market)
+    market.rest(ISSUER, SELL, 10, 1_000)
+    market.rest("alice", BUY, 4, 1_000)
+    first = market.tick_to(market.instrument().phase_until_ns)
+    assert events(first, AuctionUncrossed) == [AuctionUncrossed(SYMBOL, 1_000, 4, -6)]
+    assert _phase_changes(first) == [(Phase.AUCTION, "periodic auction")]
+    market.rest("bob", BUY, 6, 1_000)
+    assert events(market.tick(10 * SECOND - 2), TradeExecuted) == []
+    second = market.tick(1)
+    assert events(second, AuctionUncrossed) == [AuctionUncrossed(SYMBOL, 1_000, 6, 0)]
+    assert (market.units("alice"), market.units("bob")) == ((4, 0), (6, 0))
+
+
+# Halts.
+
+
+def test_a_halt_rejects_new_orders_and_amends_but_allows_cancels(market: Market) -> None:
+    market.trading()
+    order_id = market.rest("alice", BUY, 10, 990)
+    outcome = market.halt()
+    assert _phase_changes(outcome) == [(Phase.HALTED, "halted by op")]
+    market.refused(market.order("bob", BUY, 1, 990), Reject.TRADING_HALTED)
+    market.refused(AmendOrder("alice", 990, 5, order_id), Reject.TRADING_HALTED)
+    canceled = market.do(CancelOrder("alice", order_id))
+    assert isinstance(canceled.reply, OrderCanceled)
+    assert market.cash("alice") == (CASH, 0)
+
+
+def test_a_halted_instrument_resumes_through_an_opening_auction(market: Market) -> None:
+    market.trading()
+    market.rest(ISSUER, SELL, 10, 1_000)
+    market.halt()
+    market.refused(Halt(OPERATOR, SYMBOL), Reject.MARKET_CLOSED, "halted")
+    outcome = market.do(Resume(OPERATOR, SYMBOL))
+    assert _phase_changes(outcome) == [(Phase.AUCTION, "opening auction")]
+    market.rest("alice", BUY, 4, 1_010)
+    assert events(market.tick(OPENING_AUCTION_NS - 2), TradeExecuted) == []
+    opening = market.tick(1)
+    assert events(opening, AuctionUncrossed) == [AuctionUncrossed(SYMBOL, 1_000, 4, -6)]
+    assert market.phase() is Phase.CONTINUOUS
+
+
+def test_only_a_stopped_instrument_can_be_resumed(market: Market) -> None:
+    market.trading()
+    market.refused(Resume(OPERATOR, SYMBOL), Reject.MARKET_CLOSED, "continuous")
+
+
+# Expiries.
+
+
+def test_a_gtd_order_expires_at_its_time_and_releases_its_reservation(market: Market) -> None:
+    market.trading()
+    expiry = market.ts_ns + 60 * SECOND
+    order_id = market.rest("alice", BUY, 10, 990, tif=GTD, expire_ts_ns=expiry)
+    market.tick_to(expiry - 1)
+    assert market.book_order(order_id) is not None
+    outcome = market.tick(1)
+    assert [(event.order_id, event.reason) for event in events(outcome, OrderCanceled)] == [
+        (order_id, CancelReason.GTD_EXPIRED)
+    ]
+    assert market.cash("alice") == (CASH, 0)
+
+
+def test_day_orders_expire_at_the_day_roll_and_gtc_orders_stay(market: Market) -> None:
+    market.trading()
+    day_id = market.rest("alice", BUY, 10, 990, tif=DAY)
+    gtc_id = market.rest("alice", BUY, 10, 980)
+    midnight = parse_date("2030-01-16")
+    market.tick_to(midnight - 1)
+    assert market.book_order(day_id) is not None
+    outcome = market.tick(1)
+    assert [(event.order_id, event.reason) for event in events(outcome, OrderCanceled)] == [
+        (day_id, CancelReason.DAY_EXPIRED)
+    ]
+    assert market.book_order(gtc_id) is not None
+    assert market.cash("alice")[1] == buy_need(980, 10)
+
+
+# Delisting: the patent's expiry date ends trading for good.
+
+
+def _expiring_market(market: Market) -> int:
+    market.accounts()
+    market.do(listing(expiry_date="2030-01-17"))
+    market.do(issuance())
+    market.open_trading()
+    market.give_units("alice", 10)
+    return parse_date("2030-01-17")
+
+
+def test_the_patents_expiry_delists_the_instrument_and_cancels_every_open_order(
+    market: Market,
+) -> None:
+    expiry = _expiring_market(market)
+    buy_id = market.rest("bob", BUY, 5, 990)
+    sell_id = market.rest("alice", SELL, 10, 1_050, tif=GTD, expire_ts_ns=expiry + HOUR)
+    issuer_id = market.rest(ISSUER, SELL, 100, 1_060)
+    market.tick_to(expiry - 1)
+    assert market.phase() is Phase.CONTINUOUS
+    outcome = market.tick(1)
+    canceled = {event.order_id: event.reason for event in events(outcome, OrderCanceled)}
+    assert canceled == {
+        buy_id: CancelReason.DELISTED,
+        sell_id: CancelReason.DELISTED,
+        issuer_id: CancelReason.DELISTED,
+    }
+    assert _phase_changes(outcome) == [(Phase.DELISTED, "patent expired on 2030-01-17")]
+    assert market.exchange.state.orders == {}
+    assert market.units("alice") == (10, 0)  # Units stay on record.
+    assert market.units(ISSUER) == (TOTAL_UNITS - 10, 0)
+    assert market.cash("bob")[1] == 0
+
+
+def test_a_delisted_instrument_takes_no_orders_and_cannot_be_resumed(market: Market) -> None:
+    expiry = _expiring_market(market)
+    market.tick_to(expiry)
+    market.refused(market.order("alice", SELL, 1, 1_000), Reject.MARKET_CLOSED, "delisted")
+    market.refused(Resume(OPERATOR, SYMBOL), Reject.MARKET_CLOSED, "delisted")
+    market.refused(Halt(OPERATOR, SYMBOL), Reject.MARKET_CLOSED, "delisted")
+
+
+def test_an_offering_cut_short_by_the_patents_expiry_returns_every_reservation(
+    market: Market,
+) -> None:
+    market.accounts()
+    market.do(listing(expiry_date="2030-01-16"))
+    market.do(issuance())
+    market.offering(100, 900, lasts_ns=2 * NS_PER_DAY)
+    market.buy("alice", 50, 950)
+    outcome = market.tick_to(parse_date("2030-01-16"))
+    assert events(outcome, OfferingClosed) == []
+    assert market.phase() is Phase.DELISTED
+    assert market.units(ISSUER) == (TOTAL_UNITS, 0)
+    assert market.cash("alice") == (CASH, 0)
+    assert market.tick(2 * NS_PER_DAY).events == []  # The offering's timer is gone.
