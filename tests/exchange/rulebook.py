@@ -301,7 +301,7 @@ class Market:
     def rest(self, account: str, side: Side, quantity: int, price: int, **options: Any) -> int:
         """Place an order that must be accepted and rest whole; return its order id."""
         order_id = accepted(self.do(self.order(account, side, quantity, price, **options)))
-        view = self.book_order(order_id)
+        view = self.book_order(order_id, options.get("symbol", SYMBOL))
         assert view is not None and view.leaves_units == quantity, f"order {order_id} traded"
         return order_id
 
