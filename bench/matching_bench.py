@@ -470,7 +470,8 @@ def library_subjects() -> tuple[list[Subject], list[str]]:
 @dataclass
 class Throughput:
     runs_per_second: list[float] = field(default_factory=list)
-    rss_growth_bytes: int | None = None
+    rss_growth_bytes: int | None = None  # Peak over the measured commands.
+    rss_growth_with_warmup_bytes: int | None = None  # Peak from before the book was built.
 
     @property
     def median(self) -> float:
@@ -492,16 +493,29 @@ def measure_throughput(
     measure_rss: bool = False,
     budget_s: float | None = None,
 ) -> Throughput:
+    """Time `runs` replays of `measured`, each on a fresh book after `warmup`.
+
+    With `measure_rss`, the first run also records the peak RSS growth, twice: from just
+    before the measured commands, and from before the fresh book was built (warm-up included).
+    """
     result = Throughput()
     for index in range(runs):
+        rss_at_start = _status_bytes("VmRSS") if measure_rss and index == 0 else 0
+        peak_reset = _reset_peak_rss() if rss_at_start else False
         state = _fresh_book(subject, warmup)
-        rss_before = _status_bytes("VmRSS") if measure_rss and index == 0 else 0
-        peak_reset = _reset_peak_rss() if rss_before else False
+        if peak_reset:
+            result.rss_growth_with_warmup_bytes = _status_bytes("VmHWM") - rss_at_start
+            rss_before = _status_bytes("VmRSS")
+            _reset_peak_rss()
         start = time.perf_counter_ns()
         subject.run(state, measured)
         elapsed_ns = time.perf_counter_ns() - start
         if peak_reset:
             result.rss_growth_bytes = _status_bytes("VmHWM") - rss_before
+            result.rss_growth_with_warmup_bytes = max(
+                result.rss_growth_with_warmup_bytes or 0,
+                _status_bytes("VmHWM") - rss_at_start,
+            )
         result.runs_per_second.append(len(measured) * 1e9 / elapsed_ns)
         progress(f"  {subject.name}: run {index + 1}/{runs}: {result.runs_per_second[-1]:,.0f}/s")
         del state
@@ -642,11 +656,14 @@ def engine_lines(results: Results) -> list[str]:
                 f"    {name:<6} n={len(values):>9,}: p50 {_us(percentile(values, 0.5))}, "
                 f"p99 {_us(percentile(values, 0.99))}, p99.9 {_us(percentile(values, 0.999))}"
             )
-    growth = throughput.rss_growth_bytes
-    lines.append(
-        "  peak RSS growth over the first measured run: "
-        + (f"{growth / 2**20:.1f} MB" if growth is not None else "not measured (no /proc)")
-    )
+    growth, with_warmup = throughput.rss_growth_bytes, throughput.rss_growth_with_warmup_bytes
+    if growth is None or with_warmup is None:
+        lines.append("  peak RSS growth: not measured (no /proc/self/clear_refs)")
+    else:
+        lines.append(
+            f"  peak RSS growth over the measured commands: {growth / 2**20:.2f} MB "
+            f"(from an empty book, warm-up included: {with_warmup / 2**20:.2f} MB)"
+        )
     lines.append(f"  {_counts_line(counts, model_counts(results.stream))}")
     lines.append(
         f"  rejections {counts.rejections}, self-trade cancels {counts.self_trade_cancels} "
