@@ -351,7 +351,7 @@ def open_offering(state: ExchangeState, ctx: Context, command: OpenOffering) -> 
         "an offering opens on a pre-open instrument with no orders",
     )
     _require(
-        0 < command.units and command.units % terms.lot_size_units == 0,
+        command.units > 0 and command.units % terms.lot_size_units == 0,
         Reject.INVALID_QUANTITY,
         "offered units must be a positive multiple of the lot",
     )

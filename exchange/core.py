@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from exchange import admin, trading
+from exchange import admin, snapshot, trading
 from exchange.commands import (
     OPERATOR_COMMANDS,
     AmendOrder,
@@ -160,6 +160,21 @@ class Exchange:
             if now != instrument.indicative:
                 instrument.indicative = now
                 ctx.events.append(IndicativeUpdated(symbol, *now))
+
+    def state_hash(self) -> bytes:
+        """Return a digest of the whole state: equal for equal histories, in any process."""
+        return snapshot.state_hash(self.state, self.balances)
+
+    def snapshot(self) -> bytes:
+        """Return the whole state as bytes, to be restored by `from_snapshot`."""
+        return snapshot.encode_state(self.state, self.balances)
+
+    @classmethod
+    def from_snapshot(cls, data: bytes) -> Exchange:
+        """Rebuild an exchange from `snapshot()` bytes."""
+        exchange = cls()
+        exchange.state, exchange.balances = snapshot.decode_state(data)
+        return exchange
 
     def replay(self, records: Iterable[Record]) -> int:
         """Re-apply journal records, checking each reproduces its postings; return the count.

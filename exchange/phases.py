@@ -18,8 +18,7 @@ The moves (operator commands in capitals, timers in lower case):
 from __future__ import annotations
 
 from exchange.context import Context
-from exchange.events import PhaseChanged
-from exchange.events import Phase as Phase
+from exchange.events import Phase, PhaseChanged
 from exchange.state import Instrument
 
 
