@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("directory")
     parser.add_argument("seed", type=int)
     parser.add_argument("--segment-bytes", type=int, default=64 << 10)
-    parser.add_argument("--batch-max", type=int, default=64)
+    parser.add_argument("--batch-max", type=int, default=256)
     parser.add_argument("--batches-max", type=int, default=1_000_000)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     # Bounded so a writer the parent forgot to kill still ends.
     for _ in range(args.batches_max):
         first = journal.last_seq + 1
-        size = rng.randint(1, args.batch_max)
+        # Log-uniform sizes: mostly small batches, now and then a large write to be cut.
+        size = min(args.batch_max, int(args.batch_max ** rng.random()))
         journal.append_bodies([body_for(seq) for seq in range(first, first + size)])
         out.write(f"ack {journal.last_seq}\n")
         out.flush()
