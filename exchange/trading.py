@@ -26,7 +26,8 @@ Precedence of PlaceOrder rejections (the first failing check wins):
  8. PRICE_BAND: a limit price <= 0, outside the static band, or below an offering's minimum
  9. INSUFFICIENT_BALANCE (buy) / INSUFFICIENT_SHARES (sell)
 10. PRICE_BAND with a volatility auction: an IOC/FOK limit order that would trade through the
-    dynamic band (other orders join the auction that their arrival started)
+    dynamic band (other orders join the auction that their arrival started; a post-only order
+    never trades on arrival, so it starts no auction and the book's check 11 refuses it)
 11. the book's own checks: NOT_ALLOWED_IN_AUCTION, LIMIT_EXCEEDED, POST_ONLY_WOULD_TRADE,
     FOK_NOT_FILLABLE (see matching/book.py)
 """
@@ -219,8 +220,11 @@ def _check_new_order(
         price_ticks = command.price_ticks
         _check_price(instrument, price_ticks)
     _check_funds(ctx, instrument, command.actor, command.side, price_ticks, command.quantity_units)
-    if instrument.phase is Phase.CONTINUOUS and _would_trade_through(
-        instrument, command.side, price_ticks, command.quantity_units
+    # A post-only order never takes, so it cannot trade through the band: the book refuses it.
+    if (
+        instrument.phase is Phase.CONTINUOUS
+        and not command.post_only
+        and _would_trade_through(instrument, command.side, price_ticks, command.quantity_units)
     ):
         start_auction(ctx, instrument, "volatility", instrument.terms.volatility_auction_ns)
         if command.order_type is not _MARKET and command.time_in_force in (
@@ -684,8 +688,10 @@ def _check_amend(ctx: Context, order: LiveOrder, command: AmendOrder) -> int:
                 Reject.INSUFFICIENT_BALANCE if order.side is _BUY else Reject.INSUFFICIENT_SHARES
             )
             raise Rejection(reason, f"the amend needs {delta} more and {available} is available")
-    if instrument.phase is Phase.CONTINUOUS and _would_trade_through(
-        instrument, order.side, command.price_ticks, new_leaves
+    if (
+        instrument.phase is Phase.CONTINUOUS
+        and not view.post_only
+        and _would_trade_through(instrument, order.side, command.price_ticks, new_leaves)
     ):
         start_auction(ctx, instrument, "volatility", instrument.terms.volatility_auction_ns)
     return delta
