@@ -560,6 +560,12 @@ def find_own_order(
     return order
 
 
+def _is_offering_order(order: LiveOrder) -> bool:
+    # By order id: a client may name any order "offering", which makes it no offering order.
+    instrument = order.instrument
+    return order.order_id == instrument.offering_order_id and instrument.phase is Phase.OFFERING
+
+
 def cancel_order(state: ExchangeState, ctx: Context, command: CancelOrder) -> Event:
     """Cancel one of the actor's open orders."""
     order = find_own_order(state, command.actor, command.order_id, command.cl_ord_id)
@@ -567,7 +573,7 @@ def cancel_order(state: ExchangeState, ctx: Context, command: CancelOrder) -> Ev
         return _command_rejected(
             ctx, command.actor, "cancel_order", Reject.UNKNOWN_ORDER, "no such open order"
         )
-    if order.cl_ord_id == OFFERING_CL_ORD_ID and order.instrument.phase is Phase.OFFERING:
+    if _is_offering_order(order):
         return _command_rejected(
             ctx,
             command.actor,
@@ -590,7 +596,7 @@ def cancel_orders_of(
         instrument = order.instrument
         if symbol and instrument.terms.symbol != symbol:
             continue
-        if order.cl_ord_id == OFFERING_CL_ORD_ID and instrument.phase is Phase.OFFERING:
+        if _is_offering_order(order):
             continue
         apply_book_events(state, ctx, instrument, instrument.book.cancel(order_id, reason))
         canceled += 1
@@ -662,7 +668,7 @@ def _check_amend(ctx: Context, order: LiveOrder, command: AmendOrder) -> int:
     """Check an amend; return the change in reservation it needs (negative: it frees)."""
     instrument = order.instrument
     _check_phase_allows_entry(instrument)
-    if order.order_type is _MARKET or order.cl_ord_id == OFFERING_CL_ORD_ID:
+    if order.order_type is _MARKET or _is_offering_order(order):
         raise Rejection(Reject.VALIDATION_ERROR, "this order cannot be amended")
     _check_quantity(instrument, command.quantity_units)
     _check_price(instrument, command.price_ticks)
