@@ -345,10 +345,12 @@ def issue_shares(state: ExchangeState, ctx: Context, command: IssueShares) -> Ev
 def open_offering(state: ExchangeState, ctx: Context, command: OpenOffering) -> Event:
     instrument = _existing_instrument(state, command.symbol)
     terms = instrument.terms
+    # Bids resting since pre-open join the offering (an investor cannot block it); a resting
+    # ask would sell below the offering's minimum, so the issuer must cancel it first.
     _require(
-        instrument.phase is Phase.PRE_OPEN and len(instrument.book) == 0,
+        instrument.phase is Phase.PRE_OPEN and instrument.book.best_ask() is None,
         Reject.MARKET_CLOSED,
-        "an offering opens on a pre-open instrument with no orders",
+        "an offering opens on a pre-open instrument with no sell orders",
     )
     _require(
         command.units > 0 and command.units % terms.lot_size_units == 0,
