@@ -12,8 +12,10 @@ from exchange.commands import CancelOrder, IssueShares, OpenOffering, TradingMod
 from exchange.events import (
     AssetListed,
     AuctionUncrossed,
+    IndicativeUpdated,
     OfferingClosed,
     OfferingOpened,
+    OrderAmended,
     OrderCanceled,
     OrderFilled,
     Phase,
@@ -219,6 +221,52 @@ def test_the_issuer_cannot_cancel_the_offering_while_it_runs(market: Market) -> 
     market.offering(100, 900)
     offering_id = market.instrument().offering_order_id
     market.refused(CancelOrder(ISSUER, offering_id), Reject.TOO_LATE_TO_CANCEL, "offering")
+
+
+def test_an_investors_order_named_like_the_offering_is_an_ordinary_order(market: Market) -> None:
+    market.pre_open()
+    market.offering(100, 900)
+    order_id = accepted(market.buy("alice", 10, 950, cl="offering"))
+    assert isinstance(market.cancel("alice", order_id).reply, OrderCanceled)
+    market.tick(HOUR)
+    market.tick(OPENING_AUCTION_NS)
+    order_id = market.rest("bob", BUY, 10, 900, cl="offering")
+    assert isinstance(market.amend("bob", order_id, 5, 900).reply, OrderAmended)
+
+
+def test_an_investors_bid_resting_before_the_offering_joins_it_rather_than_blocks_it(
+    market: Market,
+) -> None:
+    market.pre_open()
+    early = market.rest("alice", BUY, 10, 950)
+    market.offering(100, 900)
+    market.buy("bob", 90, 950)
+    outcome = market.tick(HOUR)
+    assert events(outcome, OfferingClosed) == [OfferingClosed(SYMBOL, True, 950, 100, "cleared")]
+    assert market.units("alice") == (10, 0)
+    assert early not in market.exchange.state.orders
+
+
+def test_an_offering_cannot_open_over_the_issuers_own_resting_ask(market: Market) -> None:
+    market.pre_open()
+    market.rest(ISSUER, SELL, 10, 950)
+    command = OpenOffering(OPERATOR, SYMBOL, 100, 900, market.ts_ns + HOUR, False)
+    market.refused(command, Reject.MARKET_CLOSED, "no sell orders")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="exchange/core.py publishes an offering's indicative at the instrument's reference "
+    "price, while timers.close_offering clears at the highest tied price (best bid reference)",
+)
+def test_an_offerings_indicative_price_is_the_price_it_clears_at(market: Market) -> None:
+    market.pre_open(reference_price_ticks=900)
+    market.offering(100, 900)
+    # 130 bid at 950 for 100 offered at 900: 900 and 950 both sell 100 with 30 left over.
+    indicative = events(market.buy("alice", 130, 950), IndicativeUpdated)
+    closed = events(market.tick(HOUR), OfferingClosed)
+    assert closed == [OfferingClosed(SYMBOL, True, 950, 100, "cleared")]
+    assert indicative == [IndicativeUpdated(SYMBOL, 950, 100, 30)]
 
 
 def test_an_offering_clears_at_the_highest_price_that_sells_the_most(market: Market) -> None:

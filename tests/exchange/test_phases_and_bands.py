@@ -334,3 +334,52 @@ def test_an_offering_cut_short_by_the_patents_expiry_returns_every_reservation(
     assert market.units(ISSUER) == (TOTAL_UNITS, 0)
     assert market.cash("alice") == (CASH, 0)
     assert market.tick(2 * NS_PER_DAY).events == []  # The offering's timer is gone.
+
+
+def test_a_post_only_order_beyond_the_dynamic_band_is_rejected_and_starts_no_auction(
+    market: Market,
+) -> None:
+    # A post-only order never trades on arrival, so it cannot trade through the band either.
+    market.trading()
+    market.rest(ISSUER, SELL, 10, 1_000)
+    market.rest(ISSUER, SELL, 10, 1_060)
+    command = market.order("alice", BUY, 20, 1_060, post_only=True)
+    market.refused(command, Reject.POST_ONLY_WOULD_TRADE)
+    assert market.phase() is Phase.CONTINUOUS
+
+
+def test_amending_a_post_only_order_beyond_the_dynamic_band_is_rejected_and_starts_no_auction(
+    market: Market,
+) -> None:
+    market.trading()
+    market.rest(ISSUER, SELL, 10, 1_000)
+    market.rest(ISSUER, SELL, 10, 1_060)
+    order_id = market.rest("alice", BUY, 20, 990, post_only=True)
+    market.refused(AmendOrder("alice", 1_060, 20, order_id), Reject.POST_ONLY_WOULD_TRADE)
+    assert market.phase() is Phase.CONTINUOUS
+
+
+def test_amending_an_order_through_the_dynamic_band_starts_a_volatility_auction(
+    market: Market,
+) -> None:
+    market.trading()
+    market.rest(ISSUER, SELL, 10, 1_000)
+    market.rest(ISSUER, SELL, 10, 1_060)
+    order_id = market.rest("alice", BUY, 20, 990)
+    outcome = market.amend("alice", order_id, 20, 1_060)
+    assert events(outcome, TradeExecuted) == []
+    assert _phase_changes(outcome) == [(Phase.AUCTION, "volatility auction")]
+    uncross = market.tick(VOLATILITY_AUCTION_NS)
+    assert events(uncross, AuctionUncrossed) == [AuctionUncrossed(SYMBOL, 1_060, 20, 0)]
+
+
+def test_a_sell_through_the_dynamic_band_starts_a_volatility_auction(market: Market) -> None:
+    market.trading()
+    market.give_units("carol", 20)
+    market.rest("alice", BUY, 10, 1_000)
+    market.rest("bob", BUY, 10, 940)  # Below 1,000 - 5%.
+    outcome = market.sell("carol", 20, 940)
+    assert events(outcome, TradeExecuted) == []
+    assert market.phase() is Phase.AUCTION
+    uncross = market.tick(VOLATILITY_AUCTION_NS)
+    assert events(uncross, AuctionUncrossed) == [AuctionUncrossed(SYMBOL, 940, 20, 0)]
