@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import msgspec
 import pytest
@@ -89,7 +90,7 @@ def test_a_valid_patent_lists_and_moves_nothing(market: Market) -> None:
     ids=lambda value: str(value) if not isinstance(value, dict) else "-".join(value),
 )
 def test_a_bad_listing_is_rejected_and_changes_nothing(
-    market: Market, changes: dict[str, object], reason: Reject, words: str
+    market: Market, changes: dict[str, Any], reason: Reject, words: str
 ) -> None:
     market.accounts()
     market.refused(listing(**changes), reason, words)
@@ -159,7 +160,7 @@ def test_shares_of_an_unlisted_patent_cannot_be_issued(market: Market) -> None:
     ids=lambda value: "-".join(value) if isinstance(value, dict) else value.value,
 )
 def test_bad_share_terms_are_rejected_and_issue_nothing(
-    market: Market, changes: dict[str, object], reason: Reject
+    market: Market, changes: dict[str, Any], reason: Reject
 ) -> None:
     market.accounts()
     market.do(listing())
@@ -399,7 +400,7 @@ def test_a_successful_offering_opens_with_an_auction_then_continuous_trading(
     ids=lambda value: "-".join(value) if isinstance(value, dict) else value.value,
 )
 def test_a_bad_offering_is_rejected_and_changes_nothing(
-    market: Market, changes: dict[str, object], reason: Reject
+    market: Market, changes: dict[str, Any], reason: Reject
 ) -> None:
     market.pre_open()
     command = OpenOffering(OPERATOR, SYMBOL, 100, 900, market.ts_ns + HOUR, False)

@@ -16,7 +16,7 @@ from exchange.commands import (
     Role,
     Withdraw,
 )
-from exchange.core import ADMIN_ACTOR
+from exchange.core import ADMIN_ACTOR, Outcome
 from exchange.events import (
     AccountOpened,
     AllOrdersCanceled,
@@ -61,7 +61,7 @@ def _two_instruments(market: Market) -> None:
     market.open_trading(OTHER)
 
 
-def _canceled(outcome: rulebook.Outcome) -> dict[int, CancelReason]:
+def _canceled(outcome: Outcome) -> dict[int, CancelReason]:
     return {event.order_id: event.reason for event in events(outcome, OrderCanceled)}
 
 

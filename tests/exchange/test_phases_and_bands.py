@@ -13,6 +13,7 @@ import pytest
 
 from exchange.calendar import NS_PER_DAY, parse_date
 from exchange.commands import AmendOrder, CancelOrder, Halt, Resume, StartAuction, TradingMode
+from exchange.core import Outcome
 from exchange.events import (
     AuctionUncrossed,
     IndicativeUpdated,
@@ -54,7 +55,7 @@ def market() -> Iterator[Market]:
     yield from rulebook.checked_market()
 
 
-def _phase_changes(outcome: rulebook.Outcome) -> list[tuple[Phase, str]]:
+def _phase_changes(outcome: Outcome) -> list[tuple[Phase, str]]:
     return [(event.phase, event.reason) for event in events(outcome, PhaseChanged)]
 
 
