@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import pytest
 
-from matching import DEFAULT_LIMITS, BookLimits, OrderBook, OrderRejected, RejectReason, Side
+from matching import (
+    DEFAULT_LIMITS,
+    BookEvent,
+    BookLimits,
+    OrderBook,
+    OrderRejected,
+    RejectReason,
+    Side,
+)
 from matching.limits import (
     ORDERS_PER_BOOK_MAX,
     PRICE_LEVELS_PER_SIDE_MAX,
@@ -124,7 +132,7 @@ def test_the_default_limits_are_the_named_constants() -> None:
     )
 
 
-def _reason(events: list[object]) -> RejectReason | None:
+def _reason(events: list[BookEvent]) -> RejectReason | None:
     first = events[0]
     return first.reason if isinstance(first, OrderRejected) else None
 
