@@ -353,7 +353,7 @@ class OrderBook:
                     order_id, order.owner, order.side, price_ticks, quantity_units, leaves, True
                 )
             ]
-        # Re-queue: a fresh object, because the old one stays behind as a tombstone.
+        # Re-queue as a fresh object: the old one may stay behind in its queue as a tombstone.
         self._unlink(order)
         moved = _Order(
             order_id, order.owner, order.side, price_ticks, quantity_units, leaves,
