@@ -48,10 +48,9 @@ FRAME_HEADER_BYTES = FRAME_HEADER.size
 # A record is a few hundred bytes; a length above this is a damaged header, not a big record.
 FRAME_PAYLOAD_BYTES_MAX = 1 << 24
 
-# The msgpack bytes that bracket a record: a 7-element fixarray in front (a body is a
-# 5-element one) and two bin8 fields of HASH_BYTES (prev_hash, hash) at the end.
+# The msgpack bytes that bracket a record: a 7-element fixarray in front (a body is the same
+# with a 5-element one) and two bin8 fields of HASH_BYTES (prev_hash, hash) at the end.
 _RECORD_ARRAY = b"\x97"
-_BODY_ARRAY = b"\x95"
 _HASH_FIELD = b"\xc4" + bytes([HASH_BYTES])
 
 # Same configuration as the canonical encoder in ledger/records.py, built once here so the hot
@@ -72,7 +71,14 @@ def frame_crc(payload: bytes | bytearray | memoryview) -> int:
 
 
 def frame_payload(payload: bytes) -> bytes:
-    """Wrap an already encoded payload in a frame header."""
+    """Wrap an already encoded payload in a frame header.
+
+    Raises:
+        ValueError: the payload is empty or longer than FRAME_PAYLOAD_BYTES_MAX, so no reader
+            would accept the frame.
+    """
+    if not 0 < len(payload) <= FRAME_PAYLOAD_BYTES_MAX:
+        raise ValueError(f"a frame payload of {len(payload)} bytes cannot be stored")
     return _pack_header(len(payload), _crc(payload)) + payload
 
 
@@ -93,7 +99,8 @@ def seal_frames(prev_hash: bytes, bodies: Sequence[RecordBody]) -> tuple[list[Re
     encoding is its body's encoding with the array header widened and the two hashes appended.
 
     Raises:
-        ValueError: prev_hash is not HASH_BYTES long (every hash in a chain is).
+        ValueError: prev_hash is not HASH_BYTES long (every hash in a chain is), or a record
+            is longer than FRAME_PAYLOAD_BYTES_MAX.
     """
     if len(prev_hash) != HASH_BYTES:
         raise ValueError(f"prev_hash has {len(prev_hash)} bytes, expected {HASH_BYTES}")
@@ -119,6 +126,8 @@ def seal_frames(prev_hash: bytes, bodies: Sequence[RecordBody]) -> tuple[list[Re
         payload = b"".join(
             (_RECORD_ARRAY, canonical[1:], _HASH_FIELD, prev_hash, _HASH_FIELD, record_digest)
         )
+        if len(payload) > FRAME_PAYLOAD_BYTES_MAX:
+            raise ValueError(f"record {body.seq} is {len(payload)} bytes, more than a frame holds")
         parts.append(_pack_header(len(payload), _crc(payload)))
         parts.append(payload)
         prev_hash = record_digest

@@ -341,3 +341,13 @@ def test_a_crc_valid_frame_with_wrong_content_is_never_torn() -> None:
         _, damage = read(journal)
         assert damage is not None and not damage.torn, expected_reason
         assert expected_reason in damage.reason
+
+
+def test_a_record_too_large_for_a_frame_is_refused_when_written() -> None:
+    huge = RecordBody(1, 0, "deposit", bytes(FRAME_PAYLOAD_BYTES_MAX), ())
+    with pytest.raises(ValueError, match="more than a frame holds"):
+        seal_frames(GENESIS_HASH, [huge])
+    with pytest.raises(ValueError, match="cannot be stored"):
+        encode_frame(seal(GENESIS_HASH, huge))
+    with pytest.raises(ValueError, match="cannot be stored"):
+        frame_payload(b"")
