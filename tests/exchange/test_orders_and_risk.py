@@ -167,6 +167,29 @@ def test_a_market_sell_holds_its_units_and_trades_no_lower_than_the_band_edge(
     assert market.units("alice") == (6, 0)
 
 
+def test_an_ioc_remainder_is_canceled_at_once_and_its_reservation_released(
+    market: Market,
+) -> None:
+    market.trading()
+    market.rest(ISSUER, SELL, 4, 1_000)
+    outcome = market.buy("alice", 10, 1_000, tif=IOC)
+    assert [(event.canceled_units, event.reason) for event in events(outcome, OrderCanceled)] == [
+        (6, CancelReason.IOC_REMAINDER)
+    ]
+    assert market.cash("alice") == (CASH - 40_000 - 100, 0)
+    assert market.open_orders("alice") == []
+
+
+def test_a_fok_order_fills_whole_or_not_at_all(market: Market) -> None:
+    market.trading()
+    market.rest(ISSUER, SELL, 4, 1_000)
+    market.rest(ISSUER, SELL, 6, 1_010)
+    market.refused(market.order("alice", BUY, 11, 1_010, tif=FOK), Reject.FOK_NOT_FILLABLE)
+    outcome = market.buy("alice", 10, 1_010, tif=FOK)
+    assert [trade.quantity_units for trade in events(outcome, TradeExecuted)] == [4, 6]
+    assert market.units("alice") == (10, 0)
+
+
 def test_cancel_releases_exactly_what_the_order_held(market: Market) -> None:
     market.trading()
     order_id = market.rest("alice", BUY, 10, 990)
