@@ -69,6 +69,7 @@ Storage, and why:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from heapq import heapify, heappop, heappush
 
 import msgspec
@@ -155,6 +156,7 @@ class _Order(msgspec.Struct, gc=False):
             self.stp_mode,
             self.post_only,
             self.expire_ts_ns,
+            self.order_type,
         )
 
 
@@ -209,6 +211,29 @@ class OrderBook:
         self._gtd_heap: list[tuple[int, int]] = []
 
     # ------------------------------------------------------------------ commands
+
+    @classmethod
+    def restore(
+        cls,
+        in_auction: bool,
+        next_trade_id: int,
+        bids: Sequence[OrderView],
+        asks: Sequence[OrderView],
+        *,
+        limits: BookLimits = DEFAULT_LIMITS,
+    ) -> OrderBook:
+        """Rebuild a book from its l3() views (each side in priority order), for snapshots."""
+        book = cls(limits=limits, in_auction=in_auction)
+        book._next_trade_id = next_trade_id
+        for view in (*bids, *asks):
+            canceled = view.quantity_units - view.filled_units - view.leaves_units
+            order = _Order(
+                view.order_id, view.owner, view.side, view.price_ticks, view.quantity_units,
+                view.leaves_units, canceled, view.order_type, view.time_in_force, view.post_only,
+                view.stp_mode, view.expire_ts_ns,
+            )  # fmt: skip
+            book._rest(order)
+        return book
 
     def place(
         self,

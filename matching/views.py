@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from matching.orders import Side, StpMode, TimeInForce
+from matching.orders import OrderType, Side, StpMode, TimeInForce
 
 
 class OrderView(msgspec.Struct, frozen=True, gc=False):
@@ -28,6 +28,8 @@ class OrderView(msgspec.Struct, frozen=True, gc=False):
     stp_mode: StpMode
     post_only: bool
     expire_ts_ns: int  # 0 unless GTD.
+    # A market order rests only in auction mode (at its protection price) until the uncross.
+    order_type: OrderType = OrderType.LIMIT
 
 
 _hash_encoder = msgspec.msgpack.Encoder()
