@@ -363,6 +363,8 @@ class JournalTree:
         Pass the record itself to embed it, so the holder can see what the receipt proves.
         """
         size = self.last_seq if tree_size is None else tree_size
+        if not 0 <= size <= self.last_seq:
+            raise ValueError(f"tree size {size} is outside 0..{self.last_seq}")
         if not 1 <= seq <= size:
             raise ValueError(f"seq {seq} is not among records 1..{size}")
         record_hash_at = self._record_hashes[seq - 1]

@@ -544,6 +544,7 @@ def test_cli_exits_2_on_input_it_cannot_use(tmp_path: Path) -> None:
     for arguments, message in (
         (("prove", journal, 6), "seq 6 is not among records 1..5"),
         (("prove", journal, 0), "seq 0 is not among records 1..5"),
+        (("prove", journal, 6, "--tree-size", 7), "tree size 7 is outside 0..5"),
         (("checkpoint", journal, "--tree-size", 6), "tree size 6 is outside 0..5"),
         (("prove-consistency", journal, 0, 9), "outside 0..5"),
         (("prove", tmp_path / "missing", 1), "no journal at"),
