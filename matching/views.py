@@ -47,6 +47,7 @@ def _order_row(order: OrderView) -> tuple[object, ...]:
         order.stp_mode.value,
         order.post_only,
         order.expire_ts_ns,
+        order.order_type.value,
     )
 
 

@@ -66,6 +66,7 @@ class _Order:
             stp_mode=self.stp_mode,
             post_only=self.post_only,
             expire_ts_ns=self.expire_ts_ns,
+            order_type=self.order_type,
         )
 
 
