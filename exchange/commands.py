@@ -36,24 +36,24 @@ class _Command(
     actor: str
 
 
-class OpenAccount(_Command, tag="open_account"):
+class OpenAccount(_Command, frozen=True, tag="open_account"):
     account_id: str
     role: Role
 
 
-class Deposit(_Command, tag="deposit"):
+class Deposit(_Command, frozen=True, tag="deposit"):
     account_id: str
     currency: str
     amount_minor: int
 
 
-class Withdraw(_Command, tag="withdraw"):
+class Withdraw(_Command, frozen=True, tag="withdraw"):
     account_id: str
     currency: str
     amount_minor: int
 
 
-class ListAsset(_Command, tag="list_asset"):
+class ListAsset(_Command, frozen=True, tag="list_asset"):
     """Register a patent (or patent family) and its royalty terms."""
 
     patent_id: str  # E.g. "US10123456B2".
@@ -69,7 +69,7 @@ class ListAsset(_Command, tag="list_asset"):
     trailing_royalties_minor: int  # Royalties received in the twelve months before listing.
 
 
-class IssueShares(_Command, tag="issue_shares"):
+class IssueShares(_Command, frozen=True, tag="issue_shares"):
     """Fractionalize an asset into a tradable share class; the issuer gets every unit."""
 
     patent_id: str
@@ -90,7 +90,7 @@ class IssueShares(_Command, tag="issue_shares"):
     auction_interval_ns: int  # Periodic-auction mode only; 0 otherwise.
 
 
-class OpenOffering(_Command, tag="open_offering"):
+class OpenOffering(_Command, frozen=True, tag="open_offering"):
     """Offer part of the issuer's units in a uniform-price auction ending at end_ts_ns."""
 
     symbol: str
@@ -100,7 +100,7 @@ class OpenOffering(_Command, tag="open_offering"):
     all_or_none: bool
 
 
-class PlaceOrder(_Command, tag="place_order"):
+class PlaceOrder(_Command, frozen=True, tag="place_order"):
     symbol: str
     cl_ord_id: str
     side: Side
@@ -113,63 +113,63 @@ class PlaceOrder(_Command, tag="place_order"):
     expire_ts_ns: int = 0  # GTD only.
 
 
-class CancelOrder(_Command, tag="cancel_order"):
+class CancelOrder(_Command, frozen=True, tag="cancel_order"):
     """Cancel one of the actor's orders, named by order_id or by cl_ord_id."""
 
     order_id: int = 0
     cl_ord_id: str = ""
 
 
-class AmendOrder(_Command, tag="amend_order"):
+class AmendOrder(_Command, frozen=True, tag="amend_order"):
     price_ticks: int
     quantity_units: int  # The new total quantity, filled units included.
     order_id: int = 0
     cl_ord_id: str = ""
 
 
-class CancelAll(_Command, tag="cancel_all"):
+class CancelAll(_Command, frozen=True, tag="cancel_all"):
     """Cancel every open order of an account (optionally in one symbol)."""
 
     account_id: str
     symbol: str = ""
 
 
-class KillSwitch(_Command, tag="kill_switch"):
+class KillSwitch(_Command, frozen=True, tag="kill_switch"):
     """Block (or unblock) an account's order entry; engaging it cancels its orders."""
 
     account_id: str
     engaged: bool
 
 
-class DistributeRoyalty(_Command, tag="distribute_royalty"):
+class DistributeRoyalty(_Command, frozen=True, tag="distribute_royalty"):
     symbol: str
     amount_minor: int
     payer_account: str
     period_id: str  # E.g. "2026-Q3"; one distribution per (symbol, period_id).
 
 
-class Halt(_Command, tag="halt"):
+class Halt(_Command, frozen=True, tag="halt"):
     symbol: str
 
 
-class Resume(_Command, tag="resume"):
+class Resume(_Command, frozen=True, tag="resume"):
     """Reopen a pre-open, halted or closed instrument through an opening auction."""
 
     symbol: str
 
 
-class StartAuction(_Command, tag="start_auction"):
+class StartAuction(_Command, frozen=True, tag="start_auction"):
     """Interrupt continuous trading with a volatility auction of duration_ns."""
 
     symbol: str
     duration_ns: int
 
 
-class CloseMarket(_Command, tag="close_market"):
+class CloseMarket(_Command, frozen=True, tag="close_market"):
     symbol: str
 
 
-class Tick(_Command, tag="tick"):
+class Tick(_Command, frozen=True, tag="tick"):
     """Let time pass: timers due at the record's ts_ns fire (expiries, auction ends)."""
 
 

@@ -50,7 +50,7 @@ from exchange.context import Context
 from exchange.events import CommandRejected, Event, IndicativeUpdated, Phase
 from exchange.reasons import Reject
 from exchange.state import ExchangeState
-from exchange.timers import advance_clock
+from exchange.timers import advance_clock, auction_reference_price
 from exchange.trading import Rejection
 from ledger.balances import Balances
 from ledger.records import Record, RecordBody
@@ -151,7 +151,7 @@ class Exchange:
             instrument = instruments[symbol]
             if instrument.phase not in _CALL_PHASES:
                 continue
-            indicative = instrument.book.indicative(instrument.reference_price_ticks)
+            indicative = instrument.book.indicative(auction_reference_price(instrument))
             now = (
                 (0, 0, 0)
                 if indicative is None

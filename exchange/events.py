@@ -38,7 +38,7 @@ class _Event(msgspec.Struct, frozen=True, gc=False, tag_field="type"):
     pass
 
 
-class CommandRejected(_Event, tag="command_rejected"):
+class CommandRejected(_Event, frozen=True, tag="command_rejected"):
     """A non-order command was refused; nothing changed."""
 
     actor: str
@@ -47,7 +47,7 @@ class CommandRejected(_Event, tag="command_rejected"):
     message: str
 
 
-class OrderRejected(_Event, tag="order_rejected"):
+class OrderRejected(_Event, frozen=True, tag="order_rejected"):
     account: str
     symbol: str
     cl_ord_id: str
@@ -56,7 +56,7 @@ class OrderRejected(_Event, tag="order_rejected"):
     message: str
 
 
-class OrderAccepted(_Event, tag="order_accepted"):
+class OrderAccepted(_Event, frozen=True, tag="order_accepted"):
     account: str
     symbol: str
     cl_ord_id: str
@@ -68,7 +68,7 @@ class OrderAccepted(_Event, tag="order_accepted"):
     quantity_units: int
 
 
-class OrderFilled(_Event, tag="order_filled"):
+class OrderFilled(_Event, frozen=True, tag="order_filled"):
     """One side of one trade: the execution report for that order's owner."""
 
     account: str
@@ -85,7 +85,7 @@ class OrderFilled(_Event, tag="order_filled"):
     fee_minor: int
 
 
-class OrderCanceled(_Event, tag="order_canceled"):
+class OrderCanceled(_Event, frozen=True, tag="order_canceled"):
     account: str
     symbol: str
     cl_ord_id: str
@@ -96,7 +96,7 @@ class OrderCanceled(_Event, tag="order_canceled"):
     reason: CancelReason
 
 
-class OrderAmended(_Event, tag="order_amended"):
+class OrderAmended(_Event, frozen=True, tag="order_amended"):
     account: str
     symbol: str
     cl_ord_id: str
@@ -107,7 +107,7 @@ class OrderAmended(_Event, tag="order_amended"):
     priority_kept: bool
 
 
-class TradeExecuted(_Event, tag="trade_executed"):
+class TradeExecuted(_Event, frozen=True, tag="trade_executed"):
     """The public print of a trade: no accounts."""
 
     symbol: str
@@ -117,14 +117,14 @@ class TradeExecuted(_Event, tag="trade_executed"):
     aggressor_side: Side | None  # None for an auction trade.
 
 
-class AuctionUncrossed(_Event, tag="auction_uncrossed"):
+class AuctionUncrossed(_Event, frozen=True, tag="auction_uncrossed"):
     symbol: str
     price_ticks: int
     volume_units: int
     imbalance_units: int
 
 
-class IndicativeUpdated(_Event, tag="indicative_updated"):
+class IndicativeUpdated(_Event, frozen=True, tag="indicative_updated"):
     """While an auction is open: what it would clear at now (0/0 when nothing crosses)."""
 
     symbol: str
@@ -133,44 +133,44 @@ class IndicativeUpdated(_Event, tag="indicative_updated"):
     imbalance_units: int
 
 
-class PhaseChanged(_Event, tag="phase_changed"):
+class PhaseChanged(_Event, frozen=True, tag="phase_changed"):
     symbol: str
     phase: Phase
     reason: str
     until_ts_ns: int  # When a timed phase (auction, offering) ends; 0 otherwise.
 
 
-class AccountOpened(_Event, tag="account_opened"):
+class AccountOpened(_Event, frozen=True, tag="account_opened"):
     account: str
     role: Role
 
 
-class CashDeposited(_Event, tag="cash_deposited"):
+class CashDeposited(_Event, frozen=True, tag="cash_deposited"):
     account: str
     currency: str
     amount_minor: int
 
 
-class CashWithdrawn(_Event, tag="cash_withdrawn"):
+class CashWithdrawn(_Event, frozen=True, tag="cash_withdrawn"):
     account: str
     currency: str
     amount_minor: int
 
 
-class AssetListed(_Event, tag="asset_listed"):
+class AssetListed(_Event, frozen=True, tag="asset_listed"):
     patent_id: str
     title: str
     expiry_date: str
 
 
-class SharesIssued(_Event, tag="shares_issued"):
+class SharesIssued(_Event, frozen=True, tag="shares_issued"):
     symbol: str
     patent_id: str
     account: str
     total_units: int
 
 
-class OfferingOpened(_Event, tag="offering_opened"):
+class OfferingOpened(_Event, frozen=True, tag="offering_opened"):
     symbol: str
     units: int
     min_price_ticks: int
@@ -178,7 +178,7 @@ class OfferingOpened(_Event, tag="offering_opened"):
     all_or_none: bool
 
 
-class OfferingClosed(_Event, tag="offering_closed"):
+class OfferingClosed(_Event, frozen=True, tag="offering_closed"):
     symbol: str
     succeeded: bool
     price_ticks: int  # The clearing price; 0 if nothing was sold.
@@ -186,7 +186,7 @@ class OfferingClosed(_Event, tag="offering_closed"):
     reason: str
 
 
-class RoyaltyDistributed(_Event, tag="royalty_distributed"):
+class RoyaltyDistributed(_Event, frozen=True, tag="royalty_distributed"):
     symbol: str
     period_id: str
     payer_account: str
@@ -195,7 +195,7 @@ class RoyaltyDistributed(_Event, tag="royalty_distributed"):
     holders: int
 
 
-class RoyaltyPaid(_Event, tag="royalty_paid"):
+class RoyaltyPaid(_Event, frozen=True, tag="royalty_paid"):
     """One holder's part of a distribution."""
 
     account: str
@@ -205,12 +205,12 @@ class RoyaltyPaid(_Event, tag="royalty_paid"):
     amount_minor: int
 
 
-class KillSwitchChanged(_Event, tag="kill_switch_changed"):
+class KillSwitchChanged(_Event, frozen=True, tag="kill_switch_changed"):
     account: str
     engaged: bool
 
 
-class AllOrdersCanceled(_Event, tag="all_orders_canceled"):
+class AllOrdersCanceled(_Event, frozen=True, tag="all_orders_canceled"):
     """The reply to CancelAll: how many open orders it canceled."""
 
     account: str

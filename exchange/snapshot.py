@@ -38,20 +38,20 @@ class _Row(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=T
     pass
 
 
-class AccountRow(_Row):
+class AccountRow(_Row, frozen=True):
     account_id: str
     role: Role
     suspended: bool
     open_orders: list[int]
 
 
-class AssetRow(_Row):
+class AssetRow(_Row, frozen=True):
     listing: ListAsset
     expiry_ts_ns: int
     symbols: list[str]
 
 
-class RoyaltyRow(_Row):
+class RoyaltyRow(_Row, frozen=True):
     period_id: str
     seq: int
     ts_ns: int
@@ -61,7 +61,7 @@ class RoyaltyRow(_Row):
     payments: list[tuple[str, int, int]]
 
 
-class InstrumentRow(_Row):
+class InstrumentRow(_Row, frozen=True):
     terms: IssueShares
     phase: Phase
     phase_until_ns: int
@@ -80,7 +80,7 @@ class InstrumentRow(_Row):
     asks: list[OrderView]
 
 
-class OrderRow(_Row):
+class OrderRow(_Row, frozen=True):
     order_id: int
     account: str
     symbol: str
@@ -93,7 +93,7 @@ class OrderRow(_Row):
     cum_units: int
 
 
-class ClientOrderRow(_Row):
+class ClientOrderRow(_Row, frozen=True):
     account: str
     cl_ord_id: str
     command: PlaceOrder
@@ -101,7 +101,7 @@ class ClientOrderRow(_Row):
     reply: Event
 
 
-class StateRow(_Row):
+class StateRow(_Row, frozen=True):
     version: int
     seq: int
     last_ts_ns: int

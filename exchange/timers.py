@@ -13,7 +13,7 @@ from __future__ import annotations
 from exchange.calendar import NS_PER_DAY
 from exchange.commands import TradingMode
 from exchange.context import Context
-from exchange.events import OfferingClosed, Phase
+from exchange.events import IndicativeUpdated, OfferingClosed, Phase
 from exchange.phases import set_phase, start_auction
 from exchange.state import ExchangeState, Instrument
 from exchange.trading import apply_book_events
@@ -64,14 +64,30 @@ def roll_day(state: ExchangeState, ctx: Context) -> None:
     state.finished_orders.clear()
 
 
+def auction_reference_price(instrument: Instrument) -> int:
+    """Return the price an auction's ties break towards (its indicative uses the same).
+
+    Uniform-price rule for offerings: of the prices that sell the most with the least
+    imbalance, an offering clears at the highest (nearest the best bid), not at the issuer's
+    minimum. Other auctions break ties towards the reference price.
+    """
+    offering = instrument.offering
+    if offering is None:
+        return instrument.reference_price_ticks
+    best_bid = instrument.book.best_bid()
+    return offering.min_price_ticks if best_bid is None else best_bid[0]
+
+
 def uncross_auction(state: ExchangeState, ctx: Context, instrument: Instrument) -> None:
     """Clear a call auction at one price, then continue trading in the instrument's mode."""
     results = instrument.book.uncross(instrument.reference_price_ticks)
     apply_book_events(state, ctx, instrument, results)
     uncrossed = next(r for r in results if r.__class__ is AuctionUncrossed)
-    if uncrossed.volume_units:  # type: ignore[union-attr]
-        instrument.reference_price_ticks = uncrossed.price_ticks  # type: ignore[union-attr]
-    instrument.indicative = (0, 0, 0)
+    if uncrossed.volume_units:
+        instrument.reference_price_ticks = uncrossed.price_ticks
+    if instrument.indicative != (0, 0, 0):
+        instrument.indicative = (0, 0, 0)
+        ctx.events.append(IndicativeUpdated(instrument.terms.symbol, 0, 0, 0))
     terms = instrument.terms
     if terms.trading_mode is TradingMode.PERIODIC_AUCTION:
         start_auction(ctx, instrument, "periodic", terms.auction_interval_ns)
@@ -97,6 +113,7 @@ def close_offering(state: ExchangeState, ctx: Context, instrument: Instrument) -
     book = instrument.book
     indicative = book.indicative(offering.min_price_ticks)
     volume = 0 if indicative is None else indicative.volume_units
+    reference_price = auction_reference_price(instrument)
     instrument.offering = None
     if volume == 0 or (offering.all_or_none and volume < offering.units):
         cancel_book(state, ctx, instrument, CancelReason.AUCTION_REMAINDER)
@@ -104,14 +121,11 @@ def close_offering(state: ExchangeState, ctx: Context, instrument: Instrument) -
         ctx.events.append(OfferingClosed(symbol, False, 0, 0, why))
         set_phase(ctx, instrument, Phase.PRE_OPEN, f"offering failed: {why}")
         return
-    # Uniform-price rule: of the prices that sell the most with the least imbalance, the
-    # offering clears at the highest (nearest the best bid), not at the issuer's minimum.
-    best_bid = book.best_bid()
-    results = book.uncross(offering.min_price_ticks if best_bid is None else best_bid[0])
+    results = book.uncross(reference_price)
     apply_book_events(state, ctx, instrument, results)
     cancel_book(state, ctx, instrument, CancelReason.AUCTION_REMAINDER)
     uncrossed = next(r for r in results if r.__class__ is AuctionUncrossed)
-    price = uncrossed.price_ticks  # type: ignore[union-attr]
+    price = uncrossed.price_ticks
     instrument.reference_price_ticks = price
     ctx.events.append(OfferingClosed(symbol, True, price, volume, "cleared"))
     start_auction(ctx, instrument, "opening", instrument.terms.opening_auction_ns)

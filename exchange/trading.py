@@ -183,8 +183,8 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
     )
     first = book_result[0]
     if first.__class__ is book_events.OrderRejected:
-        reason = _BOOK_REJECTS[first.reason]  # type: ignore[union-attr]
-        reply = _order_rejected(ctx, command, reason, first.message, order_id)  # type: ignore[union-attr]
+        reason = _BOOK_REJECTS[first.reason]
+        reply = _order_rejected(ctx, command, reason, first.message, order_id)
         state.client_orders[key] = ClientOrder(command, order_id, reply)
         return reply
     state.orders[order_id] = order
@@ -227,10 +227,8 @@ def _check_new_order(
         and _would_trade_through(instrument, command.side, price_ticks, command.quantity_units)
     ):
         start_auction(ctx, instrument, "volatility", instrument.terms.volatility_auction_ns)
-        if command.order_type is not _MARKET and command.time_in_force in (
-            TimeInForce.IOC,
-            TimeInForce.FOK,
-        ):
+        tif = command.time_in_force
+        if tif is TimeInForce.FOK or (tif is TimeInForce.IOC and command.order_type is not _MARKET):
             raise Rejection(
                 Reject.PRICE_BAND,
                 f"order at {price_ticks} would trade through the dynamic band: "
@@ -651,8 +649,8 @@ def amend_order(state: ExchangeState, ctx: Context, command: AmendOrder) -> Even
             ctx,
             command.actor,
             "amend_order",
-            _BOOK_REJECTS[first.reason],  # type: ignore[union-attr]
-            first.message,  # type: ignore[union-attr]
+            _BOOK_REJECTS[first.reason],
+            first.message,
         )
     order.price_ticks = command.price_ticks
     order.quantity_units = command.quantity_units

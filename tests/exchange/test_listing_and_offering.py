@@ -255,11 +255,6 @@ def test_an_offering_cannot_open_over_the_issuers_own_resting_ask(market: Market
     market.refused(command, Reject.MARKET_CLOSED, "no sell orders")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="exchange/core.py publishes an offering's indicative at the instrument's reference "
-    "price, while timers.close_offering clears at the highest tied price (best bid reference)",
-)
 def test_an_offerings_indicative_price_is_the_price_it_clears_at(market: Market) -> None:
     market.pre_open(reference_price_ticks=900)
     market.offering(100, 900)

@@ -1,0 +1,1 @@
+"""The exchange domain and its deterministic application core (see core.py)."""
