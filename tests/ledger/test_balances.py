@@ -361,3 +361,12 @@ def test_a_rejected_batch_whose_postings_share_entries_is_undone_exactly() -> No
         ],
         "zoe has 0 USD available",
     )
+
+
+def test_a_batch_may_take_exactly_what_is_there_and_not_one_unit_more() -> None:
+    exact = [transfer("alice", "bob", 400), transfer("alice", "carol", 600)]
+    balances = funded()
+    balances.apply(exact)
+    assert balances.available("alice", "USD") == 0
+    one_more = [transfer("alice", "bob", 400), transfer("alice", "carol", 601)]
+    assert_rejected_and_unchanged(funded(), one_more, "alice has 1000 USD available")
