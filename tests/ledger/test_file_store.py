@@ -317,3 +317,23 @@ def test_records_notices_a_segment_changed_behind_its_back(tmp_path: Path) -> No
         path.write_bytes(bytes(data))
         with pytest.raises(JournalError, match="journal corrupt at seq"):
             list(journal.records())
+
+
+def test_a_failed_directory_fsync_when_starting_a_segment_stops_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FileJournal.open(tmp_path, segment_bytes_max=1) as journal:
+        journal.append_bodies(bodies(1, 2))  # The first segment is now full.
+        log = FsyncLog(monkeypatch)
+        log.fail_next = lambda: OSError(errno.EIO, "Input/output error")
+        with pytest.raises(JournalStopped):
+            journal.append_bodies(bodies(3, 2))
+        assert (log.directories, log.files) == (1, 0)  # Nothing was written after it.
+        with pytest.raises(JournalStopped):
+            journal.append_bodies(bodies(3, 2))
+        assert journal.last_seq == 2
+    monkeypatch.undo()
+    with FileJournal.open(tmp_path, segment_bytes_max=1) as journal:
+        assert journal.last_seq == 2  # The new segment is there, empty, and is reused.
+        journal.append_bodies(bodies(3, 2))
+    assert [p.name for p in segment_files(tmp_path)] == [f"{s:020d}.seg" for s in (1, 3)]
