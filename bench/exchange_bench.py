@@ -31,9 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import reference_stream as rs  # noqa: E402
-from bench.matching_bench import engine_subject, header_lines  # noqa: E402
-from exchange.commands import (  # noqa: E402
+from bench import reference_stream as rs
+from bench.matching_bench import engine_subject, header_lines
+from exchange.commands import (
     CancelOrder,
     Command,
     Deposit,
@@ -46,10 +46,10 @@ from exchange.commands import (  # noqa: E402
     Tick,
     TradingMode,
 )
-from exchange.core import ADMIN_ACTOR, Exchange  # noqa: E402
-from ledger.file_store import FileJournal  # noqa: E402
-from ledger.records import RecordBody  # noqa: E402
-from matching.orders import OrderType, Side, TimeInForce  # noqa: E402
+from exchange.core import ADMIN_ACTOR, Exchange
+from ledger.file_store import FileJournal
+from ledger.records import RecordBody
+from matching.orders import OrderType, Side, TimeInForce
 
 SYMBOL = "RS-US10123456B2"
 PATENT = "US10123456B2"
