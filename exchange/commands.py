@@ -193,26 +193,33 @@ Command = (
     | Tick
 )
 
-OPERATOR_COMMANDS: tuple[type, ...] = (
-    OpenAccount,
-    Deposit,
-    Withdraw,
-    ListAsset,
-    IssueShares,
-    OpenOffering,
-    KillSwitch,
-    DistributeRoyalty,
-    Halt,
-    Resume,
-    StartAuction,
-    CloseMarket,
+OPERATOR_COMMANDS: frozenset[type] = frozenset(
+    (
+        OpenAccount,
+        Deposit,
+        Withdraw,
+        ListAsset,
+        IssueShares,
+        OpenOffering,
+        KillSwitch,
+        DistributeRoyalty,
+        Halt,
+        Resume,
+        StartAuction,
+        CloseMarket,
+    )
 )
 
 command_encoder = msgspec.msgpack.Encoder()
 command_decoder = msgspec.msgpack.Decoder(Command)
 
 
+_KINDS: dict[type, str] = {
+    kind: kind.__struct_config__.tag
+    for kind in Command.__args__
+}
+
+
 def command_kind(command: Command) -> str:
     """Return the command's tag: the journal record's kind."""
-    tag: str = command.__struct_config__.tag  # type: ignore[assignment]
-    return tag
+    return _KINDS[command.__class__]

@@ -18,7 +18,7 @@ from ledger.records import Posting
 
 
 class Context:
-    __slots__ = ("balances", "events", "postings", "seq", "touched", "ts_ns")
+    __slots__ = ("balances", "events", "postings", "seq", "timers_changed", "touched", "ts_ns")
 
     def __init__(self, balances: Balances, seq: int, ts_ns: int) -> None:
         self.balances = balances
@@ -28,6 +28,8 @@ class Context:
         self.events: list[Event] = []
         # Symbols whose book this command changed: their auction indicatives may have moved.
         self.touched: dict[str, None] = {}
+        # Set when this command may have set or fired a timer: the next due time is recomputed.
+        self.timers_changed = False
 
     def post(self, postings: Sequence[Posting]) -> None:
         """Apply postings atomically and record them."""

@@ -50,7 +50,7 @@ from exchange.context import Context
 from exchange.events import CommandRejected, Event, IndicativeUpdated, Phase
 from exchange.reasons import Reject
 from exchange.state import ExchangeState
-from exchange.timers import advance_clock, auction_reference_price
+from exchange.timers import advance_clock, auction_reference_price, next_timer_ns
 from exchange.trading import Rejection
 from ledger.balances import Balances
 from ledger.records import Record, RecordBody
@@ -121,21 +121,20 @@ class Exchange:
         ctx = Context(self.balances, seq, ts_ns)
         advance_clock(state, ctx)
         handler = _HANDLERS[command.__class__]
+        kind = command_kind(command)
         try:
             if command.__class__ in OPERATOR_COMMANDS:
                 self._authorize_operator(command.actor)
             reply = handler(state, ctx, command)
         except Rejection as rejection:
-            reply = CommandRejected(
-                command.actor, command_kind(command), rejection.reason, rejection.message
-            )
+            reply = CommandRejected(command.actor, kind, rejection.reason, rejection.message)
             ctx.events.append(reply)
         if ctx.touched:
             self._publish_indicatives(ctx)
+        if ctx.timers_changed:
+            state.next_timer_ns = next_timer_ns(state)
         state.seq = seq
-        record = RecordBody(
-            seq, ts_ns, command_kind(command), command_encoder.encode(command), tuple(ctx.postings)
-        )
+        record = RecordBody(seq, ts_ns, kind, command_encoder.encode(command), tuple(ctx.postings))
         return Outcome(seq, ts_ns, reply, ctx.events, record)
 
     def _authorize_operator(self, actor: str) -> None:

@@ -28,6 +28,7 @@ def set_phase(
     """Move an instrument to a phase and put its book in the matching mode that phase needs."""
     instrument.phase = phase
     instrument.phase_until_ns = until_ns
+    ctx.timers_changed = True
     if phase is not Phase.CONTINUOUS and not instrument.book.in_auction:
         instrument.book.start_auction()
     ctx.events.append(PhaseChanged(instrument.terms.symbol, phase, reason, until_ns))

@@ -210,8 +210,10 @@ def _restore_instrument(row: InstrumentRow, asset: Asset) -> Instrument:
     instrument.book = OrderBook.restore(row.in_auction, row.next_trade_id, row.bids, row.asks)
     instrument.phase = row.phase
     instrument.phase_until_ns = row.phase_until_ns
-    instrument.reference_price_ticks = row.reference_price_ticks
     instrument.last_price_ticks = row.last_price_ticks
+    instrument.set_reference_price(row.reference_price_ticks)
+    if row.last_price_ticks:
+        instrument.set_last_price(row.last_price_ticks)
     instrument.offering = row.offering
     instrument.offering_order_id = row.offering_order_id
     instrument.indicative = row.indicative

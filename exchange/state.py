@@ -12,13 +12,26 @@ Invariants:
 
 from __future__ import annotations
 
+import msgspec
+
 from exchange.commands import IssueShares, ListAsset, OpenOffering, PlaceOrder, Role
 from exchange.events import Event, Phase
+from exchange.money import BPS_DENOMINATOR
 from matching.book import OrderBook
 from matching.orders import OrderType, Side, TimeInForce
 
 FEE_ACCOUNT = "exchange:fees"  # Internal account collecting maker and taker fees.
 SEQUENCER_ACTOR = "@sequencer"  # The actor of Tick commands: the clock, not a client.
+NO_TIMER_NS = 1 << 126  # Later than any ts_ns: "no timer pending".
+
+
+def band_edges(center_ticks: int, band_bps: int) -> tuple[int, int]:
+    """Return the (lowest, highest) price inside +/- band_bps of center_ticks.
+
+    Edges round towards the centre (floor above it, ceiling below it), and never below 1.
+    """
+    width = center_ticks * band_bps // BPS_DENOMINATOR
+    return max(1, center_ticks - width), center_ticks + width
 
 
 class Account:
@@ -70,6 +83,8 @@ class Instrument:
     __slots__ = (
         "asset",
         "book",
+        "dynamic_high",
+        "dynamic_low",
         "holders",
         "indicative",
         "last_price_ticks",
@@ -80,6 +95,8 @@ class Instrument:
         "phase_until_ns",
         "reference_price_ticks",
         "royalties",
+        "static_high",
+        "static_low",
         "terms",
         "trade_count",
         "volume_units",
@@ -91,8 +108,9 @@ class Instrument:
         self.book = OrderBook(in_auction=True)
         self.phase = Phase.PRE_OPEN
         self.phase_until_ns = 0
-        self.reference_price_ticks = terms.reference_price_ticks
         self.last_price_ticks = 0
+        # Band edges are cached: every order is checked against them.
+        self.set_reference_price(terms.reference_price_ticks)
         self.max_fee_bps = max(terms.maker_fee_bps, terms.taker_fee_bps)
         self.offering: OpenOffering | None = None
         self.offering_order_id = 0
@@ -103,56 +121,54 @@ class Instrument:
         self.trade_count = 0
         self.volume_units = 0
 
+    def set_reference_price(self, price_ticks: int) -> None:
+        """Centre the static band (and, before the first trade, the dynamic one) on a price."""
+        self.reference_price_ticks = price_ticks
+        self.static_low, self.static_high = band_edges(price_ticks, self.terms.static_band_bps)
+        if not self.last_price_ticks:
+            self.dynamic_low, self.dynamic_high = band_edges(
+                price_ticks, self.terms.dynamic_band_bps
+            )
 
-class LiveOrder:
-    """The exchange's side of an order: who owns it and what it reserves."""
+    def set_last_price(self, price_ticks: int) -> None:
+        """Record a trade price and centre the dynamic band on it."""
+        self.last_price_ticks = price_ticks
+        self.dynamic_low, self.dynamic_high = band_edges(price_ticks, self.terms.dynamic_band_bps)
 
-    __slots__ = (
-        "account",
-        "cl_ord_id",
-        "cum_units",
-        "instrument",
-        "order_id",
-        "order_type",
-        "price_ticks",
-        "quantity_units",
-        "side",
-        "time_in_force",
-    )
-
-    def __init__(
-        self,
-        order_id: int,
-        account: str,
-        instrument: Instrument,
-        cl_ord_id: str,
-        side: Side,
-        order_type: OrderType,
-        time_in_force: TimeInForce,
-        price_ticks: int,
-        quantity_units: int,
-    ) -> None:
-        self.order_id = order_id
-        self.account = account
-        self.instrument = instrument
-        self.cl_ord_id = cl_ord_id
-        self.side = side
-        self.order_type = order_type
-        self.time_in_force = time_in_force
-        self.price_ticks = price_ticks  # Limit price, or a market order's protection price.
-        self.quantity_units = quantity_units
-        self.cum_units = 0
+    def next_timer_ns(self) -> int:
+        """Return the earliest ts_ns at which a timer of this instrument may fire."""
+        soonest = self.phase_until_ns or NO_TIMER_NS
+        if self.phase is not Phase.DELISTED:
+            soonest = min(soonest, self.asset.expiry_ts_ns)
+        gtd = self.book.next_expiry_ts_ns
+        return min(soonest, gtd) if gtd else soonest
 
 
-class ClientOrder:
+class LiveOrder(msgspec.Struct, gc=False):
+    """The exchange's side of an order: who owns it and what it reserves.
+
+    A mutable msgspec Struct: built several times faster than a __slots__ class, and one is
+    built per order. gc=False is safe: it refers to its instrument, which never refers back.
+    """
+
+    order_id: int
+    account: str
+    instrument: Instrument
+    cl_ord_id: str
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce
+    price_ticks: int  # Limit price, or a market order's protection price.
+    quantity_units: int
+    cum_units: int = 0
+
+
+class ClientOrder(msgspec.Struct, gc=False):
     """What the first `PlaceOrder` with a cl_ord_id got, replayed to any resend of it."""
 
-    __slots__ = ("command", "order_id", "reply")
-
-    def __init__(self, command: PlaceOrder, order_id: int, reply: Event) -> None:
-        self.command = command
-        self.order_id = order_id
-        self.reply = reply
+    command: PlaceOrder
+    order_id: int
+    reply: Event
 
 
 class ExchangeState:
@@ -166,6 +182,7 @@ class ExchangeState:
         "instruments",
         "last_ts_ns",
         "next_order_id",
+        "next_timer_ns",
         "orders",
         "seq",
         "trading_day",
@@ -176,6 +193,9 @@ class ExchangeState:
         self.last_ts_ns = 0
         self.trading_day = -1  # Unknown until the first command.
         self.next_order_id = 1
+        # The earliest ts_ns at which any timer may fire (derived, not part of the state hash):
+        # commands before it skip the timers entirely.
+        self.next_timer_ns = 0
         self.accounts: dict[str, Account] = {}
         self.assets: dict[str, Asset] = {}
         self.instruments: dict[str, Instrument] = {}

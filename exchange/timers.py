@@ -27,6 +27,9 @@ def advance_clock(state: ExchangeState, ctx: Context) -> None:
     if ts_ns < state.last_ts_ns:
         raise AssertionError(f"time went backwards: {ts_ns} < {state.last_ts_ns}")
     state.last_ts_ns = ts_ns
+    if ts_ns < state.next_timer_ns:
+        return  # Nothing is due: the common case, kept to one comparison.
+    ctx.timers_changed = True
     day = ts_ns // NS_PER_DAY
     if day != state.trading_day:
         if state.trading_day >= 0:
@@ -46,6 +49,14 @@ def advance_clock(state: ExchangeState, ctx: Context) -> None:
             delist(state, ctx, instrument)
 
 
+def next_timer_ns(state: ExchangeState) -> int:
+    """Return the earliest ts_ns at which any timer may fire: a day roll or an instrument's."""
+    soonest = (state.trading_day + 1) * NS_PER_DAY
+    for instrument in state.instruments.values():
+        soonest = min(soonest, instrument.next_timer_ns())
+    return soonest
+
+
 def roll_day(state: ExchangeState, ctx: Context) -> None:
     """End the trading day: DAY orders expire, last prices become reference prices."""
     for instrument in state.instruments.values():
@@ -53,7 +64,7 @@ def roll_day(state: ExchangeState, ctx: Context) -> None:
         if expired:
             apply_book_events(state, ctx, instrument, expired)
         if instrument.last_price_ticks:
-            instrument.reference_price_ticks = instrument.last_price_ticks
+            instrument.set_reference_price(instrument.last_price_ticks)
     # cl_ord_id is unique per trading day: forget the ids of orders that are no longer open.
     open_orders = state.orders
     state.client_orders = {
@@ -84,7 +95,7 @@ def uncross_auction(state: ExchangeState, ctx: Context, instrument: Instrument) 
     apply_book_events(state, ctx, instrument, results)
     uncrossed = next(r for r in results if r.__class__ is AuctionUncrossed)
     if uncrossed.volume_units:
-        instrument.reference_price_ticks = uncrossed.price_ticks
+        instrument.set_reference_price(uncrossed.price_ticks)
     if instrument.indicative != (0, 0, 0):
         instrument.indicative = (0, 0, 0)
         ctx.events.append(IndicativeUpdated(instrument.terms.symbol, 0, 0, 0))
@@ -126,7 +137,7 @@ def close_offering(state: ExchangeState, ctx: Context, instrument: Instrument) -
     cancel_book(state, ctx, instrument, CancelReason.AUCTION_REMAINDER)
     uncrossed = next(r for r in results if r.__class__ is AuctionUncrossed)
     price = uncrossed.price_ticks
-    instrument.reference_price_ticks = price
+    instrument.set_reference_price(price)
     ctx.events.append(OfferingClosed(symbol, True, price, volume, "cleared"))
     start_auction(ctx, instrument, "opening", instrument.terms.opening_auction_ns)
 

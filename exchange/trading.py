@@ -68,6 +68,10 @@ _AVAILABLE = Bucket.AVAILABLE
 _HELD = Bucket.HELD
 _BUY = Side.BUY
 _MARKET = OrderType.MARKET
+_LIMIT = OrderType.LIMIT
+_GTC = TimeInForce.GTC
+_CONTINUOUS = Phase.CONTINUOUS
+_OFFERING = Phase.OFFERING
 _CLOSED_PHASES = (Phase.CLOSED, Phase.DELISTED)
 _BOOK_REJECTS: dict[RejectReason, Reject] = {
     RejectReason.VALIDATION_ERROR: Reject.VALIDATION_ERROR,
@@ -92,20 +96,9 @@ class Rejection(Exception):
         self.message = message
 
 
-# Band arithmetic: the static band is centred on the reference price, the dynamic band on the
-# last trade price. Edges round towards the centre (floor above it, ceiling below it).
-
-
-def band_edges(center_ticks: int, band_bps: int) -> tuple[int, int]:
-    """Return the (lowest, highest) price inside +/- band_bps of center_ticks."""
-    width = center_ticks * band_bps // BPS_DENOMINATOR
-    return max(1, center_ticks - width), center_ticks + width
-
-
 def protection_price(instrument: Instrument, side: Side) -> int:
     """Return the price a market order may not trade beyond: the static band's edge."""
-    low, high = band_edges(instrument.reference_price_ticks, instrument.terms.static_band_bps)
-    return high if side is _BUY else low
+    return instrument.static_high if side is _BUY else instrument.static_low
 
 
 def reservation_of(order: LiveOrder, leaves_units: int) -> int:
@@ -189,6 +182,8 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
         return reply
     state.orders[order_id] = order
     state.accounts[command.actor].open_orders[order_id] = None
+    if command.time_in_force is TimeInForce.GTD:
+        ctx.timers_changed = True
     ctx.hold(command.actor, reserved_asset(order), reservation_of(order, command.quantity_units))
     reply = apply_book_events(state, ctx, instrument, book_result)
     state.client_orders[key] = ClientOrder(command, order_id, reply)
@@ -211,20 +206,42 @@ def _check_new_order(
     instrument = state.instruments.get(command.symbol)
     if instrument is None:
         raise Rejection(Reject.UNKNOWN_SYMBOL, f"no instrument {command.symbol!r}")
-    _check_phase_allows_entry(instrument)
-    _check_order_shape(instrument, command, ctx.ts_ns)
-    _check_quantity(instrument, command.quantity_units)
+    # Each check has a one-comparison fast path for the common case (a plain GTC limit order in
+    # continuous trading); the full check, with its message, runs only when that fails.
+    phase = instrument.phase
+    continuous = phase is _CONTINUOUS
+    if not continuous:
+        _check_phase_allows_entry(instrument)
+    if (
+        command.order_type is not _LIMIT
+        or command.time_in_force is not _GTC
+        or command.post_only
+        or command.expire_ts_ns
+        or phase is _OFFERING
+    ):
+        _check_order_shape(instrument, command, ctx.ts_ns)
+    quantity = command.quantity_units
+    if not 0 < quantity <= QUANTITY_UNITS_MAX or quantity % instrument.terms.lot_size_units:
+        _check_quantity(instrument, quantity)
+    side = command.side
     if command.order_type is _MARKET:
-        price_ticks = protection_price(instrument, command.side)
+        price_ticks = instrument.static_high if side is _BUY else instrument.static_low
     else:
         price_ticks = command.price_ticks
-        _check_price(instrument, price_ticks)
-    _check_funds(ctx, instrument, command.actor, command.side, price_ticks, command.quantity_units)
+        if not instrument.static_low <= price_ticks <= instrument.static_high or not continuous:
+            _check_price(instrument, price_ticks)
+    _check_funds(ctx, instrument, command.actor, side, price_ticks, quantity)
     # A post-only order never takes, so it cannot trade through the band: the book refuses it.
+    beyond_band = (
+        price_ticks > instrument.dynamic_high
+        if side is _BUY
+        else price_ticks < instrument.dynamic_low
+    )
     if (
-        instrument.phase is Phase.CONTINUOUS
+        beyond_band
+        and continuous
         and not command.post_only
-        and _would_trade_through(instrument, command.side, price_ticks, command.quantity_units)
+        and _would_trade_through(instrument, side, price_ticks, quantity)
     ):
         start_auction(ctx, instrument, "volatility", instrument.terms.volatility_auction_ns)
         tif = command.time_in_force
@@ -284,7 +301,7 @@ def _check_price(instrument: Instrument, price_ticks: int) -> None:
                 f"price {price_ticks} is below the offering's minimum {offering.min_price_ticks}",
             )
         return
-    low, high = band_edges(instrument.reference_price_ticks, instrument.terms.static_band_bps)
+    low, high = instrument.static_low, instrument.static_high
     if not low <= price_ticks <= high:
         raise Rejection(
             Reject.PRICE_BAND, f"price {price_ticks} is outside the price band [{low}, {high}]"
@@ -317,8 +334,7 @@ def _would_trade_through(instrument: Instrument, side: Side, price: int, quantit
 
     Self-trade prevention is ignored here, so this errs towards starting an auction.
     """
-    last = instrument.last_price_ticks or instrument.reference_price_ticks
-    low, high = band_edges(last, instrument.terms.dynamic_band_bps)
+    low, high = instrument.dynamic_low, instrument.dynamic_high
     buying = side is _BUY
     if (buying and price <= high) or (not buying and price >= low):
         return False
@@ -363,7 +379,8 @@ def apply_book_events(
     """Settle fills, release what cancels free, emit events; return the first event emitted."""
     first_index = len(ctx.events)
     symbol = instrument.terms.symbol
-    ctx.touched[symbol] = None
+    if instrument.phase is not _CONTINUOUS:
+        ctx.touched[symbol] = None  # Its auction indicative may have moved.
     orders = state.orders
     emit = ctx.events.append
     for result in results:
@@ -466,7 +483,8 @@ def _settle_fill(
     buy.cum_units += units
     sell.cum_units += units
     instrument.holders[buy.account] = None
-    instrument.last_price_ticks = price
+    if price != instrument.last_price_ticks:
+        instrument.set_last_price(price)
     instrument.trade_count += 1
     instrument.volume_units += units
     trade_id = fill.trade_id

@@ -453,6 +453,12 @@ class OrderBook:
         return self._in_auction
 
     @property
+    def next_expiry_ts_ns(self) -> int:
+        """The earliest GTD expiry the book may hold (0 if none); never later than the real one."""
+        heap = self._gtd_heap
+        return heap[0][0] if heap else 0
+
+    @property
     def next_trade_id(self) -> int:
         return self._next_trade_id
 
