@@ -6,8 +6,10 @@ Layout under the journal's directory:
     snapshots/<seq, 20 digits>.snap       one state per file, written whole and renamed in
 
 Invariants:
-- append() returns only after the batch's bytes are on disk: all frames in one write, then
-  one fsync. Returning is the acknowledgement; last_seq and last_hash move only after it.
+- append(), append_bodies() and append_sealed() return only after the batch's bytes are on
+  disk: all frames in one write, then one fsync. Returning is the acknowledgement; last_seq
+  and last_hash move only after it. Sealing is pure (ledger.frames.seal_batch), so a caller
+  may seal the next batch while this one syncs; the appends themselves run one at a time.
 - Any OSError while writing a batch, syncing it or starting a segment stops the journal for
   good (JournalStopped). After a failed fsync the kernel may have dropped the dirty pages and
   marked them clean, so a second fsync could "succeed" without the data (PostgreSQL's
@@ -47,11 +49,12 @@ import msgspec
 from ledger.errors import JournalCorrupt, JournalError, JournalStopped
 from ledger.frames import (
     Damage,
+    SealedBatch,
     SegmentReader,
     decode_frame,
     encode_frames,
     link_error,
-    seal_frames,
+    seal_batch,
     skip_frames,
 )
 from ledger.records import GENESIS_HASH, Record, RecordBody
@@ -321,14 +324,33 @@ class FileJournal:
         if not bodies:
             return []
         expected = self.last_seq + 1
-        for index, body in enumerate(bodies):
-            if body.seq != expected + index:
-                raise JournalError(
-                    f"refusing to append seq {body.seq}: seq {expected + index} was expected"
-                )
-        records, data = seal_frames(self.last_hash, bodies)
-        self._commit(expected, data, records[-1].seq, records[-1].hash)
-        return records
+        if bodies[0].seq != expected:
+            raise JournalError(
+                f"refusing to append seq {bodies[0].seq}: seq {expected} was expected"
+            )
+        try:
+            batch = seal_batch(self.last_hash, bodies)
+        except ValueError as exc:
+            raise JournalError(f"refusing to append: {exc}") from exc
+        self._commit(expected, batch.data, batch.last_seq, batch.last_hash)
+        return batch.records
+
+    def append_sealed(self, batch: SealedBatch) -> None:
+        """Make a batch sealed by ledger.frames.seal_batch durable (one write, one fsync).
+
+        The sealing can then happen elsewhere, e.g. for the next batch while this one syncs.
+
+        Raises:
+            JournalError: the batch was not sealed after last_hash at last_seq + 1.
+            JournalStopped: this or an earlier write or fsync failed.
+        """
+        self._check_writable()
+        if batch.first_seq != self.last_seq + 1 or batch.prev_hash != self.last_hash:
+            raise JournalError(
+                f"refusing to append seqs {batch.first_seq}..{batch.last_seq}: they were not "
+                f"sealed after seq {self.last_seq}"
+            )
+        self._commit(batch.first_seq, batch.data, batch.last_seq, batch.last_hash)
 
     def records(self, from_seq: int = 1) -> Iterator[Record]:
         """Yield the acknowledged records from from_seq on, re-validating what is read.

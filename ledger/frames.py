@@ -99,15 +99,19 @@ def seal_frames(prev_hash: bytes, bodies: Sequence[RecordBody]) -> tuple[list[Re
     encoding is its body's encoding with the array header widened and the two hashes appended.
 
     Raises:
-        ValueError: prev_hash is not HASH_BYTES long (every hash in a chain is), or a record
-            is longer than FRAME_PAYLOAD_BYTES_MAX.
+        ValueError: prev_hash is not HASH_BYTES long (every hash in a chain is), the seqs of
+            the bodies are not consecutive, or a record is longer than FRAME_PAYLOAD_BYTES_MAX.
     """
     if len(prev_hash) != HASH_BYTES:
         raise ValueError(f"prev_hash has {len(prev_hash)} bytes, expected {HASH_BYTES}")
     records: list[Record] = []
     parts: list[bytes] = []
     encode = _encoder.encode
+    next_seq = bodies[0].seq if bodies else 0
     for body in bodies:
+        if body.seq != next_seq:
+            raise ValueError(f"body seq {body.seq} where seq {next_seq} was expected")
+        next_seq += 1
         canonical = encode(body)
         digest = _sha256(prev_hash)
         digest.update(canonical)
@@ -132,6 +136,44 @@ def seal_frames(prev_hash: bytes, bodies: Sequence[RecordBody]) -> tuple[list[Re
         parts.append(payload)
         prev_hash = record_digest
     return records, b"".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class SealedBatch:
+    """Records sealed onto the chain after prev_hash, and their frames: the bytes of one write.
+
+    Made by seal_batch(), so records and data always agree. Sealing is pure and needs only the
+    previous batch's last hash, so a sequencer can seal batch N+1 while batch N is being synced
+    (FileJournal.append_sealed in a writer thread): pipelined group commit.
+    """
+
+    prev_hash: bytes
+    records: list[Record]
+    data: bytes
+
+    @property
+    def first_seq(self) -> int:
+        return self.records[0].seq
+
+    @property
+    def last_seq(self) -> int:
+        return self.records[-1].seq
+
+    @property
+    def last_hash(self) -> bytes:
+        return self.records[-1].hash
+
+
+def seal_batch(prev_hash: bytes, bodies: Sequence[RecordBody]) -> SealedBatch:
+    """Seal and frame a non-empty batch of consecutive bodies after prev_hash.
+
+    Raises:
+        ValueError: no bodies, or as seal_frames.
+    """
+    if not bodies:
+        raise ValueError("a sealed batch holds at least one record")
+    records, data = seal_frames(prev_hash, bodies)
+    return SealedBatch(prev_hash, records, data)
 
 
 def recompute_hash(record: Record) -> bytes:

@@ -10,13 +10,14 @@ import errno
 import os
 import stat
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from ledger.errors import JournalError, JournalStopped
 from ledger.file_store import FileJournal, read_journal
-from ledger.frames import encode_frame
+from ledger.frames import encode_frame, seal_batch
 from ledger.records import GENESIS_HASH, Record, RecordBody, seal
 from tests.ledger.journal_writer import body_for
 
@@ -337,3 +338,34 @@ def test_a_failed_directory_fsync_when_starting_a_segment_stops_the_writer(
         assert journal.last_seq == 2  # The new segment is there, empty, and is reused.
         journal.append_bodies(bodies(3, 2))
     assert [p.name for p in segment_files(tmp_path)] == [f"{s:020d}.seg" for s in (1, 3)]
+
+
+def test_batches_sealed_ahead_are_appended_in_order_while_the_next_is_sealed(
+    tmp_path: Path,
+) -> None:
+    # Pipelined group commit: a writer thread syncs batch N while this thread seals N+1.
+    with FileJournal.open(tmp_path) as journal, ThreadPoolExecutor(1) as writer:
+        prev_hash, pending, sealed = GENESIS_HASH, None, []
+        for first in range(1, 200, 10):
+            batch = seal_batch(prev_hash, bodies(first, 10))
+            prev_hash = batch.last_hash
+            if pending is not None:
+                pending.result()  # Batch N is durable: its acks may go out now.
+            pending = writer.submit(journal.append_sealed, batch)
+            sealed += batch.records
+        assert pending is not None
+        pending.result()
+        assert journal.last_seq == 200
+    assert list(read_journal(tmp_path)) == sealed
+
+
+def test_a_batch_sealed_on_another_chain_or_out_of_turn_is_refused(tmp_path: Path) -> None:
+    with FileJournal.open(tmp_path) as journal:
+        journal.append_bodies(bodies(1, 3))
+        stale = seal_batch(GENESIS_HASH, bodies(4, 2))  # Sealed before records 1..3.
+        early = seal_batch(journal.last_hash, bodies(5, 2))  # Skips seq 4.
+        for batch in (stale, early):
+            with pytest.raises(JournalError, match="were not sealed after seq 3"):
+                journal.append_sealed(batch)
+        journal.append_sealed(seal_batch(journal.last_hash, bodies(4, 2)))
+        assert journal.last_seq == 5

@@ -23,6 +23,7 @@ from ledger.frames import (
     frame_payload,
     link_error,
     recompute_hash,
+    seal_batch,
     seal_frames,
     skip_frames,
 )
@@ -351,3 +352,16 @@ def test_a_record_too_large_for_a_frame_is_refused_when_written() -> None:
         encode_frame(seal(GENESIS_HASH, huge))
     with pytest.raises(ValueError, match="cannot be stored"):
         frame_payload(b"")
+
+
+def test_a_sealed_batch_is_a_run_of_consecutive_records_and_their_frames() -> None:
+    rng = random.Random(3)
+    bodies = [random_body(rng, seq) for seq in range(5, 9)]
+    batch = seal_batch(GENESIS_HASH, bodies)
+    assert (batch.first_seq, batch.last_seq) == (5, 8)
+    assert batch.last_hash == batch.records[-1].hash
+    assert batch.data == encode_frames(batch.records)
+    with pytest.raises(ValueError, match="at least one record"):
+        seal_batch(GENESIS_HASH, [])
+    with pytest.raises(ValueError, match="body seq 8 where seq 7 was expected"):
+        seal_batch(GENESIS_HASH, [*bodies[:2], bodies[3]])
