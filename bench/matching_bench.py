@@ -886,6 +886,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         measure_libraries(results, library_runs)
     lines = [*header, "", *engine_lines(results), "", *library_lines(results), ""]
     lines += [*target_lines(results), "", *stream_lines(results.stream)]
+    lines += ["", f"load average at the end: {_load_average()}"]
     if arguments.plot and results.latency is not None:
         lines += ["", plot_latency(results.latency, arguments.plot, header[1])]
     print("\n".join(lines), flush=True)
