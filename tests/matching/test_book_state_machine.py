@@ -14,6 +14,7 @@ After every step (invariants) and for every event (checked as it is observed):
 
 The same machine runs on the naive reference book too, as a check of the checker.
 Replay: IPX_SEED=<seed> .venv/bin/pytest tests/matching/test_book_state_machine.py
+(IPX_STATEFUL_EXAMPLES=<n> runs more examples on the engine, for a longer hunt).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
@@ -53,7 +55,7 @@ from matching.views import OrderView, book_state_hash
 from tests.matching.random_commands import Book
 from tests.matching.reference_book import ReferenceBook
 
-ENGINE_EXAMPLES = int(os.environ.get("IPX_STATEFUL_EXAMPLES", "300"))
+ENGINE_EXAMPLES = int(os.environ.get("IPX_STATEFUL_EXAMPLES", "1000"))
 REFERENCE_EXAMPLES = 40
 STEPS_PER_EXAMPLE = 40
 SEED = (
@@ -430,6 +432,7 @@ def _run_machine(machine: type[BookMachine], examples: int) -> None:
     )
 
 
+@pytest.mark.slow
 def test_engine_keeps_the_rules_under_any_command_sequence() -> None:
     _run_machine(EngineMachine, ENGINE_EXAMPLES)
 
