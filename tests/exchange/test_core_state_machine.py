@@ -40,6 +40,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -427,6 +428,32 @@ def check_replay(market: Market) -> None:
 # The driver: commands built from plain parameters against the live state.
 
 
+class CheckedMarket(Market):
+    """The rulebook's market, with this module's checks after every command.
+
+    `on_outcome`, when set, sees every outcome (setup included): the replay tests journal
+    and mirror the session through it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commands = 0
+        self.trades = 0
+        self.stale_prints = 0
+        self.on_outcome: Callable[[Outcome], None] | None = None
+
+    def do(self, command: Command, after_ns: int = 1) -> Outcome:
+        before = capture(self.exchange)
+        outcome = super().do(command, after_ns)  # Market.check runs here.
+        trades, stale_prints = check_command(self.exchange, before, outcome)
+        self.trades += trades
+        self.stale_prints += stale_prints
+        self.commands += 1
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+        return outcome
+
+
 class Driver:
     """Builds each kind of command from plain parameters, sends it, and checks the result.
 
@@ -435,10 +462,7 @@ class Driver:
     """
 
     def __init__(self) -> None:
-        self.market = Market()
-        self.commands = 0
-        self.trades = 0
-        self.stale_prints = 0
+        self.market = CheckedMarket()
         self.sent: list[PlaceOrder] = []
 
     @property
@@ -446,13 +470,7 @@ class Driver:
         return self.market.exchange
 
     def do(self, command: Command, after_ns: int) -> Outcome:
-        before = capture(self.exchange)
-        outcome = self.market.do(command, after_ns)  # Market.check runs here.
-        trades, stale_prints = check_command(self.exchange, before, outcome)
-        self.trades += trades
-        self.stale_prints += stale_prints
-        self.commands += 1
-        return outcome
+        return self.market.do(command, after_ns)
 
     def _same_day(self, after_ns: int) -> bool:
         return (self.market.ts_ns + after_ns) // NS_PER_DAY == self.exchange.state.trading_day
@@ -871,9 +889,10 @@ class CoreMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         cls = type(self)
-        cls.commands_run += self.driver.commands
-        cls.trades_checked += self.driver.trades
-        cls.stale_prints += self.driver.stale_prints
+        market = self.driver.market
+        cls.commands_run += market.commands
+        cls.trades_checked += market.trades
+        cls.stale_prints += market.stale_prints
         if self.driver.market.records:
             check_replay(self.driver.market)
 
