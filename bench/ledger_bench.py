@@ -414,7 +414,7 @@ def report_lines(
         f"{COMMAND_BYTES}-byte commands, {POSTINGS_PER_RECORD} postings per record; each "
         "journal batch is followed by the same bytes written raw (1 write + 1 fsync):",
         "| batch | records | fsyncs | bytes/record | journal records/s | raw records/s "
-        "| journal/raw | fsync ms (raw) | CPU µs/record journal, raw |",
+        "| journal/raw | raw write+fsync ms per batch | CPU µs/record journal, raw |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for result in appends:
@@ -433,7 +433,7 @@ def report_lines(
         "runs append_sealed for batch N; still 1 write + 1 fsync per batch, acks after it; GIL "
         "switch interval 0.5 ms), each stretch followed by the same bytes written raw:",
         "| batch | records | pipelined records/s | raw records/s | pipelined/raw "
-        "| fsync ms (raw) |",
+        "| raw write+fsync ms per batch |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for result in pipelined:
