@@ -168,7 +168,15 @@ class Uncross(_Command):
         return book.uncross(self.reference_price_ticks)
 
 
-Command = Place | Cancel | Amend | Expire | ExpireDay | StartAuction | Uncross
+@dataclass(frozen=True, repr=False)
+class RestoreSnapshot(_Command):
+    """Rebuild the engine from its own l3() (a snapshot) and go on; no-op on other books."""
+
+    def apply(self, book: Book) -> list[BookEvent]:
+        return []  # The differential runner swaps the engine itself (OrderBook.restore).
+
+
+Command = Place | Cancel | Amend | Expire | ExpireDay | StartAuction | Uncross | RestoreSnapshot
 
 
 @dataclass(frozen=True)
@@ -254,6 +262,8 @@ class CommandGenerator:
         bids, asks = book.l3()
         live = [view.order_id for view in bids + asks]
         self._remember_dead(live)
+        if rnd.randrange(1000) == 0:
+            return RestoreSnapshot()
         if book.in_auction:
             if rnd.randrange(1000) < self._profile.uncross_permille:
                 return Uncross(self._price() + rnd.randint(-4, 4))

@@ -360,6 +360,7 @@ class BookMachine(RuleBasedStateMachine):
         assert view.quantity_units == tracked.quantity_units, (view, tracked)
         assert view.filled_units == tracked.filled_units, (view, tracked)
         assert view.leaves_units == tracked.leaves_units, (view, tracked)
+        assert view.order_type is tracked.order_type, (view, tracked)
         unrested = view.time_in_force in (TimeInForce.IOC, TimeInForce.FOK)
         # Only an auction lets an IOC (market) order rest; FOK never rests.
         assert not unrested or (self.book.in_auction and tracked.order_type is OrderType.MARKET), (

@@ -4,8 +4,10 @@ Each run feeds the same seeded random commands to matching.book.OrderBook and to
 tests/matching/reference_book.ReferenceBook and compares, after EVERY command, the events
 (rejection messages are free text, so only their id, owner and reason count) and
 state_hash(); every few steps it also compares the read-only views (best bid/ask, l2, len,
-order(id), indicative, the trade counter). A mismatch fails with the seed, the step, the
-command, both event lists and a shrunk program that reproduces it.
+order(id), indicative, the trade counter). Now and then the engine is replaced by
+OrderBook.restore() of its own l3() snapshot, which must change nothing. A mismatch fails
+with the seed, the step, the command, both event lists and a shrunk program that
+reproduces it.
 
 Replay: IPX_SEED=<seed> .venv/bin/pytest tests/matching/test_differential.py
 (IPX_DIFF_STEPS=<n> sets the steps per profile; the default, 20,000 on each of the five
@@ -31,6 +33,7 @@ from tests.matching.random_commands import (
     CommandGenerator,
     Place,
     Profile,
+    RestoreSnapshot,
     python_repr,
 )
 from tests.matching.reference_book import ReferenceBook
@@ -89,7 +92,32 @@ def _apply(book: Book, command: Command) -> list[BookEvent] | str:
         return f"raised {type(error).__name__}: {error}"
 
 
+def _restore(engine: Book, profile: Profile) -> Book:
+    # Snapshot then restore, as recovery does: the rebuilt book must go on exactly as before.
+    if not isinstance(engine, OrderBook) or not hasattr(OrderBook, "restore"):
+        return engine
+    bids, asks = engine.l3()
+    return OrderBook.restore(
+        engine.in_auction, engine.next_trade_id, bids, asks, limits=profile.limits
+    )
+
+
 def _compare_step(
+    engine: Book,
+    reference: Book,
+    command: Command,
+    step: int,
+    profile: Profile,
+    check_views: bool,
+) -> tuple[Book, Mismatch | None]:
+    """Apply one command to both books; return the engine (a restore replaces it) and any
+    disagreement."""
+    if isinstance(command, RestoreSnapshot):
+        engine = _restore(engine, profile)
+    return engine, _compare_events_and_state(engine, reference, command, step, profile, check_views)
+
+
+def _compare_events_and_state(
     engine: Book,
     reference: Book,
     command: Command,
@@ -131,7 +159,9 @@ def replay(commands: Sequence[Command], profile: Profile) -> Mismatch | None:
     if engine.state_hash() != reference.state_hash():
         return Mismatch(-1, None, "initial state_hash", engine.l3(), reference.l3())
     for step, command in enumerate(commands):
-        mismatch = _compare_step(engine, reference, command, step, profile, check_views=True)
+        engine, mismatch = _compare_step(
+            engine, reference, command, step, profile, check_views=True
+        )
         if mismatch is not None:
             return mismatch
     return None
@@ -190,7 +220,7 @@ def run_differential(seed: int, profile: Profile, steps: int) -> None:
         command = generator.next_command(reference)
         history.append(command)
         check_views = step % VIEW_EVERY_STEPS == 0 or reference.in_auction
-        mismatch = _compare_step(engine, reference, command, step, profile, check_views)
+        engine, mismatch = _compare_step(engine, reference, command, step, profile, check_views)
         if mismatch is not None:
             pytest.fail(_report(seed, profile, history, mismatch), pytrace=False)
 
