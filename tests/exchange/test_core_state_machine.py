@@ -897,6 +897,7 @@ class CoreMachine(RuleBasedStateMachine):
             check_replay(self.driver.market)
 
 
+@pytest.mark.slow
 def test_the_core_keeps_the_rules_under_any_command_sequence() -> None:
     machine = CoreMachine
     machine.examples_run = machine.steps_run = machine.commands_run = 0
