@@ -214,10 +214,7 @@ command_encoder = msgspec.msgpack.Encoder()
 command_decoder = msgspec.msgpack.Decoder(Command)
 
 
-_KINDS: dict[type, str] = {
-    kind: kind.__struct_config__.tag
-    for kind in Command.__args__
-}
+_KINDS: dict[type, str] = {kind: kind.__struct_config__.tag for kind in Command.__args__}
 
 
 def command_kind(command: Command) -> str:

@@ -85,6 +85,8 @@ class Instrument:
         "book",
         "dynamic_high",
         "dynamic_low",
+        "guard_high",
+        "guard_low",
         "holders",
         "indicative",
         "last_price_ticks",
@@ -125,15 +127,21 @@ class Instrument:
         """Centre the static band (and, before the first trade, the dynamic one) on a price."""
         self.reference_price_ticks = price_ticks
         self.static_low, self.static_high = band_edges(price_ticks, self.terms.static_band_bps)
-        if not self.last_price_ticks:
-            self.dynamic_low, self.dynamic_high = band_edges(
-                price_ticks, self.terms.dynamic_band_bps
-            )
+        center = self.last_price_ticks or price_ticks
+        self.dynamic_low, self.dynamic_high = band_edges(center, self.terms.dynamic_band_bps)
+        self._set_guard()
 
     def set_last_price(self, price_ticks: int) -> None:
         """Record a trade price and centre the dynamic band on it."""
         self.last_price_ticks = price_ticks
         self.dynamic_low, self.dynamic_high = band_edges(price_ticks, self.terms.dynamic_band_bps)
+        self._set_guard()
+
+    def _set_guard(self) -> None:
+        # Continuous trading prints only inside both bands; a print outside them would start
+        # a volatility auction instead.
+        self.guard_low = max(self.static_low, self.dynamic_low)
+        self.guard_high = min(self.static_high, self.dynamic_high)
 
     def next_timer_ns(self) -> int:
         """Return the earliest ts_ns at which a timer of this instrument may fire."""

@@ -232,14 +232,8 @@ def _check_new_order(
             _check_price(instrument, price_ticks)
     _check_funds(ctx, instrument, command.actor, side, price_ticks, quantity)
     # A post-only order never takes, so it cannot trade through the band: the book refuses it.
-    beyond_band = (
-        price_ticks > instrument.dynamic_high
-        if side is _BUY
-        else price_ticks < instrument.dynamic_low
-    )
     if (
-        beyond_band
-        and continuous
+        continuous
         and not command.post_only
         and _would_trade_through(instrument, side, price_ticks, quantity)
     ):
@@ -330,15 +324,34 @@ def _check_funds(
 
 
 def _would_trade_through(instrument: Instrument, side: Side, price: int, quantity: int) -> bool:
-    """Tell whether a taker would print beyond the dynamic band around the last price.
+    """Tell whether a taker would print outside the bands.
 
+    The guard is the tighter of the dynamic band (around the last price) and the static band
+    (around the reference). Prints happen at the makers' prices, so a taker priced inside the
+    band can still print outside it: against a resting order entered under an older reference.
     Self-trade prevention is ignored here, so this errs towards starting an auction.
     """
-    low, high = instrument.dynamic_low, instrument.dynamic_high
-    buying = side is _BUY
-    if (buying and price <= high) or (not buying and price >= low):
-        return False
+    low, high = instrument.guard_low, instrument.guard_high
     book = instrument.book
+    buying = side is _BUY
+    best = book.best_ask() if buying else book.best_bid()
+    if best is None:
+        return False
+    best_price = best[0]
+    if buying:
+        if best_price > price:
+            return False  # It does not cross: nothing prints.
+        if best_price < low:
+            return True
+        if price <= high:
+            return False  # Every print lies in [best_price, price], inside the guard.
+    else:
+        if best_price < price:
+            return False
+        if best_price > high:
+            return True
+        if price >= low:
+            return False
     depth = 16
     while True:
         bids, asks = book.l2(depth)

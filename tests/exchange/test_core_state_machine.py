@@ -24,10 +24,9 @@ After every command (rulebook.Market.check, then `check_command` here):
   instrument past its patent's expiry is delisted;
 - every trade has exactly two OrderFilled, one buy and one sell, of two different accounts,
   at the price and quantity of its TradeExecuted; it prints inside the static band around the
-  reference price in force when it printed (an offering's trades: at or above its minimum).
-  One exception is counted and printed instead of failed on: a continuous print at the price
-  of an order resting from an older reference, the known bug pinned by the xfail test
-  test_a_resting_order_from_an_older_reference_trades_inside_the_bands at the end;
+  reference price in force when it printed (an offering's trades: at or above its minimum),
+  including a print against an order resting from an older reference
+  (test_a_resting_order_from_an_older_reference_trades_inside_the_bands pins that case);
 - a resend of an order on the same trading day gets the first reply and creates no order;
   another account's order id gets the same answer as an unknown one (UNKNOWN_ORDER);
 - a distribution's payments add up to its amount.
@@ -315,9 +314,8 @@ def check_command(exchange: Exchange, before: Before, outcome: Outcome) -> tuple
     """Check the trades of one command and the phases of every book.
 
     Returns:
-        The number of trades, and how many of them are continuous prints at a stale resting
-        order's price outside the static band (the known bug of
-        test_a_resting_order_from_an_older_reference_trades_inside_the_bands).
+        The number of trades, and how many printed outside the static band (always 0: an
+        assertion fails first).
     """
     rolled = before.trading_day >= 0 and outcome.ts_ns // NS_PER_DAY != before.trading_day
     # The reference in force, per symbol: the day roll makes the last price the reference
@@ -335,8 +333,10 @@ def check_command(exchange: Exchange, before: Before, outcome: Outcome) -> tuple
             fills.setdefault((event.symbol, event.trade_id), []).append(event)
         elif isinstance(event, TradeExecuted):
             trades.append(event)
-            if not _inside_static_band(exchange.state.instruments[event.symbol], event, in_force):
-                stale_prints += 1
+            instrument = exchange.state.instruments[event.symbol]
+            assert _inside_static_band(instrument, event, in_force), (
+                f"trade {event} printed outside the static band in force"
+            )
         elif isinstance(event, AuctionUncrossed) and event.volume_units:
             in_force[event.symbol] = (event.price_ticks, 0)
     assert sorted(fills) == sorted((t.symbol, t.trade_id) for t in trades), (
@@ -360,14 +360,7 @@ def check_command(exchange: Exchange, before: Before, outcome: Outcome) -> tuple
 def _inside_static_band(
     instrument: Instrument, trade: TradeExecuted, in_force: dict[str, tuple[int, int]]
 ) -> bool:
-    """Check a trade's price; return False for the one known way out of the band.
-
-    A continuous trade prints at the maker's price. The taker's limit was checked against the
-    band in force, so a print outside it means the maker was accepted under an older
-    reference: that is the known bug, counted and reported rather than failed on, so that
-    this machine stays a reliable check of everything else. Auction and offering trades
-    have no such excuse.
-    """
+    """Tell whether a trade printed inside the static band in force (auction trades must)."""
     reference, offering_min = in_force[trade.symbol]
     price = trade.price_ticks
     if offering_min:
@@ -922,18 +915,12 @@ def test_the_core_keeps_the_rules_under_any_command_sequence() -> None:
         f"core state machine: {machine.examples_run} examples, {machine.steps_run} rule steps, "
         f"{machine.commands_run} commands, {machine.trades_checked} trades checked, "
         f"0 invariant violations, {machine.stale_prints} continuous prints outside the static "
-        f"band (known bug, xfail test below), in {time.monotonic() - started:.1f} s "
+        f"band, in {time.monotonic() - started:.1f} s "
         f"(IPX_SEED={SEED})"
     )
     assert machine.trades_checked > 0, "no trade happened: the machine tests nothing"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an order resting from an older reference trades outside the static band and "
-    "beyond the dynamic band, without a volatility auction (_would_trade_through in "
-    "exchange/trading.py only looks in the taker's direction)",
-)
 def test_a_resting_order_from_an_older_reference_trades_inside_the_bands() -> None:
     market = Market()
     market.trading()  # The standard instrument: reference 1000, static band 10%, dynamic 5%.
