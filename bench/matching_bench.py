@@ -94,7 +94,7 @@ def _load_average() -> str:
         one_minute = os.getloadavg()[0]
     except OSError:
         return "unknown"
-    busy = " (the machine is busy: figures will be low and noisy)" if one_minute > 0.5 else ""
+    busy = " (other work is running: figures may be low and noisy)" if one_minute > 0.5 else ""
     return f"{one_minute:.2f}{busy}"
 
 
