@@ -47,9 +47,12 @@ Storage, and why:
   of limit orders) never touches the SortedList unless it opens a new level.
 - A level is a deque of orders plus its total leaves. Cancel is lazy: the order is dropped
   from the id dict, its leaves set to 0 (a tombstone) and the level total adjusted; matching
-  skips tombstones at the front, and a level is compacted when its dead entries outnumber
-  its live ones, so memory and scan length stay bounded. A level whose orders are all dead is
-  removed at once, so the cached best price always has live leaves behind it.
+  skips tombstones at the front, and a level is compacted when its dead entries pass twice
+  its live ones plus 16 (_TOMBSTONES_FREE), so memory and scan length stay bounded. A level
+  whose orders are all dead is removed at once, so the cached best price always has live
+  leaves behind it. (At "more dead than live", 4% of cancels rebuilt a level, 30-150 entries,
+  and made the cancel p99; the looser bound rebuilds about three times less often: in one
+  interleaved run p99 over all commands went from 6.0-7.7 µs to 5.1-6.3 µs on a slow hour.)
 - Orders are mutable msgspec Structs: about four times faster to build than a __slots__
   class, and one is built for every order that can rest or trade.
 - GTD expiries sit in a heap of (expire_ts_ns, order_id); entries of orders that left are
