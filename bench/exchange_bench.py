@@ -205,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = arguments.runs or (1 if arguments.quick else 3)
     command = "python bench/exchange_bench.py" + " ".join(["", *(argv or sys.argv[1:])]).rstrip()
     print(f"command: {command}")
-    for line in header_lines(spec):
+    for line in header_lines(spec)[2:]:  # Its first two lines name the matching benchmark.
         print(line)
     progress(f"generating the reference stream (seed {spec.seed})")
     stream = rs.generate(spec)
