@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import reference_stream as rs
+from bench.machine import progress
 from bench.matching_bench import engine_subject, header_lines
 from exchange.commands import (
     CancelOrder,
@@ -60,10 +61,6 @@ NS_PER_COMMAND = 1_000  # The stream's clock: 1 us per command, well inside one 
 START_TS_NS = 1_800_000_000 * 10**9
 SIDES = (Side.BUY, Side.SELL)
 OFFERING_END_TS_NS = START_TS_NS + 10**12
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def setup_commands(owners: list[str], reference_price: int) -> list[Command]:

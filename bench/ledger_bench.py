@@ -35,7 +35,6 @@ import os
 import platform
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +48,7 @@ if str(ROOT) not in sys.path:
     # Run as a script, Python puts bench/ (not the repository root) on the path.
     sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpu_model, git_revision, progress  # noqa: E402
 from ledger.file_store import FileJournal, read_journal  # noqa: E402
 from ledger.frames import encode_frames, seal_batch  # noqa: E402
 from ledger.records import (  # noqa: E402
@@ -72,25 +72,9 @@ CASH = "USD"
 SHARES = "RS-US10123456B2"
 PIPELINE_STRETCH_SECONDS = 0.1  # Short, so drift in fsync latency hits both sides alike.
 PIPELINE_SWITCH_INTERVAL_S = 0.0005
-_STARTED = time.perf_counter()
-
-
-def progress(message: str) -> None:
-    print(f"[{time.perf_counter() - _STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- the machine
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _filesystem(path: Path) -> str:
@@ -106,20 +90,13 @@ def _filesystem(path: Path) -> str:
     return f"{kind} mounted at {best or '?'}"
 
 
-def _git_revision() -> str:
-    result = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    )
-    return result.stdout.strip() or "unknown"
-
-
 def header_lines(directory: Path) -> list[str]:
     command = shlex.join([os.path.relpath(sys.executable, ROOT), *sys.argv])
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     return [
         f"command: {command}",
-        f"machine: {os.cpu_count()} CPUs ({_cpu_model()}), Python {platform.python_version()}, "
-        f"git {_git_revision()}",
+        f"machine: {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
+        f"git {git_revision('ledger', 'bench')}",
         f"journals in: {directory} ({_filesystem(directory)}); load average at start: {load}",
     ]
 

@@ -32,7 +32,6 @@ import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -46,56 +45,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import reference_stream as rs  # noqa: E402
+from bench.machine import cpu_model, git_revision, load_average, progress  # noqa: E402
 
 TARGET_COMMANDS_PER_SECOND = 1_000_000
 TARGET_P99_NS = 5_000
 TARGET_RSS_GROWTH_BYTES = 15 * 1024 * 1024
 TARGET_RATIO = 2.0
 LIBRARY_TIME_BUDGET_S = 90.0  # Per library: fewer runs when one run is slow.
-_STARTED = time.perf_counter()
-
-
-def progress(message: str) -> None:
-    print(f"[{time.perf_counter() - _STARTED:7.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------- machine and memory
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def _git_revision() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "matching", "bench"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-    return f"{head}{' (matching/ or bench/ modified)' if dirty else ''}" if head else "unknown"
-
-
-def _load_average() -> str:
-    try:
-        one_minute = os.getloadavg()[0]
-    except OSError:
-        return "unknown"
-    busy = " (other work is running: figures may be low and noisy)" if one_minute > 0.5 else ""
-    return f"{one_minute:.2f}{busy}"
 
 
 def _status_bytes(key: str) -> int:
@@ -249,7 +208,7 @@ def engine_subject() -> Subject:
 
     return Subject(
         name="ipx matching.book.OrderBook",
-        version=_git_revision(),
+        version=git_revision("matching", "bench"),
         mapping="limit GTC; market as MARKET IOC at its protection price; amend as cancel + new",
         prepare=prepare,
         new=OrderBook,
@@ -620,10 +579,10 @@ def header_lines(spec: rs.StreamSpec) -> list[str]:
     return [
         "IPX matching engine benchmark (bench/matching_bench.py)",
         f"command: {command_line()}",
-        f"machine: {cpus} CPUs ({_cpu_model()}), {platform.python_implementation()} "
+        f"machine: {cpus} CPUs ({cpu_model()}), {platform.python_implementation()} "
         f"{platform.python_version()}, {platform.system()} {platform.machine()}",
-        f"revision: {_git_revision()}",
-        f"load average at the start: {_load_average()}",
+        f"revision: {git_revision('matching', 'bench')}",
+        f"load average at the start: {load_average()}",
         f"stream: seed {spec.seed}, {spec.warmup_commands:,} warm-up commands (the first "
         f"{spec.initial_resting_orders:,} resting limits), "
         f"then {spec.measured_commands:,} measured",
@@ -886,7 +845,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         measure_libraries(results, library_runs)
     lines = [*header, "", *engine_lines(results), "", *library_lines(results), ""]
     lines += [*target_lines(results), "", *stream_lines(results.stream)]
-    lines += ["", f"load average at the end: {_load_average()}"]
+    lines += ["", f"load average at the end: {load_average()}"]
     if arguments.plot and results.latency is not None:
         lines += ["", plot_latency(results.latency, arguments.plot, header[1])]
     print("\n".join(lines), flush=True)
