@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gateway import ledger_cli, receipts_cli
+from gateway import admin_cli, ledger_cli, receipts_cli, serve_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
     ledger_cli.register(ledger_commands)
     receipts_cli.register(ledger_commands)
+    serve_cli.register(commands)
+    admin_cli.register(commands)
     return parser
 
 

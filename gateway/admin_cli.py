@@ -1,0 +1,113 @@
+"""`ipx accounts` and `ipx tokens`: the host's administrator, working on a stopped exchange's dir.
+
+    ipx accounts create --data-dir DIR ACCOUNT_ID --role {investor,issuer,market_maker,operator}
+    ipx tokens issue --data-dir DIR ACCOUNT_ID      prints a new API token once
+    ipx tokens revoke --data-dir DIR TOKEN_ID
+    ipx tokens list --data-dir DIR                  ids and accounts, never tokens
+
+`accounts create` journals an OpenAccount whose actor is ADMIN_ACTOR: it opens the journal
+(refusing while a server holds its lock: then use op.open_account over the gateway),
+recovers the exchange, handles the one command, appends it with an fsync, and closes.
+Tokens live in DIR/tokens.json as SHA-256 hashes (gateway/sessions.py); a running server
+picks up a change at the next logon.
+
+Exit codes: 0 done; 1 the exchange refused (the reason is printed); 2 the data dir is unusable
+or locked by a running server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from exchange.commands import OpenAccount, Role
+from exchange.core import ADMIN_ACTOR
+from exchange.events import CommandRejected, Event
+from gateway import sessions
+from gateway.sequencer import recover
+from ledger.errors import JournalError
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_UNUSABLE = 2
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the `accounts` and `tokens` groups to `ipx`."""
+    accounts = subparsers.add_parser("accounts", help="open accounts (on a stopped exchange)")
+    account_commands = accounts.add_subparsers(dest="accounts_command", required=True)
+    create = account_commands.add_parser("create", help="open an account")
+    create.add_argument("--data-dir", required=True, help="the exchange's data directory")
+    create.add_argument("account_id", metavar="ACCOUNT_ID")
+    create.add_argument("--role", required=True, choices=[role.value for role in Role])
+    create.set_defaults(handler=run_create_account)
+
+    tokens = subparsers.add_parser("tokens", help="issue, revoke and list API tokens")
+    token_commands = tokens.add_subparsers(dest="tokens_command", required=True)
+    issue = token_commands.add_parser("issue", help="issue a token for an account")
+    issue.add_argument("--data-dir", required=True)
+    issue.add_argument("account_id", metavar="ACCOUNT_ID")
+    issue.set_defaults(handler=run_issue_token)
+    revoke = token_commands.add_parser("revoke", help="revoke a token by its id")
+    revoke.add_argument("--data-dir", required=True)
+    revoke.add_argument("token_id", metavar="TOKEN_ID")
+    revoke.set_defaults(handler=run_revoke_token)
+    listing = token_commands.add_parser("list", help="list token ids and their accounts")
+    listing.add_argument("--data-dir", required=True)
+    listing.set_defaults(handler=run_list_tokens)
+
+
+def create_account(data_dir: str, account_id: str, role: Role) -> Event:
+    """Journal OpenAccount(ADMIN_ACTOR, ...) on a stopped exchange; return its reply.
+
+    Raises:
+        JournalError: a server holds the journal, or it is damaged.
+    """
+    exchange, journal, _ = recover(data_dir)
+    try:
+        ts_ns = max(time.time_ns(), exchange.state.last_ts_ns + 1)
+        outcome = exchange.handle(OpenAccount(ADMIN_ACTOR, account_id, role), ts_ns)
+        journal.append_bodies([outcome.record])
+    finally:
+        journal.close()
+    assert outcome.reply is not None
+    return outcome.reply
+
+
+def run_create_account(arguments: argparse.Namespace) -> int:
+    try:
+        reply = create_account(arguments.data_dir, arguments.account_id, Role(arguments.role))
+    except JournalError as error:
+        print(
+            f"ipx accounts create: {error} (is `ipx serve` running? then use op.open_account)",
+            file=sys.stderr,
+        )
+        return EXIT_UNUSABLE
+    if isinstance(reply, CommandRejected):
+        print(f"refused: {reply.reason.value}: {reply.message}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"account {arguments.account_id} opened with role {arguments.role}")
+    return EXIT_OK
+
+
+def run_issue_token(arguments: argparse.Namespace) -> int:
+    token, entry = sessions.issue_token(arguments.data_dir, arguments.account_id)
+    print(f"token id {entry.token_id} for account {entry.account} (shown once, store it now):")
+    print(token)
+    return EXIT_OK
+
+
+def run_revoke_token(arguments: argparse.Namespace) -> int:
+    entry = sessions.revoke_token(arguments.data_dir, arguments.token_id)
+    if entry is None:
+        print(f"no token with id {arguments.token_id}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(f"token {entry.token_id} of account {entry.account} revoked")
+    return EXIT_OK
+
+
+def run_list_tokens(arguments: argparse.Namespace) -> int:
+    for entry in sessions.load_tokens(sessions.tokens_path(arguments.data_dir)):
+        print(f"{entry.token_id}  {entry.account}")
+    return EXIT_OK

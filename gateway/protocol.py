@@ -1,0 +1,365 @@
+"""The wire protocol: JSON text frames, typed request parameters, exact decimal conversion.
+
+    request   {"id": "7", "method": "order.place", "params": {...}}
+    response  {"id": "7", "status": 200, "result": {...}}
+              {"id": "7", "status": 4xx/5xx, "error": {"code": "...", "message": "..."}}
+
+Invariants:
+- Malformed input never reaches the core: every frame is decoded by msgspec into a frozen
+  Struct with forbid_unknown_fields and limits declared in the type (lengths, integer ranges
+  that keep every number inside the journal's 64-bit encoding). A frame that does not decode
+  is answered 400 VALIDATION_ERROR and the connection carries on.
+- Prices and cash are decimal strings, converted exactly (integer arithmetic on the digits,
+  never float) to minor units with the currency's number of decimals, then to ticks. A price
+  that is not a whole number of ticks is INVALID_PRICE_INCREMENT; an amount with more decimals
+  than its currency has is VALIDATION_ERROR. Quantities are integer units.
+- Every exchange rejection code maps to one fixed status (REJECT_STATUS). 5xx means the
+  outcome is unknown to the gateway (or, for 503 OVERLOADED, that nothing was done).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+from exchange.commands import Role, TradingMode
+from exchange.reasons import Reject
+from matching.limits import PRICE_TICKS_MAX, QUANTITY_UNITS_MAX
+from matching.orders import OrderType, Side, StpMode, TimeInForce
+
+FRAME_BYTES_MAX = 64 * 1024  # Larger frames close the connection with 1009.
+INT64_MAX = (1 << 63) - 1
+AMOUNT_MINOR_MAX = 10**15  # As exchange/admin.py: per command.
+DECIMAL_DIGITS_MAX = 18
+
+# ISO 4217 minor-unit digits of the currencies that differ from the usual 2.
+CURRENCY_DIGITS: dict[str, int] = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3}
+DEFAULT_CURRENCY_DIGITS = 2
+
+_DECIMAL = re.compile(r"^([0-9]{1,18})(?:\.([0-9]{1,18}))?$")
+
+# Field types with their limits.
+Text = Annotated[str, Meta(max_length=200)]
+Identifier = Annotated[str, Meta(min_length=1, max_length=64)]
+Symbol = Annotated[str, Meta(min_length=1, max_length=32)]
+ClOrdId = Annotated[str, Meta(min_length=1, max_length=36)]
+Decimal = Annotated[str, Meta(min_length=1, max_length=40, pattern=r"^[0-9]+(\.[0-9]+)?$")]
+Currency = Annotated[str, Meta(min_length=3, max_length=3)]
+Quantity = Annotated[int, Meta(ge=1, le=QUANTITY_UNITS_MAX)]
+OrderIdField = Annotated[int, Meta(ge=0, le=INT64_MAX)]
+NonNegative = Annotated[int, Meta(ge=0, le=INT64_MAX)]
+Bps = Annotated[int, Meta(ge=0, le=10_000)]
+Date = Annotated[str, Meta(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+
+
+class ProtocolError(Exception):
+    """A request refused at the edge, with its wire status and stable code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def validation_error(message: str) -> ProtocolError:
+    return ProtocolError(400, "VALIDATION_ERROR", message)
+
+
+class Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: Identifier
+    method: Annotated[str, Meta(min_length=1, max_length=32)]
+    params: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+class _RequestId(msgspec.Struct):
+    # Lenient: only to echo the id of a request that fails the strict decode.
+    id: str | None = None
+
+
+class _Params(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class LogonParams(_Params, frozen=True):
+    token: Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class PlaceParams(_Params, frozen=True):
+    symbol: Symbol
+    cl_ord_id: ClOrdId
+    side: Side
+    quantity: Quantity
+    price: Decimal | None = None  # Required for a limit order; absent for a market order.
+    type: OrderType = OrderType.LIMIT
+    time_in_force: TimeInForce = TimeInForce.GTC
+    post_only: bool = False
+    stp_mode: StpMode = StpMode.EXPIRE_TAKER
+    expire_ts_ns: NonNegative = 0
+
+
+class OrderRefParams(_Params, frozen=True):
+    """Names one of the caller's orders: by order_id or by cl_ord_id."""
+
+    order_id: OrderIdField = 0
+    cl_ord_id: Annotated[str, Meta(max_length=36)] = ""
+
+
+class AmendParams(_Params, frozen=True):
+    price: Decimal
+    quantity: Quantity
+    order_id: OrderIdField = 0
+    cl_ord_id: Annotated[str, Meta(max_length=36)] = ""
+
+
+class SymbolFilterParams(_Params, frozen=True):
+    symbol: Annotated[str, Meta(max_length=32)] = ""
+
+
+class NoParams(_Params, frozen=True):
+    pass
+
+
+class BookParams(_Params, frozen=True):
+    symbol: Symbol
+    depth: Annotated[int, Meta(ge=1, le=1_000)] = 20
+
+
+class DepositParams(_Params, frozen=True):
+    account_id: Identifier
+    currency: Currency
+    amount: Decimal
+
+
+class ListAssetParams(_Params, frozen=True):
+    patent_id: Symbol
+    title: Text
+    jurisdiction: Annotated[str, Meta(max_length=8)]
+    owner_account: Identifier
+    filing_date: Date
+    expiry_date: Date
+    cpc_class: Annotated[str, Meta(max_length=32)]
+    currency: Currency
+    licensees: Annotated[list[Text], Meta(max_length=100)] = []
+    royalty_terms: Text = ""
+    trailing_royalties: Decimal = "0"
+
+
+class IssueSharesParams(_Params, frozen=True):
+    patent_id: Symbol
+    symbol: Symbol
+    issuer_account: Identifier
+    total_units: Quantity
+    currency: Currency
+    tick_size: Decimal  # Cash value of one tick per unit, e.g. "0.10".
+    reference_price: Decimal
+    lot_size_units: Quantity = 1
+    maker_fee_bps: Bps = 0
+    taker_fee_bps: Bps = 0
+    static_band_bps: Bps = 1_000
+    dynamic_band_bps: Bps = 500
+    volatility_auction_ns: NonNegative = 60_000_000_000
+    opening_auction_ns: NonNegative = 30_000_000_000
+    trading_mode: TradingMode = TradingMode.CONTINUOUS
+    auction_interval_ns: NonNegative = 0
+
+
+class SymbolParams(_Params, frozen=True):
+    symbol: Symbol
+
+
+class OpenAccountParams(_Params, frozen=True):
+    account_id: Identifier
+    role: Role
+
+
+# Method name -> parameter type. Operator methods need the operator role at the edge; the core
+# checks again (defence in depth).
+METHODS: dict[str, type[_Params]] = {
+    "session.logon": LogonParams,
+    "order.place": PlaceParams,
+    "order.cancel": OrderRefParams,
+    "order.amend": AmendParams,
+    "order.status": OrderRefParams,
+    "orders.open": SymbolFilterParams,
+    "account.balances": NoParams,
+    "instruments.list": NoParams,
+    "book.snapshot": BookParams,
+    "op.open_account": OpenAccountParams,
+    "op.deposit": DepositParams,
+    "op.list_asset": ListAssetParams,
+    "op.issue_shares": IssueSharesParams,
+    "op.halt": SymbolParams,
+    "op.resume": SymbolParams,
+}
+OPERATOR_PREFIX = "op."
+
+_request_decoder = msgspec.json.Decoder(Request)
+_request_id_decoder = msgspec.json.Decoder(_RequestId)
+_param_decoders = {method: msgspec.json.Decoder(kind) for method, kind in METHODS.items()}
+_encoder = msgspec.json.Encoder()
+
+
+def decode_request(frame: str | bytes) -> Request:
+    """Decode a request frame (its params stay raw until decode_params).
+
+    Raises:
+        ProtocolError: 400 VALIDATION_ERROR for anything malformed or an unknown method.
+    """
+    try:
+        request = _request_decoder.decode(frame)
+    except msgspec.DecodeError as exc:
+        raise validation_error(f"malformed request: {exc}") from None
+    if request.method not in METHODS:
+        raise validation_error(f"unknown method {request.method!r}")
+    return request
+
+
+def request_id_of(frame: str | bytes) -> str | None:
+    """Return the id of a frame that failed to decode, if one can be read at all."""
+    try:
+        request_id = _request_id_decoder.decode(frame).id
+    except (msgspec.DecodeError, TypeError):
+        return None
+    return request_id if isinstance(request_id, str) and len(request_id) <= 64 else None
+
+
+def decode_params(request: Request) -> Any:
+    """Decode the request's params into the method's parameter type.
+
+    Raises:
+        ProtocolError: 400 VALIDATION_ERROR, naming the offending field.
+    """
+    try:
+        return _param_decoders[request.method].decode(request.params)
+    except msgspec.DecodeError as exc:
+        raise validation_error(f"invalid params for {request.method}: {exc}") from None
+
+
+def encode_result(request_id: str | None, result: Any) -> bytes:
+    return _encoder.encode({"id": request_id, "status": 200, "result": result})
+
+
+def encode_error(request_id: str | None, status: int, code: str, message: str) -> bytes:
+    return _encoder.encode(
+        {"id": request_id, "status": status, "error": {"code": code, "message": message}}
+    )
+
+
+def encode_push(message: Any) -> bytes:
+    return _encoder.encode(message)
+
+
+# Exact decimals.
+
+
+def currency_digits(currency: str) -> int:
+    return CURRENCY_DIGITS.get(currency, DEFAULT_CURRENCY_DIGITS)
+
+
+def _scaled(text: str, digits: int) -> tuple[int, bool]:
+    # Return (value * 10**digits truncated, exact?) by integer arithmetic on the digits.
+    match = _DECIMAL.match(text)
+    if match is None:
+        raise validation_error(
+            f"{text!r} is not a decimal number (digits, optionally a point and "
+            f"up to {DECIMAL_DIGITS_MAX} more digits)"
+        )
+    whole, fraction = match.group(1), match.group(2) or ""
+    kept, dropped = fraction[:digits], fraction[digits:]
+    value = int(whole) * 10**digits + int(kept.ljust(digits, "0") or "0")
+    return value, dropped.strip("0") == ""
+
+
+def amount_to_minor(text: str, currency: str, what: str = "amount") -> int:
+    """Convert a cash amount like "1234.50" to minor units of currency, exactly.
+
+    Raises:
+        ProtocolError: 400 VALIDATION_ERROR when it is not a decimal, has more decimals than
+            the currency, or exceeds AMOUNT_MINOR_MAX.
+    """
+    digits = currency_digits(currency)
+    value, exact = _scaled(text, digits)
+    if not exact:
+        raise validation_error(f"{what} {text} has more than {digits} decimals for {currency}")
+    if value > AMOUNT_MINOR_MAX:
+        raise validation_error(f"{what} {text} is above the limit of one command")
+    return value
+
+
+def minor_to_amount(minor: int, currency: str) -> str:
+    """Format minor units as a decimal string with the currency's decimals."""
+    digits = currency_digits(currency)
+    sign = "-" if minor < 0 else ""
+    whole, fraction = divmod(abs(minor), 10**digits)
+    return f"{sign}{whole}.{fraction:0{digits}d}" if digits else f"{sign}{whole}"
+
+
+def price_to_ticks(text: str, currency: str, tick_size_minor: int) -> int:
+    """Convert a price per unit like "100.10" to ticks, exactly.
+
+    Raises:
+        ProtocolError: 400 INVALID_PRICE_INCREMENT when the price is not a whole number of
+            ticks; 400 VALIDATION_ERROR when it is not a decimal or is out of range.
+    """
+    digits = currency_digits(currency)
+    minor, exact = _scaled(text, digits)
+    if not exact or minor % tick_size_minor:
+        tick = minor_to_amount(tick_size_minor, currency)
+        raise ProtocolError(
+            400,
+            Reject.INVALID_PRICE_INCREMENT.value,
+            f"price {text} is not a multiple of the tick {tick}",
+        )
+    ticks = minor // tick_size_minor
+    if ticks > PRICE_TICKS_MAX:
+        raise validation_error(f"price {text} is above the highest price of any book")
+    return ticks
+
+
+def ticks_to_price(ticks: int, currency: str, tick_size_minor: int) -> str:
+    return minor_to_amount(ticks * tick_size_minor, currency)
+
+
+# Rejections to statuses.
+
+REJECT_STATUS: dict[Reject, int] = {
+    Reject.VALIDATION_ERROR: 400,
+    Reject.INVALID_PRICE_INCREMENT: 400,
+    Reject.INVALID_QUANTITY: 400,
+    Reject.FORBIDDEN: 403,
+    Reject.ACCOUNT_SUSPENDED: 403,
+    Reject.UNKNOWN_ACCOUNT: 404,
+    Reject.UNKNOWN_ASSET: 404,
+    Reject.UNKNOWN_SYMBOL: 404,
+    Reject.UNKNOWN_ORDER: 404,
+    Reject.ALREADY_EXISTS: 409,
+    Reject.DUPLICATE_CL_ORD_ID: 409,
+    Reject.DUPLICATE_DISTRIBUTION: 409,
+    Reject.TOO_LATE_TO_CANCEL: 409,
+    Reject.MARKET_CLOSED: 422,
+    Reject.TRADING_HALTED: 422,
+    Reject.NOT_ALLOWED_IN_AUCTION: 422,
+    Reject.ASSET_EXPIRED: 422,
+    Reject.INSUFFICIENT_BALANCE: 422,
+    Reject.INSUFFICIENT_SHARES: 422,
+    Reject.PRICE_BAND: 422,
+    Reject.POST_ONLY_WOULD_TRADE: 422,
+    Reject.FOK_NOT_FILLABLE: 422,
+    Reject.LIMIT_EXCEEDED: 422,
+}
+
+
+def rejection(reason: Reject, message: str) -> ProtocolError:
+    return ProtocolError(REJECT_STATUS[reason], reason.value, message)
+
+
+def unauthorized(message: str) -> ProtocolError:
+    return ProtocolError(401, "UNAUTHORIZED", message)
+
+
+def forbidden(message: str) -> ProtocolError:
+    return ProtocolError(403, "FORBIDDEN", message)

@@ -1,0 +1,258 @@
+"""The single writer: one asyncio task that times, handles, journals and releases every command.
+
+Invariants:
+- Every state-changing command goes through one bounded queue to this one task; nothing else
+  calls `Exchange.handle`. ts_ns = max(wall clock, previous ts_ns + 1): strictly increasing,
+  so replaying the journal sees the same times in the same order.
+- Durable before visible: a batch (everything queued, up to BATCH_MAX commands) is handled,
+  its record bodies are appended with ONE fsync (FileJournal.append_bodies), and only then are
+  the waiting futures resolved and the outcomes handed to subscribers.
+- A full queue refuses at once (Overloaded): the command was not handled, the caller may retry.
+- A crash inside `handle` or the journal is not a rejection: the sequencer stops, every waiting
+  future gets the error (the outcome is unknown to its sender), and the process must restart,
+  which recovers from the journal.
+
+Why the fsync runs on the event loop rather than in asyncio.to_thread: measured on this
+machine, an fsync of a batch costs 0.2-0.4 ms (a 1,000-record batch, ~200 KB, about 0.4 ms).
+Blocking the loop that long is cheaper than a thread hop, and it keeps "handle, fsync,
+release" atomic with respect to every other coroutine: a query served by a connection
+handler (order.status, book.snapshot, balances) can never see the effects of a command that
+is not yet on disk. Frames that arrive meanwhile wait in the kernel and join the next batch.
+
+Timers: when no command has arrived for TICK_INTERVAL_S and a timer of the core is due
+(state.next_timer_ns <= now: an auction end, a GTD expiry, a day roll), a Tick is handled so the
+timer fires without waiting for a client. An idle exchange with nothing due writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from exchange.commands import Command, Tick
+from exchange.core import Exchange, Outcome
+from exchange.state import SEQUENCER_ACTOR
+from ledger.file_store import FileJournal
+
+QUEUE_MAX = 10_000
+BATCH_MAX = 1_000
+TICK_INTERVAL_S = 0.1
+SNAPSHOT_EVERY_RECORDS = 100_000  # A snapshot bounds recovery time; also one at shutdown.
+
+log = logging.getLogger("ipx.sequencer")
+
+Subscriber = Callable[[Sequence[Outcome]], None]
+
+
+class SequencerError(Exception):
+    """Root of the sequencer's errors.
+
+    SequencerError
+    +-- Overloaded        the queue is full: the command was not handled; retry later
+    +-- Unavailable       not accepting commands (shutting down): the command was not handled
+    +-- SequencerStopped  it crashed with the command in flight: the outcome is unknown
+    """
+
+
+class Overloaded(SequencerError):
+    """The command queue is full; nothing was done."""
+
+
+class Unavailable(SequencerError):
+    """The sequencer is shutting down or has stopped; nothing was done."""
+
+
+class SequencerStopped(SequencerError):
+    """The sequencer is not running; a command in flight may or may not be journaled."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """How the exchange was rebuilt at start."""
+
+    snapshot_seq: int  # 0 without a snapshot.
+    replayed_records: int
+    last_seq: int
+    torn_bytes_truncated: int
+    seconds: float
+
+
+def recover(data_dir: str | os.PathLike[str]) -> tuple[Exchange, FileJournal, Recovery]:
+    """Open the journal under data_dir and rebuild the exchange: latest snapshot + tail replay.
+
+    Raises:
+        ledger.errors.JournalError: another process holds the journal, or it is damaged.
+        exchange.core.ReplayMismatch: a record does not replay to its postings.
+    """
+    started = time.perf_counter()
+    journal = FileJournal.open(data_dir)
+    try:
+        snapshot = journal.latest_snapshot()
+        if snapshot is None:
+            exchange, snapshot_seq = Exchange(), 0
+        else:
+            exchange, snapshot_seq = Exchange.from_snapshot(snapshot.state), snapshot.seq
+            if exchange.state_hash() != snapshot.state_hash:
+                log.warning("snapshot %d does not match its state hash: full replay", snapshot.seq)
+                exchange, snapshot_seq = Exchange(), 0
+        replayed = exchange.replay(journal.records(snapshot_seq + 1))
+    except BaseException:
+        journal.close()
+        raise
+    recovery = Recovery(
+        snapshot_seq,
+        replayed,
+        exchange.seq,
+        journal.recovery.torn_bytes_truncated,
+        time.perf_counter() - started,
+    )
+    return exchange, journal, recovery
+
+
+class Sequencer:
+    """Owns the exchange and its journal; `submit` is the only way in."""
+
+    def __init__(
+        self,
+        exchange: Exchange,
+        journal: FileJournal,
+        *,
+        queue_max: int = QUEUE_MAX,
+        batch_max: int = BATCH_MAX,
+        tick_interval_s: float = TICK_INTERVAL_S,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.exchange = exchange
+        self.journal = journal
+        self._queue: asyncio.Queue[tuple[Command, asyncio.Future[Outcome]]] = asyncio.Queue(
+            queue_max
+        )
+        self._batch_max = batch_max
+        self._tick_interval_s = tick_interval_s
+        self._clock = clock
+        self._last_ts_ns = exchange.state.last_ts_ns
+        self._subscribers: list[Subscriber] = []
+        self._accepting = True
+        self._stopping = False
+        self._failure: BaseException | None = None
+        self._snapshot_seq = exchange.seq
+        self.batches = 0
+        self.records = 0
+
+    @property
+    def running(self) -> bool:
+        return self._accepting and self._failure is None
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Call subscriber with each durable batch of outcomes, in seq order."""
+        self._subscribers.append(subscriber)
+
+    async def submit(self, command: Command) -> Outcome:
+        """Queue a command and wait until it is handled and on disk.
+
+        Raises:
+            Overloaded: the queue is full (nothing was done).
+            Unavailable: not running (nothing was done).
+            SequencerStopped: it crashed with this command in flight.
+        """
+        if not self.running:
+            raise Unavailable("the exchange is not accepting commands: nothing was done")
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait((command, future))
+        except asyncio.QueueFull:
+            raise Overloaded(
+                f"the exchange is overloaded ({self._queue.maxsize} commands queued): "
+                "nothing was done, retry after a short wait"
+            ) from None
+        return await future
+
+    async def run(self) -> None:
+        """Serve the queue until stop(); raise what crashed it, after failing its waiters."""
+        try:
+            while True:
+                if self._stopping and self._queue.empty():
+                    return
+                try:
+                    first = await asyncio.wait_for(self._queue.get(), self._tick_interval_s)
+                except TimeoutError:
+                    self._tick_if_due()
+                    continue
+                batch = [first]
+                while len(batch) < self._batch_max and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                self._process(batch)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+
+    async def stop(self) -> None:
+        """Refuse new commands, let run() drain what is queued, snapshot, close the journal."""
+        self._accepting = False
+        self._stopping = True
+
+    def close(self) -> None:
+        """Write a final snapshot (if anything changed) and release the journal."""
+        if self._failure is None and self.exchange.seq > self._snapshot_seq:
+            self._write_snapshot()
+        self.journal.close()
+
+    def _tick_if_due(self) -> None:
+        if self._clock() >= self.exchange.state.next_timer_ns and self._failure is None:
+            future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+            self._process([(Tick(SEQUENCER_ACTOR), future)])
+
+    def _process(self, batch: list[tuple[Command, asyncio.Future[Outcome]]]) -> None:
+        # Handle, then one fsync, then release: no await in between (see the module docstring).
+        exchange = self.exchange
+        outcomes: list[Outcome] = []
+        try:
+            for command, _ in batch:
+                ts_ns = max(self._clock(), self._last_ts_ns + 1)
+                self._last_ts_ns = ts_ns
+                outcomes.append(exchange.handle(command, ts_ns))
+            self.journal.append_bodies([outcome.record for outcome in outcomes])
+        except BaseException as exc:
+            stopped = SequencerStopped(f"the exchange stopped: {exc!r}; the outcome is unknown")
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(stopped)
+            raise
+        self.batches += 1
+        self.records += len(outcomes)
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if not future.done():  # The sender may have given up waiting (cancelled).
+                future.set_result(outcome)
+        for subscriber in self._subscribers:
+            try:
+                subscriber(outcomes)
+            except Exception:  # A broken subscriber must not stop the exchange.
+                log.exception("subscriber failed")
+        if exchange.seq - self._snapshot_seq >= SNAPSHOT_EVERY_RECORDS:
+            self._write_snapshot()
+
+    def _write_snapshot(self) -> None:
+        exchange = self.exchange
+        try:
+            self.journal.write_snapshot(exchange.seq, exchange.state_hash(), exchange.snapshot())
+            self._snapshot_seq = exchange.seq
+        except Exception:  # The journal carries on; the next snapshot will try again.
+            log.exception("snapshot at seq %d not written", exchange.seq)
+
+    def _fail(self, exc: BaseException) -> None:
+        self._failure = exc
+        self._accepting = False
+        if not isinstance(exc, asyncio.CancelledError):
+            log.error("sequencer stopped: %r", exc)
+        stopped = SequencerStopped(f"the exchange stopped: {exc!r}; the outcome is unknown")
+        while not self._queue.empty():
+            _, future = self._queue.get_nowait()
+            if not future.done():
+                future.set_exception(stopped)
+        with contextlib.suppress(Exception):
+            self.journal.close()

@@ -1,0 +1,626 @@
+"""The WebSocket gateway: sessions, authorization, requests to commands, answers from state.
+
+Invariants:
+- The actor of every command is the session's account, taken from its token at logon, never
+  from the request's params.
+- An account can never see, amend or cancel another account's order: such a request gets
+  exactly the answer an order id that never existed gets (404 UNKNOWN_ORDER, same message).
+- op.* methods need the operator role (403 FORBIDDEN otherwise); the core checks it again.
+- Queries read the exchange state on the event loop between sequencer batches; because a
+  batch is handled, fsynced and released without yielding, they only ever see durable state.
+- Bad frames (malformed JSON, unknown method, wrong types, binary frames) get a typed 400
+  and the connection carries on; a frame above FRAME_BYTES_MAX closes it with 1009; no
+  logon within LOGON_TIMEOUT_S, or a failed logon, closes it with 1008.
+- Shutdown (SIGTERM/SIGINT, or `stop` set): stop accepting connections and commands, let the
+  sequencer drain and fsync what is queued, send those answers, close every connection with
+  1001 (going away), snapshot, release the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from exchange.commands import (
+    AmendOrder,
+    CancelOrder,
+    Command,
+    Deposit,
+    Halt,
+    IssueShares,
+    ListAsset,
+    OpenAccount,
+    PlaceOrder,
+    Resume,
+    Role,
+)
+from exchange.core import Outcome
+from exchange.events import (
+    CommandRejected,
+    Event,
+    OrderCanceled,
+    OrderFilled,
+    OrderRejected,
+)
+from exchange.reasons import Reject
+from exchange.state import ExchangeState, Instrument, LiveOrder
+from gateway import protocol
+from gateway.protocol import ProtocolError
+from gateway.sequencer import Overloaded, Sequencer, SequencerStopped, Unavailable, recover
+from gateway.sessions import TokenStore
+from matching.orders import OrderType
+
+LOGON_TIMEOUT_S = 10.0
+IN_FLIGHT_MAX = 64  # Requests of one connection awaiting their answer; then reading pauses.
+DRAIN_TIMEOUT_S = 10.0
+NO_SUCH_ORDER = "no such open order"  # The core's words, for an edge lookup that fails.
+
+log = logging.getLogger("ipx.gateway")
+
+
+@dataclass(slots=True)
+class Session:
+    account: str | None = None
+    in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IN_FLIGHT_MAX))
+
+
+class Gateway:
+    """Serves one exchange (its sequencer) to WebSocket clients."""
+
+    def __init__(
+        self,
+        sequencer: Sequencer,
+        tokens: TokenStore,
+        *,
+        logon_timeout_s: float = LOGON_TIMEOUT_S,
+    ) -> None:
+        self.sequencer = sequencer
+        self.tokens = tokens
+        self.logon_timeout_s = logon_timeout_s
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._methods: dict[str, Callable[[str, Any], Awaitable[Any]]] = {
+            "order.place": self._place,
+            "order.cancel": self._cancel,
+            "order.amend": self._amend,
+            "order.status": self._status,
+            "orders.open": self._open_orders,
+            "account.balances": self._balances,
+            "instruments.list": self._instruments,
+            "book.snapshot": self._book,
+            "op.open_account": self._op_open_account,
+            "op.deposit": self._op_deposit,
+            "op.list_asset": self._op_list_asset,
+            "op.issue_shares": self._op_issue_shares,
+            "op.halt": self._op_halt,
+            "op.resume": self._op_resume,
+        }
+
+    @property
+    def state(self) -> ExchangeState:
+        return self.sequencer.exchange.state
+
+    # HTTP before the upgrade: health endpoints and the bearer token.
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Answer /livez and /readyz; refuse an upgrade that carries a bad bearer token."""
+        if request.path == "/livez":
+            return connection.respond(http.HTTPStatus.OK, "ok\n")
+        if request.path == "/readyz":
+            if self.sequencer.running:
+                return connection.respond(http.HTTPStatus.OK, "ready\n")
+            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "not ready\n")
+        header = request.headers.get("Authorization")
+        if header is not None and self._bearer_account(header) is None:
+            return connection.respond(http.HTTPStatus.UNAUTHORIZED, "invalid bearer token\n")
+        return None
+
+    def _bearer_account(self, header: str) -> str | None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        return self._account_of(token.strip())
+
+    def _account_of(self, token: str) -> str | None:
+        account = self.tokens.account_of(token)
+        if account is None or account not in self.state.accounts:
+            return None
+        return account
+
+    # One connection.
+
+    async def handle_connection(self, connection: ServerConnection) -> None:
+        session = Session()
+        header = _authorization(connection.request.headers if connection.request else None)
+        if header is not None:
+            session.account = self._bearer_account(header)
+        try:
+            if session.account is None and not await self._logon(connection, session):
+                return
+            async for frame in connection:
+                await session.in_flight.acquire()
+                task = asyncio.create_task(self._answer(connection, session, frame))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        except ConnectionClosed:
+            pass
+
+    async def _logon(self, connection: ServerConnection, session: Session) -> bool:
+        # The first frame of an unauthenticated connection must be a good session.logon.
+        try:
+            frame = await asyncio.wait_for(connection.recv(), self.logon_timeout_s)
+        except TimeoutError:
+            await connection.close(1008, "no logon in time")
+            return False
+        request_id = protocol.request_id_of(frame) if isinstance(frame, str) else None
+        try:
+            if not isinstance(frame, str):
+                raise protocol.validation_error("binary frames are not accepted: send JSON text")
+            request = protocol.decode_request(frame)
+            request_id = request.id
+            if request.method != "session.logon":
+                raise protocol.unauthorized("log on first: session.logon {token}")
+            params = protocol.decode_params(request)
+            account = self._account_of(params.token)
+            if account is None:
+                raise protocol.unauthorized("unknown or revoked token")
+        except ProtocolError as error:
+            await connection.send(_error_text(request_id, error))
+            await connection.close(1008, "authentication failed")
+            return False
+        session.account = account
+        await connection.send(
+            _text(protocol.encode_result(request_id, self._logon_result(account)))
+        )
+        return True
+
+    def _logon_result(self, account: str) -> dict[str, Any]:
+        return {"account": account, "role": self.state.accounts[account].role.value}
+
+    async def _answer(self, connection: ServerConnection, session: Session, frame: Any) -> None:
+        try:
+            reply = await self._dispatch(session, frame)
+            with contextlib.suppress(ConnectionClosed):
+                await connection.send(reply)
+        finally:
+            session.in_flight.release()
+
+    async def _dispatch(self, session: Session, frame: str | bytes) -> str:
+        request_id: str | None = None
+        try:
+            if not isinstance(frame, str):
+                raise protocol.validation_error("binary frames are not accepted: send JSON text")
+            request_id = protocol.request_id_of(frame)
+            request = protocol.decode_request(frame)
+            params = protocol.decode_params(request)
+            account = session.account
+            assert account is not None
+            if request.method == "session.logon":
+                raise protocol.validation_error("this session is already logged on")
+            if request.method.startswith(protocol.OPERATOR_PREFIX):
+                self._require_operator(account)
+            result = await self._methods[request.method](account, params)
+            return _text(protocol.encode_result(request.id, result))
+        except ProtocolError as error:
+            return _error_text(request_id, error)
+        except Overloaded as error:
+            return _error_text(request_id, ProtocolError(503, "OVERLOADED", str(error)))
+        except Unavailable as error:
+            return _error_text(request_id, ProtocolError(503, "INTERNAL", str(error)))
+        except SequencerStopped as error:
+            message = f"{error}: query the order by its client id"
+            return _error_text(request_id, ProtocolError(500, "INTERNAL", message))
+        except Exception:
+            log.exception("request %r failed", request_id)
+            error = ProtocolError(500, "INTERNAL", "internal error: query the order by its id")
+            return _error_text(request_id, error)
+
+    def _require_operator(self, account: str) -> None:
+        if self.state.accounts[account].role is not Role.OPERATOR:
+            raise protocol.forbidden("this method needs an operator account")
+
+    async def _submit(self, command: Command) -> Outcome:
+        return await self.sequencer.submit(command)
+
+    # Orders.
+
+    def _instrument(self, symbol: str) -> Instrument:
+        instrument = self.state.instruments.get(symbol)
+        if instrument is None:
+            raise protocol.rejection(Reject.UNKNOWN_SYMBOL, f"no instrument {symbol!r}")
+        return instrument
+
+    async def _place(self, account: str, params: protocol.PlaceParams) -> Any:
+        instrument = self._instrument(params.symbol)
+        terms = instrument.terms
+        if params.type is OrderType.MARKET:
+            if params.price is not None:
+                raise protocol.validation_error("a market order takes no price")
+            price_ticks = 0
+        elif params.price is None:
+            raise protocol.validation_error("a limit order needs a price")
+        else:
+            price_ticks = protocol.price_to_ticks(
+                params.price, terms.currency, terms.tick_size_minor
+            )
+        command = PlaceOrder(
+            account,
+            params.symbol,
+            params.cl_ord_id,
+            params.side,
+            params.type,
+            params.time_in_force,
+            price_ticks,
+            params.quantity,
+            params.post_only,
+            params.stp_mode,
+            params.expire_ts_ns,
+        )
+        outcome = await self._submit(command)
+        reply = outcome.reply
+        if isinstance(reply, OrderRejected):
+            raise protocol.rejection(reply.reason, reply.message)
+        assert reply is not None and hasattr(reply, "order_id")
+        order_id: int = reply.order_id
+        view = self._order_view(account, order_id)
+        view["fills"] = [
+            self._fill_view(event)
+            for event in outcome.events
+            if isinstance(event, OrderFilled) and event.order_id == order_id
+        ]
+        return view
+
+    async def _cancel(self, account: str, params: protocol.OrderRefParams) -> Any:
+        _require_reference(params.order_id, params.cl_ord_id)
+        outcome = await self._submit(CancelOrder(account, params.order_id, params.cl_ord_id))
+        reply = outcome.reply
+        if isinstance(reply, CommandRejected):
+            raise protocol.rejection(reply.reason, reply.message)
+        assert isinstance(reply, OrderCanceled)
+        view = self._order_view(account, reply.order_id)
+        view["canceled_units"] = reply.canceled_units
+        return view
+
+    async def _amend(self, account: str, params: protocol.AmendParams) -> Any:
+        _require_reference(params.order_id, params.cl_ord_id)
+        order = self._own_open_order(account, params.order_id, params.cl_ord_id)
+        if order is None:
+            raise protocol.rejection(Reject.UNKNOWN_ORDER, NO_SUCH_ORDER)
+        terms = order.instrument.terms
+        price_ticks = protocol.price_to_ticks(params.price, terms.currency, terms.tick_size_minor)
+        command = AmendOrder(
+            account, price_ticks, params.quantity, params.order_id, params.cl_ord_id
+        )
+        outcome = await self._submit(command)
+        reply = outcome.reply
+        if isinstance(reply, CommandRejected):
+            raise protocol.rejection(reply.reason, reply.message)
+        return self._order_view(account, order.order_id)
+
+    async def _status(self, account: str, params: protocol.OrderRefParams) -> Any:
+        _require_reference(params.order_id, params.cl_ord_id)
+        order_id = params.order_id
+        if order_id == 0:
+            client_order = self.state.client_orders.get((account, params.cl_ord_id))
+            if client_order is None:
+                raise protocol.rejection(Reject.UNKNOWN_ORDER, NO_SUCH_ORDER)
+            reply = client_order.reply
+            if isinstance(reply, OrderRejected):
+                return {
+                    "order_id": client_order.order_id,
+                    "cl_ord_id": params.cl_ord_id,
+                    "symbol": reply.symbol,
+                    "status": "rejected",
+                    "reason": reply.reason.value,
+                    "message": reply.message,
+                }
+            order_id = client_order.order_id
+        return self._order_view(account, order_id)
+
+    async def _open_orders(self, account: str, params: protocol.SymbolFilterParams) -> Any:
+        state = self.state
+        views = []
+        for order_id in state.accounts[account].open_orders:
+            order = state.orders[order_id]
+            if not params.symbol or order.instrument.terms.symbol == params.symbol:
+                views.append(self._order_view(account, order_id))
+        return {"orders": views}
+
+    def _own_open_order(self, account: str, order_id: int, cl_ord_id: str) -> LiveOrder | None:
+        state = self.state
+        if order_id == 0:
+            client_order = state.client_orders.get((account, cl_ord_id))
+            if client_order is None:
+                return None
+            order_id = client_order.order_id
+        order = state.orders.get(order_id)
+        return order if order is not None and order.account == account else None
+
+    def _order_view(self, account: str, order_id: int) -> dict[str, Any]:
+        """Describe one of the account's orders; someone else's is UNKNOWN_ORDER, like no order."""
+        state = self.state
+        order = state.orders.get(order_id)
+        open_ = order is not None
+        if order is None:
+            order = state.finished_orders.get(order_id)
+        if order is None or order.account != account:
+            raise protocol.rejection(Reject.UNKNOWN_ORDER, NO_SUCH_ORDER)
+        instrument = order.instrument
+        terms = instrument.terms
+        if open_:
+            book_order = instrument.book.order(order_id)
+            leaves = book_order.leaves_units if book_order is not None else 0
+            status = "partially_filled" if order.cum_units else "open"
+        else:
+            leaves = 0
+            status = "filled" if order.cum_units == order.quantity_units else "canceled"
+        return {
+            "order_id": order.order_id,
+            "cl_ord_id": order.cl_ord_id,
+            "symbol": terms.symbol,
+            "side": order.side.value,
+            "type": order.order_type.value,
+            "time_in_force": order.time_in_force.value,
+            "price": protocol.ticks_to_price(
+                order.price_ticks, terms.currency, terms.tick_size_minor
+            ),
+            "quantity": order.quantity_units,
+            "filled": order.cum_units,
+            "leaves": leaves,
+            "status": status,
+        }
+
+    def _fill_view(self, event: OrderFilled) -> dict[str, Any]:
+        terms = self.state.instruments[event.symbol].terms
+        return {
+            "trade_id": event.trade_id,
+            "price": protocol.ticks_to_price(
+                event.price_ticks, terms.currency, terms.tick_size_minor
+            ),
+            "quantity": event.quantity_units,
+            "liquidity": event.liquidity.value,
+            "fee": protocol.minor_to_amount(event.fee_minor, terms.currency),
+        }
+
+    # Account and market.
+
+    async def _balances(self, account: str, params: protocol.NoParams) -> Any:
+        instruments = self.state.instruments
+        balances: dict[str, dict[str, Any]] = {}
+        # entries() walks every balance in sorted order: fine for this version's scale.
+        for owner, asset, available, held in self.sequencer.exchange.balances.entries():
+            if owner != account:
+                continue
+            if asset in instruments:
+                balances[asset] = {"available": available, "held": held, "kind": "units"}
+            else:
+                balances[asset] = {
+                    "available": protocol.minor_to_amount(available, asset),
+                    "held": protocol.minor_to_amount(held, asset),
+                    "kind": "cash",
+                }
+        return {"account": account, "balances": balances}
+
+    async def _instruments(self, account: str, params: protocol.NoParams) -> Any:
+        return {
+            "instruments": [
+                self._instrument_view(instrument)
+                for _, instrument in sorted(self.state.instruments.items())
+            ]
+        }
+
+    def _instrument_view(self, instrument: Instrument) -> dict[str, Any]:
+        terms = instrument.terms
+        currency, tick = terms.currency, terms.tick_size_minor
+
+        def price(ticks: int) -> str | None:
+            return protocol.ticks_to_price(ticks, currency, tick) if ticks else None
+
+        return {
+            "symbol": terms.symbol,
+            "patent_id": terms.patent_id,
+            "title": instrument.asset.listing.title,
+            "currency": currency,
+            "tick_size": protocol.minor_to_amount(tick, currency),
+            "lot_size_units": terms.lot_size_units,
+            "total_units": terms.total_units,
+            "maker_fee_bps": terms.maker_fee_bps,
+            "taker_fee_bps": terms.taker_fee_bps,
+            "trading_mode": terms.trading_mode.value,
+            "phase": instrument.phase.value,
+            "reference_price": price(instrument.reference_price_ticks),
+            "last_price": price(instrument.last_price_ticks),
+            "price_band": [price(instrument.static_low), price(instrument.static_high)],
+        }
+
+    async def _book(self, account: str, params: protocol.BookParams) -> Any:
+        instrument = self._instrument(params.symbol)
+        terms = instrument.terms
+        bids, asks = instrument.book.l2(params.depth)
+
+        def levels(side: list[tuple[int, int]]) -> list[list[Any]]:
+            return [
+                [protocol.ticks_to_price(price, terms.currency, terms.tick_size_minor), units]
+                for price, units in side
+            ]
+
+        return {
+            "symbol": terms.symbol,
+            "phase": instrument.phase.value,
+            "seq": self.sequencer.exchange.seq,
+            "bids": levels(bids),
+            "asks": levels(asks),
+        }
+
+    # Operator methods.
+
+    async def _operator_command(self, command: Command) -> Any:
+        outcome = await self._submit(command)
+        reply = outcome.reply
+        if isinstance(reply, CommandRejected):
+            raise protocol.rejection(reply.reason, reply.message)
+        return _event_view(reply)
+
+    async def _op_open_account(self, account: str, params: protocol.OpenAccountParams) -> Any:
+        return await self._operator_command(OpenAccount(account, params.account_id, params.role))
+
+    async def _op_deposit(self, account: str, params: protocol.DepositParams) -> Any:
+        amount = protocol.amount_to_minor(params.amount, params.currency)
+        return await self._operator_command(
+            Deposit(account, params.account_id, params.currency, amount)
+        )
+
+    async def _op_list_asset(self, account: str, params: protocol.ListAssetParams) -> Any:
+        trailing = protocol.amount_to_minor(
+            params.trailing_royalties, params.currency, "trailing_royalties"
+        )
+        command = ListAsset(
+            account,
+            params.patent_id,
+            params.title,
+            params.jurisdiction,
+            params.owner_account,
+            params.filing_date,
+            params.expiry_date,
+            params.cpc_class,
+            tuple(params.licensees),
+            params.royalty_terms,
+            params.currency,
+            trailing,
+        )
+        return await self._operator_command(command)
+
+    async def _op_issue_shares(self, account: str, params: protocol.IssueSharesParams) -> Any:
+        tick = protocol.amount_to_minor(params.tick_size, params.currency, "tick_size")
+        if tick == 0:
+            raise protocol.validation_error("the tick size must be positive")
+        reference = protocol.price_to_ticks(params.reference_price, params.currency, tick)
+        command = IssueShares(
+            account,
+            params.patent_id,
+            params.symbol,
+            params.issuer_account,
+            params.total_units,
+            params.currency,
+            tick,
+            params.lot_size_units,
+            params.maker_fee_bps,
+            params.taker_fee_bps,
+            reference,
+            params.static_band_bps,
+            params.dynamic_band_bps,
+            params.volatility_auction_ns,
+            params.opening_auction_ns,
+            params.trading_mode,
+            params.auction_interval_ns,
+        )
+        return await self._operator_command(command)
+
+    async def _op_halt(self, account: str, params: protocol.SymbolParams) -> Any:
+        return await self._operator_command(Halt(account, params.symbol))
+
+    async def _op_resume(self, account: str, params: protocol.SymbolParams) -> Any:
+        return await self._operator_command(Resume(account, params.symbol))
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait (bounded) for the answers of the requests in flight."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)
+
+
+def _require_reference(order_id: int, cl_ord_id: str) -> None:
+    if (order_id == 0) == (cl_ord_id == ""):
+        raise protocol.validation_error("name the order by exactly one of order_id or cl_ord_id")
+
+
+def _authorization(headers: Headers | None) -> str | None:
+    return None if headers is None else headers.get("Authorization")
+
+
+def _event_view(event: Event | None) -> Any:
+    return msgspec.to_builtins(event)
+
+
+def _text(payload: bytes) -> str:
+    return payload.decode()
+
+
+def _error_text(request_id: str | None, error: ProtocolError) -> str:
+    return _text(protocol.encode_error(request_id, error.status, error.code, error.message))
+
+
+# Running it.
+
+
+@dataclass(slots=True)
+class RunningServer:
+    host: str
+    port: int
+    gateway: Gateway
+    server: Server
+    sequencer_task: asyncio.Task[None]
+
+
+@contextlib.asynccontextmanager
+async def run_server(
+    data_dir: str | os.PathLike[str],
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    logon_timeout_s: float = LOGON_TIMEOUT_S,
+    frame_bytes_max: int = protocol.FRAME_BYTES_MAX,
+) -> AsyncIterator[RunningServer]:
+    """Recover the exchange under data_dir and serve it until the block exits, then shut down."""
+    exchange, journal, recovery = recover(data_dir)
+    log.info(
+        "recovered seq %d (snapshot %d + %d records) in %.3f s",
+        recovery.last_seq,
+        recovery.snapshot_seq,
+        recovery.replayed_records,
+        recovery.seconds,
+    )
+    sequencer = Sequencer(exchange, journal)
+    gateway = Gateway(sequencer, TokenStore(os.fspath(data_dir)), logon_timeout_s=logon_timeout_s)
+    sequencer_task = asyncio.create_task(sequencer.run(), name="sequencer")
+    server = await serve(
+        gateway.handle_connection,
+        host,
+        port,
+        process_request=gateway.process_request,
+        max_size=frame_bytes_max,
+    )
+    try:
+        bound = server.sockets[0].getsockname()
+        yield RunningServer(bound[0], bound[1], gateway, server, sequencer_task)
+    finally:
+        await _shut_down(server, gateway, sequencer, sequencer_task)
+
+
+async def _shut_down(
+    server: Server, gateway: Gateway, sequencer: Sequencer, task: asyncio.Task[None]
+) -> None:
+    # Stop taking connections and commands; drain the queue (fsynced); send those answers;
+    # close every connection with 1001; snapshot and release the journal.
+    server.server.close()  # The listening socket only; websockets' close() comes last.
+    await sequencer.stop()
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(task), DRAIN_TIMEOUT_S)
+    await gateway.drain(DRAIN_TIMEOUT_S)
+    server.close()  # Closes every connection with 1001 (going away).
+    await server.wait_closed()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+    sequencer.close()

@@ -1,0 +1,133 @@
+"""API tokens: issued once, stored only as SHA-256 hashes in DATA_DIR/tokens.json.
+
+Invariants:
+- The token itself is printed once at issue and never stored: the file holds
+  sha256(token) in hex, the account it belongs to, an id (to revoke it by) and its issue time.
+- The file is replaced atomically (temporary file, fsync, rename, directory fsync), so a reader
+  sees the old list or the new one, never half of one.
+- The server re-reads the file when its inode, modification time or size changes, checked at every
+  logon: a revoked token stops opening sessions without a restart. Sessions already open
+  stay open (revocation is for new logons in this version).
+- A token is looked up by its hash; the account's role comes from the exchange state, never
+  from the token file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+
+TOKENS_FILE = "tokens.json"
+TOKEN_BYTES = 32  # secrets.token_urlsafe(32): 256 bits, 43 characters.
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEntry:
+    token_id: str
+    account: str
+    sha256: str
+    issued_ts_ns: int
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def tokens_path(data_dir: str) -> str:
+    return os.path.join(data_dir, TOKENS_FILE)
+
+
+def load_tokens(path: str) -> list[TokenEntry]:
+    """Read the token file; an absent file holds no tokens."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            document = json.load(file)
+    except FileNotFoundError:
+        return []
+    return [
+        TokenEntry(item["id"], item["account"], item["sha256"], item["issued_ts_ns"])
+        for item in document["tokens"]
+    ]
+
+
+def save_tokens(path: str, entries: list[TokenEntry]) -> None:
+    """Replace the token file atomically."""
+    document = {
+        "tokens": [
+            {
+                "id": entry.token_id,
+                "account": entry.account,
+                "sha256": entry.sha256,
+                "issued_ts_ns": entry.issued_ts_ns,
+            }
+            for entry in entries
+        ]
+    }
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    temp = path + ".tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, json.dumps(document, indent=2).encode() + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(temp, path)
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def issue_token(data_dir: str, account: str) -> tuple[str, TokenEntry]:
+    """Create a token for account; return (the token, to show once, and its stored entry)."""
+    path = tokens_path(data_dir)
+    entries = load_tokens(path)
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    entry = TokenEntry("tok_" + secrets.token_hex(6), account, token_hash(token), time.time_ns())
+    save_tokens(path, [*entries, entry])
+    return token, entry
+
+
+def revoke_token(data_dir: str, token_id: str) -> TokenEntry | None:
+    """Remove a token by id; return what was removed, or None if there was no such id."""
+    path = tokens_path(data_dir)
+    entries = load_tokens(path)
+    kept = [entry for entry in entries if entry.token_id != token_id]
+    if len(kept) == len(entries):
+        return None
+    save_tokens(path, kept)
+    return next(entry for entry in entries if entry.token_id == token_id)
+
+
+class TokenStore:
+    """The server's view of tokens.json, reloaded when the file changes."""
+
+    def __init__(self, data_dir: str) -> None:
+        self._path = tokens_path(data_dir)
+        self._signature: tuple[int, int, int] | None = None
+        self._by_hash: dict[str, TokenEntry] = {}
+        self.reload_if_changed()
+
+    def reload_if_changed(self) -> None:
+        try:
+            stat = os.stat(self._path)
+            signature: tuple[int, int, int] | None = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            signature = None
+        if signature == self._signature:
+            return
+        entries = load_tokens(self._path) if signature is not None else []
+        self._by_hash = {entry.sha256: entry for entry in entries}
+        self._signature = signature
+
+    def account_of(self, token: str) -> str | None:
+        """Return the account a token belongs to, or None for an unknown or revoked token."""
+        self.reload_if_changed()
+        entry = self._by_hash.get(token_hash(token))
+        return None if entry is None else entry.account

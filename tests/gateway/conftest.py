@@ -1,0 +1,128 @@
+"""A real exchange behind a real gateway on 127.0.0.1 (port 0), on a temporary data dir.
+
+The standard market: an operator `op`, an issuer `issuer` holding all 100,000 units of
+RS-US10123456B2 (patent US10123456B2, USD, tick 0.10, reference price 100.00, static band 10%
+so limit prices 90.00 to 110.00), two investors `alice` and `bob` with USD 100,000.00 each.
+The instrument is resumed with a 1 ms opening auction, so it is in continuous trading once
+the sequencer's idle tick has fired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+import pytest_asyncio
+
+from exchange.commands import Role
+from gateway import sessions
+from gateway.admin_cli import create_account
+from gateway.client import IpxClient
+from gateway.server import RunningServer, run_server
+
+SYMBOL = "RS-US10123456B2"
+PATENT = "US10123456B2"
+ACCOUNTS = {
+    "op": Role.OPERATOR,
+    "issuer": Role.ISSUER,
+    "alice": Role.INVESTOR,
+    "bob": Role.INVESTOR,
+}
+CONTINUOUS_WAIT_S = 5.0
+
+
+@dataclass
+class Venue:
+    data_dir: str
+    tokens: dict[str, str] = field(default_factory=dict)
+    url: str = ""
+
+    async def client(self, account: str, *, bearer: bool = True) -> IpxClient:
+        return await IpxClient.connect(self.url, self.tokens[account], bearer=bearer)
+
+
+def prepare_data_dir(data_dir: str) -> Venue:
+    """Open the standard accounts (as the host's administrator) and issue their tokens."""
+    venue = Venue(data_dir)
+    for account, role in ACCOUNTS.items():
+        create_account(data_dir, account, role)
+        token, _ = sessions.issue_token(data_dir, account)
+        venue.tokens[account] = token
+    return venue
+
+
+async def list_the_market(venue: Venue) -> None:
+    """List, issue, fund and open the standard instrument through op.* methods."""
+    op = await venue.client("op")
+    try:
+        await op.request(
+            "op.list_asset",
+            {
+                "patent_id": PATENT,
+                "title": "Method for verifying royalty streams",
+                "jurisdiction": "US",
+                "owner_account": "issuer",
+                "filing_date": "2015-03-01",
+                "expiry_date": "2035-03-01",
+                "cpc_class": "H04L 9/32",
+                "licensees": ["Acme Corp"],
+                "royalty_terms": "3% of net sales",
+                "currency": "USD",
+                "trailing_royalties": "1200.00",
+            },
+        )
+        await op.request(
+            "op.issue_shares",
+            {
+                "patent_id": PATENT,
+                "symbol": SYMBOL,
+                "issuer_account": "issuer",
+                "total_units": 100_000,
+                "currency": "USD",
+                "tick_size": "0.10",
+                "reference_price": "100.00",
+                "maker_fee_bps": 10,
+                "taker_fee_bps": 25,
+                "opening_auction_ns": 1_000_000,
+            },
+        )
+        for investor in ("alice", "bob"):
+            await op.request(
+                "op.deposit", {"account_id": investor, "currency": "USD", "amount": "100000.00"}
+            )
+        await op.request("op.resume", {"symbol": SYMBOL})
+        await wait_for_phase(op, "continuous")
+    finally:
+        await op.close()
+
+
+async def wait_for_phase(client: IpxClient, phase: str) -> None:
+    deadline = time.monotonic() + CONTINUOUS_WAIT_S
+    while time.monotonic() < deadline:
+        listing = await client.request("instruments.list")
+        if listing["instruments"][0]["phase"] == phase:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{SYMBOL} did not reach {phase} within {CONTINUOUS_WAIT_S} s")
+
+
+@pytest.fixture
+def venue(tmp_path: object) -> Venue:
+    return prepare_data_dir(os.fspath(tmp_path))  # type: ignore[arg-type]
+
+
+@pytest_asyncio.fixture
+async def server(venue: Venue) -> AsyncIterator[RunningServer]:
+    async with run_server(venue.data_dir, logon_timeout_s=1.0) as running:
+        venue.url = f"ws://{running.host}:{running.port}/"
+        yield running
+
+
+@pytest_asyncio.fixture
+async def market(venue: Venue, server: RunningServer) -> Venue:
+    await list_the_market(venue)
+    return venue

@@ -1,0 +1,116 @@
+"""Order entry through a real gateway: the round trips an investor relies on."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.client import RequestFailed
+from tests.gateway.conftest import SYMBOL, Venue
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_place_then_cancel_round_trip(market: Venue) -> None:
+    alice = await market.client("alice")
+    try:
+        placed = await alice.place(SYMBOL, "buy", 10, "99.50", cl_ord_id="a-1")
+        assert placed["status"] == "open"
+        assert placed["price"] == "99.50"
+        assert (placed["quantity"], placed["filled"], placed["leaves"]) == (10, 0, 10)
+        book = await alice.request("book.snapshot", {"symbol": SYMBOL})
+        assert book["bids"] == [["99.50", 10]]
+        canceled = await alice.cancel(order_id=placed["order_id"])
+        assert canceled["status"] == "canceled"
+        assert canceled["canceled_units"] == 10
+        book = await alice.request("book.snapshot", {"symbol": SYMBOL})
+        assert book["bids"] == []
+    finally:
+        await alice.close()
+
+
+async def test_a_buy_reserves_cash_and_a_cancel_releases_it(market: Venue) -> None:
+    alice = await market.client("alice")
+    try:
+        placed = await alice.place(SYMBOL, "buy", 10, "100.00")
+        balances = (await alice.request("account.balances"))["balances"]
+        # 10 x 100.00 = 1,000.00 plus the larger fee (25 bps): 2.50.
+        assert balances["USD"] == {"available": "98997.50", "held": "1002.50", "kind": "cash"}
+        await alice.cancel(order_id=placed["order_id"])
+        balances = (await alice.request("account.balances"))["balances"]
+        assert balances["USD"] == {"available": "100000.00", "held": "0.00", "kind": "cash"}
+    finally:
+        await alice.close()
+
+
+async def test_a_crossing_order_trades_and_reports_its_fill(market: Venue) -> None:
+    issuer = await market.client("issuer")
+    alice = await market.client("alice")
+    try:
+        await issuer.place(SYMBOL, "sell", 5, "101.00")
+        bought = await alice.place(SYMBOL, "buy", 8, "101.00")
+        assert (bought["filled"], bought["leaves"], bought["status"]) == (5, 3, "partially_filled")
+        assert bought["fills"] == [
+            {
+                "trade_id": bought["fills"][0]["trade_id"],
+                "price": "101.00",
+                "quantity": 5,
+                "liquidity": "taker",
+                "fee": "1.26",  # 25 bps of 505.00, rounded down.
+            }
+        ]
+        balances = (await alice.request("account.balances"))["balances"]
+        assert balances[SYMBOL] == {"available": 5, "held": 0, "kind": "units"}
+    finally:
+        await alice.close()
+        await issuer.close()
+
+
+async def test_amend_and_status_by_client_order_id(market: Venue) -> None:
+    alice = await market.client("alice")
+    try:
+        await alice.place(SYMBOL, "buy", 10, "99.00", cl_ord_id="amend-me")
+        amended = await alice.amend("98.50", 6, cl_ord_id="amend-me")
+        assert (amended["price"], amended["quantity"], amended["leaves"]) == ("98.50", 6, 6)
+        status = await alice.status(cl_ord_id="amend-me")
+        assert status == amended
+        listing = await alice.request("orders.open")
+        assert [order["cl_ord_id"] for order in listing["orders"]] == ["amend-me"]
+    finally:
+        await alice.close()
+
+
+async def test_resending_the_same_order_returns_the_same_order(market: Venue) -> None:
+    alice = await market.client("alice")
+    try:
+        first = await alice.place(SYMBOL, "buy", 10, "99.00", cl_ord_id="once")
+        again = await alice.place(SYMBOL, "buy", 10, "99.00", cl_ord_id="once")
+        assert again["order_id"] == first["order_id"]
+        listing = await alice.request("orders.open")
+        assert len(listing["orders"]) == 1
+        with pytest.raises(RequestFailed) as refused:
+            await alice.place(SYMBOL, "buy", 11, "99.00", cl_ord_id="once")
+        assert (refused.value.status, refused.value.code) == (409, "DUPLICATE_CL_ORD_ID")
+    finally:
+        await alice.close()
+
+
+async def test_business_rejections_are_typed(market: Venue) -> None:
+    alice = await market.client("alice")
+    try:
+        cases = [
+            ({"price": "150.00"}, 422, "PRICE_BAND"),
+            ({"price": "99.05"}, 400, "INVALID_PRICE_INCREMENT"),
+            ({"price": "99.001"}, 400, "INVALID_PRICE_INCREMENT"),
+            ({"quantity": 10_000_000}, 422, "INSUFFICIENT_BALANCE"),
+            ({"symbol": "RS-NOPE"}, 404, "UNKNOWN_SYMBOL"),
+            ({"side": "sell"}, 422, "INSUFFICIENT_SHARES"),
+        ]
+        for index, (changes, status, code) in enumerate(cases):
+            params = {"symbol": SYMBOL, "side": "buy", "quantity": 10, "price": "99.00"}
+            params.update(changes)
+            params["cl_ord_id"] = f"bad-{index}"
+            with pytest.raises(RequestFailed) as refused:
+                await alice.request("order.place", params)
+            assert (refused.value.status, refused.value.code) == (status, code), changes
+    finally:
+        await alice.close()
