@@ -1,0 +1,155 @@
+"""Who may do what: tokens, logon, and the wall between accounts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from gateway import sessions
+from gateway.client import IpxClient, RequestFailed
+from gateway.server import RunningServer
+from tests.gateway.conftest import SYMBOL, Venue
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_logon_with_a_good_token_by_header_or_by_message(market: Venue) -> None:
+    for bearer in (True, False):
+        alice = await market.client("alice", bearer=bearer)
+        try:
+            balances = await alice.request("account.balances")
+            assert balances["account"] == "alice"
+        finally:
+            await alice.close()
+
+
+async def test_a_bad_bearer_token_is_refused_at_the_upgrade(market: Venue) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        await IpxClient.connect(market.url, "not-a-token")
+    assert refused.value.response.status_code == 401
+
+
+async def test_a_bad_logon_token_gets_401_and_the_connection_closes(market: Venue) -> None:
+    async with connect(market.url) as connection:
+        await connection.send(
+            json.dumps({"id": "1", "method": "session.logon", "params": {"token": "nope"}})
+        )
+        answer = json.loads(await connection.recv())
+        assert answer == {
+            "id": "1",
+            "status": 401,
+            "error": {"code": "UNAUTHORIZED", "message": "unknown or revoked token"},
+        }
+        with pytest.raises(ConnectionClosed):
+            await connection.recv()
+        assert connection.close_code == 1008
+
+
+async def test_a_request_before_logon_gets_401(market: Venue) -> None:
+    async with connect(market.url) as connection:
+        await connection.send(json.dumps({"id": "7", "method": "orders.open", "params": {}}))
+        answer = json.loads(await connection.recv())
+        assert (answer["id"], answer["status"], answer["error"]["code"]) == (
+            "7",
+            401,
+            "UNAUTHORIZED",
+        )
+
+
+async def test_no_logon_in_time_closes_the_connection(server: RunningServer, venue: Venue) -> None:
+    async with connect(venue.url) as connection:
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(connection.recv(), 5.0)  # The fixture's timeout is 1 s.
+        assert connection.close_code == 1008
+
+
+async def test_a_revoked_token_no_longer_logs_on(market: Venue) -> None:
+    token, entry = sessions.issue_token(market.data_dir, "bob")
+    client = await IpxClient.connect(market.url, token)
+    await client.close()
+    assert sessions.revoke_token(market.data_dir, entry.token_id) == entry
+    with pytest.raises(InvalidStatus):
+        await IpxClient.connect(market.url, token)
+
+
+async def test_another_account_cannot_query_cancel_or_amend_my_order(market: Venue) -> None:
+    alice = await market.client("alice")
+    bob = await market.client("bob")
+    try:
+        mine = await alice.place(SYMBOL, "buy", 10, "99.00", cl_ord_id="private")
+        unknown_id = mine["order_id"] + 1_000
+        for method, params in [
+            ("order.status", {}),
+            ("order.cancel", {}),
+            ("order.amend", {"price": "98.00", "quantity": 5}),
+        ]:
+            answers = []
+            for order_id in (mine["order_id"], unknown_id):
+                with pytest.raises(RequestFailed) as refused:
+                    await bob.request(method, {"order_id": order_id, **params})
+                answers.append((refused.value.status, refused.value.code, refused.value.message))
+            # Bob cannot tell Alice's order from one that does not exist.
+            assert answers[0] == answers[1] == (404, "UNKNOWN_ORDER", "no such open order")
+        with pytest.raises(RequestFailed) as refused:
+            await bob.status(cl_ord_id="private")  # Client ids are per account.
+        assert refused.value.code == "UNKNOWN_ORDER"
+        assert (await bob.request("orders.open"))["orders"] == []
+        assert (await alice.status(order_id=mine["order_id"]))["status"] == "open"
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_an_investor_cannot_call_operator_methods(market: Venue) -> None:
+    alice = await market.client("alice")
+    try:
+        for method, params in [
+            ("op.deposit", {"account_id": "alice", "currency": "USD", "amount": "1.00"}),
+            ("op.halt", {"symbol": SYMBOL}),
+            ("op.resume", {"symbol": SYMBOL}),
+            ("op.open_account", {"account_id": "mallory", "role": "operator"}),
+        ]:
+            with pytest.raises(RequestFailed) as refused:
+                await alice.request(method, params)
+            assert (refused.value.status, refused.value.code) == (403, "FORBIDDEN"), method
+        balances = (await alice.request("account.balances"))["balances"]
+        assert balances["USD"]["available"] == "100000.00"
+    finally:
+        await alice.close()
+
+
+async def test_an_operator_can_halt_and_orders_are_then_refused(market: Venue) -> None:
+    op = await market.client("op")
+    alice = await market.client("alice")
+    try:
+        halted = await op.request("op.halt", {"symbol": SYMBOL})
+        assert halted["phase"] == "halted"
+        with pytest.raises(RequestFailed) as refused:
+            await alice.place(SYMBOL, "buy", 1, "99.00")
+        assert (refused.value.status, refused.value.code) == (422, "TRADING_HALTED")
+        with pytest.raises(RequestFailed) as refused:
+            await op.place(SYMBOL, "buy", 1, "99.00")
+        assert refused.value.code == "FORBIDDEN"  # Operators do not trade.
+    finally:
+        await alice.close()
+        await op.close()
+
+
+async def test_health_endpoints(market: Venue, server: RunningServer) -> None:
+    base = f"http://{server.host}:{server.port}"
+
+    def fetch(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(base + path, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    assert await asyncio.to_thread(fetch, "/livez") == (200, "ok\n")
+    assert await asyncio.to_thread(fetch, "/readyz") == (200, "ready\n")
