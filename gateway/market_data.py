@@ -1,0 +1,519 @@
+"""Public market data: the channel messages, computed from the core's outcomes.
+
+After every `Exchange.handle`, the sequencer passes the outcome to `MarketData.on_outcome`,
+which returns the push messages it caused, in the order they must be sent. Nothing here does
+I/O: the server fans the messages out to subscribers (after the outcome's journal record is on
+disk, DESIGN.md §2 rule 2), and the same frozen Structs can be published over MQTT or Redis
+and described in AsyncAPI (one tagged union, `Message`, tagged by `channel`).
+
+Channels (every message carries `channel`, `type`, `symbol`, `seq`, `journal_seq`, `ts_ns`):
+- `book.l2`   top L2_DEPTH (50) aggregated levels per side. A snapshot lists them all; an
+              update lists only the levels that changed, with ABSOLUTE quantities (0 deletes
+              the level). A level that enters or leaves the top 50 because another level
+              appeared or vanished is included too, so a client that applies the updates holds
+              exactly the server's top 50. Both carry `checksum` (below).
+- `book.l3`   every resting order (id, side, price, leaves; never its owner). A snapshot is a
+              list of "add" entries in priority order; an update lists "add" (at the back of
+              its level), "update" (new leaves, same priority) and "delete" entries. An order
+              that lost priority (amended up or to a new price) is a "delete" then an "add".
+- `trades`    every TradeExecuted, in order; a snapshot holds the last TRADES_SNAPSHOT_MAX.
+- `ticker`    last price, best bid and ask with their quantities, volume and trade count,
+              published when any of them changed.
+- `status`    one update per PhaseChanged, IndicativeUpdated and AuctionUncrossed (in event
+              order), each carrying the whole status after that event.
+- `heartbeat` on demand (the server calls `heartbeat` every second per subscribed symbol):
+              its `seq` is the journal seq and `channels` the latest seq of every channel of
+              the symbol, so a client sees a lost last update even on a quiet book.
+
+Sequence numbers: per (channel, symbol), starting at 0 (nothing published yet). An update has
+`seq` = previous + 1 and `prev_seq` = the previous; a snapshot has the channel's current `seq`
+and no `prev_seq`. A client applies an update only when its `prev_seq` equals the last seq it
+applied, drops updates with `seq` <= that (already in its snapshot), and on any other gap
+resubscribes for a snapshot. Heartbeat seqs never count as updates.
+
+Prices are decimal strings: price_ticks * tick_size_minor minor units written with the
+currency's number of decimals ("10.50" for 1,050 minor units of USD), exactly, no float.
+Quantities are integer units.
+
+The L2 checksum, for clients in any language:
+    text = ";".join(f"{price}:{quantity}" for the first 10 bids, best (highest) first)
+         + "|" + ";".join(f"{price}:{quantity}" for the first 10 asks, best (lowest) first)
+    checksum = CRC-32 (ISO-HDLC, as zlib.crc32) of the ASCII bytes of text, unsigned.
+`price` is the decimal string exactly as sent, `quantity` the integer in base 10. An empty
+side contributes an empty string. Example: bids [("10.10", 5), ("10.00", 7)] and asks
+[("10.20", 3)] give "10.10:5;10.00:7|10.20:3", checksum 3620691252.
+
+Invariants:
+- After `on_outcome(o)` returned, the top L2_DEPTH levels of every book equal what the book.l2
+  snapshots and updates published so far add up to, and likewise for book.l3: every book a
+  command changes is named (by symbol) in one of its events, and only those are diffed.
+- Messages depend only on the outcomes and the exchange state: replaying the journal into a
+  fresh exchange and MarketData gives the same messages.
+- Each (channel, symbol) seq rises by exactly 1 per update message.
+"""
+
+from __future__ import annotations
+
+import enum
+import zlib
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+import msgspec
+
+from exchange.core import Exchange, Outcome
+from exchange.events import (
+    AuctionUncrossed,
+    IndicativeUpdated,
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderFilled,
+    Phase,
+    PhaseChanged,
+    SharesIssued,
+    TradeExecuted,
+)
+from exchange.state import Instrument
+from matching.book import OrderBook
+from matching.orders import Side
+
+L2_DEPTH = 50  # Levels per side on book.l2.
+CHECKSUM_DEPTH = 10  # Levels per side covered by the book.l2 checksum.
+TRADES_SNAPSHOT_MAX = 50  # Trades in a trades snapshot.
+DEFAULT_CURRENCY_DIGITS = 2
+
+L2 = "book.l2"
+L3 = "book.l3"
+TRADES = "trades"
+TICKER = "ticker"
+STATUS = "status"
+HEARTBEAT = "heartbeat"
+CHANNELS = (L2, L3, TRADES, TICKER, STATUS)  # The channels with snapshots and updates.
+
+MessageType = Literal["snapshot", "update"]
+Level = tuple[str, int]  # (price, quantity_units); on the wire ["10.50", 7].
+
+
+class L3Action(enum.Enum):
+    ADD = "add"  # At the back of its price level.
+    UPDATE = "update"  # New leaves, priority kept.
+    DELETE = "delete"
+
+
+class _Push(msgspec.Struct, frozen=True, tag_field="channel", omit_defaults=True):
+    type: MessageType
+    symbol: str
+    seq: int
+    journal_seq: int  # The journal record (command) that produced it; for a snapshot, the last.
+    ts_ns: int
+
+
+class BookL2(_Push, frozen=True, tag=L2):
+    """Top L2_DEPTH levels (snapshot) or the levels that changed (update), best first."""
+
+    bids: list[Level]
+    asks: list[Level]
+    checksum: int  # Of the book after this message; see the module docstring.
+    prev_seq: int | None = None  # On updates only.
+
+
+class L3Order(msgspec.Struct, frozen=True):
+    action: L3Action
+    order_id: int
+    side: Side
+    price: str
+    quantity_units: int  # The order's leaves; 0 on a delete.
+
+
+class BookL3(_Push, frozen=True, tag=L3):
+    orders: list[L3Order]
+    prev_seq: int | None = None
+
+
+class TradePrint(msgspec.Struct, frozen=True):
+    trade_id: int
+    price: str
+    quantity_units: int
+    aggressor_side: Side | None  # None for an auction trade.
+    ts_ns: int
+
+
+class Trades(_Push, frozen=True, tag=TRADES):
+    trades: list[TradePrint]
+    prev_seq: int | None = None
+
+
+class Ticker(_Push, frozen=True, tag=TICKER):
+    last_price: str | None  # None before the first trade.
+    best_bid: str | None
+    best_bid_units: int
+    best_ask: str | None
+    best_ask_units: int
+    volume_units: int  # Since listing.
+    trade_count: int
+    prev_seq: int | None = None
+
+
+class StatusEvent(enum.Enum):
+    SNAPSHOT = "snapshot"
+    PHASE_CHANGED = "phase_changed"
+    INDICATIVE_UPDATED = "indicative_updated"
+    AUCTION_UNCROSSED = "auction_uncrossed"
+
+
+class Status(_Push, frozen=True, tag=STATUS):
+    event: StatusEvent
+    phase: Phase
+    reason: str  # Why the phase was entered ("" when unknown, e.g. after a restart).
+    until_ts_ns: int  # When a timed phase ends; 0 otherwise.
+    indicative_price: str | None  # While an auction is open and something crosses.
+    indicative_volume_units: int
+    indicative_imbalance_units: int
+    auction_price: str | None  # Of the last uncross with volume; None before one.
+    auction_volume_units: int
+    prev_seq: int | None = None
+
+
+class Heartbeat(_Push, frozen=True, tag=HEARTBEAT):
+    channels: dict[str, int]  # Channel -> its latest seq for this symbol.
+
+
+Message = BookL2 | BookL3 | Trades | Ticker | Status | Heartbeat
+
+_encoder = msgspec.json.Encoder()
+_decoder: msgspec.json.Decoder[Message] = msgspec.json.Decoder(Message)
+
+
+def encode(message: Message) -> bytes:
+    """Encode a message as one JSON text frame (encode once, send to every subscriber)."""
+    return _encoder.encode(message)
+
+
+def decode(data: bytes | str) -> Message:
+    """Decode a JSON push message into its typed form (for clients and tests)."""
+    return _decoder.decode(data)
+
+
+def decimal_text(minor: int, digits: int) -> str:
+    """Write an amount of minor units as a decimal string with `digits` decimals, exactly."""
+    sign = "-" if minor < 0 else ""
+    whole, fraction = divmod(abs(minor), 10**digits)
+    return f"{sign}{whole}.{fraction:0{digits}d}" if digits else f"{sign}{whole}"
+
+
+def checksum(bids: Iterable[Level], asks: Iterable[Level]) -> int:
+    """Return the CRC32 of the top CHECKSUM_DEPTH levels, best first (module docstring)."""
+    bid_text = ";".join(f"{price}:{quantity}" for price, quantity in list(bids)[:CHECKSUM_DEPTH])
+    ask_text = ";".join(f"{price}:{quantity}" for price, quantity in list(asks)[:CHECKSUM_DEPTH])
+    return zlib.crc32(f"{bid_text}|{ask_text}".encode("ascii"))
+
+
+class _Symbol:
+    """What was last published for one symbol, to diff the next outcome against."""
+
+    __slots__ = ("asks", "bids", "digits", "orders", "status", "tick_minor", "ticker", "trades")
+
+    def __init__(self, instrument: Instrument, digits: int) -> None:
+        self.tick_minor = instrument.terms.tick_size_minor
+        self.digits = digits
+        book = instrument.book
+        self.bids, self.asks = book.l2(L2_DEPTH)
+        bids, asks = book.l3()
+        # order_id -> (side, price_ticks, leaves_units), as published on book.l3.
+        self.orders = {o.order_id: (o.side, o.price_ticks, o.leaves_units) for o in (*bids, *asks)}
+        self.ticker = _ticker_values(instrument)
+        self.trades: deque[TradePrint] = deque(maxlen=TRADES_SNAPSHOT_MAX)
+        # (phase, reason, until_ts_ns, indicative (price, volume, imbalance), last uncross).
+        self.status: tuple[Phase, str, int, tuple[int, int, int], tuple[int, int]] = (
+            instrument.phase,
+            "",
+            instrument.phase_until_ns,
+            instrument.indicative,
+            (0, 0),
+        )
+
+    def price(self, price_ticks: int) -> str:
+        return decimal_text(price_ticks * self.tick_minor, self.digits)
+
+    def levels(self, levels: Iterable[tuple[int, int]]) -> list[Level]:
+        return [(self.price(price), quantity) for price, quantity in levels]
+
+    def checksum(self) -> int:
+        return checksum(
+            self.levels(self.bids[:CHECKSUM_DEPTH]), self.levels(self.asks[:CHECKSUM_DEPTH])
+        )
+
+
+def _ticker_values(instrument: Instrument) -> tuple[int, int, int, int, int, int, int]:
+    book = instrument.book
+    bid = book.best_bid() or (0, 0)
+    ask = book.best_ask() or (0, 0)
+    return (
+        instrument.last_price_ticks,
+        *bid,
+        *ask,
+        instrument.volume_units,
+        instrument.trade_count,
+    )
+
+
+def _level_changes(
+    old: list[tuple[int, int]], new: list[tuple[int, int]], descending: bool
+) -> list[tuple[int, int]]:
+    # Changed or new levels with their quantity, vanished ones with 0, best first.
+    before = dict(old)
+    changes = [(price, units) for price, units in new if before.get(price) != units]
+    now = dict(new)
+    changes += [(price, 0) for price in before if price not in now]
+    changes.sort(reverse=descending)
+    return changes
+
+
+class MarketData:
+    """Turns each outcome of one exchange into the public channel messages it caused.
+
+    Run it in the sequencer, right after each `Exchange.handle` and before the next, since it
+    reads the books as that command left them.
+    """
+
+    def __init__(self, exchange: Exchange, currency_digits: Mapping[str, int] | None = None):
+        """Start from the exchange as it is (fresh, or restored from the journal).
+
+        Args:
+            exchange: the exchange whose outcomes will be passed to `on_outcome`.
+            currency_digits: decimals per currency code; DEFAULT_CURRENCY_DIGITS otherwise.
+        """
+        self._exchange = exchange
+        self._digits = dict(currency_digits or {})
+        self._seqs: dict[tuple[str, str], int] = {}
+        self._journal_seq = exchange.seq
+        self._ts_ns = 0
+        self._symbols: dict[str, _Symbol] = {}
+        for symbol in exchange.state.instruments:
+            self._track(symbol)
+
+    def _track(self, symbol: str) -> _Symbol:
+        instrument = self._exchange.state.instruments[symbol]
+        digits = self._digits.get(instrument.terms.currency, DEFAULT_CURRENCY_DIGITS)
+        tracked = self._symbols[symbol] = _Symbol(instrument, digits)
+        return tracked
+
+    def _next_seq(self, channel: str, symbol: str) -> tuple[int, int]:
+        key = (channel, symbol)
+        previous = self._seqs.get(key, 0)
+        self._seqs[key] = previous + 1
+        return previous + 1, previous
+
+    def seq(self, channel: str, symbol: str) -> int:
+        """Return the seq of the last update published on (channel, symbol); 0 if none."""
+        return self._seqs.get((channel, symbol), 0)
+
+    def on_outcome(self, outcome: Outcome) -> list[Message]:
+        """Return the messages one outcome caused, in the order they must be sent."""
+        self._journal_seq, self._ts_ns = outcome.seq, outcome.ts_ns
+        messages: list[Message] = []
+        touched: dict[str, None] = {}  # Symbols whose book may have changed, in event order.
+        orders: dict[str, dict[int, bool]] = {}  # symbol -> order_id -> lost priority?
+        trades: dict[str, list[TradePrint]] = {}
+        for event in outcome.events:
+            kind = event.__class__
+            if kind is OrderAccepted or kind is OrderFilled or kind is OrderCanceled:
+                touched[event.symbol] = None  # type: ignore[union-attr]
+                ids = orders.setdefault(event.symbol, {})  # type: ignore[union-attr]
+                ids[event.order_id] = ids.get(event.order_id, False)  # type: ignore[union-attr]
+            elif kind is OrderAmended:
+                assert isinstance(event, OrderAmended)
+                touched[event.symbol] = None
+                ids = orders.setdefault(event.symbol, {})
+                ids[event.order_id] = ids.get(event.order_id, False) or not event.priority_kept
+            elif kind is TradeExecuted:
+                assert isinstance(event, TradeExecuted)
+                touched[event.symbol] = None
+                price = self._symbols[event.symbol].price(event.price_ticks)
+                trades.setdefault(event.symbol, []).append(
+                    TradePrint(
+                        event.trade_id,
+                        price,
+                        event.quantity_units,
+                        event.aggressor_side,
+                        outcome.ts_ns,
+                    )
+                )
+            elif kind is PhaseChanged or kind is IndicativeUpdated or kind is AuctionUncrossed:
+                messages.append(self._status_update(event))  # type: ignore[arg-type]
+                touched[event.symbol] = None  # type: ignore[union-attr]
+            elif kind is SharesIssued:
+                assert isinstance(event, SharesIssued)
+                self._track(event.symbol)
+        for symbol, prints in trades.items():
+            self._symbols[symbol].trades.extend(prints)
+            seq, prev = self._next_seq(TRADES, symbol)
+            messages.append(
+                Trades("update", symbol, seq, outcome.seq, outcome.ts_ns, prints, prev_seq=prev)
+            )
+        for symbol in touched:
+            self._book_updates(symbol, orders.get(symbol, {}), messages)
+        return messages
+
+    def _status_update(self, event: PhaseChanged | IndicativeUpdated | AuctionUncrossed) -> Status:
+        tracked = self._symbols[event.symbol]
+        phase, reason, until, indicative, uncross = tracked.status
+        if isinstance(event, PhaseChanged):
+            status_event = StatusEvent.PHASE_CHANGED
+            phase, reason, until = event.phase, event.reason, event.until_ts_ns
+        elif isinstance(event, IndicativeUpdated):
+            status_event = StatusEvent.INDICATIVE_UPDATED
+            indicative = (event.price_ticks, event.volume_units, event.imbalance_units)
+        else:
+            status_event = StatusEvent.AUCTION_UNCROSSED
+            if event.volume_units:
+                uncross = (event.price_ticks, event.volume_units)
+        tracked.status = (phase, reason, until, indicative, uncross)
+        seq, prev = self._next_seq(STATUS, event.symbol)
+        return self._status(event.symbol, "update", seq, status_event, prev)
+
+    def _status(
+        self, symbol: str, kind: MessageType, seq: int, event: StatusEvent, prev: int | None
+    ) -> Status:
+        tracked = self._symbols[symbol]
+        phase, reason, until, indicative, uncross = tracked.status
+        return Status(
+            kind,
+            symbol,
+            seq,
+            self._journal_seq,
+            self._ts_ns,
+            event,
+            phase,
+            reason,
+            until,
+            tracked.price(indicative[0]) if indicative[1] else None,
+            indicative[1],
+            indicative[2],
+            tracked.price(uncross[0]) if uncross[1] else None,
+            uncross[1],
+            prev_seq=prev,
+        )
+
+    def _book_updates(self, symbol: str, orders: dict[int, bool], out: list[Message]) -> None:
+        tracked = self._symbols[symbol]
+        instrument = self._exchange.state.instruments[symbol]
+        book = instrument.book
+        bids, asks = book.l2(L2_DEPTH)
+        if bids != tracked.bids or asks != tracked.asks:
+            bid_changes = _level_changes(tracked.bids, bids, descending=True)
+            ask_changes = _level_changes(tracked.asks, asks, descending=False)
+            tracked.bids, tracked.asks = bids, asks
+            seq, prev = self._next_seq(L2, symbol)
+            out.append(
+                BookL2(
+                    "update",
+                    symbol,
+                    seq,
+                    self._journal_seq,
+                    self._ts_ns,
+                    tracked.levels(bid_changes),
+                    tracked.levels(ask_changes),
+                    tracked.checksum(),
+                    prev_seq=prev,
+                )
+            )
+        changes = self._order_changes(tracked, book, orders) if orders else []
+        if changes:
+            seq, prev = self._next_seq(L3, symbol)
+            out.append(BookL3("update", symbol, seq, self._journal_seq, self._ts_ns, changes, prev))
+        values = _ticker_values(instrument)
+        if values != tracked.ticker:
+            tracked.ticker = values
+            seq, prev = self._next_seq(TICKER, symbol)
+            out.append(self._ticker(symbol, "update", seq, prev))
+
+    @staticmethod
+    def _order_changes(tracked: _Symbol, book: OrderBook, orders: dict[int, bool]) -> list[L3Order]:
+        published = tracked.orders
+        changes: list[L3Order] = []
+        for order_id, requeued in orders.items():
+            view = book.order(order_id)
+            old = published.get(order_id)
+            if view is None:
+                if old is not None:
+                    del published[order_id]
+                    changes.append(
+                        L3Order(L3Action.DELETE, order_id, old[0], tracked.price(old[1]), 0)
+                    )
+                continue
+            now = (view.side, view.price_ticks, view.leaves_units)
+            if old is not None and (requeued or old[1] != now[1]):
+                changes.append(L3Order(L3Action.DELETE, order_id, old[0], tracked.price(old[1]), 0))
+                old = None
+            if old is None or old[2] != now[2]:
+                action = L3Action.ADD if old is None else L3Action.UPDATE
+                changes.append(L3Order(action, order_id, now[0], tracked.price(now[1]), now[2]))
+            published[order_id] = now
+        return changes
+
+    def _ticker(self, symbol: str, kind: MessageType, seq: int, prev: int | None) -> Ticker:
+        tracked = self._symbols[symbol]
+        last, bid, bid_units, ask, ask_units, volume, count = tracked.ticker
+        return Ticker(
+            kind,
+            symbol,
+            seq,
+            self._journal_seq,
+            self._ts_ns,
+            tracked.price(last) if last else None,
+            tracked.price(bid) if bid_units else None,
+            bid_units,
+            tracked.price(ask) if ask_units else None,
+            ask_units,
+            volume,
+            count,
+            prev_seq=prev,
+        )
+
+    def snapshot(self, channel: str, symbol: str) -> Message:
+        """Return the current snapshot of (channel, symbol), carrying the channel's seq.
+
+        Raises:
+            KeyError: the symbol is not listed, or the channel has no snapshots.
+        """
+        tracked = self._symbols[symbol]
+        seq = self.seq(channel, symbol)
+        journal_seq, ts_ns = self._journal_seq, self._ts_ns
+        if channel == L2:
+            bids, asks = tracked.levels(tracked.bids), tracked.levels(tracked.asks)
+            return BookL2(
+                "snapshot", symbol, seq, journal_seq, ts_ns, bids, asks, checksum(bids, asks)
+            )
+        if channel == L3:
+            book_bids, book_asks = self._exchange.state.instruments[symbol].book.l3()
+            entries = [
+                L3Order(
+                    L3Action.ADD, o.order_id, o.side, tracked.price(o.price_ticks), o.leaves_units
+                )
+                for o in (*book_bids, *book_asks)
+            ]
+            return BookL3("snapshot", symbol, seq, journal_seq, ts_ns, entries)
+        if channel == TRADES:
+            return Trades("snapshot", symbol, seq, journal_seq, ts_ns, list(tracked.trades))
+        if channel == TICKER:
+            return self._ticker(symbol, "snapshot", seq, None)
+        if channel == STATUS:
+            return self._status(symbol, "snapshot", seq, StatusEvent.SNAPSHOT, None)
+        raise KeyError(f"channel {channel!r} has no snapshots")
+
+    def heartbeat(self, symbol: str, ts_ns: int) -> Heartbeat:
+        """Return a heartbeat for a symbol: the journal seq and every channel's latest seq.
+
+        Send it in order with the updates already sent: a heartbeat must never overtake an
+        update whose seq it reports (compute it between two outcomes, queue it behind them).
+
+        Raises:
+            KeyError: the symbol is not listed.
+        """
+        if symbol not in self._symbols:
+            raise KeyError(symbol)
+        channels = {channel: self.seq(channel, symbol) for channel in CHANNELS}
+        return Heartbeat("update", symbol, self._journal_seq, self._journal_seq, ts_ns, channels)
