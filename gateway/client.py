@@ -132,7 +132,7 @@ class IpxClient:
             except RequestFailed as error:
                 if attempt and method == "order.cancel" and error.code == "UNKNOWN_ORDER":
                     # The first attempt may have canceled it: report what became of it.
-                    reference = {
+                    reference: dict[str, Any] = {
                         key: params[key] for key in ("order_id", "cl_ord_id") if key in params
                     }
                     return await self.request("order.status", reference, timeout_s=timeout_s)

@@ -58,7 +58,14 @@ from exchange.reasons import Reject
 from exchange.state import ExchangeState, Instrument, LiveOrder
 from gateway import protocol
 from gateway.protocol import ProtocolError
-from gateway.sequencer import Overloaded, Sequencer, SequencerStopped, Unavailable, recover
+from gateway.sequencer import (
+    QUEUE_MAX,
+    Overloaded,
+    Sequencer,
+    SequencerStopped,
+    Unavailable,
+    recover,
+)
 from gateway.sessions import TokenStore
 from matching.orders import OrderType
 
@@ -223,8 +230,8 @@ class Gateway:
             return _error_text(request_id, ProtocolError(500, "INTERNAL", message))
         except Exception:
             log.exception("request %r failed", request_id)
-            error = ProtocolError(500, "INTERNAL", "internal error: query the order by its id")
-            return _error_text(request_id, error)
+            internal = ProtocolError(500, "INTERNAL", "internal error: query the order by its id")
+            return _error_text(request_id, internal)
 
     def _require_operator(self, account: str) -> None:
         if self.state.accounts[account].role is not Role.OPERATOR:
@@ -580,6 +587,7 @@ async def run_server(
     *,
     logon_timeout_s: float = LOGON_TIMEOUT_S,
     frame_bytes_max: int = protocol.FRAME_BYTES_MAX,
+    queue_max: int = QUEUE_MAX,
 ) -> AsyncIterator[RunningServer]:
     """Recover the exchange under data_dir and serve it until the block exits, then shut down."""
     exchange, journal, recovery = recover(data_dir)
@@ -590,7 +598,7 @@ async def run_server(
         recovery.replayed_records,
         recovery.seconds,
     )
-    sequencer = Sequencer(exchange, journal)
+    sequencer = Sequencer(exchange, journal, queue_max=queue_max)
     gateway = Gateway(sequencer, TokenStore(os.fspath(data_dir)), logon_timeout_s=logon_timeout_s)
     sequencer_task = asyncio.create_task(sequencer.run(), name="sequencer")
     server = await serve(

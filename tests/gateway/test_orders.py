@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from gateway.client import RequestFailed
-from tests.gateway.conftest import SYMBOL, Venue
+from gateway.server import run_server
+from tests.gateway.conftest import SYMBOL, Venue, list_the_market
 
 pytestmark = pytest.mark.asyncio
 
@@ -114,3 +117,47 @@ async def test_business_rejections_are_typed(market: Venue) -> None:
             assert (refused.value.status, refused.value.code) == (status, code), changes
     finally:
         await alice.close()
+
+
+async def test_an_overloaded_exchange_answers_503_and_does_nothing(venue: Venue) -> None:
+    async with run_server(venue.data_dir, queue_max=1) as running:
+        venue.url = f"ws://{running.host}:{running.port}/"
+        await list_the_market(venue)
+        alice = await venue.client("alice")
+        try:
+            prices = [f"{90 + index % 10}.00" for index in range(100)]
+            answers = await asyncio.gather(
+                *(
+                    alice.request(
+                        "order.place",
+                        {
+                            "symbol": SYMBOL,
+                            "cl_ord_id": f"o-{index}",
+                            "side": "buy",
+                            "quantity": 1,
+                            "price": price,
+                        },
+                    )
+                    for index, price in enumerate(prices)
+                ),
+                return_exceptions=True,
+            )
+            refused = {
+                f"o-{index}"
+                for index, answer in enumerate(answers)
+                if isinstance(answer, RequestFailed)
+            }
+            placed = {answer["cl_ord_id"] for answer in answers if isinstance(answer, dict)}
+            assert len(refused) + len(placed) == 100
+            assert refused, "a one-command queue should have overflowed"
+            for answer in answers:
+                if isinstance(answer, RequestFailed):
+                    assert (answer.status, answer.code) == (503, "OVERLOADED")
+                    assert "retry" in answer.message
+            open_orders = (await alice.request("orders.open"))["orders"]
+            assert {order["cl_ord_id"] for order in open_orders} == placed
+            for cl_ord_id in sorted(refused)[:5]:  # Nothing was done: unknown to the exchange.
+                with pytest.raises(RequestFailed):
+                    await alice.status(cl_ord_id=cl_ord_id)
+        finally:
+            await alice.close()

@@ -1,0 +1,137 @@
+"""The single writer: time, batching, durability before visibility, overload, timers, crashes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from exchange.commands import OpenAccount, Role
+from exchange.core import ADMIN_ACTOR, Exchange, Outcome
+from gateway.sequencer import (
+    Overloaded,
+    Sequencer,
+    SequencerStopped,
+    Unavailable,
+    recover,
+)
+from ledger.file_store import FileJournal, read_journal
+
+pytestmark = pytest.mark.asyncio
+
+
+def _open(index: int) -> OpenAccount:
+    return OpenAccount(ADMIN_ACTOR, f"acct-{index}", Role.INVESTOR)
+
+
+class FrozenClock:
+    """A wall clock that a test moves by hand (and may move backwards)."""
+
+    def __init__(self, now_ns: int) -> None:
+        self.now_ns = now_ns
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+
+async def _run(sequencer: Sequencer) -> asyncio.Task[None]:
+    task = asyncio.create_task(sequencer.run())
+    await asyncio.sleep(0)
+    return task
+
+
+async def _stop(sequencer: Sequencer, task: asyncio.Task[None]) -> None:
+    await sequencer.stop()
+    await asyncio.wait_for(task, 5.0)
+    sequencer.close()
+
+
+async def test_a_batch_is_on_disk_before_anyone_sees_it(tmp_path: Path) -> None:
+    journal = FileJournal.open(tmp_path)
+    sequencer = Sequencer(Exchange(), journal)
+    seen: list[tuple[int, int]] = []  # (last outcome seq, journal's last durable seq)
+
+    def subscriber(outcomes: Sequence[Outcome]) -> None:
+        seen.append((outcomes[-1].seq, journal.last_seq))
+
+    sequencer.subscribe(subscriber)
+    task = await _run(sequencer)
+    outcomes = await asyncio.gather(*(sequencer.submit(_open(index)) for index in range(50)))
+    for outcome in outcomes:
+        assert journal.last_seq >= outcome.seq  # Resolved only once durable.
+    assert [outcome.seq for outcome in outcomes] == list(range(1, 51))  # Submission order.
+    assert all(seq <= durable for seq, durable in seen)
+    assert sequencer.batches < 50  # Queued together, committed together (group commit).
+    await _stop(sequencer, task)
+    assert [record.seq for record in read_journal(tmp_path)] == list(range(1, 51))
+
+
+async def test_time_only_moves_forward_even_when_the_wall_clock_does_not(tmp_path: Path) -> None:
+    clock = FrozenClock(1_800_000_000_000_000_000)
+    sequencer = Sequencer(Exchange(), FileJournal.open(tmp_path), clock=clock)
+    task = await _run(sequencer)
+    first = await sequencer.submit(_open(1))
+    clock.now_ns -= 5_000_000_000  # The wall clock steps back five seconds.
+    second = await sequencer.submit(_open(2))
+    third = await sequencer.submit(_open(3))
+    assert first.ts_ns == clock.now_ns + 5_000_000_000
+    assert (second.ts_ns, third.ts_ns) == (first.ts_ns + 1, first.ts_ns + 2)
+    await _stop(sequencer, task)
+
+
+async def test_a_full_queue_refuses_at_once_and_does_nothing(tmp_path: Path) -> None:
+    sequencer = Sequencer(Exchange(), FileJournal.open(tmp_path), queue_max=2)
+    waiting = [asyncio.create_task(sequencer.submit(_open(index))) for index in range(2)]
+    await asyncio.sleep(0)  # Both are queued; the sequencer is not running yet.
+    with pytest.raises(Overloaded, match="retry"):
+        await sequencer.submit(_open(3))
+    task = await _run(sequencer)
+    assert [outcome.seq for outcome in await asyncio.gather(*waiting)] == [1, 2]
+    await _stop(sequencer, task)
+    assert len(list(read_journal(tmp_path))) == 2
+
+
+async def test_after_stop_commands_are_refused_and_the_queue_is_drained(tmp_path: Path) -> None:
+    sequencer = Sequencer(Exchange(), FileJournal.open(tmp_path))
+    queued = [asyncio.create_task(sequencer.submit(_open(index))) for index in range(5)]
+    await asyncio.sleep(0)
+    await sequencer.stop()
+    with pytest.raises(Unavailable):
+        await sequencer.submit(_open(9))
+    await asyncio.wait_for(sequencer.run(), 5.0)
+    assert [outcome.seq for outcome in await asyncio.gather(*queued)] == [1, 2, 3, 4, 5]
+    sequencer.close()
+    exchange, journal, recovery = recover(tmp_path)
+    journal.close()
+    assert (recovery.snapshot_seq, recovery.replayed_records, exchange.seq) == (5, 0, 5)
+
+
+async def test_an_idle_exchange_ticks_only_when_a_timer_is_due(tmp_path: Path) -> None:
+    clock = FrozenClock(1_800_000_000_000_000_000)
+    sequencer = Sequencer(Exchange(), FileJournal.open(tmp_path), clock=clock, tick_interval_s=0.01)
+    task = await _run(sequencer)
+    await sequencer.submit(_open(1))  # The first command sets the day-roll timer.
+    await asyncio.sleep(0.1)
+    assert sequencer.exchange.seq == 1  # Idle, nothing due: nothing written.
+    clock.now_ns = sequencer.exchange.state.next_timer_ns  # The day rolls over.
+    await asyncio.sleep(0.1)
+    assert sequencer.exchange.seq == 2
+    assert [record.kind for record in sequencer.journal.records()] == ["open_account", "tick"]
+    await _stop(sequencer, task)
+
+
+async def test_a_crash_fails_every_waiter_and_stops_the_sequencer(tmp_path: Path) -> None:
+    sequencer = Sequencer(Exchange(), FileJournal.open(tmp_path))
+    task = await _run(sequencer)
+    await sequencer.submit(_open(1))
+    sequencer.journal.close()  # The next append fails like a dead disk would.
+    waiting = [asyncio.create_task(sequencer.submit(_open(index))) for index in range(2, 5)]
+    for waiter in waiting:
+        with pytest.raises(SequencerStopped, match="outcome is unknown"):
+            await waiter
+    with pytest.raises(Exception, match="closed"):
+        await task
+    with pytest.raises(Unavailable):
+        await sequencer.submit(_open(9))
