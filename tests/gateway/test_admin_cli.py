@@ -1,0 +1,55 @@
+"""`ipx accounts` and `ipx tokens`: the host administrator's commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway import sessions
+from gateway.cli import main
+from gateway.sequencer import recover
+from ledger.file_store import FileJournal
+
+
+def test_accounts_create_journals_an_account(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = str(tmp_path)
+    assert main(["accounts", "create", "--data-dir", data_dir, "ops", "--role", "operator"]) == 0
+    assert "account ops opened with role operator" in capsys.readouterr().out
+    assert main(["accounts", "create", "--data-dir", data_dir, "ops", "--role", "investor"]) == 1
+    assert "ALREADY_EXISTS" in capsys.readouterr().err
+    exchange, journal, _ = recover(data_dir)
+    journal.close()
+    assert exchange.state.accounts["ops"].role.value == "operator"
+    assert main(["ledger", "verify", data_dir]) == 0
+
+
+def test_accounts_create_refuses_while_a_server_holds_the_journal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FileJournal.open(tmp_path):
+        code = main(["accounts", "create", "--data-dir", str(tmp_path), "x", "--role", "investor"])
+    assert code == 2
+    assert "op.open_account" in capsys.readouterr().err
+
+
+def test_tokens_are_shown_once_and_stored_only_as_hashes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = str(tmp_path)
+    assert main(["tokens", "issue", "--data-dir", data_dir, "alice"]) == 0
+    header, token = capsys.readouterr().out.strip().splitlines()
+    token_id = header.split()[2]
+    stored = (tmp_path / sessions.TOKENS_FILE).read_text()
+    assert token not in stored
+    assert json.loads(stored)["tokens"][0]["sha256"] == sessions.token_hash(token)
+    store = sessions.TokenStore(data_dir)
+    assert store.account_of(token) == "alice"
+    assert main(["tokens", "list", "--data-dir", data_dir]) == 0
+    assert capsys.readouterr().out.split() == [token_id, "alice"]
+    assert main(["tokens", "revoke", "--data-dir", data_dir, token_id]) == 0
+    assert store.account_of(token) is None  # Picked up without a restart.
+    assert main(["tokens", "revoke", "--data-dir", data_dir, token_id]) == 1
