@@ -187,6 +187,10 @@ class IpxClient:
         params: dict[str, Any] = {"order_id": order_id} if order_id else {"cl_ord_id": cl_ord_id}
         return await self.request("order.status", params)
 
+    async def subscribe_executions(self) -> Any:
+        """Receive this account's execution reports in `pushes` from now on."""
+        return await self.request("executions.subscribe")
+
     async def _read(self) -> None:
         try:
             async for frame in self.connection:

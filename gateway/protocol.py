@@ -188,6 +188,7 @@ METHODS: dict[str, type[_Params]] = {
     "account.balances": NoParams,
     "instruments.list": NoParams,
     "book.snapshot": BookParams,
+    "executions.subscribe": NoParams,
     "op.open_account": OpenAccountParams,
     "op.deposit": DepositParams,
     "op.list_asset": ListAssetParams,

@@ -31,8 +31,9 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from exchange.commands import Command, Tick
 from exchange.core import Exchange, Outcome
@@ -46,7 +47,8 @@ SNAPSHOT_EVERY_RECORDS = 100_000  # A snapshot bounds recovery time; also one at
 
 log = logging.getLogger("ipx.sequencer")
 
-Subscriber = Callable[[Sequence[Outcome]], None]
+Subscriber = Callable[[Sequence[Outcome], Sequence[Any]], None]
+Observer = Callable[[Outcome], Iterable[Any]]
 
 
 class SequencerError(Exception):
@@ -137,6 +139,7 @@ class Sequencer:
         self._clock = clock
         self._last_ts_ns = exchange.state.last_ts_ns
         self._subscribers: list[Subscriber] = []
+        self._observers: list[Observer] = []
         self._accepting = True
         self._stopping = False
         self._failure: BaseException | None = None
@@ -149,8 +152,20 @@ class Sequencer:
         return self._accepting and self._failure is None
 
     def subscribe(self, subscriber: Subscriber) -> None:
-        """Call subscriber with each durable batch of outcomes, in seq order."""
+        """Call subscriber(outcomes, messages) with each durable batch, in seq order.
+
+        `messages` are what the observers returned for the batch's commands, in order.
+        """
         self._subscribers.append(subscriber)
+
+    def observe(self, observer: Observer) -> None:
+        """Call observer right after each command is handled, before the batch's fsync.
+
+        For work that needs the state exactly as that command left it (e.g. diffing a book
+        for market data). What it returns is held back and handed to the subscribers only
+        once the batch is durable. It must be quick and must not raise.
+        """
+        self._observers.append(observer)
 
     async def submit(self, command: Command) -> Outcome:
         """Queue a command and wait until it is handled and on disk.
@@ -211,11 +226,16 @@ class Sequencer:
         # Handle, then one fsync, then release: no await in between (see the module docstring).
         exchange = self.exchange
         outcomes: list[Outcome] = []
+        messages: list[Any] = []
+        observers = self._observers
         try:
             for command, _ in batch:
                 ts_ns = max(self._clock(), self._last_ts_ns + 1)
                 self._last_ts_ns = ts_ns
-                outcomes.append(exchange.handle(command, ts_ns))
+                outcome = exchange.handle(command, ts_ns)
+                outcomes.append(outcome)
+                for observer in observers:
+                    messages.extend(observer(outcome))
             self.journal.append_bodies([outcome.record for outcome in outcomes])
         except BaseException as exc:
             stopped = SequencerStopped(f"the exchange stopped: {exc!r}; the outcome is unknown")
@@ -230,7 +250,7 @@ class Sequencer:
                 future.set_result(outcome)
         for subscriber in self._subscribers:
             try:
-                subscriber(outcomes)
+                subscriber(outcomes, messages)
             except Exception:  # A broken subscriber must not stop the exchange.
                 log.exception("subscriber failed")
         if exchange.seq - self._snapshot_seq >= SNAPSHOT_EVERY_RECORDS:

@@ -11,6 +11,10 @@ Invariants:
 - Bad frames (malformed JSON, unknown method, wrong types, binary frames) get a typed 400
   and the connection carries on; a frame above FRAME_BYTES_MAX closes it with 1009; no
   logon within LOGON_TIMEOUT_S, or a failed logon, closes it with 1008.
+- Execution reports (after executions.subscribe): every private event of the session's account
+  (accepted, filled, amended, canceled, cash) is pushed once its batch is durable, on the
+  channel "executions" with per-session seq/prev_seq; a session whose outbox holds OUTBOX_MAX
+  unread reports is closed with 1008 SLOW_CONSUMER rather than slowing the sequencer.
 - Shutdown (SIGTERM/SIGINT, or `stop` set): stop accepting connections and commands, let the
   sequencer drain and fsync what is queued, send those answers, close every connection with
   1001 (going away), snapshot, release the journal.
@@ -23,7 +27,7 @@ import contextlib
 import http
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +74,7 @@ from gateway.sessions import TokenStore
 from matching.orders import OrderType
 
 LOGON_TIMEOUT_S = 10.0
+OUTBOX_MAX = 10_000  # Execution reports waiting for one slow client; beyond: disconnected.
 IN_FLIGHT_MAX = 64  # Requests of one connection awaiting their answer; then reading pauses.
 DRAIN_TIMEOUT_S = 10.0
 NO_SUCH_ORDER = "no such open order"  # The core's words, for an edge lookup that fails.
@@ -77,10 +82,40 @@ NO_SUCH_ORDER = "no such open order"  # The core's words, for an edge lookup tha
 log = logging.getLogger("ipx.gateway")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Session:
+    connection: ServerConnection
     account: str | None = None
     in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IN_FLIGHT_MAX))
+    # Private execution reports, once subscribed: a bounded outbox drained by one writer.
+    outbox: asyncio.Queue[str] | None = None
+    writer: asyncio.Task[None] | None = None
+    executions_seq: int = 0
+
+    def push(self, journal_seq: int, event: dict[str, Any]) -> bool:
+        """Queue one execution report; return False when the outbox is full (too slow)."""
+        assert self.outbox is not None
+        seq = self.executions_seq + 1
+        message = {
+            "channel": "executions",
+            "type": "update",
+            "seq": seq,
+            "prev_seq": seq - 1,
+            "journal_seq": journal_seq,
+            "event": event,
+        }
+        try:
+            self.outbox.put_nowait(_text(protocol.encode_push(message)))
+        except asyncio.QueueFull:
+            return False
+        self.executions_seq = seq
+        return True
+
+    async def write(self) -> None:
+        assert self.outbox is not None
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await self.connection.send(await self.outbox.get())
 
 
 class Gateway:
@@ -97,6 +132,9 @@ class Gateway:
         self.tokens = tokens
         self.logon_timeout_s = logon_timeout_s
         self._tasks: set[asyncio.Task[None]] = set()
+        # Sessions subscribed to their account's execution reports.
+        self._subscribed: dict[str, dict[Session, None]] = {}
+        sequencer.subscribe(self._on_batch)
         self._methods: dict[str, Callable[[str, Any], Awaitable[Any]]] = {
             "order.place": self._place,
             "order.cancel": self._cancel,
@@ -148,7 +186,7 @@ class Gateway:
     # One connection.
 
     async def handle_connection(self, connection: ServerConnection) -> None:
-        session = Session()
+        session = Session(connection)
         header = _authorization(connection.request.headers if connection.request else None)
         if header is not None:
             session.account = self._bearer_account(header)
@@ -162,6 +200,65 @@ class Gateway:
                 task.add_done_callback(self._tasks.discard)
         except ConnectionClosed:
             pass
+        finally:
+            self._unsubscribe(session)
+
+    def _subscribe_executions(self, session: Session) -> dict[str, Any]:
+        assert session.account is not None
+        if session.outbox is None:
+            session.outbox = asyncio.Queue(OUTBOX_MAX)
+            session.writer = asyncio.create_task(session.write())
+            self._subscribed.setdefault(session.account, {})[session] = None
+        return {"channel": "executions", "seq": session.executions_seq}
+
+    def _unsubscribe(self, session: Session) -> None:
+        if session.account is not None:
+            sessions = self._subscribed.get(session.account)
+            if sessions is not None:
+                sessions.pop(session, None)
+                if not sessions:
+                    del self._subscribed[session.account]
+        if session.writer is not None:
+            session.writer.cancel()
+
+    def _on_batch(self, outcomes: Sequence[Outcome], messages: Sequence[Any]) -> None:
+        # Called by the sequencer once the batch is durable: route private events.
+        subscribed = self._subscribed
+        if not subscribed:
+            return
+        for outcome in outcomes:
+            for event in outcome.events:
+                account = getattr(event, "account", None)
+                sessions = subscribed.get(account) if account is not None else None
+                if not sessions:
+                    continue
+                view = self._private_event_view(event)
+                for session in list(sessions):
+                    if not session.push(outcome.seq, view):
+                        self._disconnect_slow(session)
+
+    def _disconnect_slow(self, session: Session) -> None:
+        self._unsubscribe(session)
+        reason = f"SLOW_CONSUMER: more than {OUTBOX_MAX} execution reports unread"
+        task = asyncio.create_task(session.connection.close(1008, reason))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _private_event_view(self, event: Event) -> dict[str, Any]:
+        # The event as it is, plus decimal strings beside its ticks and minor units.
+        view: dict[str, Any] = msgspec.to_builtins(event)
+        instrument = self.state.instruments.get(view.get("symbol", ""))
+        if instrument is not None:
+            currency, tick = instrument.terms.currency, instrument.terms.tick_size_minor
+        else:
+            currency, tick = view.get("currency", ""), 0
+        if "price_ticks" in view and tick:
+            view["price"] = protocol.ticks_to_price(view["price_ticks"], currency, tick)
+        if "fee_minor" in view and currency:
+            view["fee"] = protocol.minor_to_amount(view["fee_minor"], currency)
+        if "amount_minor" in view and currency:
+            view["amount"] = protocol.minor_to_amount(view["amount_minor"], currency)
+        return view
 
     async def _logon(self, connection: ServerConnection, session: Session) -> bool:
         # The first frame of an unauthenticated connection must be a good session.logon.
@@ -215,6 +312,10 @@ class Gateway:
             assert account is not None
             if request.method == "session.logon":
                 raise protocol.validation_error("this session is already logged on")
+            if request.method == "executions.subscribe":
+                return _text(
+                    protocol.encode_result(request.id, self._subscribe_executions(session))
+                )
             if request.method.startswith(protocol.OPERATOR_PREFIX):
                 self._require_operator(account)
             result = await self._methods[request.method](account, params)

@@ -161,3 +161,39 @@ async def test_an_overloaded_exchange_answers_503_and_does_nothing(venue: Venue)
                     await alice.status(cl_ord_id=cl_ord_id)
         finally:
             await alice.close()
+
+
+async def test_a_resting_order_reports_its_fill_to_its_owner_only(market: Venue) -> None:
+    alice = await market.client("alice")
+    alice_too = await market.client("alice", bearer=False)  # A second session of Alice's.
+    bob = await market.client("bob")
+    issuer = await market.client("issuer")
+    try:
+        for client in (alice, alice_too, bob):
+            assert await client.subscribe_executions() == {"channel": "executions", "seq": 0}
+        resting = await alice.place(SYMBOL, "buy", 4, "99.90")
+        await issuer.place(SYMBOL, "sell", 4, "99.90")
+        for session in (alice, alice_too):
+            reports = [await asyncio.wait_for(session.pushes.get(), 5.0) for _ in range(2)]
+            assert [(r["seq"], r["prev_seq"], r["channel"]) for r in reports] == [
+                (1, 0, "executions"),
+                (2, 1, "executions"),
+            ]
+            accepted, filled = (report["event"] for report in reports)
+            assert (accepted["type"], accepted["order_id"]) == (
+                "order_accepted",
+                resting["order_id"],
+            )
+            assert filled["type"] == "order_filled"
+            assert (filled["price"], filled["quantity_units"], filled["leaves_units"]) == (
+                "99.90",
+                4,
+                0,
+            )
+            assert (filled["liquidity"], filled["fee"]) == ("maker", "0.39")  # 10 bps of 399.60.
+        assert (await alice.status(order_id=resting["order_id"]))["status"] == "filled"
+        await asyncio.sleep(0.1)
+        assert bob.pushes.empty()
+    finally:
+        for client in (alice, alice_too, bob, issuer):
+            await client.close()

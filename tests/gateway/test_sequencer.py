@@ -52,10 +52,18 @@ async def test_a_batch_is_on_disk_before_anyone_sees_it(tmp_path: Path) -> None:
     journal = FileJournal.open(tmp_path)
     sequencer = Sequencer(Exchange(), journal)
     seen: list[tuple[int, int]] = []  # (last outcome seq, journal's last durable seq)
+    released: list[tuple[int, int]] = []  # What the observer said, once durable.
 
-    def subscriber(outcomes: Sequence[Outcome]) -> None:
+    def observer(outcome: Outcome) -> list[tuple[int, int]]:
+        # Called right after each command: the state is exactly as that command left it.
+        return [(outcome.seq, sequencer.exchange.seq)]
+
+    def subscriber(outcomes: Sequence[Outcome], messages: Sequence[tuple[int, int]]) -> None:
         seen.append((outcomes[-1].seq, journal.last_seq))
+        assert all(seq <= journal.last_seq for seq, _ in messages)
+        released.extend(messages)
 
+    sequencer.observe(observer)
     sequencer.subscribe(subscriber)
     task = await _run(sequencer)
     outcomes = await asyncio.gather(*(sequencer.submit(_open(index)) for index in range(50)))
@@ -63,6 +71,7 @@ async def test_a_batch_is_on_disk_before_anyone_sees_it(tmp_path: Path) -> None:
         assert journal.last_seq >= outcome.seq  # Resolved only once durable.
     assert [outcome.seq for outcome in outcomes] == list(range(1, 51))  # Submission order.
     assert all(seq <= durable for seq, durable in seen)
+    assert released == [(seq, seq) for seq in range(1, 51)]
     assert sequencer.batches < 50  # Queued together, committed together (group commit).
     await _stop(sequencer, task)
     assert [record.seq for record in read_journal(tmp_path)] == list(range(1, 51))
