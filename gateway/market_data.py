@@ -83,6 +83,7 @@ L2_DEPTH = 50  # Levels per side on book.l2.
 CHECKSUM_DEPTH = 10  # Levels per side covered by the book.l2 checksum.
 TRADES_SNAPSHOT_MAX = 50  # Trades in a trades snapshot.
 DEFAULT_CURRENCY_DIGITS = 2
+PRICE_CACHE_MAX = 4_096  # Wire prices kept per symbol (formatting is most of an update's cost).
 
 L2 = "book.l2"
 L3 = "book.l3"
@@ -213,11 +214,22 @@ def checksum(bids: Iterable[Level], asks: Iterable[Level]) -> int:
 class _Symbol:
     """What was last published for one symbol, to diff the next outcome against."""
 
-    __slots__ = ("asks", "bids", "digits", "orders", "status", "tick_minor", "ticker", "trades")
+    __slots__ = (
+        "asks",
+        "bids",
+        "digits",
+        "orders",
+        "prices",
+        "status",
+        "tick_minor",
+        "ticker",
+        "trades",
+    )
 
     def __init__(self, instrument: Instrument, digits: int) -> None:
         self.tick_minor = instrument.terms.tick_size_minor
         self.digits = digits
+        self.prices: dict[int, str] = {}  # price_ticks -> wire price, a bounded cache.
         book = instrument.book
         self.bids, self.asks = book.l2(L2_DEPTH)
         bids, asks = book.l3()
@@ -235,7 +247,14 @@ class _Symbol:
         )
 
     def price(self, price_ticks: int) -> str:
-        return decimal_text(price_ticks * self.tick_minor, self.digits)
+        text = self.prices.get(price_ticks)
+        if text is None:
+            if len(self.prices) >= PRICE_CACHE_MAX:
+                self.prices.clear()
+            text = self.prices[price_ticks] = decimal_text(
+                price_ticks * self.tick_minor, self.digits
+            )
+        return text
 
     def levels(self, levels: Iterable[tuple[int, int]]) -> list[Level]:
         return [(self.price(price), quantity) for price, quantity in levels]
@@ -402,9 +421,11 @@ class MarketData:
         instrument = self._exchange.state.instruments[symbol]
         book = instrument.book
         bids, asks = book.l2(L2_DEPTH)
-        if bids != tracked.bids or asks != tracked.asks:
-            bid_changes = _level_changes(tracked.bids, bids, descending=True)
-            ask_changes = _level_changes(tracked.asks, asks, descending=False)
+        bids_changed, asks_changed = bids != tracked.bids, asks != tracked.asks
+        if bids_changed or asks_changed:
+            # Most commands change one side: the other is compared (in C) and not diffed.
+            bid_changes = _level_changes(tracked.bids, bids, True) if bids_changed else []
+            ask_changes = _level_changes(tracked.asks, asks, False) if asks_changed else []
             tracked.bids, tracked.asks = bids, asks
             seq, prev = self._next_seq(L2, symbol)
             out.append(
