@@ -137,6 +137,8 @@ class L3Order(msgspec.Struct, frozen=True):
 
 
 class BookL3(_Push, frozen=True, tag=L3):
+    """Every resting order as "add" entries in priority order (snapshot), or its changes."""
+
     orders: list[L3Order]
     prev_seq: int | None = None
 
@@ -150,11 +152,15 @@ class TradePrint(msgspec.Struct, frozen=True):
 
 
 class Trades(_Push, frozen=True, tag=TRADES):
+    """The trades of one command in order (update), or the last TRADES_SNAPSHOT_MAX."""
+
     trades: list[TradePrint]
     prev_seq: int | None = None
 
 
 class Ticker(_Push, frozen=True, tag=TICKER):
+    """Last price, best bid and ask, volume and trade count, whenever one of them changes."""
+
     last_price: str | None  # None before the first trade.
     best_bid: str | None
     best_bid_units: int
@@ -173,6 +179,8 @@ class StatusEvent(enum.Enum):
 
 
 class Status(_Push, frozen=True, tag=STATUS):
+    """The trading status after one phase change, indicative or uncross (or now: snapshot)."""
+
     event: StatusEvent
     phase: Phase
     reason: str  # Why the phase was entered ("" when unknown, e.g. after a restart).
@@ -186,6 +194,8 @@ class Status(_Push, frozen=True, tag=STATUS):
 
 
 class Heartbeat(_Push, frozen=True, tag=HEARTBEAT):
+    """Liveness of one symbol: seq is the journal seq; channels their latest update seqs."""
+
     channels: dict[str, int]  # Channel -> its latest seq for this symbol.
 
 

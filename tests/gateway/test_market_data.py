@@ -623,3 +623,10 @@ def test_status_snapshot_of_a_new_market_data_reads_the_exchange() -> None:
     snapshot = fresh.snapshot(STATUS, SYMBOL)
     assert isinstance(snapshot, Status) and snapshot.phase is Phase.HALTED
     assert snapshot.seq == 0 and snapshot.event is StatusEvent.SNAPSHOT
+
+
+def test_the_messages_have_one_json_schema_keyed_by_channel() -> None:
+    schema = msgspec.json.schema(Message)
+    mapping = schema["discriminator"]["mapping"]
+    assert schema["discriminator"]["propertyName"] == "channel"
+    assert sorted(mapping) == sorted((*CHANNELS, HEARTBEAT))
