@@ -215,6 +215,11 @@ def decode(data: bytes | str) -> Message:
     return _decoder.decode(data)
 
 
+def channel_of(message: Message) -> str:
+    """Return a message's channel (its tag: on the wire, but not an attribute)."""
+    return str(message.__struct_config__.tag)
+
+
 def decimal_text(minor: int, digits: int) -> str:
     """Write an amount of minor units as a decimal string with `digits` decimals, exactly."""
     sign = "-" if minor < 0 else ""

@@ -65,6 +65,7 @@ from gateway.market_data import (
     StatusEvent,
     Ticker,
     Trades,
+    channel_of,
     checksum,
     decimal_text,
     decode,
@@ -150,7 +151,7 @@ class Subscriber:
         if isinstance(message, Heartbeat):
             self._heartbeat(message)
             return
-        key = (str(message.__struct_config__.tag), message.symbol)
+        key = (channel_of(message), message.symbol)
         if isinstance(message, BookL2 | BookL3):
             if self._lose(key, message):
                 return
