@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from gateway.client import RequestFailed
-from gateway.server import run_server
+from exchange.commands import command_decoder
+from gateway.client import RequestFailed, RequestTimedOut
+from gateway.server import RunningServer, run_server
 from tests.gateway.conftest import SYMBOL, Venue, list_the_market
 
 pytestmark = pytest.mark.asyncio
@@ -197,3 +198,30 @@ async def test_a_resting_order_reports_its_fill_to_its_owner_only(market: Venue)
     finally:
         for client in (alice, alice_too, bob, issuer):
             await client.close()
+
+
+async def test_the_client_resends_a_timed_out_order_with_the_same_client_id(
+    market: Venue, server: RunningServer
+) -> None:
+    alice = await market.client("alice")
+    try:
+        cl_ord_id = alice.next_cl_ord_id()
+        with pytest.raises(RequestTimedOut):
+            # Every attempt gives up before the answer can come: the order is sent three times.
+            await alice.place(SYMBOL, "buy", 2, "97.00", cl_ord_id=cl_ord_id, timeout_s=0.0)
+        await asyncio.sleep(0.2)  # Let the three sends be handled.
+        journal = server.gateway.sequencer.journal
+        sent = [
+            command
+            for record in journal.records()
+            if record.kind == "place_order"
+            and (command := command_decoder.decode(record.command)).cl_ord_id == cl_ord_id
+        ]
+        assert len(sent) == 3 and sent[0] == sent[1] == sent[2]
+        status = await alice.status(cl_ord_id=cl_ord_id)
+        assert (status["status"], status["quantity"]) == ("open", 2)
+        assert len((await alice.request("orders.open"))["orders"]) == 1  # Never a second order.
+        again = await alice.place(SYMBOL, "buy", 2, "97.00", cl_ord_id=cl_ord_id)
+        assert again["order_id"] == status["order_id"]
+    finally:
+        await alice.close()
