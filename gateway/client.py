@@ -9,8 +9,8 @@ Invariants:
   counter, so ids never repeat within an account's trading day.
 - A place, cancel or amend that times out, or gets a 5xx (outcome unknown, or overloaded), is
   sent again with the SAME cl_ord_id and parameters: the exchange answers a resend of
-  order.place with the first outcome, never a second order. Business rejections (4xx) are
-  raised at once as RequestFailed and never retried.
+  order.place with the first outcome, never a second order. 429 RATE_LIMITED is retried after
+  its retry_after_ms. Other rejections (4xx) are raised at once as RequestFailed.
 """
 
 from __future__ import annotations
@@ -39,11 +39,14 @@ class ClientError(Exception):
 
 
 class RequestFailed(ClientError):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, retry_after_ms: int | None = None
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after_ms = retry_after_ms
 
 
 class RequestTimedOut(ClientError):
@@ -117,7 +120,9 @@ class IpxClient:
             self._pending.pop(request_id, None)
         if message["status"] != 200:
             error = message["error"]
-            raise RequestFailed(message["status"], error["code"], error["message"])
+            raise RequestFailed(
+                message["status"], error["code"], error["message"], error.get("retry_after_ms")
+            )
         return message["result"]
 
     async def _retrying(self, method: str, params: dict[str, Any], timeout_s: float) -> Any:
@@ -136,6 +141,9 @@ class IpxClient:
                         key: params[key] for key in ("order_id", "cl_ord_id") if key in params
                     }
                     return await self.request("order.status", reference, timeout_s=timeout_s)
+                if error.status == 429 and error.retry_after_ms is not None and not last:
+                    await asyncio.sleep(error.retry_after_ms / 1000)
+                    continue
                 if error.status < 500 or last:
                     raise
             await asyncio.sleep(RETRY_BACKOFF_S * (attempt + 1))

@@ -58,11 +58,14 @@ Date = Annotated[str, Meta(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
 class ProtocolError(Exception):
     """A request refused at the edge, with its wire status and stable code."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, retry_after_ms: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after_ms = retry_after_ms  # Sent with 429 RATE_LIMITED.
 
 
 def validation_error(message: str) -> ProtocolError:
@@ -244,10 +247,17 @@ def encode_result(request_id: str | None, result: Any) -> bytes:
     return _encoder.encode({"id": request_id, "status": 200, "result": result})
 
 
-def encode_error(request_id: str | None, status: int, code: str, message: str) -> bytes:
-    return _encoder.encode(
-        {"id": request_id, "status": status, "error": {"code": code, "message": message}}
-    )
+def encode_error(
+    request_id: str | None,
+    status: int,
+    code: str,
+    message: str,
+    retry_after_ms: int | None = None,
+) -> bytes:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if retry_after_ms is not None:
+        error["retry_after_ms"] = retry_after_ms
+    return _encoder.encode({"id": request_id, "status": status, "error": error})
 
 
 def encode_push(message: Any) -> bytes:

@@ -8,6 +8,9 @@ Invariants:
 - op.* methods need the operator role (403 FORBIDDEN otherwise); the core checks it again.
 - Queries read the exchange state on the event loop between sequencer batches; because a
   batch is handled, fsynced and released without yielding, they only ever see durable state.
+- order.place and order.amend are limited per account by a token bucket (ORDER_BURST at
+  once, ORDER_RATE_PER_S sustained): beyond it, 429 RATE_LIMITED with retry_after_ms, and
+  nothing reaches the sequencer. Cancels are never limited.
 - Bad frames (malformed JSON, unknown method, wrong types, binary frames) get a typed 400
   and the connection carries on; a frame above FRAME_BYTES_MAX closes it with 1009; no
   logon within LOGON_TIMEOUT_S, or a failed logon, closes it with 1008.
@@ -70,11 +73,12 @@ from gateway.sequencer import (
     Unavailable,
     recover,
 )
-from gateway.sessions import TokenStore
+from gateway.sessions import ORDER_BURST, ORDER_RATE_PER_S, OrderRateLimiter, TokenStore
 from matching.orders import OrderType
 
 LOGON_TIMEOUT_S = 10.0
 OUTBOX_MAX = 10_000  # Execution reports waiting for one slow client; beyond: disconnected.
+RATE_LIMITED_METHODS = frozenset({"order.place", "order.amend"})  # Cancels are never limited.
 IN_FLIGHT_MAX = 64  # Requests of one connection awaiting their answer; then reading pauses.
 DRAIN_TIMEOUT_S = 10.0
 NO_SUCH_ORDER = "no such open order"  # The core's words, for an edge lookup that fails.
@@ -127,9 +131,11 @@ class Gateway:
         tokens: TokenStore,
         *,
         logon_timeout_s: float = LOGON_TIMEOUT_S,
+        rate_limiter: OrderRateLimiter | None = None,
     ) -> None:
         self.sequencer = sequencer
         self.tokens = tokens
+        self.rate_limiter = rate_limiter or OrderRateLimiter()
         self.logon_timeout_s = logon_timeout_s
         self._tasks: set[asyncio.Task[None]] = set()
         # Sessions subscribed to their account's execution reports.
@@ -318,6 +324,8 @@ class Gateway:
                 )
             if request.method.startswith(protocol.OPERATOR_PREFIX):
                 self._require_operator(account)
+            if request.method in RATE_LIMITED_METHODS:
+                self._admit(account)
             result = await self._methods[request.method](account, params)
             return _text(protocol.encode_result(request.id, result))
         except ProtocolError as error:
@@ -333,6 +341,17 @@ class Gateway:
             log.exception("request %r failed", request_id)
             internal = ProtocolError(500, "INTERNAL", "internal error: query the order by its id")
             return _error_text(request_id, internal)
+
+    def _admit(self, account: str) -> None:
+        wait_ms = self.rate_limiter.admit(account)
+        if wait_ms is not None:
+            raise ProtocolError(
+                429,
+                "RATE_LIMITED",
+                f"more than {self.rate_limiter.burst} orders at once or "
+                f"{self.rate_limiter.rate_per_s:g} a second: retry in {wait_ms} ms",
+                retry_after_ms=wait_ms,
+            )
 
     def _require_operator(self, account: str) -> None:
         if self.state.accounts[account].role is not Role.OPERATOR:
@@ -665,7 +684,11 @@ def _text(payload: bytes) -> str:
 
 
 def _error_text(request_id: str | None, error: ProtocolError) -> str:
-    return _text(protocol.encode_error(request_id, error.status, error.code, error.message))
+    return _text(
+        protocol.encode_error(
+            request_id, error.status, error.code, error.message, error.retry_after_ms
+        )
+    )
 
 
 # Running it.
@@ -689,6 +712,8 @@ async def run_server(
     logon_timeout_s: float = LOGON_TIMEOUT_S,
     frame_bytes_max: int = protocol.FRAME_BYTES_MAX,
     queue_max: int = QUEUE_MAX,
+    order_rate_per_s: float = ORDER_RATE_PER_S,
+    order_burst: int = ORDER_BURST,
 ) -> AsyncIterator[RunningServer]:
     """Recover the exchange under data_dir and serve it until the block exits, then shut down."""
     exchange, journal, recovery = recover(data_dir)
@@ -700,7 +725,12 @@ async def run_server(
         recovery.seconds,
     )
     sequencer = Sequencer(exchange, journal, queue_max=queue_max)
-    gateway = Gateway(sequencer, TokenStore(os.fspath(data_dir)), logon_timeout_s=logon_timeout_s)
+    gateway = Gateway(
+        sequencer,
+        TokenStore(os.fspath(data_dir)),
+        logon_timeout_s=logon_timeout_s,
+        rate_limiter=OrderRateLimiter(order_rate_per_s, order_burst),
+    )
     sequencer_task = asyncio.create_task(sequencer.run(), name="sequencer")
     server = await serve(
         gateway.handle_connection,

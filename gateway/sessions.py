@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 TOKENS_FILE = "tokens.json"
@@ -131,3 +133,39 @@ class TokenStore:
         self.reload_if_changed()
         entry = self._by_hash.get(token_hash(token))
         return None if entry is None else entry.account
+
+
+ORDER_RATE_PER_S = 500  # Sustained order.place + order.amend per account (cancels are free).
+ORDER_BURST = 1_000  # What an idle account may send at once.
+
+
+class OrderRateLimiter:
+    """A token bucket per account: at most `burst` at once, refilled at `rate_per_s`.
+
+    Cancels are not limited: a participant must always be able to reduce its risk.
+    Time is the gateway's monotonic clock (never the exchange's ts_ns, never journaled).
+    """
+
+    def __init__(
+        self,
+        rate_per_s: float = ORDER_RATE_PER_S,
+        burst: int = ORDER_BURST,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if rate_per_s <= 0 or burst < 1:
+            raise ValueError("the rate must be positive and the burst at least 1")
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # account -> (tokens, at)
+
+    def admit(self, account: str) -> int | None:
+        """Take one token for account; return None if admitted, else milliseconds to wait."""
+        now = self._clock()
+        tokens, at = self._buckets.get(account, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) * self.rate_per_s)
+        if tokens >= 1:
+            self._buckets[account] = (tokens - 1, now)
+            return None
+        self._buckets[account] = (tokens, now)
+        return max(1, math.ceil((1 - tokens) / self.rate_per_s * 1000))

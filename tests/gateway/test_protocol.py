@@ -1,10 +1,11 @@
-"""The wire's exact decimals, without a server."""
+"""The wire's exact decimals and the order rate limit, without a server."""
 
 from __future__ import annotations
 
 import pytest
 
 from gateway import protocol
+from gateway.sessions import OrderRateLimiter
 
 
 def test_decimal_conversion_is_exact() -> None:
@@ -21,3 +22,17 @@ def test_decimal_conversion_is_exact() -> None:
     assert refused.value.message == "price 1.03501 is not a multiple of the tick 0.01"
     with pytest.raises(protocol.ProtocolError):
         protocol.amount_to_minor("0.001", "USD")
+
+
+def test_the_order_rate_limit_admits_the_burst_then_refills_at_the_rate() -> None:
+    now = [64.0]  # Times and rates exact in binary, so the waits are exact too.
+    limiter = OrderRateLimiter(rate_per_s=4, burst=3, clock=lambda: now[0])
+    assert [limiter.admit("alice") for _ in range(3)] == [None, None, None]  # N
+    assert limiter.admit("alice") == 250  # N + 1: one token comes in 250 ms.
+    assert limiter.admit("bob") is None  # Per account.
+    now[0] += 0.125
+    assert limiter.admit("alice") == 125
+    now[0] += 0.125
+    assert limiter.admit("alice") is None
+    now[0] += 60.0  # A long pause refills only up to the burst.
+    assert [limiter.admit("alice") for _ in range(4)] == [None, None, None, 250]

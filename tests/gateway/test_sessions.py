@@ -13,8 +13,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gateway import sessions
 from gateway.client import IpxClient, RequestFailed
-from gateway.server import RunningServer
-from tests.gateway.conftest import SYMBOL, Venue
+from gateway.server import RunningServer, run_server
+from tests.gateway.conftest import SYMBOL, Venue, list_the_market
 
 pytestmark = pytest.mark.asyncio
 
@@ -153,3 +153,40 @@ async def test_health_endpoints(market: Venue, server: RunningServer) -> None:
 
     assert await asyncio.to_thread(fetch, "/livez") == (200, "ok\n")
     assert await asyncio.to_thread(fetch, "/readyz") == (200, "ready\n")
+
+
+async def test_orders_beyond_the_rate_get_429_but_cancels_still_pass(venue: Venue) -> None:
+    async with run_server(venue.data_dir, order_rate_per_s=0.5, order_burst=5) as running:
+        venue.url = f"ws://{running.host}:{running.port}/"
+        await list_the_market(venue)
+        alice = await venue.client("alice")
+        try:
+            placed = [
+                await alice.request(
+                    "order.place",
+                    {
+                        "symbol": SYMBOL,
+                        "cl_ord_id": f"r-{index}",
+                        "side": "buy",
+                        "quantity": 1,
+                        "price": "99.00",
+                    },
+                )
+                for index in range(5)
+            ]
+            with pytest.raises(RequestFailed) as refused:
+                await alice.request(
+                    "order.place",
+                    {"symbol": SYMBOL, "cl_ord_id": "r-5", "side": "buy", "quantity": 1,
+                     "price": "99.00"},
+                )  # fmt: skip
+            assert (refused.value.status, refused.value.code) == (429, "RATE_LIMITED")
+            assert refused.value.retry_after_ms is not None
+            assert 0 < refused.value.retry_after_ms <= 2_000
+            with pytest.raises(RequestFailed):
+                await alice.status(cl_ord_id="r-5")  # Refused at the edge: nothing was done.
+            for order in placed:
+                canceled = await alice.cancel(order_id=order["order_id"])
+                assert canceled["status"] == "canceled"
+        finally:
+            await alice.close()
