@@ -20,7 +20,7 @@ Invariants:
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -170,6 +170,14 @@ class IssueSharesParams(_Params, frozen=True):
     auction_interval_ns: NonNegative = 0
 
 
+MarketDataChannel = Literal["book.l2", "book.l3", "trades", "ticker", "status"]
+
+
+class MarketDataParams(_Params, frozen=True):
+    symbol: Symbol
+    channels: Annotated[list[MarketDataChannel], Meta(min_length=1, max_length=5)]
+
+
 class SymbolParams(_Params, frozen=True):
     symbol: Symbol
 
@@ -192,6 +200,8 @@ METHODS: dict[str, type[_Params]] = {
     "instruments.list": NoParams,
     "book.snapshot": BookParams,
     "executions.subscribe": NoParams,
+    "md.subscribe": MarketDataParams,
+    "md.unsubscribe": MarketDataParams,
     "op.open_account": OpenAccountParams,
     "op.deposit": DepositParams,
     "op.list_asset": ListAssetParams,

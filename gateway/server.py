@@ -18,6 +18,12 @@ Invariants:
   (accepted, filled, amended, canceled, cash) is pushed once its batch is durable, on the
   channel "executions" with per-session seq/prev_seq; a session whose outbox holds OUTBOX_MAX
   unread reports is closed with 1008 SLOW_CONSUMER rather than slowing the sequencer.
+- Market data (md.subscribe {symbol, channels}): the channels of gateway/market_data.py. Its
+  messages are computed in the sequencer right after each command and released with the
+  batch once durable; a subscription queues the channel's snapshot first, so every update
+  that follows carries a higher seq. Heartbeats every HEARTBEAT_INTERVAL_S per symbol. If
+  market data ever raises, it is switched off (subscribers closed with 1011) and the
+  exchange carries on: it is derived data, never a reason to stop trading.
 - Shutdown (SIGTERM/SIGINT, or `stop` set): stop accepting connections and commands, let the
   sequencer drain and fsync what is queued, send those answers, close every connection with
   1001 (going away), snapshot, release the journal.
@@ -30,6 +36,7 @@ import contextlib
 import http
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,7 +70,7 @@ from exchange.events import (
 )
 from exchange.reasons import Reject
 from exchange.state import ExchangeState, Instrument, LiveOrder
-from gateway import protocol
+from gateway import market_data, protocol
 from gateway.protocol import ProtocolError
 from gateway.sequencer import (
     QUEUE_MAX,
@@ -77,7 +84,8 @@ from gateway.sessions import ORDER_BURST, ORDER_RATE_PER_S, OrderRateLimiter, To
 from matching.orders import OrderType
 
 LOGON_TIMEOUT_S = 10.0
-OUTBOX_MAX = 10_000  # Execution reports waiting for one slow client; beyond: disconnected.
+OUTBOX_MAX = 10_000  # Pushes waiting for one slow client; beyond it: disconnected.
+HEARTBEAT_INTERVAL_S = 1.0
 RATE_LIMITED_METHODS = frozenset({"order.place", "order.amend"})  # Cancels are never limited.
 IN_FLIGHT_MAX = 64  # Requests of one connection awaiting their answer; then reading pauses.
 DRAIN_TIMEOUT_S = 10.0
@@ -91,14 +99,30 @@ class Session:
     connection: ServerConnection
     account: str | None = None
     in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IN_FLIGHT_MAX))
-    # Private execution reports, once subscribed: a bounded outbox drained by one writer.
+    # Pushes (execution reports, market data): a bounded outbox drained by one writer task,
+    # created by the first subscription.
     outbox: asyncio.Queue[str] | None = None
     writer: asyncio.Task[None] | None = None
+    executions: bool = False
     executions_seq: int = 0
+    market_data: dict[tuple[str, str], None] = field(default_factory=dict)  # (channel, symbol)
 
-    def push(self, journal_seq: int, event: dict[str, Any]) -> bool:
-        """Queue one execution report; return False when the outbox is full (too slow)."""
+    def open_outbox(self) -> None:
+        if self.outbox is None:
+            self.outbox = asyncio.Queue(OUTBOX_MAX)
+            self.writer = asyncio.create_task(self._write())
+
+    def push_text(self, text: str) -> bool:
+        """Queue one push message; return False when the outbox is full (too slow)."""
         assert self.outbox is not None
+        try:
+            self.outbox.put_nowait(text)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def push_execution(self, journal_seq: int, event: dict[str, Any]) -> bool:
+        """Queue one execution report with the session's next executions seq."""
         seq = self.executions_seq + 1
         message = {
             "channel": "executions",
@@ -108,14 +132,12 @@ class Session:
             "journal_seq": journal_seq,
             "event": event,
         }
-        try:
-            self.outbox.put_nowait(_text(protocol.encode_push(message)))
-        except asyncio.QueueFull:
+        if not self.push_text(_text(protocol.encode_push(message))):
             return False
         self.executions_seq = seq
         return True
 
-    async def write(self) -> None:
+    async def _write(self) -> None:
         assert self.outbox is not None
         with contextlib.suppress(ConnectionClosed):
             while True:
@@ -140,6 +162,10 @@ class Gateway:
         self._tasks: set[asyncio.Task[None]] = set()
         # Sessions subscribed to their account's execution reports.
         self._subscribed: dict[str, dict[Session, None]] = {}
+        self.market_data = market_data.MarketData(sequencer.exchange, protocol.CURRENCY_DIGITS)
+        self._market_data_failed = False
+        self._market_data_sessions: dict[tuple[str, str], dict[Session, None]] = {}
+        sequencer.observe(self._observe)
         sequencer.subscribe(self._on_batch)
         self._methods: dict[str, Callable[[str, Any], Awaitable[Any]]] = {
             "order.place": self._place,
@@ -211,27 +237,85 @@ class Gateway:
 
     def _subscribe_executions(self, session: Session) -> dict[str, Any]:
         assert session.account is not None
-        if session.outbox is None:
-            session.outbox = asyncio.Queue(OUTBOX_MAX)
-            session.writer = asyncio.create_task(session.write())
+        if not session.executions:
+            session.open_outbox()
+            session.executions = True
             self._subscribed.setdefault(session.account, {})[session] = None
         return {"channel": "executions", "seq": session.executions_seq}
 
+    def _subscribe_market_data(
+        self, session: Session, params: protocol.MarketDataParams
+    ) -> dict[str, Any]:
+        # Snapshots go into the outbox now, between two batches: every update queued after
+        # them has a higher seq, so the client applies them in order.
+        if self._market_data_failed:
+            raise ProtocolError(503, "INTERNAL", "market data is unavailable")
+        self._instrument(params.symbol)
+        session.open_outbox()
+        seqs = {}
+        for channel in dict.fromkeys(params.channels):
+            key = (channel, params.symbol)
+            self._market_data_sessions.setdefault(key, {})[session] = None
+            session.market_data[key] = None
+            snapshot = self.market_data.snapshot(channel, params.symbol)
+            if not session.push_text(_text(market_data.encode(snapshot))):
+                self._disconnect_slow(session)
+            seqs[channel] = snapshot.seq
+        return {"symbol": params.symbol, "channels": seqs}
+
+    def _unsubscribe_market_data(
+        self, session: Session, params: protocol.MarketDataParams
+    ) -> dict[str, Any]:
+        for channel in params.channels:
+            self._drop_market_data(session, (channel, params.symbol))
+        return {"symbol": params.symbol, "channels": list(dict.fromkeys(params.channels))}
+
+    def _drop_market_data(self, session: Session, key: tuple[str, str]) -> None:
+        session.market_data.pop(key, None)
+        sessions = self._market_data_sessions.get(key)
+        if sessions is not None:
+            sessions.pop(session, None)
+            if not sessions:
+                del self._market_data_sessions[key]
+
     def _unsubscribe(self, session: Session) -> None:
-        if session.account is not None:
+        if session.account is not None and session.executions:
+            session.executions = False
             sessions = self._subscribed.get(session.account)
             if sessions is not None:
                 sessions.pop(session, None)
                 if not sessions:
                     del self._subscribed[session.account]
+        for key in list(session.market_data):
+            self._drop_market_data(session, key)
         if session.writer is not None:
             session.writer.cancel()
 
+    def _observe(self, outcome: Outcome) -> list[market_data.Message]:
+        # Runs in the sequencer right after each command. Market data is derived: if it
+        # breaks, the exchange carries on and its subscribers are told (1011).
+        if self._market_data_failed:
+            return []
+        try:
+            return self.market_data.on_outcome(outcome)
+        except Exception:
+            log.exception("market data failed at seq %d: switched off", outcome.seq)
+            self._market_data_failed = True
+            return []
+
     def _on_batch(self, outcomes: Sequence[Outcome], messages: Sequence[Any]) -> None:
-        # Called by the sequencer once the batch is durable: route private events.
+        # Called by the sequencer once the batch is durable.
+        if self._subscribed:
+            self._route_executions(outcomes)
+        if self._market_data_sessions:
+            self._route_market_data(messages)
+        if self._market_data_failed and self._market_data_sessions:
+            for session in {s for group in self._market_data_sessions.values() for s in group}:
+                self._unsubscribe(session)
+                self._close_later(session, 1011, "market data failed; reconnect later")
+
+    def _route_executions(self, outcomes: Sequence[Outcome]) -> None:
         subscribed = self._subscribed
-        if not subscribed:
-            return
         for outcome in outcomes:
             for event in outcome.events:
                 account = getattr(event, "account", None)
@@ -240,15 +324,46 @@ class Gateway:
                     continue
                 view = self._private_event_view(event)
                 for session in list(sessions):
-                    if not session.push(outcome.seq, view):
+                    if not session.push_execution(outcome.seq, view):
                         self._disconnect_slow(session)
 
-    def _disconnect_slow(self, session: Session) -> None:
-        self._unsubscribe(session)
-        reason = f"SLOW_CONSUMER: more than {OUTBOX_MAX} execution reports unread"
-        task = asyncio.create_task(session.connection.close(1008, reason))
+    def _route_market_data(self, messages: Sequence[market_data.Message]) -> None:
+        subscribers = self._market_data_sessions
+        for message in messages:
+            sessions = subscribers.get((market_data.channel_of(message), message.symbol))
+            if not sessions:
+                continue
+            text = _text(market_data.encode(message))  # Encoded once for every subscriber.
+            for session in list(sessions):
+                if not session.push_text(text):
+                    self._disconnect_slow(session)
+
+    async def send_heartbeats(self, interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
+        """Every interval, push a heartbeat per symbol to the sessions subscribed to it."""
+        while True:
+            await asyncio.sleep(interval_s)
+            if self._market_data_failed:
+                continue
+            by_symbol: dict[str, dict[Session, None]] = {}
+            for (_, symbol), sessions in self._market_data_sessions.items():
+                by_symbol.setdefault(symbol, {}).update(sessions)
+            now_ns = time.time_ns()
+            for symbol, sessions in by_symbol.items():
+                text = _text(market_data.encode(self.market_data.heartbeat(symbol, now_ns)))
+                for session in list(sessions):
+                    if not session.push_text(text):
+                        self._disconnect_slow(session)
+
+    def _close_later(self, session: Session, code: int, reason: str) -> None:
+        task = asyncio.create_task(session.connection.close(code, reason))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _disconnect_slow(self, session: Session) -> None:
+        if session.writer is None or session.writer.done():
+            return  # Already being closed.
+        self._unsubscribe(session)
+        self._close_later(session, 1008, f"SLOW_CONSUMER: more than {OUTBOX_MAX} pushes unread")
 
     def _private_event_view(self, event: Event) -> dict[str, Any]:
         # The event as it is, plus decimal strings beside its ticks and minor units.
@@ -318,10 +433,9 @@ class Gateway:
             assert account is not None
             if request.method == "session.logon":
                 raise protocol.validation_error("this session is already logged on")
-            if request.method == "executions.subscribe":
-                return _text(
-                    protocol.encode_result(request.id, self._subscribe_executions(session))
-                )
+            if request.method in SESSION_METHODS:
+                result = SESSION_METHODS[request.method](self, session, params)
+                return _text(protocol.encode_result(request.id, result))
             if request.method.startswith(protocol.OPERATOR_PREFIX):
                 self._require_operator(account)
             if request.method in RATE_LIMITED_METHODS:
@@ -666,6 +780,13 @@ class Gateway:
             await asyncio.wait(set(self._tasks), timeout=timeout_s)
 
 
+SESSION_METHODS: dict[str, Callable[[Gateway, Session, Any], dict[str, Any]]] = {
+    "executions.subscribe": lambda gateway, session, _: gateway._subscribe_executions(session),
+    "md.subscribe": Gateway._subscribe_market_data,
+    "md.unsubscribe": Gateway._unsubscribe_market_data,
+}
+
+
 def _require_reference(order_id: int, cl_ord_id: str) -> None:
     if (order_id == 0) == (cl_ord_id == ""):
         raise protocol.validation_error("name the order by exactly one of order_id or cl_ord_id")
@@ -739,10 +860,12 @@ async def run_server(
         process_request=gateway.process_request,
         max_size=frame_bytes_max,
     )
+    heartbeats = asyncio.create_task(gateway.send_heartbeats(), name="heartbeats")
     try:
         bound = server.sockets[0].getsockname()
         yield RunningServer(bound[0], bound[1], gateway, server, sequencer_task)
     finally:
+        heartbeats.cancel()
         await _shut_down(server, gateway, sequencer, sequencer_task)
 
 

@@ -1,0 +1,126 @@
+"""Public market data through a real server: a snapshot, then durable updates in seq order.
+
+The seeded order flow replays with IPX_TEST_SEED=<seed> (printed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+from typing import Any
+
+import pytest
+
+from gateway import market_data
+from gateway.client import IpxClient, RequestFailed
+from gateway.local_book import LocalBook
+from gateway.server import RunningServer
+from tests.gateway.conftest import SYMBOL, Venue
+
+pytestmark = pytest.mark.asyncio
+
+PUSH_WAIT_S = 5.0
+COMMANDS = 60
+
+
+async def _push(client: IpxClient) -> Any:
+    return await asyncio.wait_for(client.pushes.get(), PUSH_WAIT_S)
+
+
+def _typed(message: dict[str, Any]) -> Any:
+    return market_data.decode(json.dumps(message))
+
+
+async def _flow(rng: random.Random, alice: IpxClient, issuer: IpxClient) -> int:
+    # Resting bids and asks, some crossing, some canceled; return how many units traded.
+    traded = 0
+    resting: list[tuple[IpxClient, int]] = []
+    for _ in range(COMMANDS):
+        roll = rng.random()
+        if roll < 0.2 and resting:
+            client, order_id = resting.pop(rng.randrange(len(resting)))
+            with contextlib.suppress(RequestFailed):  # It may have filled meanwhile.
+                await client.cancel(order_id=order_id)
+            continue
+        client, side = (alice, "buy") if roll < 0.6 else (issuer, "sell")
+        ticks = rng.randrange(985, 1016)  # 98.50 to 101.50: they cross now and then.
+        placed = await client.place(
+            SYMBOL, side, rng.randrange(1, 6), f"{ticks // 10}.{ticks % 10}0"
+        )
+        traded += placed["filled"]
+        if placed["leaves"]:
+            resting.append((client, placed["order_id"]))
+    return traded
+
+
+async def test_a_subscriber_keeps_an_exact_book_from_snapshot_and_updates(
+    market: Venue, server: RunningServer
+) -> None:
+    seed = int(os.environ.get("IPX_TEST_SEED", random.randrange(1 << 30)))
+    print(f"seed {seed} (replay with IPX_TEST_SEED={seed})")
+    watcher = await market.client("bob")
+    alice = await market.client("alice")
+    issuer = await market.client("issuer")
+    try:
+        subscribed = await watcher.request(
+            "md.subscribe", {"symbol": SYMBOL, "channels": ["book.l2", "trades"]}
+        )
+        assert subscribed == {"symbol": SYMBOL, "channels": {"book.l2": 0, "trades": 0}}
+        book = LocalBook(SYMBOL)
+        snapshots = [await _push(watcher), await _push(watcher)]
+        assert [(m["channel"], m["type"]) for m in snapshots] == [
+            ("book.l2", "snapshot"),
+            ("trades", "snapshot"),
+        ]
+        book.apply(_typed(snapshots[0]))
+        traded = await _flow(random.Random(seed), alice, issuer)
+        server_book = await watcher.request("book.snapshot", {"symbol": SYMBOL, "depth": 50})
+        printed = 0
+        trades_seq = 0
+        while True:  # Until a heartbeat vouches that nothing is missing.
+            message = await _push(watcher)
+            if message["channel"] == "heartbeat":
+                if message["channels"]["book.l2"] == book.seq:
+                    assert message["channels"]["trades"] == trades_seq
+                    break
+                continue
+            if message["channel"] == "trades":
+                assert (message["seq"], message["prev_seq"]) == (trades_seq + 1, trades_seq)
+                trades_seq = message["seq"]
+                printed += sum(trade["quantity_units"] for trade in message["trades"])
+                continue
+            assert book.apply(_typed(message)), book.problem
+        assert book.in_sync
+        assert [list(level) for level in book.bids()] == server_book["bids"]
+        assert [list(level) for level in book.asks()] == server_book["asks"]
+        assert traded > 0, "the flow should have crossed at least once"
+        assert printed == traded
+    finally:
+        for client in (watcher, alice, issuer):
+            await client.close()
+
+
+async def test_market_data_requests_are_checked(market: Venue) -> None:
+    watcher = await market.client("bob")
+    try:
+        for params, code in [
+            ({"symbol": "RS-NOPE", "channels": ["book.l2"]}, "UNKNOWN_SYMBOL"),
+            ({"symbol": SYMBOL, "channels": ["heartbeat"]}, "VALIDATION_ERROR"),
+            ({"symbol": SYMBOL, "channels": []}, "VALIDATION_ERROR"),
+        ]:
+            with pytest.raises(RequestFailed) as refused:
+                await watcher.request("md.subscribe", params)
+            assert refused.value.code == code
+        await watcher.request("md.subscribe", {"symbol": SYMBOL, "channels": ["ticker"]})
+        assert (await _push(watcher))["channel"] == "ticker"
+        await watcher.request("md.unsubscribe", {"symbol": SYMBOL, "channels": ["ticker"]})
+        alice = await market.client("alice")
+        await alice.place(SYMBOL, "buy", 1, "99.00")  # Would change the ticker's best bid.
+        await alice.close()
+        await asyncio.sleep(1.5)  # A heartbeat would have come by now, had anything remained.
+        assert watcher.pushes.empty()
+    finally:
+        await watcher.close()
