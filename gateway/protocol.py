@@ -91,6 +91,10 @@ class LogonParams(_Params, frozen=True):
     token: Annotated[str, Meta(min_length=1, max_length=200)]
 
 
+class CancelOnDisconnectParams(_Params, frozen=True):
+    enabled: bool
+
+
 class PlaceParams(_Params, frozen=True):
     symbol: Symbol
     cl_ord_id: ClOrdId
@@ -202,6 +206,7 @@ METHODS: dict[str, type[_Params]] = {
     "executions.subscribe": NoParams,
     "md.subscribe": MarketDataParams,
     "md.unsubscribe": MarketDataParams,
+    "session.cancel_on_disconnect": CancelOnDisconnectParams,
     "op.open_account": OpenAccountParams,
     "op.deposit": DepositParams,
     "op.list_asset": ListAssetParams,

@@ -24,6 +24,9 @@ Invariants:
   that follows carries a higher seq. Heartbeats every HEARTBEAT_INTERVAL_S per symbol. If
   market data ever raises, it is switched off (subscribers closed with 1011) and the
   exchange carries on: it is derived data, never a reason to stop trading.
+- At most CONNECTIONS_PER_ACCOUNT_MAX connections per account (the next is closed with
+  1008 LIMIT_EXCEEDED). session.cancel_on_disconnect {enabled} makes the end of that
+  connection cancel every open order of the account (CancelAll), except at server shutdown.
 - Shutdown (SIGTERM/SIGINT, or `stop` set): stop accepting connections and commands, let the
   sequencer drain and fsync what is queued, send those answers, close every connection with
   1001 (going away), snapshot, release the journal.
@@ -49,6 +52,7 @@ from websockets.http11 import Request, Response
 
 from exchange.commands import (
     AmendOrder,
+    CancelAll,
     CancelOrder,
     Command,
     Deposit,
@@ -86,6 +90,7 @@ from matching.orders import OrderType
 LOGON_TIMEOUT_S = 10.0
 OUTBOX_MAX = 10_000  # Pushes waiting for one slow client; beyond it: disconnected.
 HEARTBEAT_INTERVAL_S = 1.0
+CONNECTIONS_PER_ACCOUNT_MAX = 16  # Beyond it a new connection is closed with 1008.
 RATE_LIMITED_METHODS = frozenset({"order.place", "order.amend"})  # Cancels are never limited.
 IN_FLIGHT_MAX = 64  # Requests of one connection awaiting their answer; then reading pauses.
 DRAIN_TIMEOUT_S = 10.0
@@ -106,6 +111,8 @@ class Session:
     executions: bool = False
     executions_seq: int = 0
     market_data: dict[tuple[str, str], None] = field(default_factory=dict)  # (channel, symbol)
+    registered: bool = False  # Counted in its account's connections.
+    cancel_on_disconnect: bool = False
 
     def open_outbox(self) -> None:
         if self.outbox is None:
@@ -154,9 +161,12 @@ class Gateway:
         *,
         logon_timeout_s: float = LOGON_TIMEOUT_S,
         rate_limiter: OrderRateLimiter | None = None,
+        connections_per_account_max: int = CONNECTIONS_PER_ACCOUNT_MAX,
     ) -> None:
         self.sequencer = sequencer
         self.tokens = tokens
+        self.connections_per_account_max = connections_per_account_max
+        self._connections: dict[str, int] = {}
         self.rate_limiter = rate_limiter or OrderRateLimiter()
         self.logon_timeout_s = logon_timeout_s
         self._tasks: set[asyncio.Task[None]] = set()
@@ -225,6 +235,10 @@ class Gateway:
         try:
             if session.account is None and not await self._logon(connection, session):
                 return
+            if not self._register(session):
+                limit = self.connections_per_account_max
+                await connection.close(1008, f"LIMIT_EXCEEDED: {limit} connections per account")
+                return
             async for frame in connection:
                 await session.in_flight.acquire()
                 task = asyncio.create_task(self._answer(connection, session, frame))
@@ -234,6 +248,44 @@ class Gateway:
             pass
         finally:
             self._unsubscribe(session)
+            self._unregister(session)
+            if session.cancel_on_disconnect:
+                await self._cancel_on_disconnect(session)
+
+    def _register(self, session: Session) -> bool:
+        assert session.account is not None
+        count = self._connections.get(session.account, 0)
+        if count >= self.connections_per_account_max:
+            return False
+        self._connections[session.account] = count + 1
+        session.registered = True
+        return True
+
+    def _unregister(self, session: Session) -> None:
+        if session.registered and session.account is not None:
+            session.registered = False
+            count = self._connections[session.account] - 1
+            if count:
+                self._connections[session.account] = count
+            else:
+                del self._connections[session.account]
+
+    async def _cancel_on_disconnect(self, session: Session) -> None:
+        # Every open order of the account, as the account itself asked (CancelAll, reason
+        # user). Not while the server shuts down: the sequencer takes no more commands, and
+        # the orders stay in the journal for the restart.
+        assert session.account is not None
+        command = CancelAll(session.account, session.account)
+        try:
+            await self.sequencer.submit(command)
+        except (Overloaded, Unavailable, SequencerStopped) as error:
+            log.warning("cancel on disconnect of %s not done: %s", session.account, error)
+
+    def _set_cancel_on_disconnect(
+        self, session: Session, params: protocol.CancelOnDisconnectParams
+    ) -> dict[str, Any]:
+        session.cancel_on_disconnect = params.enabled
+        return {"cancel_on_disconnect": params.enabled}
 
     def _subscribe_executions(self, session: Session) -> dict[str, Any]:
         assert session.account is not None
@@ -784,6 +836,7 @@ SESSION_METHODS: dict[str, Callable[[Gateway, Session, Any], dict[str, Any]]] = 
     "executions.subscribe": lambda gateway, session, _: gateway._subscribe_executions(session),
     "md.subscribe": Gateway._subscribe_market_data,
     "md.unsubscribe": Gateway._unsubscribe_market_data,
+    "session.cancel_on_disconnect": Gateway._set_cancel_on_disconnect,
 }
 
 
@@ -835,6 +888,7 @@ async def run_server(
     queue_max: int = QUEUE_MAX,
     order_rate_per_s: float = ORDER_RATE_PER_S,
     order_burst: int = ORDER_BURST,
+    connections_per_account_max: int = CONNECTIONS_PER_ACCOUNT_MAX,
 ) -> AsyncIterator[RunningServer]:
     """Recover the exchange under data_dir and serve it until the block exits, then shut down."""
     exchange, journal, recovery = recover(data_dir)
@@ -851,6 +905,7 @@ async def run_server(
         TokenStore(os.fspath(data_dir)),
         logon_timeout_s=logon_timeout_s,
         rate_limiter=OrderRateLimiter(order_rate_per_s, order_burst),
+        connections_per_account_max=connections_per_account_max,
     )
     sequencer_task = asyncio.create_task(sequencer.run(), name="sequencer")
     server = await serve(

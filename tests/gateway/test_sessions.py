@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gateway import sessions
-from gateway.client import IpxClient, RequestFailed
+from gateway.client import ClientError, IpxClient, RequestFailed
 from gateway.server import RunningServer, run_server
 from tests.gateway.conftest import SYMBOL, Venue, list_the_market
 
@@ -190,3 +190,58 @@ async def test_orders_beyond_the_rate_get_429_but_cancels_still_pass(venue: Venu
                 assert canceled["status"] == "canceled"
         finally:
             await alice.close()
+
+
+async def test_cancel_on_disconnect_cancels_the_accounts_orders(market: Venue) -> None:
+    careful = await market.client("alice")
+    other = await market.client("alice")
+    try:
+        assert await careful.request("session.cancel_on_disconnect", {"enabled": True}) == {
+            "cancel_on_disconnect": True
+        }
+        await careful.place(SYMBOL, "buy", 1, "98.00")
+        await other.place(SYMBOL, "buy", 1, "97.00")
+        await careful.close()
+        for _ in range(100):
+            if not (await other.request("orders.open"))["orders"]:
+                break
+            await asyncio.sleep(0.02)
+        assert (await other.request("orders.open"))["orders"] == []
+        await other.place(SYMBOL, "buy", 1, "96.00")  # The other session has no such flag.
+        await other.close()
+        again = await market.client("alice")
+        try:
+            assert len((await again.request("orders.open"))["orders"]) == 1
+        finally:
+            await again.close()
+    finally:
+        await careful.close()
+        await other.close()
+
+
+async def test_connections_per_account_are_limited(venue: Venue) -> None:
+    async with run_server(venue.data_dir, connections_per_account_max=2) as running:
+        venue.url = f"ws://{running.host}:{running.port}/"
+        first, second = await venue.client("alice"), await venue.client("alice")
+        for client in (first, second):
+            assert (await client.request("orders.open"))["orders"] == []  # N: both serve.
+        third = await venue.client("alice", bearer=False)  # N + 1: closed after logon.
+        await asyncio.wait_for(third.connection.wait_closed(), 5.0)
+        assert third.connection.close_code == 1008
+        assert third.connection.close_reason.startswith("LIMIT_EXCEEDED")
+        bob = await venue.client("bob")  # Per account.
+        assert (await bob.request("orders.open"))["orders"] == []
+        await first.close()
+        for _ in range(100):  # The server counts the closed one out when its handler ends.
+            fourth = await venue.client("alice")
+            try:
+                await fourth.request("orders.open", timeout_s=1.0)
+                break
+            except ClientError:
+                await asyncio.sleep(0.02)
+            finally:
+                await fourth.close()
+        else:
+            raise AssertionError("a freed connection slot was never given back")
+        for client in (second, third, bob):
+            await client.close()
