@@ -66,6 +66,7 @@ class ProtocolError(Exception):
         self.code = code
         self.message = message
         self.retry_after_ms = retry_after_ms  # Sent with 429 RATE_LIMITED.
+        self.request_id: str | None = None  # Set when the frame itself was malformed.
 
 
 def validation_error(message: str) -> ProtocolError:
@@ -226,14 +227,19 @@ def decode_request(frame: str | bytes) -> Request:
     """Decode a request frame (its params stay raw until decode_params).
 
     Raises:
-        ProtocolError: 400 VALIDATION_ERROR for anything malformed or an unknown method.
+        ProtocolError: 400 VALIDATION_ERROR for anything malformed or an unknown method,
+            with the frame's id in `request_id` when one could be read.
     """
     try:
         request = _request_decoder.decode(frame)
     except msgspec.DecodeError as exc:
-        raise validation_error(f"malformed request: {exc}") from None
+        error = validation_error(f"malformed request: {exc}")
+        error.request_id = request_id_of(frame)  # Parsed leniently, only on this path.
+        raise error from None
     if request.method not in METHODS:
-        raise validation_error(f"unknown method {request.method!r}")
+        error = validation_error(f"unknown method {request.method!r}")
+        error.request_id = request.id
+        raise error
     return request
 
 

@@ -440,7 +440,7 @@ class Gateway:
         except TimeoutError:
             await connection.close(1008, "no logon in time")
             return False
-        request_id = protocol.request_id_of(frame) if isinstance(frame, str) else None
+        request_id: str | None = None
         try:
             if not isinstance(frame, str):
                 raise protocol.validation_error("binary frames are not accepted: send JSON text")
@@ -453,7 +453,7 @@ class Gateway:
             if account is None:
                 raise protocol.unauthorized("unknown or revoked token")
         except ProtocolError as error:
-            await connection.send(_error_text(request_id, error))
+            await connection.send(_error_text(request_id or error.request_id, error))
             await connection.close(1008, "authentication failed")
             return False
         session.account = account
@@ -478,8 +478,8 @@ class Gateway:
         try:
             if not isinstance(frame, str):
                 raise protocol.validation_error("binary frames are not accepted: send JSON text")
-            request_id = protocol.request_id_of(frame)
             request = protocol.decode_request(frame)
+            request_id = request.id
             params = protocol.decode_params(request)
             account = session.account
             assert account is not None
@@ -495,7 +495,7 @@ class Gateway:
             result = await self._methods[request.method](account, params)
             return _text(protocol.encode_result(request.id, result))
         except ProtocolError as error:
-            return _error_text(request_id, error)
+            return _error_text(request_id or error.request_id, error)
         except Overloaded as error:
             return _error_text(request_id, ProtocolError(503, "OVERLOADED", str(error)))
         except Unavailable as error:
