@@ -4,6 +4,22 @@
     response  {"id": "7", "status": 200, "result": {...}}
               {"id": "7", "status": 4xx/5xx, "error": {"code": "...", "message": "..."}}
 
+Methods (params in the Struct of METHODS; prices and cash as decimal strings):
+    session.logon {token}                   first frame, unless `Authorization: Bearer` was sent
+    session.cancel_on_disconnect {enabled}  cancel the account's orders when this one closes
+    order.place {symbol, cl_ord_id, side, quantity, price?, type?, time_in_force?, post_only?,
+                 stp_mode?, expire_ts_ns?}  resending the same cl_ord_id returns the same order
+    order.cancel / order.status {order_id | cl_ord_id}
+    order.amend {order_id | cl_ord_id, price, quantity}
+    orders.open {symbol?}   account.balances {}   instruments.list {}   book.snapshot {symbol}
+    executions.subscribe {}                 push the account's private events
+    md.subscribe / md.unsubscribe {symbol, channels}   book.l2, book.l3, trades, ticker, status
+    op.open_account, op.deposit, op.list_asset, op.issue_shares, op.halt, op.resume  (operator)
+Statuses: 400 malformed or invalid, 401 not logged on, 403 not allowed, 404 unknown (also
+someone else's order), 409 duplicate or too late, 422 refused by the market's rules, 429 rate
+limited (retry_after_ms), 500 outcome unknown (query the order by cl_ord_id), 503 overloaded
+or shutting down (nothing was done).
+
 Invariants:
 - Malformed input never reaches the core: every frame is decoded by msgspec into a frozen
   Struct with forbid_unknown_fields and limits declared in the type (lengths, integer ranges

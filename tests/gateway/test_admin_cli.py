@@ -53,3 +53,11 @@ def test_tokens_are_shown_once_and_stored_only_as_hashes(
     assert main(["tokens", "revoke", "--data-dir", data_dir, token_id]) == 0
     assert store.account_of(token) is None  # Picked up without a restart.
     assert main(["tokens", "revoke", "--data-dir", data_dir, token_id]) == 1
+
+
+def test_serve_refuses_a_data_dir_another_server_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FileJournal.open(tmp_path):
+        assert main(["serve", "--data-dir", str(tmp_path), "--port", "0"]) == 2
+    assert "open in another writer" in capsys.readouterr().err
