@@ -90,6 +90,7 @@ from matching.orders import OrderType
 LOGON_TIMEOUT_S = 10.0
 OUTBOX_MAX = 10_000  # Pushes waiting for one slow client; beyond it: disconnected.
 HEARTBEAT_INTERVAL_S = 1.0
+SLOW_CLOSE_TIMEOUT_S = 1.0
 CONNECTIONS_PER_ACCOUNT_MAX = 16  # Beyond it a new connection is closed with 1008.
 RATE_LIMITED_METHODS = frozenset({"order.place", "order.amend"})  # Cancels are never limited.
 IN_FLIGHT_MAX = 64  # Requests of one connection awaiting their answer; then reading pauses.
@@ -114,9 +115,11 @@ class Session:
     registered: bool = False  # Counted in its account's connections.
     cancel_on_disconnect: bool = False
 
-    def open_outbox(self) -> None:
+    def open_outbox(self, outbox_max: int) -> None:
+        if self.writer is not None and self.writer.done():
+            raise ProtocolError(503, "INTERNAL", "this session is being closed")
         if self.outbox is None:
-            self.outbox = asyncio.Queue(OUTBOX_MAX)
+            self.outbox = asyncio.Queue(outbox_max)
             self.writer = asyncio.create_task(self._write())
 
     def push_text(self, text: str) -> bool:
@@ -162,8 +165,10 @@ class Gateway:
         logon_timeout_s: float = LOGON_TIMEOUT_S,
         rate_limiter: OrderRateLimiter | None = None,
         connections_per_account_max: int = CONNECTIONS_PER_ACCOUNT_MAX,
+        outbox_max: int = OUTBOX_MAX,
     ) -> None:
         self.sequencer = sequencer
+        self.outbox_max = outbox_max
         self.tokens = tokens
         self.connections_per_account_max = connections_per_account_max
         self._connections: dict[str, int] = {}
@@ -290,7 +295,7 @@ class Gateway:
     def _subscribe_executions(self, session: Session) -> dict[str, Any]:
         assert session.account is not None
         if not session.executions:
-            session.open_outbox()
+            session.open_outbox(self.outbox_max)
             session.executions = True
             self._subscribed.setdefault(session.account, {})[session] = None
         return {"channel": "executions", "seq": session.executions_seq}
@@ -303,7 +308,7 @@ class Gateway:
         if self._market_data_failed:
             raise ProtocolError(503, "INTERNAL", "market data is unavailable")
         self._instrument(params.symbol)
-        session.open_outbox()
+        session.open_outbox(self.outbox_max)
         seqs = {}
         for channel in dict.fromkeys(params.channels):
             key = (channel, params.symbol)
@@ -415,7 +420,11 @@ class Gateway:
         if session.writer is None or session.writer.done():
             return  # Already being closed.
         self._unsubscribe(session)
-        self._close_later(session, 1008, f"SLOW_CONSUMER: more than {OUTBOX_MAX} pushes unread")
+        reason = f"SLOW_CONSUMER: more than {self.outbox_max} pushes unread"
+        # It does not read: waiting the usual 10 s for its close frame would only hold the
+        # connection open. It gets SLOW_CLOSE_TIMEOUT_S to read the close, then is dropped.
+        session.connection.close_timeout = SLOW_CLOSE_TIMEOUT_S
+        self._close_later(session, 1008, reason)
 
     def _private_event_view(self, event: Event) -> dict[str, Any]:
         # The event as it is, plus decimal strings beside its ticks and minor units.
@@ -889,6 +898,7 @@ async def run_server(
     order_rate_per_s: float = ORDER_RATE_PER_S,
     order_burst: int = ORDER_BURST,
     connections_per_account_max: int = CONNECTIONS_PER_ACCOUNT_MAX,
+    outbox_max: int = OUTBOX_MAX,
 ) -> AsyncIterator[RunningServer]:
     """Recover the exchange under data_dir and serve it until the block exits, then shut down."""
     exchange, journal, recovery = recover(data_dir)
@@ -906,6 +916,7 @@ async def run_server(
         logon_timeout_s=logon_timeout_s,
         rate_limiter=OrderRateLimiter(order_rate_per_s, order_burst),
         connections_per_account_max=connections_per_account_max,
+        outbox_max=outbox_max,
     )
     sequencer_task = asyncio.create_task(sequencer.run(), name="sequencer")
     server = await serve(

@@ -10,15 +10,18 @@ import contextlib
 import json
 import os
 import random
+import socket
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from gateway import market_data
 from gateway.client import IpxClient, RequestFailed
 from gateway.local_book import LocalBook
-from gateway.server import RunningServer
-from tests.gateway.conftest import SYMBOL, Venue
+from gateway.server import RunningServer, run_server
+from tests.gateway.conftest import SYMBOL, Venue, list_the_market
 
 pytestmark = pytest.mark.asyncio
 
@@ -124,3 +127,38 @@ async def test_market_data_requests_are_checked(market: Venue) -> None:
         assert watcher.pushes.empty()
     finally:
         await watcher.close()
+
+
+async def test_a_subscriber_that_does_not_read_is_disconnected_not_waited_for(
+    venue: Venue,
+) -> None:
+    async with run_server(venue.data_dir, outbox_max=20) as running:
+        venue.url = f"ws://{running.host}:{running.port}/"
+        await list_the_market(venue)
+        alice = await venue.client("alice")
+        await asyncio.gather(
+            *(alice.place(SYMBOL, "buy", 1, f"{90 + index % 10}.{index // 10 % 10}0")
+              for index in range(300))
+        )  # fmt: skip
+        # A reader with a tiny receive buffer that stops reading: the server's socket fills.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((running.host, running.port))
+        sock.setblocking(False)
+        headers = {"Authorization": f"Bearer {venue.tokens['bob']}"}
+        slow = await connect(venue.url, sock=sock, additional_headers=headers, max_queue=1)
+        subscribe = json.dumps(
+            {"id": "s", "method": "md.subscribe", "params": {"symbol": SYMBOL,
+                                                              "channels": ["book.l3"]}}
+        )  # fmt: skip
+        for _ in range(400):  # ~20 KB of book.l3 snapshot each.
+            await slow.send(subscribe)
+        # The exchange is not slowed: another account trades on at once.
+        placed = await asyncio.wait_for(alice.place(SYMBOL, "buy", 1, "95.00"), 2.0)
+        assert placed["status"] == "open"
+        with pytest.raises(ConnectionClosed):
+            while True:  # Read the backlog out; the close frame comes behind it.
+                await asyncio.wait_for(slow.recv(), 20.0)
+        assert slow.close_code == 1008
+        assert slow.close_reason == "SLOW_CONSUMER: more than 20 pushes unread"
+        await alice.close()
