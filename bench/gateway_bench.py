@@ -518,11 +518,17 @@ async def run_gateway(arguments: argparse.Namespace, data_dir: str) -> dict[str,
         investor_tokens = [tokens[investor] for investor in investors]
         progress(f"closed loop: {arguments.warmup:g} s warm-up + {arguments.duration:g} s")
         results["closed"] = await run_phase(url, investor_tokens, arguments, server)
-        rate = results["closed"]["orders_per_s"] / 2
-        progress(f"closed loop: {2 * rate:,.0f} orders/s; open loop at {rate:,.0f} orders/s")
+        rate = arguments.open_rate or results["closed"]["orders_per_s"] / 2
+        progress(
+            f"closed loop: {results['closed']['orders_per_s']:,.0f} orders/s; "
+            f"open loop at {rate:,.0f} orders/s"
+        )
         if rate > 0:
             results["open"] = await run_phase(url, investor_tokens, arguments, server, rate)
             results["open"]["target_orders_per_s"] = rate
+            results["open"]["rate_rule"] = (
+                "the rate given (--open-rate)" if arguments.open_rate else "half the max rate"
+            )
     finally:
         status = server.stop()
         progress(f"gateway stopped (exit status {status})")
@@ -597,7 +603,7 @@ def target_lines(
     if open_ is not None:
         p99 = open_["place_ms"]["p99"]
         lines.append(
-            f"target place ack p99 <= {TARGET_P99_MS:g} ms at half that rate "
+            f"target place ack p99 <= {TARGET_P99_MS:g} ms at {open_['rate_rule']} "
             f"({open_['target_orders_per_s']:,.0f} orders/s, open loop): {p99:.2f} ms "
             f"{verdict(p99 <= TARGET_P99_MS and not open_['overloaded'])}"
         )
@@ -640,6 +646,9 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=0.0, help="seconds measured per phase")
     parser.add_argument("--warmup", type=float, default=-1.0, help="seconds before measuring")
     parser.add_argument("--orders", type=int, default=0, help="end a phase at this many orders")
+    parser.add_argument(
+        "--open-rate", type=float, default=0.0, help="open-loop orders/s (default: half the max)"
+    )
     parser.add_argument("--compression", choices=("deflate", "none"), default="deflate")
     parser.add_argument("--no-echo", action="store_true", help="skip the echo ceiling")
     parser.add_argument("--dir", default="", help="parent of the data dir (default: temp dir)")
