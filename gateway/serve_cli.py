@@ -2,6 +2,10 @@
 
     ipx serve --data-dir DIR [--host 127.0.0.1] [--port 8700]
 
+On a data dir that holds no journal yet, it first opens an operator account (OPERATOR_ACCOUNT)
+and prints a token for it, once: the operator then opens accounts, lists patents and issues
+shares over the WebSocket API (op.* methods), so a new user needs nothing else to start.
+
 Recovers the exchange from DIR (latest snapshot + journal tail), serves ws://HOST:PORT/,
 /livez and /readyz, and on SIGTERM/SIGINT stops accepting, drains and fsyncs the queue,
 closes connections with 1001, writes a snapshot and releases the journal.
@@ -17,12 +21,17 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 
+from exchange.commands import Role
+from gateway import sessions
+from gateway.admin_cli import create_account
 from gateway.server import run_server
 from ledger.errors import JournalError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8700
+OPERATOR_ACCOUNT = "operator"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,10 +46,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run_serve(arguments: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
+        if _is_new(arguments.data_dir):
+            _bootstrap_operator(arguments.data_dir)
         return asyncio.run(_serve(arguments.data_dir, arguments.host, arguments.port))
     except JournalError as error:
         print(f"ipx serve: {error}", file=sys.stderr)
         return 2
+
+
+def _is_new(data_dir: str) -> bool:
+    journal = Path(data_dir) / "journal"
+    return not journal.is_dir() or not any(
+        segment.stat().st_size for segment in journal.glob("*.seg")
+    )
+
+
+def _bootstrap_operator(data_dir: str) -> None:
+    create_account(data_dir, OPERATOR_ACCOUNT, Role.OPERATOR)
+    token, entry = sessions.issue_token(data_dir, OPERATOR_ACCOUNT)
+    print(
+        f"new exchange in {data_dir}: operator account {OPERATOR_ACCOUNT!r} opened; its token "
+        f"(id {entry.token_id}, shown once, store it now):\n{token}",
+        flush=True,
+    )
 
 
 async def _serve(data_dir: str, host: str, port: int) -> int:

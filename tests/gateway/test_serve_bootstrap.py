@@ -1,0 +1,71 @@
+"""Rule: a new exchange starts with one operator account, whose token is printed once."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from websockets.sync.client import connect
+
+START_TIMEOUT_S = 20
+
+
+def _start(data_dir: Path) -> tuple[subprocess.Popen[str], list[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(data_dir), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    for line in process.stdout:  # Bounded: the server prints its address within seconds.
+        lines.append(line.rstrip("\n"))
+        found = re.search(r"at (ws://127\.0\.0\.1:\d+/)", line)
+        if found:
+            return process, lines, found.group(1)
+        if len(lines) > 50:
+            break
+    process.kill()
+    pytest.fail(f"ipx serve did not start: {lines}")
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=START_TIMEOUT_S) == 0
+
+
+def _logon(url: str, token: str) -> dict[str, object]:
+    with connect(url, open_timeout=START_TIMEOUT_S) as websocket:
+        request = {"id": "1", "method": "session.logon", "params": {"token": token}}
+        websocket.send(json.dumps(request))
+        answer: dict[str, object] = json.loads(websocket.recv(timeout=START_TIMEOUT_S))
+        return answer
+
+
+def test_a_new_data_dir_gets_an_operator_whose_token_logs_on_and_is_shown_once(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "exchange"
+    process, lines, url = _start(data_dir)
+    try:
+        announce = next(index for index, line in enumerate(lines) if "operator account" in line)
+        token = lines[announce + 1].strip()
+        answer = _logon(url, token)
+        assert answer["status"] == 200, answer
+        assert token not in (data_dir / "tokens.json").read_text()  # Stored only as a hash.
+    finally:
+        _stop(process)
+    process, lines, url = _start(data_dir)
+    try:
+        assert not any("operator account" in line for line in lines), lines
+        assert _logon(url, token)["status"] == 200
+    finally:
+        _stop(process)
