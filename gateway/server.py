@@ -30,6 +30,8 @@ Invariants:
 - Shutdown (SIGTERM/SIGINT, or `stop` set): stop accepting connections and commands, let the
   sequencer drain and fsync what is queued, send those answers, close every connection with
   1001 (going away), snapshot, release the journal.
+- Revoking a token (`ipx tokens revoke`) closes every session that logged on with it (close
+  code 4001, reason "token revoked") within TOKEN_POLL_S; until then its requests get 401.
 """
 
 from __future__ import annotations
@@ -84,7 +86,14 @@ from gateway.sequencer import (
     Unavailable,
     recover,
 )
-from gateway.sessions import ORDER_BURST, ORDER_RATE_PER_S, OrderRateLimiter, TokenStore
+from gateway.sessions import (
+    ORDER_BURST,
+    ORDER_RATE_PER_S,
+    TOKEN_POLL_S,
+    OrderRateLimiter,
+    TokenStore,
+    token_hash,
+)
 from matching.orders import OrderType
 
 LOGON_TIMEOUT_S = 10.0
@@ -96,6 +105,7 @@ RATE_LIMITED_METHODS = frozenset({"order.place", "order.amend"})  # Cancels are 
 IN_FLIGHT_MAX = 64  # Requests of one connection awaiting their answer; then reading pauses.
 DRAIN_TIMEOUT_S = 10.0
 NO_SUCH_ORDER = "no such open order"  # The core's words, for an edge lookup that fails.
+TOKEN_REVOKED_CODE = 4001  # Close code of a session whose token was revoked.
 
 log = logging.getLogger("ipx.gateway")
 
@@ -113,6 +123,7 @@ class Session:
     executions_seq: int = 0
     market_data: dict[tuple[str, str], None] = field(default_factory=dict)  # (channel, symbol)
     registered: bool = False  # Counted in its account's connections.
+    token_sha256: str = ""  # The token it logged on with: revoking it closes the session.
     cancel_on_disconnect: bool = False
 
     def open_outbox(self, outbox_max: int) -> None:
@@ -172,6 +183,7 @@ class Gateway:
         self.tokens = tokens
         self.connections_per_account_max = connections_per_account_max
         self._connections: dict[str, int] = {}
+        self._sessions: dict[Session, None] = {}  # Logged-on sessions, to close on revocation.
         self.rate_limiter = rate_limiter or OrderRateLimiter()
         self.logon_timeout_s = logon_timeout_s
         self._tasks: set[asyncio.Task[None]] = set()
@@ -219,10 +231,8 @@ class Gateway:
         return None
 
     def _bearer_account(self, header: str) -> str | None:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return None
-        return self._account_of(token.strip())
+        token = _bearer_token(header)
+        return None if token is None else self._account_of(token)
 
     def _account_of(self, token: str) -> str | None:
         account = self.tokens.account_of(token)
@@ -237,6 +247,7 @@ class Gateway:
         header = _authorization(connection.request.headers if connection.request else None)
         if header is not None:
             session.account = self._bearer_account(header)
+            session.token_sha256 = token_hash(_bearer_token(header) or "")
         try:
             if session.account is None and not await self._logon(connection, session):
                 return
@@ -264,11 +275,13 @@ class Gateway:
             return False
         self._connections[session.account] = count + 1
         session.registered = True
+        self._sessions[session] = None
         return True
 
     def _unregister(self, session: Session) -> None:
         if session.registered and session.account is not None:
             session.registered = False
+            self._sessions.pop(session, None)
             count = self._connections[session.account] - 1
             if count:
                 self._connections[session.account] = count
@@ -411,6 +424,21 @@ class Gateway:
                     if not session.push_text(text):
                         self._disconnect_slow(session)
 
+    async def watch_tokens(self, interval_s: float = TOKEN_POLL_S) -> None:
+        """Every interval, re-read tokens.json if it changed; close revoked tokens' sessions."""
+        while True:
+            await asyncio.sleep(interval_s)
+            self.tokens.reload_if_changed()
+            self.close_revoked()
+
+    def close_revoked(self) -> None:
+        """Close (4001 "token revoked") every session whose token is no longer valid."""
+        for session in list(self._sessions):
+            if not self.tokens.is_valid(session.token_sha256):
+                self._unregister(session)
+                self._unsubscribe(session)
+                self._close_later(session, TOKEN_REVOKED_CODE, "token revoked")
+
     def _close_later(self, session: Session, code: int, reason: str) -> None:
         task = asyncio.create_task(session.connection.close(code, reason))
         self._tasks.add(task)
@@ -466,6 +494,7 @@ class Gateway:
             await connection.close(1008, "authentication failed")
             return False
         session.account = account
+        session.token_sha256 = token_hash(params.token)
         await connection.send(
             _text(protocol.encode_result(request_id, self._logon_result(account)))
         )
@@ -494,6 +523,8 @@ class Gateway:
             assert account is not None
             if request.method == "session.logon":
                 raise protocol.validation_error("this session is already logged on")
+            if not self.tokens.is_valid(session.token_sha256):
+                raise protocol.unauthorized("token revoked")  # Closing within TOKEN_POLL_S.
             if request.method in SESSION_METHODS:
                 result = SESSION_METHODS[request.method](self, session, params)
                 return _text(protocol.encode_result(request.id, result))
@@ -854,6 +885,12 @@ def _require_reference(order_id: int, cl_ord_id: str) -> None:
         raise protocol.validation_error("name the order by exactly one of order_id or cl_ord_id")
 
 
+def _bearer_token(header: str) -> str | None:
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def _authorization(headers: Headers | None) -> str | None:
     return None if headers is None else headers.get("Authorization")
 
@@ -927,11 +964,13 @@ async def run_server(
         max_size=frame_bytes_max,
     )
     heartbeats = asyncio.create_task(gateway.send_heartbeats(), name="heartbeats")
+    token_watch = asyncio.create_task(gateway.watch_tokens(), name="token-watch")
     try:
         bound = server.sockets[0].getsockname()
         yield RunningServer(bound[0], bound[1], gateway, server, sequencer_task)
     finally:
         heartbeats.cancel()
+        token_watch.cancel()
         await _shut_down(server, gateway, sequencer, sequencer_task)
 
 

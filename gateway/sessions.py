@@ -6,8 +6,8 @@ Invariants:
 - The file is replaced atomically (temporary file, fsync, rename, directory fsync), so a reader
   sees the old list or the new one, never half of one.
 - The server re-reads the file when its inode, modification time or size changes, checked at every
-  logon: a revoked token stops opening sessions without a restart. Sessions already open
-  stay open (revocation is for new logons in this version).
+  logon and every TOKEN_POLL_S: a revoked token stops opening sessions without a restart, and
+  the sessions it opened are closed (4001 "token revoked") within TOKEN_POLL_S.
 - A token is looked up by its hash; the account's role comes from the exchange state, never
   from the token file.
 """
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 TOKENS_FILE = "tokens.json"
 TOKEN_BYTES = 32  # secrets.token_urlsafe(32): 256 bits, 43 characters.
+TOKEN_POLL_S = 0.25  # How often a running server looks for revoked tokens.
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,17 +117,23 @@ class TokenStore:
         self._by_hash: dict[str, TokenEntry] = {}
         self.reload_if_changed()
 
-    def reload_if_changed(self) -> None:
+    def reload_if_changed(self) -> bool:
+        """Re-read the file if it changed; return whether it did."""
         try:
             stat = os.stat(self._path)
             signature: tuple[int, int, int] | None = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         except FileNotFoundError:
             signature = None
         if signature == self._signature:
-            return
+            return False
         entries = load_tokens(self._path) if signature is not None else []
         self._by_hash = {entry.sha256: entry for entry in entries}
         self._signature = signature
+        return True
+
+    def is_valid(self, sha256: str) -> bool:
+        """Whether a token hash is still in the file as last read."""
+        return sha256 in self._by_hash
 
     def account_of(self, token: str) -> str | None:
         """Return the account a token belongs to, or None for an unknown or revoked token."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
@@ -15,6 +17,8 @@ from gateway import sessions
 from gateway.client import ClientError, IpxClient, RequestFailed
 from gateway.server import RunningServer, run_server
 from tests.gateway.conftest import SYMBOL, Venue, list_the_market
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.asyncio
 
@@ -76,6 +80,32 @@ async def test_a_revoked_token_no_longer_logs_on(market: Venue) -> None:
     assert sessions.revoke_token(market.data_dir, entry.token_id) == entry
     with pytest.raises(InvalidStatus):
         await IpxClient.connect(market.url, token)
+
+
+async def test_revoking_a_token_closes_the_sessions_it_opened(market: Venue) -> None:
+    token, entry = sessions.issue_token(market.data_dir, "bob")
+    by_header = await IpxClient.connect(market.url, token)
+    by_logon = await IpxClient.connect(market.url, token, bearer=False)
+    other = await market.client("bob")  # Bob's other token: its session stays open.
+    try:
+        await by_header.request("md.subscribe", {"symbol": SYMBOL, "channels": ["book.l2"]})
+        revoke = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "tokens", "revoke",
+            "--data-dir", market.data_dir, entry.token_id,
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        output, _ = await asyncio.wait_for(revoke.communicate(), 20.0)
+        assert revoke.returncode == 0, output
+        for client in (by_header, by_logon):
+            await asyncio.wait_for(client.connection.wait_closed(), 5.0)
+            assert client.connection.close_code == 4001
+            assert client.connection.close_reason == "token revoked"
+        assert (await other.request("orders.open"))["orders"] == []
+        with pytest.raises(InvalidStatus):
+            await IpxClient.connect(market.url, token)
+    finally:
+        for client in (by_header, by_logon, other):
+            await client.close()
 
 
 async def test_another_account_cannot_query_cancel_or_amend_my_order(market: Venue) -> None:
