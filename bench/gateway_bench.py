@@ -40,6 +40,7 @@ import argparse
 import array
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import platform
@@ -85,6 +86,7 @@ TARGET_ORDERS_PER_S = 25_000
 TARGET_P99_MS = 5.0
 TARGET_ECHO_RATIO = 0.5
 PLACE, CANCEL = 0, 1
+STATS_FILE = "server-stats.jsonl"
 
 PLACE_FRAME = (
     '{"id":"%d","method":"order.place","params":{"symbol":"' + SYMBOL + '",'
@@ -124,11 +126,67 @@ _decode_answer = msgspec.json.Decoder(_Answer).decode
 # Servers (each run in a process of its own by this same script).
 
 
+class ServerStats:
+    """Where the gateway process spent its time, kept by wrapping a few of its calls.
+
+    The durable append (seal, write, fsync) and the snapshots run on the event loop, as do the
+    garbage collector's pauses: while they run, no frame is read or answered. On SIGUSR1 the
+    totals so far are appended to DATA_DIR/server-stats.jsonl, so a phase can be diffed.
+    """
+
+    def __init__(self, sequencer: Any, path: str) -> None:
+        self.path = path
+        self.totals: dict[str, float] = dict.fromkeys(
+            ("appends", "append_s", "records", "snapshots", "snapshot_s", "snapshot_max_s",
+             "gc_pauses", "gc_s", "gc_max_s"), 0)  # fmt: skip
+        self.sequencer = sequencer
+        self._gc_start = 0.0
+        append, snapshot = sequencer.journal.append_bodies, sequencer._write_snapshot
+
+        def timed_append(bodies: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return append(bodies)
+            finally:
+                self._add("append", time.perf_counter() - start)
+                self.totals["records"] += len(bodies)
+
+        def timed_snapshot() -> None:
+            start = time.perf_counter()
+            try:
+                snapshot()
+            finally:
+                self._add("snapshot", time.perf_counter() - start)
+
+        sequencer.journal.append_bodies = timed_append
+        sequencer._write_snapshot = timed_snapshot  # Private: instrumentation of this bench only.
+        gc.callbacks.append(self._on_gc)
+
+    def _add(self, what: str, seconds: float) -> None:
+        plural = {"append": "appends", "snapshot": "snapshots", "gc": "gc_pauses"}[what]
+        self.totals[plural] += 1
+        self.totals[f"{what}_s"] += seconds
+        if what != "append":
+            self.totals[f"{what}_max_s"] = max(self.totals[f"{what}_max_s"], seconds)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        elif info["generation"] == 2:  # Young collections are short; full ones grow with the heap.
+            self._add("gc", time.perf_counter() - self._gc_start)
+
+    def dump(self) -> None:
+        with open(self.path, "a") as file:
+            file.write(json.dumps(self.totals) + "\n")
+
+
 async def _serve_gateway(data_dir: str) -> None:
     from gateway.server import run_server
 
     stop = _stop_on_sigterm()
     async with run_server(data_dir, order_rate_per_s=10**9, order_burst=10**9) as running:
+        stats = ServerStats(running.gateway.sequencer, os.path.join(data_dir, STATS_FILE))
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, stats.dump)
         print(f"port {running.port}", flush=True)
         await stop.wait()
 
@@ -190,6 +248,19 @@ class ServerProcess:
         except OSError:
             return 0.0
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stats(self, path: str) -> dict[str, float]:
+        """Ask the gateway process for its ServerStats totals so far (SIGUSR1); {} if none."""
+        count = len(Path(path).read_text().splitlines()) if os.path.exists(path) else 0
+        self.process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            lines = Path(path).read_text().splitlines() if os.path.exists(path) else []
+            if len(lines) > count:
+                totals: dict[str, float] = json.loads(lines[-1])
+                return totals
+            time.sleep(0.01)
+        return {}
 
     def stop(self) -> int:
         """SIGTERM, then wait (bounded); return the exit status."""
@@ -483,9 +554,11 @@ async def run_phase(
     arguments: argparse.Namespace,
     server: ServerProcess,
     open_loop_rate: float = 0.0,
+    stats_path: str = "",
 ) -> dict[str, Any]:
     """Connect, run one phase (closed loop, or open loop at open_loop_rate), disconnect."""
     pipes = await open_connections(url, tokens, arguments.compression)
+    before = server.stats(stats_path) if stats_path else {}
     start_ns = time.perf_counter_ns() + int(arguments.warmup * 1e9)
     tally = Tally(start_ns, start_ns + int(arguments.duration * 1e9), arguments.orders)
     cpu_server, cpu_client = server.cpu_seconds(), time.process_time()
@@ -502,7 +575,28 @@ async def run_phase(
         "server": (server.cpu_seconds() - cpu_server) / wall,
         "client": (time.process_time() - cpu_client) / wall,
     }
-    return summary(tally, cpu)
+    figures = summary(tally, cpu)
+    if before:
+        figures["server"] = _server_figures(before, server.stats(stats_path), wall)
+    return figures
+
+
+def _server_figures(before: dict[str, float], after: dict[str, float], wall: float) -> Any:
+    if not after:
+        return {}
+    delta = {key: after[key] - before[key] for key in after if not key.endswith("_max_s")}
+    appends = delta["appends"] or 1
+    return {
+        "appends": delta["appends"],
+        "records_per_append": delta["records"] / appends,
+        "append_ms_mean": 1e3 * delta["append_s"] / appends,
+        "append_share": delta["append_s"] / wall,
+        "snapshots": delta["snapshots"],
+        "snapshot_ms_total": 1e3 * delta["snapshot_s"],
+        "gc_full_pauses": delta["gc_pauses"],
+        "gc_full_ms_total": 1e3 * delta["gc_s"],
+        "gc_full_ms_max_so_far": 1e3 * after["gc_max_s"],
+    }
 
 
 async def run_gateway(arguments: argparse.Namespace, data_dir: str) -> dict[str, Any]:
@@ -517,14 +611,19 @@ async def run_gateway(arguments: argparse.Namespace, data_dir: str) -> dict[str,
         await list_the_market(url, tokens, investors)
         investor_tokens = [tokens[investor] for investor in investors]
         progress(f"closed loop: {arguments.warmup:g} s warm-up + {arguments.duration:g} s")
-        results["closed"] = await run_phase(url, investor_tokens, arguments, server)
+        stats_path = os.path.join(data_dir, STATS_FILE)
+        results["closed"] = await run_phase(
+            url, investor_tokens, arguments, server, stats_path=stats_path
+        )
         rate = arguments.open_rate or results["closed"]["orders_per_s"] / 2
         progress(
             f"closed loop: {results['closed']['orders_per_s']:,.0f} orders/s; "
             f"open loop at {rate:,.0f} orders/s"
         )
         if rate > 0:
-            results["open"] = await run_phase(url, investor_tokens, arguments, server, rate)
+            results["open"] = await run_phase(
+                url, investor_tokens, arguments, server, rate, stats_path
+            )
             results["open"]["target_orders_per_s"] = rate
             results["open"]["rate_rule"] = (
                 "the rate given (--open-rate)" if arguments.open_rate else "half the max rate"
@@ -585,6 +684,18 @@ def report_lines(results: dict[str, Any]) -> list[str]:
             f"p50 {late['p50']:.2f} ms, p99 {late['p99']:.2f} ms (part of each place's latency)"
             + ("; ABANDONED: the server fell too far behind" if open_["overloaded"] else "")
         )
+    for name, figures in rows:
+        server = (figures or {}).get("server")
+        if server:
+            lines.append(
+                f"gateway process, {name.split(', ')[1]}: {server['appends']:,.0f} journal "
+                f"appends of {server['records_per_append']:.1f} records, "
+                f"{server['append_ms_mean']:.2f} ms each (seal + write + fsync, on the event "
+                f"loop: {server['append_share']:.0%} of the phase); {server['snapshots']:.0f} "
+                f"snapshots ({server['snapshot_ms_total']:.0f} ms); "
+                f"{server['gc_full_pauses']:.0f} full GC pauses ({server['gc_full_ms_total']:.0f}"
+                f" ms, the longest so far {server['gc_full_ms_max_so_far']:.0f} ms)"
+            )
     lines += target_lines(closed, open_, echo)
     return lines
 
