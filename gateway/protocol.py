@@ -11,10 +11,16 @@ Methods (params in the Struct of METHODS; prices and cash as decimal strings):
                  stp_mode?, expire_ts_ns?}  resending the same cl_ord_id returns the same order
     order.cancel / order.status {order_id | cl_ord_id}
     order.amend {order_id | cl_ord_id, price, quantity}
+    order.cancel_all {symbol?}              every open order of the caller (in one symbol)
     orders.open {symbol?}   account.balances {}   instruments.list {}   book.snapshot {symbol}
+    account.fills {symbol?}  account.royalties {}  instrument.info {symbol}
     executions.subscribe {}                 push the account's private events
     md.subscribe / md.unsubscribe {symbol, channels}   book.l2, book.l3, trades, ticker, status
-    op.open_account, op.deposit, op.list_asset, op.issue_shares, op.halt, op.resume  (operator)
+    subscribe / unsubscribe {channel, symbol?}  the same, one channel at a time: "executions"
+                                            (no symbol) or a market-data channel (symbol)
+    op.open_account, op.deposit, op.withdraw, op.list_asset, op.issue_shares,
+    op.open_offering, op.distribute_royalty, op.kill_switch, op.cancel_all, op.halt,
+    op.resume, op.start_auction, op.close_market  (operator)
 Statuses: 400 malformed or invalid, 401 not logged on, 403 not allowed, 404 unknown (also
 someone else's order), 409 duplicate or too late, 422 refused by the market's rules, 429 rate
 limited (retry_after_ms), 500 outcome unknown (query the order by cl_ord_id), 503 overloaded
@@ -203,6 +209,48 @@ class SymbolParams(_Params, frozen=True):
     symbol: Symbol
 
 
+SubscriptionChannel = Literal["executions", "book.l2", "book.l3", "trades", "ticker", "status"]
+
+
+class ChannelParams(_Params, frozen=True):
+    channel: SubscriptionChannel
+    symbol: Annotated[str, Meta(max_length=32)] = ""  # Required for a market-data channel.
+
+
+class WithdrawParams(DepositParams, frozen=True):
+    pass
+
+
+class OpenOfferingParams(_Params, frozen=True):
+    symbol: Symbol
+    units: Quantity
+    min_price: Decimal
+    end_ts_ns: NonNegative  # When the offering's auction ends (exchange clock, UTC ns).
+    all_or_none: bool = False
+
+
+class DistributeRoyaltyParams(_Params, frozen=True):
+    symbol: Symbol
+    amount: Decimal  # In the instrument's currency.
+    payer_account: Identifier
+    period_id: Annotated[str, Meta(min_length=1, max_length=32)]
+
+
+class KillSwitchParams(_Params, frozen=True):
+    account_id: Identifier
+    engaged: bool
+
+
+class AccountCancelAllParams(_Params, frozen=True):
+    account_id: Identifier
+    symbol: Annotated[str, Meta(max_length=32)] = ""
+
+
+class StartAuctionParams(_Params, frozen=True):
+    symbol: Symbol
+    duration_ns: Annotated[int, Meta(ge=1, le=INT64_MAX)]
+
+
 class OpenAccountParams(_Params, frozen=True):
     account_id: Identifier
     role: Role
@@ -220,7 +268,13 @@ METHODS: dict[str, type[_Params]] = {
     "account.balances": NoParams,
     "instruments.list": NoParams,
     "book.snapshot": BookParams,
+    "order.cancel_all": SymbolFilterParams,
+    "account.fills": SymbolFilterParams,
+    "account.royalties": NoParams,
+    "instrument.info": SymbolParams,
     "executions.subscribe": NoParams,
+    "subscribe": ChannelParams,
+    "unsubscribe": ChannelParams,
     "md.subscribe": MarketDataParams,
     "md.unsubscribe": MarketDataParams,
     "session.cancel_on_disconnect": CancelOnDisconnectParams,
@@ -228,8 +282,15 @@ METHODS: dict[str, type[_Params]] = {
     "op.deposit": DepositParams,
     "op.list_asset": ListAssetParams,
     "op.issue_shares": IssueSharesParams,
+    "op.withdraw": WithdrawParams,
+    "op.open_offering": OpenOfferingParams,
+    "op.distribute_royalty": DistributeRoyaltyParams,
+    "op.kill_switch": KillSwitchParams,
+    "op.cancel_all": AccountCancelAllParams,
     "op.halt": SymbolParams,
     "op.resume": SymbolParams,
+    "op.start_auction": StartAuctionParams,
+    "op.close_market": SymbolParams,
 }
 OPERATOR_PREFIX = "op."
 

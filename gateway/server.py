@@ -56,15 +56,21 @@ from exchange.commands import (
     AmendOrder,
     CancelAll,
     CancelOrder,
+    CloseMarket,
     Command,
     Deposit,
+    DistributeRoyalty,
     Halt,
     IssueShares,
+    KillSwitch,
     ListAsset,
     OpenAccount,
+    OpenOffering,
     PlaceOrder,
     Resume,
     Role,
+    StartAuction,
+    Withdraw,
 )
 from exchange.core import Outcome
 from exchange.events import (
@@ -76,7 +82,7 @@ from exchange.events import (
 )
 from exchange.reasons import Reject
 from exchange.state import ExchangeState, Instrument, LiveOrder
-from gateway import market_data, protocol
+from gateway import accounts, market_data, protocol
 from gateway.protocol import ProtocolError
 from gateway.sequencer import (
     QUEUE_MAX,
@@ -192,6 +198,7 @@ class Gateway:
         self.market_data = market_data.MarketData(sequencer.exchange, protocol.CURRENCY_DIGITS)
         self._market_data_failed = False
         self._market_data_sessions: dict[tuple[str, str], dict[Session, None]] = {}
+        self.fills = accounts.FillLog(sequencer.exchange.seq + 1)
         sequencer.observe(self._observe)
         sequencer.subscribe(self._on_batch)
         self._methods: dict[str, Callable[[str, Any], Awaitable[Any]]] = {
@@ -203,12 +210,23 @@ class Gateway:
             "account.balances": self._balances,
             "instruments.list": self._instruments,
             "book.snapshot": self._book,
+            "order.cancel_all": self._cancel_all,
+            "account.fills": self._fills,
+            "account.royalties": self._royalties,
+            "instrument.info": self._instrument_info,
             "op.open_account": self._op_open_account,
             "op.deposit": self._op_deposit,
+            "op.withdraw": self._op_withdraw,
             "op.list_asset": self._op_list_asset,
             "op.issue_shares": self._op_issue_shares,
+            "op.open_offering": self._op_open_offering,
+            "op.distribute_royalty": self._op_distribute_royalty,
+            "op.kill_switch": self._op_kill_switch,
+            "op.cancel_all": self._op_cancel_all,
             "op.halt": self._op_halt,
             "op.resume": self._op_resume,
+            "op.start_auction": self._op_start_auction,
+            "op.close_market": self._op_close_market,
         }
 
     @property
@@ -348,6 +366,38 @@ class Gateway:
             if not sessions:
                 del self._market_data_sessions[key]
 
+    def _subscribe_channel(
+        self, session: Session, params: protocol.ChannelParams
+    ) -> dict[str, Any]:
+        # `subscribe {channel, symbol?}`: the issue's spelling of the two subscriptions.
+        if params.channel == "executions":
+            if params.symbol:
+                raise protocol.validation_error("the executions channel takes no symbol")
+            return self._subscribe_executions(session)
+        if not params.symbol:
+            raise protocol.validation_error(f"channel {params.channel} needs a symbol")
+        md = protocol.MarketDataParams(symbol=params.symbol, channels=[params.channel])
+        result = self._subscribe_market_data(session, md)
+        return {
+            "channel": params.channel,
+            "symbol": params.symbol,
+            "seq": result["channels"][params.channel],
+        }
+
+    def _unsubscribe_channel(
+        self, session: Session, params: protocol.ChannelParams
+    ) -> dict[str, Any]:
+        if params.channel == "executions":
+            sessions = self._subscribed.get(session.account or "")
+            if session.executions and sessions is not None:
+                session.executions = False
+                sessions.pop(session, None)
+                if not sessions:
+                    del self._subscribed[session.account or ""]
+        else:
+            self._drop_market_data(session, (params.channel, params.symbol))
+        return {"channel": params.channel, "symbol": params.symbol}
+
     def _unsubscribe(self, session: Session) -> None:
         if session.account is not None and session.executions:
             session.executions = False
@@ -375,6 +425,7 @@ class Gateway:
 
     def _on_batch(self, outcomes: Sequence[Outcome], messages: Sequence[Any]) -> None:
         # Called by the sequencer once the batch is durable.
+        self.fills.record(outcomes)
         if self._subscribed:
             self._route_executions(outcomes)
         if self._market_data_sessions:
@@ -726,7 +777,21 @@ class Gateway:
             "fee": protocol.minor_to_amount(event.fee_minor, terms.currency),
         }
 
+    async def _cancel_all(self, account: str, params: protocol.SymbolFilterParams) -> Any:
+        if params.symbol:
+            self._instrument(params.symbol)
+        return await self._operator_command(CancelAll(account, account, params.symbol))
+
     # Account and market.
+
+    async def _fills(self, account: str, params: protocol.SymbolFilterParams) -> Any:
+        return self.fills.view(self.state, account, params.symbol)
+
+    async def _royalties(self, account: str, params: protocol.NoParams) -> Any:
+        return accounts.royalties_view(self.state, self.sequencer.exchange.balances, account)
+
+    async def _instrument_info(self, account: str, params: protocol.SymbolParams) -> Any:
+        return accounts.instrument_info(self.state, self._instrument(params.symbol))
 
     async def _balances(self, account: str, params: protocol.NoParams) -> Any:
         instruments = self.state.instruments
@@ -860,6 +925,44 @@ class Gateway:
         )
         return await self._operator_command(command)
 
+    async def _op_withdraw(self, account: str, params: protocol.WithdrawParams) -> Any:
+        amount = protocol.amount_to_minor(params.amount, params.currency)
+        return await self._operator_command(
+            Withdraw(account, params.account_id, params.currency, amount)
+        )
+
+    async def _op_open_offering(self, account: str, params: protocol.OpenOfferingParams) -> Any:
+        terms = self._instrument(params.symbol).terms
+        minimum = protocol.price_to_ticks(params.min_price, terms.currency, terms.tick_size_minor)
+        command = OpenOffering(
+            account, params.symbol, params.units, minimum, params.end_ts_ns, params.all_or_none
+        )
+        return await self._operator_command(command)
+
+    async def _op_distribute_royalty(
+        self, account: str, params: protocol.DistributeRoyaltyParams
+    ) -> Any:
+        currency = self._instrument(params.symbol).terms.currency
+        amount = protocol.amount_to_minor(params.amount, currency)
+        command = DistributeRoyalty(
+            account, params.symbol, amount, params.payer_account, params.period_id
+        )
+        return await self._operator_command(command)
+
+    async def _op_kill_switch(self, account: str, params: protocol.KillSwitchParams) -> Any:
+        return await self._operator_command(KillSwitch(account, params.account_id, params.engaged))
+
+    async def _op_cancel_all(self, account: str, params: protocol.AccountCancelAllParams) -> Any:
+        return await self._operator_command(CancelAll(account, params.account_id, params.symbol))
+
+    async def _op_start_auction(self, account: str, params: protocol.StartAuctionParams) -> Any:
+        return await self._operator_command(
+            StartAuction(account, params.symbol, params.duration_ns)
+        )
+
+    async def _op_close_market(self, account: str, params: protocol.SymbolParams) -> Any:
+        return await self._operator_command(CloseMarket(account, params.symbol))
+
     async def _op_halt(self, account: str, params: protocol.SymbolParams) -> Any:
         return await self._operator_command(Halt(account, params.symbol))
 
@@ -877,6 +980,8 @@ SESSION_METHODS: dict[str, Callable[[Gateway, Session, Any], dict[str, Any]]] = 
     "md.subscribe": Gateway._subscribe_market_data,
     "md.unsubscribe": Gateway._unsubscribe_market_data,
     "session.cancel_on_disconnect": Gateway._set_cancel_on_disconnect,
+    "subscribe": Gateway._subscribe_channel,
+    "unsubscribe": Gateway._unsubscribe_channel,
 }
 
 
