@@ -31,6 +31,16 @@ Latency percentiles come from an HDR histogram (the hdrhistogram package, 3 sign
 digits) filled after each phase from the raw samples, so the histogram costs nothing while
 timing; without the package, from the sorted raw samples (the output says which).
 
+The gateway process also reports, per phase, what ran on its event loop while no frame could
+be read or answered: the journal appends (seal + write + fsync, and the mean records per
+append, i.e. the group-commit batch), the snapshots, and the full (generation 2) garbage
+collections; it wraps those calls to time them (ServerStats), nothing else.
+
+Ratios: "answers/s" counts every answer (place and cancel alike: one frame in, one frame out),
+so gateway / echo compares like with like; acknowledged orders/s is half of it by design.
+A target missed prints MISS and never fails the run (exit status 1 only if the gateway did not
+shut down cleanly).
+
 Set IPX_BENCH_PROFILE=PATH to run the gateway process under cProfile (written at its exit).
 """
 
