@@ -9,20 +9,25 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from exchange.commands import Role, command_decoder
+from exchange.core import Exchange
+from exchange.events import OrderAccepted, TradeExecuted
+from gateway import sessions
+from gateway.admin_cli import create_account
 from gateway.client import ClientError, IpxClient, RequestFailed
 from gateway.server import run_server
-from ledger.file_store import SNAPSHOT_DIR
+from ledger.file_store import SNAPSHOT_DIR, FileJournal
 from tests.gateway.conftest import SYMBOL, Venue, list_the_market
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 20.0
-LOAD_SECONDS = 1.5
-LOAD_ORDERS_MAX = 2_000
 
 pytestmark = pytest.mark.asyncio
 
@@ -100,24 +105,41 @@ async def test_sigterm_drains_closes_with_1001_and_exits_cleanly(venue: Venue) -
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-async def _load(client: IpxClient, side: str, acked: dict[str, int], seed: int) -> None:
+KILL_AT_ACKS = 21_000  # SIGKILL once this many orders are acknowledged; the load goes on.
+ACKS_MIN = 20_000
+LOAD_DEADLINE_S = 25.0
+WORKERS_PER_CLIENT = 24  # Requests in flight per connection (the server allows 64).
+BUYERS = [f"buyer{index}" for index in range(5)]
+SELLERS = [f"seller{index}" for index in range(5)]
+SELLER_UNITS = 10_000
+
+
+@dataclass
+class Acks:
+    orders: dict[tuple[str, str], int] = field(default_factory=dict)  # (account, cl_ord_id) -> id
+    trades: list[int] = field(default_factory=list)  # trade ids of the fills in the acks
+
+
+async def _worker(
+    client: IpxClient, account: str, side: str, acks: Acks, rng: random.Random, stop: asyncio.Event
+) -> None:
     # Place orders until the connection dies; remember every one the server acknowledged.
-    rng = random.Random(seed)
-    deadline = time.monotonic() + 2 * LOAD_SECONDS + 5.0
-    while time.monotonic() < deadline and len(acked) < LOAD_ORDERS_MAX:
+    while not stop.is_set():
         cl_ord_id = client.next_cl_ord_id()
-        price = _price(rng)
         try:
             result = await client.request(
                 "order.place",
                 {"symbol": SYMBOL, "cl_ord_id": cl_ord_id, "side": side, "quantity": 1,
-                 "price": price},
+                 "price": _price(rng)},
             )  # fmt: skip
-        except RequestFailed:
-            continue  # A business rejection is an answer too, but not an order to look for.
+        except RequestFailed as error:  # An answer, but not an order to look for.
+            if error.retry_after_ms is not None:
+                await asyncio.sleep(error.retry_after_ms / 1000)
+            continue
         except (ClientError, ConnectionClosed):
             return
-        acked[cl_ord_id] = result["order_id"]
+        acks.orders[(account, cl_ord_id)] = result["order_id"]
+        acks.trades.extend(fill["trade_id"] for fill in result["fills"])
 
 
 def _price(rng: random.Random) -> str:
@@ -126,38 +148,102 @@ def _price(rng: random.Random) -> str:
     return f"{ticks // 10}.{ticks % 10}0"
 
 
+async def _fund_the_load_accounts(venue: Venue) -> None:
+    # Buyers get cash; sellers get cash and SELLER_UNITS units each, bought from the issuer.
+    op, issuer = await venue.client("op"), await venue.client("issuer")
+    try:
+        for account in BUYERS + SELLERS:
+            await op.request(
+                "op.deposit", {"account_id": account, "currency": "USD", "amount": "10000000"}
+            )
+        for account in SELLERS:
+            await issuer.place(SYMBOL, "sell", SELLER_UNITS, "100.00")
+            seller = await venue.client(account)
+            bought = await seller.place(SYMBOL, "buy", SELLER_UNITS, "100.00")
+            await seller.close()
+            assert bought["status"] == "filled", bought
+    finally:
+        await op.close()
+        await issuer.close()
+
+
+def _journal_counts(data_dir: str) -> tuple[Counter[int], Counter[int]]:
+    """Replay the journal: how many times each order id was accepted and each trade executed."""
+    accepted: Counter[int] = Counter()
+    traded: Counter[int] = Counter()
+    exchange = Exchange()
+    journal = FileJournal.open(data_dir)
+    try:
+        for record in journal.records(1):
+            outcome = exchange.handle(command_decoder.decode(record.command), record.ts_ns)
+            for event in outcome.events:
+                if isinstance(event, OrderAccepted):
+                    accepted[event.order_id] += 1
+                elif isinstance(event, TradeExecuted):
+                    traded[event.trade_id] += 1
+    finally:
+        journal.close()
+    return accepted, traded
+
+
+async def _check_statuses(venue: Venue, acks: Acks) -> None:
+    # Every acknowledged order, asked by its cl_ord_id of the recovered server, pipelined.
+    for account in BUYERS + SELLERS:
+        mine = [(cl, order_id) for (owner, cl), order_id in acks.orders.items() if owner == account]
+        client = await venue.client(account)
+        try:
+            for start in range(0, len(mine), 48):
+                chunk = mine[start : start + 48]
+                answers = await asyncio.gather(*(client.status(cl_ord_id=cl) for cl, _ in chunk))
+                for (cl_ord_id, order_id), answer in zip(chunk, answers, strict=True):
+                    assert answer["order_id"] == order_id, (account, cl_ord_id, answer)
+        finally:
+            await client.close()
+
+
 @pytest.mark.slow
-async def test_sigkill_under_load_loses_no_acknowledged_order(venue: Venue) -> None:
+async def test_sigkill_under_load_loses_no_acknowledged_order_or_trade(venue: Venue) -> None:
     seed = int(os.environ.get("IPX_TEST_SEED", random.randrange(1 << 30)))
     print(f"seed {seed} (replay with IPX_TEST_SEED={seed})")
+    for account in BUYERS + SELLERS:
+        create_account(venue.data_dir, account, Role.INVESTOR)
+        venue.tokens[account], _ = sessions.issue_token(venue.data_dir, account)
     server = await ServerProcess.start(venue.data_dir)
     venue.url = server.url
     await list_the_market(venue)
-    clients = {name: await venue.client(name) for name in ("alice", "bob", "issuer")}
-    acked: dict[str, dict[str, int]] = {name: {} for name in clients}
-    sides = {"alice": "buy", "bob": "buy", "issuer": "sell"}
-    loads = [
-        asyncio.create_task(_load(client, sides[name], acked[name], seed + index))
-        for index, (name, client) in enumerate(clients.items())
+    await _fund_the_load_accounts(venue)
+    clients = {account: await venue.client(account) for account in BUYERS + SELLERS}
+    acks, stop, rng = Acks(), asyncio.Event(), random.Random(seed)
+    sides = {account: "buy" if account in BUYERS else "sell" for account in clients}
+    workers = [
+        asyncio.create_task(
+            _worker(client, account, sides[account], acks, random.Random(rng.random()), stop)
+        )
+        for account, client in clients.items()
+        for _ in range(WORKERS_PER_CLIENT)
     ]
-    await asyncio.sleep(LOAD_SECONDS)
-    server.process.kill()  # SIGKILL: no drain, no snapshot, maybe a torn frame.
+    started = time.monotonic()
+    while len(acks.orders) < KILL_AT_ACKS and time.monotonic() - started < LOAD_DEADLINE_S:
+        await asyncio.sleep(0.01)
+    server.process.kill()  # SIGKILL mid-load: no drain, no snapshot, maybe a torn frame.
     await server.process.wait()
-    await asyncio.wait_for(asyncio.gather(*loads), 30.0)
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(*workers), 30.0)
     for client in clients.values():
         await client.close()
-    total = sum(len(orders) for orders in acked.values())
-    print(f"{total} orders acknowledged before the kill")
-    assert total > 50, f"only {total} orders were acknowledged before the kill"
+    elapsed = time.monotonic() - started
+    total = len(acks.orders)
+    print(f"{total} orders and {len(acks.trades)} taker fills acknowledged in {elapsed:.1f} s")
+    assert total >= ACKS_MIN, f"only {total} orders were acknowledged before the kill"
     async with run_server(venue.data_dir) as running:
         venue.url = f"ws://{running.host}:{running.port}/"
-        for name, orders in acked.items():
-            client = await venue.client(name)
-            try:
-                for cl_ord_id, order_id in orders.items():
-                    status = await client.status(cl_ord_id=cl_ord_id)
-                    assert status["order_id"] == order_id, (name, cl_ord_id)
-            finally:
-                await client.close()
+        await _check_statuses(venue, acks)
+    accepted, traded = _journal_counts(venue.data_dir)
+    lost = [order_id for order_id in acks.orders.values() if accepted[order_id] != 1]
+    lost_trades = [trade_id for trade_id in acks.trades if traded[trade_id] != 1]
+    print(f"after recovery: {len(lost)} orders and {len(lost_trades)} trades lost or doubled")
+    assert not lost and not lost_trades
+    assert len(set(acks.trades)) == len(acks.trades)  # No trade acknowledged twice either.
+    assert all(count == 1 for count in traded.values())
     result = _verify(venue.data_dir)
     assert result.returncode == 0, result.stdout + result.stderr
