@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gateway import admin_cli, ledger_cli, receipts_cli, serve_cli
+from gateway import admin_cli, client_cli, ledger_cli, receipts_cli, serve_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     receipts_cli.register(ledger_commands)
     serve_cli.register(commands)
     admin_cli.register(commands)
+    client_cli.register(commands)
     return parser
 
 
