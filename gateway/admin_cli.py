@@ -9,7 +9,8 @@
 (refusing while a server holds its lock: then use op.open_account over the gateway),
 recovers the exchange, handles the one command, appends it with an fsync, and closes.
 Tokens live in DIR/tokens.json as SHA-256 hashes (gateway/sessions.py); a running server
-picks up a change at the next logon.
+picks up a change at the next logon or within TOKEN_POLL_S, and closes the sessions of a
+revoked token (close code 4001, "token revoked").
 
 Exit codes: 0 done; 1 the exchange refused (the reason is printed); 2 the data dir is unusable
 or locked by a running server.

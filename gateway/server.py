@@ -30,6 +30,8 @@ Invariants:
 - Shutdown (SIGTERM/SIGINT, or `stop` set): stop accepting connections and commands, let the
   sequencer drain and fsync what is queued, send those answers, close every connection with
   1001 (going away), snapshot, release the journal.
+- account.fills answers from a bounded log of the day's fills kept by the gateway from
+  durable batches (gateway/accounts.py says how it is bounded and from which seq complete).
 - Revoking a token (`ipx tokens revoke`) closes every session that logged on with it (close
   code 4001, reason "token revoked") within TOKEN_POLL_S; until then its requests get 401.
 """
@@ -477,10 +479,13 @@ class Gateway:
 
     async def watch_tokens(self, interval_s: float = TOKEN_POLL_S) -> None:
         """Every interval, re-read tokens.json if it changed; close revoked tokens' sessions."""
+        checked = self.tokens.generation
         while True:
             await asyncio.sleep(interval_s)
-            self.tokens.reload_if_changed()
-            self.close_revoked()
+            self.tokens.reload_if_changed()  # A logon may have reloaded it already.
+            if self.tokens.generation != checked:
+                checked = self.tokens.generation
+                self.close_revoked()
 
     def close_revoked(self) -> None:
         """Close (4001 "token revoked") every session whose token is no longer valid."""
@@ -780,7 +785,7 @@ class Gateway:
     async def _cancel_all(self, account: str, params: protocol.SymbolFilterParams) -> Any:
         if params.symbol:
             self._instrument(params.symbol)
-        return await self._operator_command(CancelAll(account, account, params.symbol))
+        return await self._command_result(CancelAll(account, account, params.symbol))
 
     # Account and market.
 
@@ -863,7 +868,7 @@ class Gateway:
 
     # Operator methods.
 
-    async def _operator_command(self, command: Command) -> Any:
+    async def _command_result(self, command: Command) -> Any:
         outcome = await self._submit(command)
         reply = outcome.reply
         if isinstance(reply, CommandRejected):
@@ -871,11 +876,11 @@ class Gateway:
         return _event_view(reply)
 
     async def _op_open_account(self, account: str, params: protocol.OpenAccountParams) -> Any:
-        return await self._operator_command(OpenAccount(account, params.account_id, params.role))
+        return await self._command_result(OpenAccount(account, params.account_id, params.role))
 
     async def _op_deposit(self, account: str, params: protocol.DepositParams) -> Any:
         amount = protocol.amount_to_minor(params.amount, params.currency)
-        return await self._operator_command(
+        return await self._command_result(
             Deposit(account, params.account_id, params.currency, amount)
         )
 
@@ -897,7 +902,7 @@ class Gateway:
             params.currency,
             trailing,
         )
-        return await self._operator_command(command)
+        return await self._command_result(command)
 
     async def _op_issue_shares(self, account: str, params: protocol.IssueSharesParams) -> Any:
         tick = protocol.amount_to_minor(params.tick_size, params.currency, "tick_size")
@@ -923,11 +928,11 @@ class Gateway:
             params.trading_mode,
             params.auction_interval_ns,
         )
-        return await self._operator_command(command)
+        return await self._command_result(command)
 
     async def _op_withdraw(self, account: str, params: protocol.WithdrawParams) -> Any:
         amount = protocol.amount_to_minor(params.amount, params.currency)
-        return await self._operator_command(
+        return await self._command_result(
             Withdraw(account, params.account_id, params.currency, amount)
         )
 
@@ -937,7 +942,7 @@ class Gateway:
         command = OpenOffering(
             account, params.symbol, params.units, minimum, params.end_ts_ns, params.all_or_none
         )
-        return await self._operator_command(command)
+        return await self._command_result(command)
 
     async def _op_distribute_royalty(
         self, account: str, params: protocol.DistributeRoyaltyParams
@@ -947,27 +952,25 @@ class Gateway:
         command = DistributeRoyalty(
             account, params.symbol, amount, params.payer_account, params.period_id
         )
-        return await self._operator_command(command)
+        return await self._command_result(command)
 
     async def _op_kill_switch(self, account: str, params: protocol.KillSwitchParams) -> Any:
-        return await self._operator_command(KillSwitch(account, params.account_id, params.engaged))
+        return await self._command_result(KillSwitch(account, params.account_id, params.engaged))
 
     async def _op_cancel_all(self, account: str, params: protocol.AccountCancelAllParams) -> Any:
-        return await self._operator_command(CancelAll(account, params.account_id, params.symbol))
+        return await self._command_result(CancelAll(account, params.account_id, params.symbol))
 
     async def _op_start_auction(self, account: str, params: protocol.StartAuctionParams) -> Any:
-        return await self._operator_command(
-            StartAuction(account, params.symbol, params.duration_ns)
-        )
+        return await self._command_result(StartAuction(account, params.symbol, params.duration_ns))
 
     async def _op_close_market(self, account: str, params: protocol.SymbolParams) -> Any:
-        return await self._operator_command(CloseMarket(account, params.symbol))
+        return await self._command_result(CloseMarket(account, params.symbol))
 
     async def _op_halt(self, account: str, params: protocol.SymbolParams) -> Any:
-        return await self._operator_command(Halt(account, params.symbol))
+        return await self._command_result(Halt(account, params.symbol))
 
     async def _op_resume(self, account: str, params: protocol.SymbolParams) -> Any:
-        return await self._operator_command(Resume(account, params.symbol))
+        return await self._command_result(Resume(account, params.symbol))
 
     async def drain(self, timeout_s: float) -> None:
         """Wait (bounded) for the answers of the requests in flight."""

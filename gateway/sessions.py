@@ -115,6 +115,7 @@ class TokenStore:
         self._path = tokens_path(data_dir)
         self._signature: tuple[int, int, int] | None = None
         self._by_hash: dict[str, TokenEntry] = {}
+        self.generation = 0  # Bumped at every reload: the server then looks for revocations.
         self.reload_if_changed()
 
     def reload_if_changed(self) -> bool:
@@ -129,6 +130,7 @@ class TokenStore:
         entries = load_tokens(self._path) if signature is not None else []
         self._by_hash = {entry.sha256: entry for entry in entries}
         self._signature = signature
+        self.generation += 1
         return True
 
     def is_valid(self, sha256: str) -> bool:
