@@ -1,0 +1,159 @@
+"""Prometheus metrics of one gateway, served as text on /metrics (DESIGN.md §7).
+
+Built on prometheus_client (the reference client: its text exposition, label escaping and
+cumulative histogram buckets are what Prometheus itself is tested against), each `Metrics`
+with its own CollectorRegistry so that two gateways in one process, or two tests, never share
+a series. Names carry the `ipx_` prefix and base units (seconds, bytes; money in minor units).
+
+    ipx_orders_total{result}                 order.place outcomes: accepted, rejected, duplicate
+    ipx_rejects_total{reason}                every rejection, by its stable code
+    ipx_trades_total{symbol}                 trades executed
+    ipx_traded_notional_minor_total{symbol,currency}  price x quantity, in minor units
+    ipx_ack_latency_seconds                  request in -> response out (histogram)
+    ipx_fsync_latency_seconds                one journal batch's append + fsync (histogram)
+    ipx_sequencer_queue_depth                commands waiting for the sequencer
+    ipx_journal_seq                          the last journaled seq
+    ipx_connections                          open WebSocket connections
+    ipx_slow_consumer_disconnects_total      sessions closed for not reading their pushes
+    ipx_build_info{version,python}           always 1
+
+Invariants:
+- The counters are a function of the outcomes observed: observing the same outcomes in a fresh
+  Metrics gives the same values (no clock is read here; latencies are measured by the caller).
+- Gauges that mirror state (queue depth, journal seq, connections) are read when scraped, from
+  callables, so they cannot drift from what they describe.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Mapping
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from exchange.core import Outcome
+from exchange.events import CommandRejected, OrderAccepted, OrderRejected, TradeExecuted
+from exchange.state import Instrument
+
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST  # text/plain; version=0.0.4
+
+# Acks are expected at 0.1-1 ms (an fsync is 0.2-0.4 ms here); buckets reach a second so that
+# a stall shows as a stall, not as +Inf alone.
+ACK_BUCKETS_S = (
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+)  # fmt: skip
+FSYNC_BUCKETS_S = (
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 1.0,
+)  # fmt: skip
+
+PLACE_ORDER_KIND = "place_order"  # The journal record kind of an order.place.
+
+# The "_created" series prometheus_client adds per counter and histogram hold the process start
+# time: one more series per label set that Prometheus does not need (it detects resets itself).
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # Unannotated.
+
+
+class Metrics:
+    """The gateway's metrics in their own registry; `render` gives the exposition text."""
+
+    def __init__(
+        self,
+        instruments: Mapping[str, Instrument],
+        *,
+        version: str = "0.1.0",
+        queue_depth: Callable[[], int] | None = None,
+        journal_seq: Callable[[], int] | None = None,
+        connections: Callable[[], int] | None = None,
+    ) -> None:
+        """Args:
+        instruments: the exchange's instruments (a live mapping), for a trade's tick size
+            and currency.
+        queue_depth, journal_seq, connections: read at each scrape; a gauge without one
+            stays 0.
+        """
+        self.instruments = instruments
+        registry = self.registry = CollectorRegistry(auto_describe=True)
+        self.orders = Counter(
+            "ipx_orders", "order.place outcomes by result.", ["result"], registry=registry
+        )
+        self.rejects = Counter(
+            "ipx_rejects", "Rejected commands by reason code.", ["reason"], registry=registry
+        )
+        self.trades = Counter(
+            "ipx_trades", "Trades executed, by symbol.", ["symbol"], registry=registry
+        )
+        self.notional = Counter(
+            "ipx_traded_notional_minor",
+            "Traded value (price times quantity) in minor units of the currency.",
+            ["symbol", "currency"],
+            registry=registry,
+        )
+        self.ack_latency = Histogram(
+            "ipx_ack_latency_seconds",
+            "Time from a request's arrival to its response being sent.",
+            buckets=ACK_BUCKETS_S,
+            registry=registry,
+        )
+        self.fsync_latency = Histogram(
+            "ipx_fsync_latency_seconds",
+            "Time to append and fsync one journal batch.",
+            buckets=FSYNC_BUCKETS_S,
+            registry=registry,
+        )
+        self.slow_consumer_disconnects = Counter(
+            "ipx_slow_consumer_disconnects",
+            "Sessions closed because they did not read their pushes.",
+            registry=registry,
+        )
+        for name, help_text, source in (
+            ("ipx_sequencer_queue_depth", "Commands waiting for the sequencer.", queue_depth),
+            ("ipx_journal_seq", "Seq of the last journaled record.", journal_seq),
+            ("ipx_connections", "Open WebSocket connections.", connections),
+        ):
+            gauge = Gauge(name, help_text, registry=registry)
+            if source is not None:
+                gauge.set_function(source)
+        build = Gauge(
+            "ipx_build_info", "Build of this gateway.", ["version", "python"], registry=registry
+        )
+        build.labels(version=version, python=platform.python_version()).set(1)
+
+    def observe_outcome(self, outcome: Outcome) -> None:
+        """Count one command's order result, rejection and trades."""
+        reply = outcome.reply
+        if outcome.record.kind == PLACE_ORDER_KIND and reply is not None:
+            # A resent cl_ord_id answers with the first reply, which is not among this
+            # command's events: it is neither a second order nor a second rejection.
+            if not any(event is reply for event in outcome.events):
+                self.orders.labels(result="duplicate").inc()
+            elif isinstance(reply, OrderAccepted):
+                self.orders.labels(result="accepted").inc()
+            elif isinstance(reply, OrderRejected):
+                self.orders.labels(result="rejected").inc()
+        for event in outcome.events:
+            if isinstance(event, TradeExecuted):
+                self._count_trade(event)
+            elif isinstance(event, OrderRejected | CommandRejected) and event is reply:
+                self.rejects.labels(reason=event.reason.value).inc()
+
+    def _count_trade(self, trade: TradeExecuted) -> None:
+        self.trades.labels(symbol=trade.symbol).inc()
+        terms = self.instruments[trade.symbol].terms
+        notional_minor = trade.price_ticks * terms.tick_size_minor * trade.quantity_units
+        self.notional.labels(symbol=trade.symbol, currency=terms.currency).inc(notional_minor)
+
+    def observe_ack(self, seconds: float) -> None:
+        """Record one request's time from arrival to response."""
+        self.ack_latency.observe(seconds)
+
+    def observe_fsync(self, seconds: float) -> None:
+        """Record one journal batch's append and fsync time."""
+        self.fsync_latency.observe(seconds)
+
+    def slow_consumer_disconnected(self) -> None:
+        self.slow_consumer_disconnects.inc()
+
+    def render(self) -> bytes:
+        """Return the Prometheus text exposition (version 0.0.4) of every metric."""
+        return prometheus_client.generate_latest(self.registry)
