@@ -1,0 +1,401 @@
+"""Public market data over MQTT v5 (aiomqtt): the WebSocket channels' messages, on topics.
+
+Topics, under a prefix (default "ipx/v1"; tests use a unique one each):
+- `{prefix}/md/{symbol}/trades`       every Trades update, QoS 0, not retained.
+- `{prefix}/md/{symbol}/l2/delta`     every BookL2 update, QoS 0, not retained; user
+                                      properties `seq` and `prev_seq`.
+- `{prefix}/md/{symbol}/l2/snapshot`  a BookL2 snapshot, retained, with a message expiry
+                                      (SNAPSHOT_EXPIRY_S): republished when the book's seq
+                                      moved (at most once per snapshot interval), before its
+                                      expiry runs out, and after every (re)connection.
+- `{prefix}/md/{symbol}/bbo`          every Ticker message (best bid and ask, last price),
+                                      retained.
+- `{prefix}/md/{symbol}/status`       every Status message, retained.
+- `{prefix}/ref/instrument/{symbol}`  the instrument's reference data (patent, units, tick),
+                                      retained.
+- `{prefix}/publisher/{identifier}/state`  "online", retained; the Last Will sets "offline"
+                                      when the connection dies, a clean stop publishes it.
+Payloads are exactly `market_data.encode(message)`, as on the WebSocket; book.l3 and
+heartbeats are not published (the periodic snapshot's seq shows a lost last delta).
+
+A subscriber rebuilds a book as on the WebSocket: subscribe to `l2/delta` first, then
+`l2/snapshot`; apply the retained snapshot, then deltas (LocalBook); on a gap wait for the
+next snapshot, which comes within one snapshot interval.
+
+Invariants:
+- `publish_messages` never blocks and never awaits: it appends to a bounded buffer
+  (BUFFER_MAX). When the buffer is full the oldest entry is dropped and counted, and every
+  snapshot is republished at the next interval, so subscribers resync.
+- Entries leave the buffer in the order they entered. Snapshots are read from MarketData
+  between two sequencer batches and enqueued behind the messages already given, so a
+  snapshot never claims a seq whose delta has not been enqueued before it, and never shows
+  state that is not yet durable (the sequencer handles, fsyncs and hands out a batch in one
+  step of the event loop).
+- After every (re)connection: state "online", every instrument's reference data and every
+  snapshot (L2, bbo, status) are enqueued behind what is buffered.
+- Reconnection backs off exponentially from BACKOFF_MIN_S to BACKOFF_MAX_S, reset by a
+  successful connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import aiomqtt
+import msgspec
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from exchange.core import Exchange
+from gateway import protocol
+from gateway.market_data import (
+    L2,
+    STATUS,
+    TICKER,
+    BookL2,
+    MarketData,
+    Message,
+    Status,
+    Ticker,
+    Trades,
+    encode,
+)
+
+DEFAULT_PREFIX = "ipx/v1"
+BUFFER_MAX = 10_000  # Entries waiting for the broker.
+SNAPSHOT_INTERVAL_S = 1.0  # How often changed snapshots are republished.
+SNAPSHOT_EXPIRY_S = 60  # Message expiry of a retained snapshot; refreshed at half of it.
+BACKOFF_MIN_S = 0.2
+BACKOFF_MAX_S = 10.0
+PUBLISH_TIMEOUT_S = 5.0  # One publish to the broker; past it the connection counts as dead.
+ONLINE, OFFLINE = b"online", b"offline"
+
+log = logging.getLogger("ipx.mqtt")
+
+
+class InstrumentReference(msgspec.Struct, frozen=True):
+    """What `{prefix}/ref/instrument/{symbol}` carries: the patent and the trading terms."""
+
+    symbol: str
+    patent_id: str
+    title: str
+    jurisdiction: str
+    cpc_class: str
+    filing_date: str
+    expiry_date: str
+    currency: str
+    tick_size: str  # Decimal string: the cash value of one tick per unit.
+    lot_size_units: int
+    total_units: int
+    trading_mode: str
+
+
+@dataclass(frozen=True)
+class _Raw:
+    # An entry that is not a channel message: state and reference data.
+    topic: str
+    payload: bytes
+    retain: bool
+    qos: int = 0
+
+
+_Entry = Message | _Raw
+
+
+@dataclass
+class PublisherStats:
+    """Counters for /metrics: entries published, dropped (buffer full or lost), connections."""
+
+    published: int = 0
+    dropped: int = 0
+    connections: int = 0
+    connect_failures: int = 0
+
+
+class MqttPublisher:
+    """Publishes one exchange's market data to an MQTT v5 broker, reconnecting as needed.
+
+    Usage: `start()` once the exchange is recovered, `publish_messages(messages)` from the
+    sequencer's batch callback (after the fsync), `await stop()` at shutdown.
+    """
+
+    def __init__(
+        self,
+        exchange: Exchange,
+        market_data: MarketData,
+        hostname: str,
+        port: int = 1883,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        identifier: str = "ipx-gateway",
+        buffer_max: int = BUFFER_MAX,
+        snapshot_interval_s: float = SNAPSHOT_INTERVAL_S,
+        snapshot_expiry_s: int = SNAPSHOT_EXPIRY_S,
+        backoff_min_s: float = BACKOFF_MIN_S,
+        backoff_max_s: float = BACKOFF_MAX_S,
+        currency_digits: Mapping[str, int] | None = None,
+    ) -> None:
+        self._exchange = exchange
+        self._market_data = market_data
+        self.hostname, self.port = hostname, port
+        self.prefix = prefix.rstrip("/")
+        self.identifier = identifier
+        self._buffer: deque[_Entry] = deque()
+        self._buffer_max = buffer_max
+        self._snapshot_interval_s = snapshot_interval_s
+        self._snapshot_expiry_s = snapshot_expiry_s
+        self._backoff = (backoff_min_s, backoff_max_s)
+        self._digits = dict(
+            protocol.CURRENCY_DIGITS if currency_digits is None else currency_digits
+        )
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._snapshot_seqs: dict[str, int] = {}  # symbol -> L2 seq of its last snapshot.
+        self._snapshot_at: dict[str, float] = {}  # symbol -> monotonic time of it.
+        self._resnapshot = False  # Set by a drop: republish every snapshot next interval.
+        self.connected = False
+        self.stats = PublisherStats()
+
+    # Topics.
+
+    def state_topic(self) -> str:
+        return f"{self.prefix}/publisher/{self.identifier}/state"
+
+    def topic(self, symbol: str, name: str) -> str:
+        """The topic of one symbol's stream: trades, l2/delta, l2/snapshot, bbo, status."""
+        return f"{self.prefix}/md/{symbol}/{name}"
+
+    def reference_topic(self, symbol: str) -> str:
+        return f"{self.prefix}/ref/instrument/{symbol}"
+
+    # The caller's side: never blocks.
+
+    def publish_messages(self, messages: Iterable[Message]) -> None:
+        """Enqueue the channel messages of a batch, in order; drop the oldest when full."""
+        for message in messages:
+            if isinstance(message, BookL2 | Trades | Ticker | Status):
+                self._enqueue(message)
+        self._wake.set()
+
+    def snapshot_seq(self, symbol: str) -> int | None:
+        """The L2 seq of the symbol's last enqueued snapshot; None before one."""
+        return self._snapshot_seqs.get(symbol)
+
+    def buffered(self) -> int:
+        """Entries waiting for the broker."""
+        return len(self._buffer)
+
+    def _enqueue(self, entry: _Entry) -> None:
+        buffer = self._buffer
+        if len(buffer) >= self._buffer_max:
+            buffer.popleft()
+            self.stats.dropped += 1
+            self._resnapshot = True
+        buffer.append(entry)
+
+    def _enqueue_snapshots(self, symbols: Iterable[str], everything: bool) -> None:
+        # Read between two batches (module docstring): consistent with what was enqueued.
+        data = self._market_data
+        now = time.monotonic()
+        for symbol in symbols:
+            self._enqueue(data.snapshot(L2, symbol))
+            if everything:
+                self._enqueue(data.snapshot(TICKER, symbol))
+                self._enqueue(data.snapshot(STATUS, symbol))
+            self._snapshot_seqs[symbol] = data.seq(L2, symbol)
+            self._snapshot_at[symbol] = now
+        self._wake.set()
+
+    def _enqueue_reconnect(self) -> None:
+        # What a subscriber needs after an outage, behind whatever is still buffered.
+        self._enqueue(_Raw(self.state_topic(), ONLINE, retain=True, qos=1))
+        for symbol in self._symbols():
+            self._enqueue(_Raw(self.reference_topic(symbol), self._reference(symbol), True, 1))
+        self._enqueue_snapshots(self._symbols(), everything=True)
+
+    def _symbols(self) -> list[str]:
+        return sorted(self._exchange.state.instruments)
+
+    def _reference(self, symbol: str) -> bytes:
+        instrument = self._exchange.state.instruments[symbol]
+        terms, listing = instrument.terms, instrument.asset.listing
+        digits = self._digits.get(terms.currency, protocol.DEFAULT_CURRENCY_DIGITS)
+        whole, fraction = divmod(terms.tick_size_minor, 10**digits)
+        tick = f"{whole}.{fraction:0{digits}d}" if digits else str(whole)
+        return msgspec.json.encode(
+            InstrumentReference(
+                terms.symbol,
+                terms.patent_id,
+                listing.title,
+                listing.jurisdiction,
+                listing.cpc_class,
+                listing.filing_date,
+                listing.expiry_date,
+                terms.currency,
+                tick,
+                terms.lot_size_units,
+                terms.total_units,
+                terms.trading_mode.value,
+            )
+        )
+
+    # The broker's side.
+
+    def start(self) -> asyncio.Task[None]:
+        """Start connecting and publishing in a task of the running loop."""
+        assert self._task is None, "started twice"
+        self._task = asyncio.create_task(self.run(), name="ipx-mqtt-publisher")
+        return self._task
+
+    async def stop(self, timeout_s: float = 2.0) -> None:
+        """Publish what is buffered and "offline", disconnect; give up after timeout_s."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def run(self) -> None:
+        """Connect, publish, and on any broker error reconnect with backoff, until stop()."""
+        delay = self._backoff[0]
+        while not self._stopping:
+            try:
+                await self._connected_session()
+                delay = self._backoff[0]
+            except aiomqtt.MqttError as exc:
+                if self.connected:
+                    log.warning("MQTT connection to %s:%d lost: %s", self.hostname, self.port, exc)
+                    delay = self._backoff[0]
+                else:
+                    self.stats.connect_failures += 1
+                    log.info("MQTT broker %s:%d unreachable: %s", self.hostname, self.port, exc)
+            finally:
+                self.connected = False
+            if self._stopping:
+                break
+            await self._sleep_or_stop(delay)
+            delay = min(delay * 2, self._backoff[1])
+
+    async def _sleep_or_stop(self, delay_s: float) -> None:
+        # A backoff that stop() cuts short; new messages only accumulate meanwhile.
+        deadline = time.monotonic() + delay_s
+        while not self._stopping and (left := deadline - time.monotonic()) > 0:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), left)
+
+    async def _connected_session(self) -> None:
+        will = aiomqtt.Will(self.state_topic(), OFFLINE, qos=1, retain=True)
+        client = aiomqtt.Client(
+            self.hostname,
+            self.port,
+            identifier=self.identifier,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            will=will,
+            timeout=PUBLISH_TIMEOUT_S,
+            keepalive=10,
+        )
+        async with client:
+            self.connected = True
+            self.stats.connections += 1
+            log.info("MQTT connected to %s:%d", self.hostname, self.port)
+            self._enqueue_reconnect()
+            watch = asyncio.create_task(self._watch(client))
+            try:
+                await self._drain(client, watch)
+            finally:
+                watch.cancel()
+                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                    await watch
+            if self._stopping:
+                await client.publish(self.state_topic(), OFFLINE, qos=1, retain=True)
+
+    @staticmethod
+    async def _watch(client: aiomqtt.Client) -> None:
+        # Nothing is subscribed: the iterator only returns by raising when the link dies,
+        # which is how an idle publisher notices an outage.
+        async for _ in client.messages:
+            pass
+
+    async def _drain(self, client: aiomqtt.Client, watch: asyncio.Task[None]) -> None:
+        buffer = self._buffer
+        next_snapshot = time.monotonic() + self._snapshot_interval_s
+        while True:
+            if watch.done():
+                watch.result()  # Raises the MqttError of the lost link.
+                raise aiomqtt.MqttError("the connection closed")
+            now = time.monotonic()
+            if now >= next_snapshot:
+                self._periodic_snapshots(now)
+                next_snapshot = now + self._snapshot_interval_s
+            if not buffer:
+                if self._stopping:
+                    return
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, next_snapshot - now))
+                continue
+            entry = buffer.popleft()
+            try:
+                await self._publish(client, entry)
+            except aiomqtt.MqttError:
+                self.stats.dropped += 1  # Maybe sent, maybe not: the snapshots will tell.
+                raise
+            self.stats.published += 1
+
+    def _periodic_snapshots(self, now: float) -> None:
+        refresh_s = self._snapshot_expiry_s / 2
+        everything, self._resnapshot = self._resnapshot, False
+        data = self._market_data
+        due = [
+            symbol
+            for symbol in self._symbols()
+            if everything
+            or self._snapshot_seqs.get(symbol) != data.seq(L2, symbol)
+            or now - self._snapshot_at.get(symbol, 0.0) >= refresh_s
+        ]
+        for symbol in due:
+            if symbol not in self._snapshot_seqs:  # Listed since the last connection.
+                self._enqueue(_Raw(self.reference_topic(symbol), self._reference(symbol), True, 1))
+        self._enqueue_snapshots(due, everything)
+
+    async def _publish(self, client: aiomqtt.Client, entry: _Entry) -> None:
+        if isinstance(entry, _Raw):
+            await client.publish(entry.topic, entry.payload, qos=entry.qos, retain=entry.retain)
+            return
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.ContentType = "application/json"
+        payload = encode(entry)
+        symbol = entry.symbol
+        if isinstance(entry, BookL2):
+            if entry.type == "snapshot":
+                properties.MessageExpiryInterval = self._snapshot_expiry_s
+                properties.UserProperty = [("seq", str(entry.seq))]
+                topic, retain = self.topic(symbol, "l2/snapshot"), True
+            else:
+                properties.UserProperty = [
+                    ("seq", str(entry.seq)),
+                    ("prev_seq", str(entry.prev_seq)),
+                ]
+                topic, retain = self.topic(symbol, "l2/delta"), False
+        elif isinstance(entry, Trades):
+            if entry.type == "snapshot":
+                return
+            topic, retain = self.topic(symbol, "trades"), False
+        elif isinstance(entry, Ticker):
+            topic, retain = self.topic(symbol, "bbo"), True
+        else:
+            topic, retain = self.topic(symbol, "status"), True
+        await client.publish(topic, payload, qos=0, retain=retain, properties=properties)
