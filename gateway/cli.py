@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gateway import admin_cli, client_cli, ledger_cli, receipts_cli, serve_cli
+from gateway import admin_cli, client_cli, ledger_cli, receipts_cli, serve_cli, tail_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cli.register(commands)
     admin_cli.register(commands)
     client_cli.register(commands)
+    tail_cli.register(commands)
     return parser
 
 

@@ -1,0 +1,373 @@
+"""Publish market data and operator events to Redis Streams (a fan-out layer, never the truth).
+
+Keys (the `{...}` hash tag keeps one instrument's keys in one Redis Cluster slot):
+- `{prefix}:{SYMBOL}:events`  a stream of every market-data message of the symbol (book.l2,
+                              book.l3, trades, ticker, status; never heartbeats), trimmed with
+                              `MAXLEN ~ stream_max`. Fields: journal_seq, channel, symbol and
+                              data (the message as sent on the WebSocket, JSON).
+- `{prefix}:operator:events`  a stream of operator events: phase changes (halts included),
+                              listings, issuance, offerings, royalty distributions. Fields:
+                              journal_seq, type and data (the event, JSON).
+- `{prefix}:{SYMBOL}:ticker`  a hash: the last ticker's fields and its journal_seq.
+- `{prefix}:{SYMBOL}:bbo`     a hash: best_bid, best_bid_units, best_ask, best_ask_units and
+                              journal_seq ("" for an empty side's price).
+
+Entry ids are `<journal_seq>-<index>` (index counts the outcome's entries in that stream), so
+the ids rise with the journal and writing an entry twice is refused by Redis itself ("ID equal
+or smaller than the target stream top item"). That makes a resend after a lost connection
+idempotent even when the pipeline was half executed: no duplicate, whatever broke where.
+Consequence: a journal started afresh (seq back to 1) needs fresh keys (another prefix, or
+delete the streams).
+
+Outages: `publish` only appends the outcome to an in-memory backlog and returns; a background
+task writes the backlog in pipelines, and on a connection error keeps the unwritten outcomes,
+waits (backoff from BACKOFF_MIN_S doubling to BACKOFF_MAX_S) and reconnects. Re-deriving from
+the journal was rejected: the publisher would need the journal reader and a MarketData of its
+own replaying from a snapshot, a second copy of the sequencer's work for a layer that is not
+the source of truth. The backlog is bounded (backlog_max outcomes): past it the oldest outcomes
+are dropped and counted, and when writing resumes a `gap` entry (fields journal_seq = the last
+dropped, first_journal_seq, dropped_outcomes) is written to the operator stream and to every
+instrument stream that lost entries, at id `<last dropped seq>-GAP_INDEX`, between the entries
+on either side. A consumer that needs every event reads the journal (or the WebSocket
+snapshots) from first_journal_seq.
+
+Invariants:
+- `publish` never awaits, never blocks and never raises on a Redis failure.
+- Per stream, entries are written in journal order, each at most once (ids above).
+- Within the backlog bound nothing is lost: an outcome leaves the backlog only after the
+  pipeline holding it was executed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from exchange.core import Outcome
+from exchange.events import (
+    AssetListed,
+    OfferingClosed,
+    OfferingOpened,
+    PhaseChanged,
+    RoyaltyDistributed,
+    SharesIssued,
+)
+from gateway.market_data import Heartbeat, Message, Ticker, channel_of, encode
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX = "ipx"
+STREAM_MAX = 100_000  # Entries kept per instrument stream (MAXLEN ~, so about this many).
+OPERATOR_STREAM_MAX = 10_000
+BACKLOG_MAX = 100_000  # Outcomes kept while Redis is away; older ones are dropped (a gap).
+BATCH_MAX = 512  # Outcomes per pipeline.
+BACKOFF_MIN_S = 0.05
+BACKOFF_MAX_S = 2.0
+SOCKET_TIMEOUT_S = 2.0
+GAP_INDEX = 1 << 62  # Above any entry index of one outcome; below 2**64, Redis's limit.
+OPERATOR_EVENTS = (
+    PhaseChanged,
+    AssetListed,
+    SharesIssued,
+    OfferingOpened,
+    OfferingClosed,
+    RoyaltyDistributed,
+)
+
+_event_encoder = msgspec.json.Encoder()
+
+
+def stream_key(prefix: str, symbol: str) -> str:
+    """Return the events stream of one instrument."""
+    return f"{prefix}:{{{symbol}}}:events"
+
+
+def operator_key(prefix: str) -> str:
+    """Return the operator events stream."""
+    return f"{prefix}:operator:events"
+
+
+def ticker_key(prefix: str, symbol: str) -> str:
+    """Return the hash holding the last ticker of one instrument."""
+    return f"{prefix}:{{{symbol}}}:ticker"
+
+
+def bbo_key(prefix: str, symbol: str) -> str:
+    """Return the hash holding the best bid and offer of one instrument."""
+    return f"{prefix}:{{{symbol}}}:bbo"
+
+
+@dataclass
+class PublisherStats:
+    """Counters for /metrics and tests."""
+
+    outcomes_written: int = 0
+    entries_written: int = 0
+    outcomes_dropped: int = 0
+    gaps_written: int = 0
+    connection_errors: int = 0
+    last_journal_seq: int = 0  # Of the last outcome written.
+
+
+@dataclass
+class _Gap:
+    first_journal_seq: int
+    last_journal_seq: int
+    dropped_outcomes: int = 0
+    keys: dict[str, None] = field(default_factory=dict)  # Streams that lost entries, ordered.
+
+
+_Batch = tuple[Outcome, Sequence[Message]]
+
+
+class RedisPublisher:
+    """Writes outcomes and their market-data messages to Redis from a background task.
+
+    Use: `publisher.start()` inside the event loop, `publisher.publish(outcome, messages)`
+    after each outcome's journal record is durable, `await publisher.close()` on shutdown.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        stream_max: int = STREAM_MAX,
+        operator_stream_max: int = OPERATOR_STREAM_MAX,
+        backlog_max: int = BACKLOG_MAX,
+        batch_max: int = BATCH_MAX,
+    ) -> None:
+        """Prepare a publisher (no connection yet: `start` begins the background writer)."""
+        self.url = url
+        self.prefix = prefix
+        self.stream_max = stream_max
+        self.operator_stream_max = operator_stream_max
+        self.backlog_max = backlog_max
+        self.batch_max = batch_max
+        self.stats = PublisherStats()
+        self._backlog: deque[_Batch] = deque()
+        self._gap: _Gap | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._client: redis.Redis | None = None
+        self._closing = False
+
+    @property
+    def backlog(self) -> int:
+        """Outcomes waiting to be written."""
+        return len(self._backlog)
+
+    def start(self) -> None:
+        """Start the background writer on the running event loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="redis-pub")
+
+    def publish(self, outcome: Outcome, messages: Sequence[Message]) -> None:
+        """Enqueue one outcome and the messages MarketData made of it; never waits."""
+        self._backlog.append((outcome, messages))
+        self._trim()
+        self._wake.set()
+
+    async def flush(self, timeout_s: float) -> bool:
+        """Wait until the backlog is written; return False if timeout_s passed first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._backlog or self._writing:
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    async def close(self, timeout_s: float = 1.0) -> None:
+        """Write what is left for at most timeout_s, then stop the writer and disconnect."""
+        await self.flush(timeout_s)
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._disconnect()
+
+    # The background writer.
+
+    _writing = False  # A chunk is out of the backlog, in a pipeline.
+
+    def _trim(self) -> None:
+        # Drop the oldest outcomes beyond the bound, remembering the gap they leave.
+        while len(self._backlog) > self.backlog_max:
+            outcome, messages = self._backlog.popleft()
+            gap = self._gap
+            if gap is None:
+                gap = self._gap = _Gap(outcome.seq, outcome.seq)
+            gap.last_journal_seq = outcome.seq
+            gap.dropped_outcomes += 1
+            for message in messages:
+                if not isinstance(message, Heartbeat):
+                    gap.keys[stream_key(self.prefix, message.symbol)] = None
+            self.stats.outcomes_dropped += 1
+
+    async def _run(self) -> None:
+        backoff = BACKOFF_MIN_S
+        while not self._closing:
+            if not self._backlog:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            chunk = [self._backlog.popleft() for _ in range(min(self.batch_max, self.backlog))]
+            gap, self._gap = self._gap, None
+            self._writing = True
+            try:
+                entries = await self._write(chunk, gap)
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
+                # Put the chunk back in front, in order; the bound may now drop some of it.
+                self._backlog.extendleft(reversed(chunk))
+                self._restore_gap(gap)
+                self._trim()
+                self.stats.connection_errors += 1
+                log.warning("redis publisher: %s; retrying in %.2f s", error, backoff)
+                await self._disconnect()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                continue
+            finally:
+                self._writing = False
+            backoff = BACKOFF_MIN_S
+            self.stats.outcomes_written += len(chunk)
+            self.stats.entries_written += entries
+            self.stats.last_journal_seq = chunk[-1][0].seq
+
+    def _restore_gap(self, gap: _Gap | None) -> None:
+        # A gap not written yet stays ahead of any newer one (which cannot exist yet: a newer
+        # gap would drop outcomes from a backlog that the failed chunk now heads).
+        if gap is not None and self._gap is None:
+            self._gap = gap
+
+    async def _disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    async def _write(self, chunk: list[_Batch], gap: _Gap | None) -> int:
+        if self._client is None:
+            # No retries inside redis-py: this loop owns retrying, with its backoff.
+            self._client = redis.Redis.from_url(
+                self.url,
+                socket_timeout=SOCKET_TIMEOUT_S,
+                socket_connect_timeout=SOCKET_TIMEOUT_S,
+                retry=Retry(NoBackoff(), 0),
+            )
+        pipe = self._client.pipeline(transaction=False)
+        count = 0
+        if gap is not None:
+            count += self._add_gap(pipe, gap)
+        for outcome, messages in chunk:
+            count += self._add_outcome(pipe, outcome, messages)
+        results = await pipe.execute(raise_on_error=False)
+        for result in results:
+            if isinstance(result, (redis.ConnectionError, redis.TimeoutError)):
+                raise result
+            if isinstance(result, Exception) and "equal or smaller" not in str(result):
+                # Not a resend refused by its id: a bug in what we sent; say so, keep going.
+                log.error("redis publisher: a command failed: %s", result)
+        if gap is not None:
+            self.stats.gaps_written += 1
+        return count
+
+    def _add_gap(self, pipe: Any, gap: _Gap) -> int:
+        fields = {
+            "journal_seq": gap.last_journal_seq,
+            "channel": "gap",
+            "first_journal_seq": gap.first_journal_seq,
+            "dropped_outcomes": gap.dropped_outcomes,
+        }
+        entry_id = f"{gap.last_journal_seq}-{GAP_INDEX}"
+        keys = [operator_key(self.prefix), *gap.keys]
+        for key in keys:
+            pipe.xadd(key, fields, id=entry_id, maxlen=self.stream_max, approximate=True)
+        return len(keys)
+
+    def _add_outcome(self, pipe: Any, outcome: Outcome, messages: Sequence[Message]) -> int:
+        seq, prefix = outcome.seq, self.prefix
+        indexes: dict[str, int] = {}
+        count = 0
+        for message in messages:
+            if isinstance(message, Heartbeat):
+                continue  # Liveness of a WebSocket feed; stream ids already show gaps.
+            symbol = message.symbol
+            index = indexes[symbol] = indexes.get(symbol, -1) + 1
+            fields = {
+                "journal_seq": seq,
+                "channel": channel_of(message),
+                "symbol": symbol,
+                "data": encode(message),
+            }
+            pipe.xadd(
+                stream_key(prefix, symbol),
+                fields,
+                id=f"{seq}-{index}",
+                maxlen=self.stream_max,
+                approximate=True,
+            )
+            count += 1
+            if isinstance(message, Ticker):
+                pipe.hset(ticker_key(prefix, symbol), mapping=_ticker_fields(message))
+                pipe.hset(bbo_key(prefix, symbol), mapping=_bbo_fields(message))
+        index = -1
+        for event in outcome.events:
+            if isinstance(event, OPERATOR_EVENTS):
+                index += 1
+                fields = {
+                    "journal_seq": seq,
+                    "type": str(event.__struct_config__.tag),
+                    "data": _event_encoder.encode(event),
+                }
+                pipe.xadd(
+                    operator_key(prefix),
+                    fields,
+                    id=f"{seq}-{index}",
+                    maxlen=self.operator_stream_max,
+                    approximate=True,
+                )
+                count += 1
+        return count
+
+
+def _text(value: str | None) -> str:
+    return "" if value is None else value
+
+
+def _ticker_fields(ticker: Ticker) -> dict[str, str | int]:
+    return {
+        "journal_seq": ticker.journal_seq,
+        "seq": ticker.seq,
+        "ts_ns": ticker.ts_ns,
+        "last_price": _text(ticker.last_price),
+        "best_bid": _text(ticker.best_bid),
+        "best_bid_units": ticker.best_bid_units,
+        "best_ask": _text(ticker.best_ask),
+        "best_ask_units": ticker.best_ask_units,
+        "volume_units": ticker.volume_units,
+        "trade_count": ticker.trade_count,
+    }
+
+
+def _bbo_fields(ticker: Ticker) -> dict[str, str | int]:
+    return {
+        "journal_seq": ticker.journal_seq,
+        "best_bid": _text(ticker.best_bid),
+        "best_bid_units": ticker.best_bid_units,
+        "best_ask": _text(ticker.best_ask),
+        "best_ask_units": ticker.best_ask_units,
+    }
