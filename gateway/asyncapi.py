@@ -25,12 +25,12 @@ from typing import Any
 
 import msgspec
 
-from gateway import market_data, protocol
+from gateway import market_data, mqtt_publisher, protocol
 
 VERSION = "0.1.0"
 DOCUMENT_PATH = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.json"
 SCHEMAS = "#/components/schemas/"
-MQTT_PREFIX = "ipx/v1"
+MQTT_PREFIX = mqtt_publisher.DEFAULT_PREFIX
 
 # Market-data message type -> (MQTT topic under md/{symbol}/, retained, description).
 MQTT_TOPICS: tuple[tuple[type[Any], str, bool, str], ...] = (
@@ -125,7 +125,7 @@ def _request_schema(method: str, params: type[Any]) -> dict[str, Any]:
 
 def _schemas() -> dict[str, Any]:
     types: list[Any] = sorted(set(protocol.METHODS.values()), key=lambda kind: kind.__name__)
-    types += PUSH_TYPES
+    types += (*PUSH_TYPES, mqtt_publisher.InstrumentReference)
     _, components = msgspec.json.schema_components(types, ref_template=SCHEMAS + "{name}")
     components.update(_envelopes())
     return dict(sorted(components.items()))
@@ -193,20 +193,19 @@ def _mqtt_channels() -> tuple[dict[str, Any], dict[str, Any]]:
     topics.append(
         (
             "ref/instrument/{symbol}",
-            "",
+            mqtt_publisher.InstrumentReference.__name__,
             True,
             "The instrument's reference data (patent, currency, tick, units), retained.",
         )
     )
     for topic, schema, retained, description in topics:
         key = "mqtt_" + topic.replace("{symbol}/", "").replace("/{symbol}", "").replace("/", "_")
-        payload: dict[str, Any] = {"$ref": SCHEMAS + schema} if schema else {"type": "object"}
         channels[key] = {
             "address": f"{MQTT_PREFIX}/{topic}",
             "description": description,
             "servers": [{"$ref": "#/servers/broker"}],
             "parameters": symbol,
-            "messages": {"message": {"name": key, "payload": payload}},
+            "messages": {"message": {"name": key, "payload": {"$ref": SCHEMAS + schema}}},
         }
         operations[f"publish_{key}"] = {
             "action": "send",

@@ -18,7 +18,7 @@ import jsonschema
 import msgspec
 import pytest
 
-from gateway import asyncapi, market_data, protocol
+from gateway import asyncapi, market_data, mqtt_publisher, protocol
 from tests.exchange.rulebook import SYMBOL, Market
 
 DOCUMENT = json.loads(asyncapi.DOCUMENT_PATH.read_text())
@@ -172,3 +172,18 @@ def test_market_data_messages_validate() -> None:
     broken["seq"] = "one"
     with pytest.raises(jsonschema.ValidationError):
         validate(broken, type(messages[0]).__name__)
+
+
+def test_the_instrument_reference_payload_validates() -> None:
+    reference = mqtt_publisher.InstrumentReference(
+        SYMBOL, "US10123456B2", "A patent", "US", "H04L", "2015-03-01", "2035-03-01",
+        "USD", "0.10", 1, 100_000, "continuous",
+    )  # fmt: skip
+    validate(msgspec.json.encode(reference), "InstrumentReference")
+    channel = next(
+        channel
+        for channel in DOCUMENT["channels"].values()
+        if channel["address"] == "ipx/v1/ref/instrument/{symbol}"
+    )
+    payload = channel["messages"]["message"]["payload"]["$ref"]
+    assert payload == asyncapi.SCHEMAS + "InstrumentReference"
