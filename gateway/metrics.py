@@ -26,11 +26,14 @@ Invariants:
 
 from __future__ import annotations
 
+import http
 import platform
 from collections.abc import Callable, Mapping
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Response
 
 from exchange.core import Outcome
 from exchange.events import CommandRejected, OrderAccepted, OrderRejected, TradeExecuted
@@ -66,11 +69,14 @@ class Metrics:
         journal_seq: Callable[[], int] | None = None,
         connections: Callable[[], int] | None = None,
     ) -> None:
-        """Args:
-        instruments: the exchange's instruments (a live mapping), for a trade's tick size
-            and currency.
-        queue_depth, journal_seq, connections: read at each scrape; a gauge without one
-            stays 0.
+        """Create the metrics in a registry of their own.
+
+        Args:
+            instruments: the exchange's instruments (a live mapping), for a trade's tick size
+                and currency.
+            version: the ipx_build_info version label.
+            queue_depth, journal_seq, connections: read at each scrape; a gauge without one
+                stays 0.
         """
         self.instruments = instruments
         registry = self.registry = CollectorRegistry(auto_describe=True)
@@ -157,3 +163,11 @@ class Metrics:
     def render(self) -> bytes:
         """Return the Prometheus text exposition (version 0.0.4) of every metric."""
         return prometheus_client.generate_latest(self.registry)
+
+    def respond(self, connection: ServerConnection) -> Response:
+        """Answer GET /metrics from a websockets `process_request` hook."""
+        response = connection.respond(http.HTTPStatus.OK, self.render().decode())
+        # Prometheus reads the format version from the content type (0.0.4: text).
+        del response.headers["Content-Type"]
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response

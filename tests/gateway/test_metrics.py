@@ -5,17 +5,21 @@ The seeded session replays with IPX_SEED=<seed> (printed on every run).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 from collections import Counter
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request, Response
 
 from exchange.commands import PlaceOrder
 from exchange.core import Outcome
 from exchange.events import CommandRejected, OrderAccepted, OrderRejected, TradeExecuted
-from gateway.metrics import Metrics
+from gateway.metrics import CONTENT_TYPE, Metrics
 from tests.exchange.rulebook import BUY, SELL, SYMBOL, TICK_MINOR, USD, Market
 
 SEED = int(os.environ.get("IPX_SEED") or random.SystemRandom().randrange(1 << 32))
@@ -176,3 +180,27 @@ def test_counters_follow_a_seeded_session() -> None:
     assert expected["orders duplicate"] > 0 and expected[f"trades {SYMBOL}"] > 0
     assert any(key.startswith("reject ") for key in expected), "no rejection in the session"
     assert sum(v for k, v in expected.items() if k.startswith("orders ")) == STEPS
+
+
+@pytest.mark.asyncio
+async def test_a_scrape_over_http_gets_the_text_with_the_prometheus_content_type() -> None:
+    metrics = Metrics({}, journal_seq=lambda: 9)
+
+    def process_request(connection: ServerConnection, request: Request) -> Response | None:
+        return metrics.respond(connection) if request.path == "/metrics" else None
+
+    async with serve(lambda connection: asyncio.sleep(0), "127.0.0.1", 0,
+                     process_request=process_request) as server:  # fmt: skip
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "HTTP/1.1 200 OK"
+    assert [line for line in lines if line.lower().startswith("content-type")] == [
+        f"Content-Type: {CONTENT_TYPE}"
+    ]
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    assert families["ipx_journal_seq"].samples[0].value == 9
