@@ -155,8 +155,9 @@ class RedisPublisher:
         self.backlog_max = backlog_max
         self.batch_max = batch_max
         self.stats = PublisherStats()
-        self._backlog: deque[_Batch] = deque()
-        self._gap: _Gap | None = None
+        # Outcomes in journal order, and where outcomes were dropped, one _Gap in their place.
+        self._backlog: deque[_Batch | _Gap] = deque()
+        self._outcomes = 0  # Outcomes (not gaps) in the backlog.
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._client: redis.Redis | None = None
@@ -165,7 +166,7 @@ class RedisPublisher:
     @property
     def backlog(self) -> int:
         """Outcomes waiting to be written."""
-        return len(self._backlog)
+        return self._outcomes
 
     def start(self) -> None:
         """Start the background writer on the running event loop."""
@@ -175,7 +176,9 @@ class RedisPublisher:
     def publish(self, outcome: Outcome, messages: Sequence[Message]) -> None:
         """Enqueue one outcome and the messages MarketData made of it; never waits."""
         self._backlog.append((outcome, messages))
-        self._trim()
+        self._outcomes += 1
+        if self._outcomes > self.backlog_max:
+            self._trim()
         self._wake.set()
 
     async def flush(self, timeout_s: float) -> bool:
@@ -204,18 +207,32 @@ class RedisPublisher:
     _writing = False  # A chunk is out of the backlog, in a pipeline.
 
     def _trim(self) -> None:
-        # Drop the oldest outcomes beyond the bound, remembering the gap they leave.
-        while len(self._backlog) > self.backlog_max:
-            outcome, messages = self._backlog.popleft()
-            gap = self._gap
+        # Drop the oldest outcomes beyond the bound; one gap, left in their place, covers them
+        # and any gap they were next to (gaps only arise at the front, so they stay ordered).
+        gap: _Gap | None = None
+        backlog = self._backlog
+        while self._outcomes > self.backlog_max or (backlog and isinstance(backlog[0], _Gap)):
+            item = backlog.popleft()
+            if isinstance(item, _Gap):
+                if gap is None:
+                    gap = item
+                else:
+                    gap.last_journal_seq = item.last_journal_seq
+                    gap.dropped_outcomes += item.dropped_outcomes
+                    gap.keys.update(item.keys)
+                continue
+            outcome, messages = item
             if gap is None:
-                gap = self._gap = _Gap(outcome.seq, outcome.seq)
+                gap = _Gap(outcome.seq, outcome.seq)
             gap.last_journal_seq = outcome.seq
             gap.dropped_outcomes += 1
             for message in messages:
                 if not isinstance(message, Heartbeat):
                     gap.keys[stream_key(self.prefix, message.symbol)] = None
+            self._outcomes -= 1
             self.stats.outcomes_dropped += 1
+        if gap is not None:
+            backlog.appendleft(gap)
 
     async def _run(self) -> None:
         backoff = BACKOFF_MIN_S
@@ -224,15 +241,19 @@ class RedisPublisher:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            chunk = [self._backlog.popleft() for _ in range(min(self.batch_max, self.backlog))]
-            gap, self._gap = self._gap, None
+            chunk = [
+                self._backlog.popleft() for _ in range(min(self.batch_max, len(self._backlog)))
+            ]
+            outcomes = sum(not isinstance(item, _Gap) for item in chunk)
+            self._outcomes -= outcomes
             self._writing = True
             try:
-                entries = await self._write(chunk, gap)
+                entries = await self._write(chunk)
             except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
-                # Put the chunk back in front, in order; the bound may now drop some of it.
+                # Put the chunk back in front, in order: outcomes dropped meanwhile were newer,
+                # so their gap stays behind it. The bound may now drop some of the chunk.
                 self._backlog.extendleft(reversed(chunk))
-                self._restore_gap(gap)
+                self._outcomes += outcomes
                 self._trim()
                 self.stats.connection_errors += 1
                 log.warning("redis publisher: %s; retrying in %.2f s", error, backoff)
@@ -243,15 +264,12 @@ class RedisPublisher:
             finally:
                 self._writing = False
             backoff = BACKOFF_MIN_S
-            self.stats.outcomes_written += len(chunk)
+            self.stats.outcomes_written += outcomes
             self.stats.entries_written += entries
-            self.stats.last_journal_seq = chunk[-1][0].seq
-
-    def _restore_gap(self, gap: _Gap | None) -> None:
-        # A gap not written yet stays ahead of any newer one (which cannot exist yet: a newer
-        # gap would drop outcomes from a backlog that the failed chunk now heads).
-        if gap is not None and self._gap is None:
-            self._gap = gap
+            last = chunk[-1]
+            self.stats.last_journal_seq = (
+                last.last_journal_seq if isinstance(last, _Gap) else last[0].seq
+            )
 
     async def _disconnect(self) -> None:
         client, self._client = self._client, None
@@ -259,7 +277,7 @@ class RedisPublisher:
             with contextlib.suppress(Exception):
                 await client.aclose()
 
-    async def _write(self, chunk: list[_Batch], gap: _Gap | None) -> int:
+    async def _write(self, chunk: list[_Batch | _Gap]) -> int:
         if self._client is None:
             # No retries inside redis-py: this loop owns retrying, with its backoff.
             self._client = redis.Redis.from_url(
@@ -269,11 +287,13 @@ class RedisPublisher:
                 retry=Retry(NoBackoff(), 0),
             )
         pipe = self._client.pipeline(transaction=False)
-        count = 0
-        if gap is not None:
-            count += self._add_gap(pipe, gap)
-        for outcome, messages in chunk:
-            count += self._add_outcome(pipe, outcome, messages)
+        count = gaps = 0
+        for item in chunk:
+            if isinstance(item, _Gap):
+                count += self._add_gap(pipe, item)
+                gaps += 1
+            else:
+                count += self._add_outcome(pipe, *item)
         results = await pipe.execute(raise_on_error=False)
         for result in results:
             if isinstance(result, (redis.ConnectionError, redis.TimeoutError)):
@@ -281,8 +301,7 @@ class RedisPublisher:
             if isinstance(result, Exception) and "equal or smaller" not in str(result):
                 # Not a resend refused by its id: a bug in what we sent; say so, keep going.
                 log.error("redis publisher: a command failed: %s", result)
-        if gap is not None:
-            self.stats.gaps_written += 1
+        self.stats.gaps_written += gaps
         return count
 
     def _add_gap(self, pipe: Any, gap: _Gap) -> int:

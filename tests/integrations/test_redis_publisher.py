@@ -56,6 +56,7 @@ SEED = int(os.environ.get("IPX_SEED") or random.SystemRandom().randrange(1 << 32
 STEPS = 400
 FLUSH_S = 15.0  # Longest wait for a backlog to reach Redis.
 SUBPROCESS_S = 30.0
+IPX = (sys.executable, "-m", "gateway.cli")
 
 Batch = tuple[Outcome, list[Message]]
 
@@ -123,6 +124,23 @@ def stored_streams(client: redis.Redis, keys: list[str]) -> dict[str, list[tuple
     return stored
 
 
+def with_gap(
+    expected: dict[str, list[tuple[str, Any]]], lost: list[Batch], prefix: str
+) -> dict[str, list[tuple[str, Any]]]:
+    """The streams after outcomes `lost` were dropped just before `expected` was written."""
+    first, last = lost[0][0].seq, lost[-1][0].seq
+    gap = {
+        "journal_seq": str(last),
+        "channel": "gap",
+        "first_journal_seq": str(first),
+        "dropped_outcomes": str(len(lost)),
+    }
+    touched = {stream_key(prefix, m.symbol) for _, messages in lost for m in messages}
+    for key in (*sorted(touched), operator_key(prefix)):
+        expected.setdefault(key, []).insert(0, (f"{last}-{GAP_INDEX}", gap))
+    return expected
+
+
 def last_tickers(batches: list[Batch]) -> dict[str, Ticker]:
     tickers: dict[str, Ticker] = {}
     for _, messages in batches:
@@ -171,6 +189,7 @@ class Proxy:
         self.port = 0
         self.server: asyncio.Server | None = None
         self.writers: list[asyncio.StreamWriter] = []
+        self.silent = False  # Accept connections but never answer (a hung Redis).
 
     async def up(self) -> None:
         self.server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
@@ -185,6 +204,12 @@ class Proxy:
         await asyncio.wait_for(self.server.wait_closed(), 5)
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.silent:
+            self.writers.append(writer)
+            with contextlib.suppress(OSError):
+                while await reader.read(65_536):
+                    pass
+            return
         up_reader, up_writer = await asyncio.open_connection(*self.upstream)
         self.writers += [writer, up_writer]
 
@@ -350,17 +375,7 @@ async def test_past_the_backlog_bound_the_oldest_are_dropped_with_a_gap_entry(
     assert await publisher.flush(FLUSH_S)
     await publisher.close()
     assert publisher.stats.gaps_written == 1
-    expected = expected_streams(sent, prefix)
-    first, last = lost[0][0].seq, lost[-1][0].seq
-    gap = {
-        "journal_seq": str(last),
-        "channel": "gap",
-        "first_journal_seq": str(first),
-        "dropped_outcomes": str(len(lost)),
-    }
-    touched = {stream_key(prefix, m.symbol) for _, messages in lost for m in messages}
-    for key in (*touched, operator_key(prefix)):
-        expected.setdefault(key, []).insert(0, (f"{last}-{GAP_INDEX}", gap))
+    expected = with_gap(expected_streams(sent, prefix), lost, prefix)
     assert stored_streams(client, list(expected)) == expected
 
 
@@ -393,22 +408,9 @@ async def test_ipx_tail_prints_each_event_once_per_group(
     entries = client.xrange(stream_key(prefix, symbol))
 
     def tail(*options: str) -> list[str]:
+        where = ("--redis-url", url(redis_service), "--prefix", prefix, "--group", "g")
         done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "gateway.cli",
-                "tail",
-                "--redis-url",
-                url(redis_service),
-                "--prefix",
-                prefix,
-                "--group",
-                "g",
-                "--from-start",
-                *options,
-                symbol,
-            ],
+            [*IPX, "tail", *where, "--from-start", *options, symbol],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -430,17 +432,7 @@ async def test_ipx_tail_exits_1_when_redis_is_unreachable(proxy: Proxy) -> None:
     await proxy.down()
     done = await asyncio.to_thread(
         subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "tail",
-            "--seconds",
-            "1",
-            "X",
-            "--redis-url",
-            f"redis://127.0.0.1:{proxy.port}/0",
-        ],
+        [*IPX, "tail", "--seconds", "1", "--redis-url", f"redis://127.0.0.1:{proxy.port}/0", "X"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -469,3 +461,40 @@ async def test_redis_cli_reads_the_stream_length(
             timeout=SUBPROCESS_S,
         )
         assert done.stdout.strip() == str(len(entries)), done.stderr
+
+
+async def test_outcomes_dropped_while_a_write_hangs_leave_one_gap_in_journal_order(
+    prefix: str, client: redis.Redis, batches: list[Batch], proxy: Proxy
+) -> None:
+    # A chunk is in flight to a Redis that does not answer; meanwhile the backlog overflows.
+    # When the write times out, the chunk goes back in front of the newer gap; the bound then
+    # drops the chunk too, and one gap covers both, written before the outcomes kept.
+    proxy.silent = True
+    publisher = RedisPublisher(
+        f"redis://127.0.0.1:{proxy.port}/0", prefix=prefix, backlog_max=8, batch_max=3
+    )
+    publisher.start()
+    tail = batches[-13:]
+    await publish_all(publisher, tail[:3])
+    for _ in range(100):  # Until the writer holds the chunk (bounded: 5 s).
+        if publisher.backlog == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert publisher.backlog == 0, "the writer never took the chunk"
+    await publish_all(publisher, tail[3:])
+    assert publisher.stats.outcomes_dropped == 2
+    for _ in range(200):  # Until the hung write times out (bounded: 10 s).
+        if publisher.stats.connection_errors:
+            break
+        await asyncio.sleep(0.05)
+    assert publisher.stats.connection_errors >= 1, "the hung write never timed out"
+    assert (publisher.backlog, publisher.stats.outcomes_dropped) == (8, 5)
+    await proxy.down()
+    proxy.silent = False
+    await proxy.up()
+    assert await publisher.flush(FLUSH_S)
+    await publisher.close()
+    lost, sent = tail[:5], tail[5:]
+    expected = with_gap(expected_streams(sent, prefix), lost, prefix)
+    assert stored_streams(client, list(expected)) == expected
+    assert publisher.stats.gaps_written == 1
