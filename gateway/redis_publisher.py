@@ -249,14 +249,23 @@ class RedisPublisher:
             self._writing = True
             try:
                 entries = await self._write(chunk)
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
-                # Put the chunk back in front, in order: outcomes dropped meanwhile were newer,
-                # so their gap stays behind it. The bound may now drop some of the chunk.
+            except Exception as error:
+                # A lost connection (or, were it a bug here, anything else: logged with its
+                # traceback, since the writer must outlive it). Put the chunk back in front,
+                # in order: outcomes dropped meanwhile were newer, so their gap stays behind
+                # it. The bound may now drop some of the chunk.
                 self._backlog.extendleft(reversed(chunk))
                 self._outcomes += outcomes
                 self._trim()
                 self.stats.connection_errors += 1
-                log.warning("redis publisher: %s; retrying in %.2f s", error, backoff)
+                expected = (redis.ConnectionError, redis.TimeoutError, OSError)
+                log.log(
+                    logging.WARNING if isinstance(error, expected) else logging.ERROR,
+                    "redis publisher: %r; retrying in %.2f s",
+                    error,
+                    backoff,
+                    exc_info=not isinstance(error, expected),
+                )
                 await self._disconnect()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
@@ -312,10 +321,16 @@ class RedisPublisher:
             "dropped_outcomes": gap.dropped_outcomes,
         }
         entry_id = f"{gap.last_journal_seq}-{GAP_INDEX}"
-        keys = [operator_key(self.prefix), *gap.keys]
-        for key in keys:
+        pipe.xadd(
+            operator_key(self.prefix),
+            fields,
+            id=entry_id,
+            maxlen=self.operator_stream_max,
+            approximate=True,
+        )
+        for key in gap.keys:
             pipe.xadd(key, fields, id=entry_id, maxlen=self.stream_max, approximate=True)
-        return len(keys)
+        return 1 + len(gap.keys)
 
     def _add_outcome(self, pipe: Any, outcome: Outcome, messages: Sequence[Message]) -> int:
         seq, prefix = outcome.seq, self.prefix

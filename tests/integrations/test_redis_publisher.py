@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import shutil
@@ -347,7 +348,11 @@ async def test_an_outage_neither_blocks_nor_loses_nor_duplicates(
 
 
 async def test_a_resend_is_refused_by_its_id(
-    redis_service: tuple[str, int], prefix: str, client: redis.Redis, batches: list[Batch]
+    redis_service: tuple[str, int],
+    prefix: str,
+    client: redis.Redis,
+    batches: list[Batch],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # As after a half-executed pipeline, or a restarted server republishing the journal's tail.
     for run in range(2):
@@ -356,6 +361,7 @@ async def test_a_resend_is_refused_by_its_id(
         await publish_all(publisher, batches if run else batches[: len(batches) // 2])
         assert await publisher.flush(FLUSH_S)
         await publisher.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], "a refusal was logged"
     expected = expected_streams(batches, prefix)
     assert stored_streams(client, list(expected)) == expected
 
