@@ -146,10 +146,17 @@ class Sequencer:
         self._snapshot_seq = exchange.seq
         self.batches = 0
         self.records = 0
+        # Told how long each batch's journal append (write + fsync) took, in seconds.
+        self.on_journal_append: Callable[[float], None] | None = None
 
     @property
     def running(self) -> bool:
         return self._accepting and self._failure is None
+
+    @property
+    def queue_depth(self) -> int:
+        """Commands waiting for the sequencer."""
+        return self._queue.qsize()
 
     def subscribe(self, subscriber: Subscriber) -> None:
         """Call subscriber(outcomes, messages) with each durable batch, in seq order.
@@ -236,7 +243,10 @@ class Sequencer:
                 outcomes.append(outcome)
                 for observer in observers:
                     messages.extend(observer(outcome))
+            started = time.perf_counter()
             self.journal.append_bodies([outcome.record for outcome in outcomes])
+            if self.on_journal_append is not None:
+                self.on_journal_append(time.perf_counter() - started)
         except BaseException as exc:
             stopped = SequencerStopped(f"the exchange stopped: {exc!r}; the outcome is unknown")
             for _, future in batch:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http
+import importlib.metadata
 import logging
 import os
 import time
@@ -85,6 +86,7 @@ from exchange.events import (
 from exchange.reasons import Reject
 from exchange.state import ExchangeState, Instrument, LiveOrder
 from gateway import accounts, market_data, protocol
+from gateway.metrics import Metrics
 from gateway.protocol import ProtocolError
 from gateway.sequencer import (
     QUEUE_MAX,
@@ -173,6 +175,13 @@ class Session:
                 await self.connection.send(await self.outbox.get())
 
 
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("ipx-exchange")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 class Gateway:
     """Serves one exchange (its sequencer) to WebSocket clients."""
 
@@ -201,6 +210,14 @@ class Gateway:
         self._market_data_failed = False
         self._market_data_sessions: dict[tuple[str, str], dict[Session, None]] = {}
         self.fills = accounts.FillLog(sequencer.exchange.seq + 1)
+        self.metrics = Metrics(
+            sequencer.exchange.state.instruments,
+            version=_package_version(),
+            queue_depth=lambda: sequencer.queue_depth,
+            journal_seq=lambda: sequencer.exchange.seq,
+            connections=lambda: len(self._sessions),
+        )
+        sequencer.on_journal_append = self.metrics.observe_fsync
         sequencer.observe(self._observe)
         sequencer.subscribe(self._on_batch)
         self._methods: dict[str, Callable[[str, Any], Awaitable[Any]]] = {
@@ -241,6 +258,8 @@ class Gateway:
         """Answer /livez and /readyz; refuse an upgrade that carries a bad bearer token."""
         if request.path == "/livez":
             return connection.respond(http.HTTPStatus.OK, "ok\n")
+        if request.path == "/metrics":
+            return self.metrics.respond(connection)
         if request.path == "/readyz":
             if self.sequencer.running:
                 return connection.respond(http.HTTPStatus.OK, "ready\n")
@@ -428,6 +447,9 @@ class Gateway:
     def _on_batch(self, outcomes: Sequence[Outcome], messages: Sequence[Any]) -> None:
         # Called by the sequencer once the batch is durable.
         self.fills.record(outcomes)
+        observe = self.metrics.observe_outcome
+        for outcome in outcomes:
+            observe(outcome)
         if self._subscribed:
             self._route_executions(outcomes)
         if self._market_data_sessions:
@@ -504,6 +526,7 @@ class Gateway:
         if session.writer is None or session.writer.done():
             return  # Already being closed.
         self._unsubscribe(session)
+        self.metrics.slow_consumer_disconnected()
         reason = f"SLOW_CONSUMER: more than {self.outbox_max} pushes unread"
         # It does not read: waiting the usual 10 s for its close frame would only hold the
         # connection open. It gets SLOW_CLOSE_TIMEOUT_S to read the close, then is dropped.
@@ -560,10 +583,12 @@ class Gateway:
         return {"account": account, "role": self.state.accounts[account].role.value}
 
     async def _answer(self, connection: ServerConnection, session: Session, frame: Any) -> None:
+        started = time.perf_counter()
         try:
             reply = await self._dispatch(session, frame)
             with contextlib.suppress(ConnectionClosed):
                 await connection.send(reply)
+            self.metrics.observe_ack(time.perf_counter() - started)
         finally:
             session.in_flight.release()
 
