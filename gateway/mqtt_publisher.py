@@ -320,6 +320,7 @@ class MqttPublisher:
             log.info("MQTT connected to %s:%d", self.hostname, self.port)
             self._enqueue_reconnect()
             watch = asyncio.create_task(self._watch(client))
+            watch.add_done_callback(lambda _: self._wake.set())  # An idle drain sees it end.
             try:
                 await self._drain(client, watch)
             finally:

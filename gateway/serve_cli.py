@@ -40,6 +40,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--data-dir", required=True, help="journal, snapshots and tokens.json")
     parser.add_argument("--host", default=DEFAULT_HOST)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    parser.add_argument(
+        "--redis-url",
+        default=None,
+        help="also publish to Redis Streams, e.g. redis://127.0.0.1:6379/0",
+    )
     parser.set_defaults(handler=run_serve)
 
 
@@ -48,7 +53,9 @@ def run_serve(arguments: argparse.Namespace) -> int:
     try:
         if _is_new(arguments.data_dir):
             _bootstrap_operator(arguments.data_dir)
-        return asyncio.run(_serve(arguments.data_dir, arguments.host, arguments.port))
+        return asyncio.run(
+            _serve(arguments.data_dir, arguments.host, arguments.port, arguments.redis_url)
+        )
     except JournalError as error:
         print(f"ipx serve: {error}", file=sys.stderr)
         return 2
@@ -71,12 +78,12 @@ def _bootstrap_operator(data_dir: str) -> None:
     )
 
 
-async def _serve(data_dir: str, host: str, port: int) -> int:
+async def _serve(data_dir: str, host: str, port: int, redis_url: str | None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with run_server(data_dir, host, port) as running:
+    async with run_server(data_dir, host, port, redis_url=redis_url) as running:
         sequencer = running.gateway.sequencer
         print(
             f"ipx serving {data_dir} at ws://{running.host}:{running.port}/ (seq "

@@ -47,7 +47,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -88,6 +88,7 @@ from exchange.state import ExchangeState, Instrument, LiveOrder
 from gateway import accounts, market_data, protocol
 from gateway.metrics import Metrics
 from gateway.protocol import ProtocolError
+from gateway.redis_publisher import RedisPublisher
 from gateway.sequencer import (
     QUEUE_MAX,
     Overloaded,
@@ -175,6 +176,14 @@ class Session:
                 await self.connection.send(await self.outbox.get())
 
 
+class Publisher(Protocol):
+    """An integration that takes each durable outcome with its market-data messages."""
+
+    def publish(self, outcome: Outcome, messages: Sequence[market_data.Message]) -> None: ...
+
+    async def close(self, timeout_s: float = ...) -> None: ...
+
+
 def _package_version() -> str:
     try:
         return importlib.metadata.version("ipx-exchange")
@@ -218,6 +227,9 @@ class Gateway:
             connections=lambda: len(self._sessions),
         )
         sequencer.on_journal_append = self.metrics.observe_fsync
+        # Integrations fed after each durable batch (Redis, MQTT); they only enqueue, so an
+        # outage of theirs never slows the exchange.
+        self.publishers: list[Publisher] = []
         sequencer.observe(self._observe)
         sequencer.subscribe(self._on_batch)
         self._methods: dict[str, Callable[[str, Any], Awaitable[Any]]] = {
@@ -450,6 +462,8 @@ class Gateway:
         observe = self.metrics.observe_outcome
         for outcome in outcomes:
             observe(outcome)
+        if self.publishers:
+            self._publish(outcomes, messages)
         if self._subscribed:
             self._route_executions(outcomes)
         if self._market_data_sessions:
@@ -458,6 +472,15 @@ class Gateway:
             for session in {s for group in self._market_data_sessions.values() for s in group}:
                 self._unsubscribe(session)
                 self._close_later(session, 1011, "market data failed; reconnect later")
+
+    def _publish(self, outcomes: Sequence[Outcome], messages: Sequence[Any]) -> None:
+        by_seq: dict[int, list[market_data.Message]] = {}
+        for message in messages:
+            by_seq.setdefault(message.journal_seq, []).append(message)
+        for outcome in outcomes:
+            own = by_seq.get(outcome.seq, [])
+            for publisher in self.publishers:
+                publisher.publish(outcome, own)
 
     def _route_executions(self, outcomes: Sequence[Outcome]) -> None:
         subscribed = self._subscribed
@@ -1069,8 +1092,14 @@ async def run_server(
     order_burst: int = ORDER_BURST,
     connections_per_account_max: int = CONNECTIONS_PER_ACCOUNT_MAX,
     outbox_max: int = OUTBOX_MAX,
+    redis_url: str | None = None,
+    redis_prefix: str = "ipx",
 ) -> AsyncIterator[RunningServer]:
-    """Recover the exchange under data_dir and serve it until the block exits, then shut down."""
+    """Recover the exchange under data_dir and serve it until the block exits, then shut down.
+
+    With redis_url, every durable outcome and its market data also go to Redis Streams
+    (gateway/redis_publisher.py); without it the exchange runs on its embedded default.
+    """
     exchange, journal, recovery = recover(data_dir)
     log.info(
         "recovered seq %d (snapshot %d + %d records) in %.3f s",
@@ -1088,6 +1117,10 @@ async def run_server(
         connections_per_account_max=connections_per_account_max,
         outbox_max=outbox_max,
     )
+    if redis_url:
+        redis = RedisPublisher(redis_url, prefix=redis_prefix)
+        redis.start()
+        gateway.publishers.append(redis)
     sequencer_task = asyncio.create_task(sequencer.run(), name="sequencer")
     server = await serve(
         gateway.handle_connection,
@@ -1105,6 +1138,8 @@ async def run_server(
         heartbeats.cancel()
         token_watch.cancel()
         await _shut_down(server, gateway, sequencer, sequencer_task)
+        for publisher in gateway.publishers:
+            await publisher.close()
 
 
 async def _shut_down(

@@ -1,0 +1,58 @@
+"""Integration: `ipx serve --redis-url` publishes every durable event to Redis Streams."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+import redis.asyncio as redis
+
+from gateway.redis_publisher import operator_key, stream_key, ticker_key
+from gateway.server import run_server
+from tests.gateway.conftest import SYMBOL, list_the_market, prepare_data_dir
+
+pytestmark = pytest.mark.asyncio
+WAIT_S = 10.0
+
+
+async def test_a_served_trade_reaches_the_instrument_stream_and_the_ticker_hash(
+    tmp_path: Path, redis_service: tuple[str, int]
+) -> None:
+    host, port = redis_service
+    url = f"redis://{host}:{port}/0"
+    prefix = f"ipx-test-{secrets.token_hex(4)}"
+    venue = prepare_data_dir(os.fspath(tmp_path))
+    client = redis.Redis.from_url(url)
+    try:
+        async with run_server(venue.data_dir, redis_url=url, redis_prefix=prefix) as running:
+            venue.url = f"ws://{running.host}:{running.port}/"
+            await list_the_market(venue)
+            alice, issuer = await venue.client("alice"), await venue.client("issuer")
+            try:
+                await alice.place(SYMBOL, "buy", 10, "100.00")
+                await issuer.place(SYMBOL, "sell", 10, "100.00")
+            finally:
+                await alice.close()
+                await issuer.close()
+            deadline = asyncio.get_running_loop().time() + WAIT_S
+            while asyncio.get_running_loop().time() < deadline:
+                ticker = await client.hgetall(ticker_key(prefix, SYMBOL))
+                if ticker.get(b"last_price") == b"100.00":
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                pytest.fail(f"no ticker with the trade's price in Redis: {ticker}")
+        entries = await client.xrange(stream_key(prefix, SYMBOL))
+        seqs = [int(fields[b"journal_seq"]) for _, fields in entries]
+        assert seqs == sorted(seqs) and seqs, "instrument stream empty or out of journal order"
+        channels = {fields[b"channel"] for _, fields in entries}
+        assert {b"trades", b"book.l2"} <= channels, channels
+        assert await client.xlen(operator_key(prefix)) > 0  # Issuance and the phase changes.
+    finally:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
