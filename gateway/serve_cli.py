@@ -45,6 +45,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="also publish to Redis Streams, e.g. redis://127.0.0.1:6379/0",
     )
+    parser.add_argument(
+        "--mqtt-url",
+        default=None,
+        help="also publish market data over MQTT v5, e.g. mqtt://127.0.0.1:1883",
+    )
     parser.set_defaults(handler=run_serve)
 
 
@@ -54,9 +59,15 @@ def run_serve(arguments: argparse.Namespace) -> int:
         if _is_new(arguments.data_dir):
             _bootstrap_operator(arguments.data_dir)
         return asyncio.run(
-            _serve(arguments.data_dir, arguments.host, arguments.port, arguments.redis_url)
+            _serve(
+                arguments.data_dir,
+                arguments.host,
+                arguments.port,
+                arguments.redis_url,
+                arguments.mqtt_url,
+            )
         )
-    except JournalError as error:
+    except (JournalError, ValueError) as error:
         print(f"ipx serve: {error}", file=sys.stderr)
         return 2
 
@@ -78,12 +89,14 @@ def _bootstrap_operator(data_dir: str) -> None:
     )
 
 
-async def _serve(data_dir: str, host: str, port: int, redis_url: str | None) -> int:
+async def _serve(
+    data_dir: str, host: str, port: int, redis_url: str | None, mqtt_url: str | None
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with run_server(data_dir, host, port, redis_url=redis_url) as running:
+    async with run_server(data_dir, host, port, redis_url=redis_url, mqtt_url=mqtt_url) as running:
         sequencer = running.gateway.sequencer
         print(
             f"ipx serving {data_dir} at ws://{running.host}:{running.port}/ (seq "

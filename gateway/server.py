@@ -45,6 +45,7 @@ import importlib.metadata
 import logging
 import os
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -87,6 +88,7 @@ from exchange.reasons import Reject
 from exchange.state import ExchangeState, Instrument, LiveOrder
 from gateway import accounts, market_data, protocol
 from gateway.metrics import Metrics
+from gateway.mqtt_publisher import MqttPublisher
 from gateway.protocol import ProtocolError
 from gateway.redis_publisher import RedisPublisher
 from gateway.sequencer import (
@@ -182,6 +184,27 @@ class Publisher(Protocol):
     def publish(self, outcome: Outcome, messages: Sequence[market_data.Message]) -> None: ...
 
     async def close(self, timeout_s: float = ...) -> None: ...
+
+
+class _MqttFeed:
+    """Adapts the MQTT publisher (it takes messages only) to the gateway's Publisher."""
+
+    def __init__(self, publisher: MqttPublisher) -> None:
+        self.publisher = publisher
+
+    def publish(self, outcome: Outcome, messages: Sequence[market_data.Message]) -> None:
+        if messages:
+            self.publisher.publish_messages(messages)
+
+    async def close(self, timeout_s: float = 2.0) -> None:
+        await self.publisher.stop(timeout_s)
+
+
+def _mqtt_address(url: str) -> tuple[str, int]:
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
+        raise ValueError(f"--mqtt-url {url!r} is not like mqtt://127.0.0.1:1883")
+    return parsed.hostname, parsed.port or 1883
 
 
 def _package_version() -> str:
@@ -1094,11 +1117,14 @@ async def run_server(
     outbox_max: int = OUTBOX_MAX,
     redis_url: str | None = None,
     redis_prefix: str = "ipx",
+    mqtt_url: str | None = None,
+    mqtt_prefix: str = "ipx/v1",
 ) -> AsyncIterator[RunningServer]:
     """Recover the exchange under data_dir and serve it until the block exits, then shut down.
 
     With redis_url, every durable outcome and its market data also go to Redis Streams
-    (gateway/redis_publisher.py); without it the exchange runs on its embedded default.
+    (gateway/redis_publisher.py); with mqtt_url, the market data goes to an MQTT v5 broker
+    (gateway/mqtt_publisher.py). Without them the exchange runs on its embedded default.
     """
     exchange, journal, recovery = recover(data_dir)
     log.info(
@@ -1121,6 +1147,18 @@ async def run_server(
         redis = RedisPublisher(redis_url, prefix=redis_prefix)
         redis.start()
         gateway.publishers.append(redis)
+    if mqtt_url:
+        mqtt_host, mqtt_port = _mqtt_address(mqtt_url)
+        mqtt = MqttPublisher(
+            exchange,
+            gateway.market_data,
+            mqtt_host,
+            mqtt_port,
+            prefix=mqtt_prefix,
+            identifier=f"ipx-gateway-{os.getpid()}",
+        )
+        mqtt.start()
+        gateway.publishers.append(_MqttFeed(mqtt))
     sequencer_task = asyncio.create_task(sequencer.run(), name="sequencer")
     server = await serve(
         gateway.handle_connection,
