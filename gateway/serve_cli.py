@@ -1,6 +1,9 @@
 """`ipx serve`: run the exchange behind its WebSocket gateway until SIGTERM or SIGINT.
 
-    ipx serve --data-dir DIR [--host 127.0.0.1] [--port 8700]
+    ipx serve --data-dir DIR [--host 127.0.0.1] [--port 8700] [--log-format json|text]
+
+Logs go to stderr, by default as one JSON object per line (gateway/logs.py); --log-format
+text gives the plain lines instead.
 
 On a data dir that holds no journal yet, it first opens an operator account (OPERATOR_ACCOUNT)
 and prints a token for it, once: the operator then opens accounts, lists patents and issues
@@ -24,7 +27,7 @@ import sys
 from pathlib import Path
 
 from exchange.commands import Role
-from gateway import sessions
+from gateway import logs, sessions
 from gateway.admin_cli import create_account
 from gateway.server import run_server
 from ledger.errors import JournalError
@@ -50,11 +53,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help="also publish market data over MQTT v5, e.g. mqtt://127.0.0.1:1883",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default="json",
+        help="stderr log lines: one JSON object each (default) or plain text",
+    )
     parser.set_defaults(handler=run_serve)
 
 
 def run_serve(arguments: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.install(arguments.log_format, logging.INFO)
     try:
         if _is_new(arguments.data_dir):
             _bootstrap_operator(arguments.data_dir)

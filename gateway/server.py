@@ -80,6 +80,8 @@ from exchange.core import Outcome
 from exchange.events import (
     CommandRejected,
     Event,
+    OrderAccepted,
+    OrderAmended,
     OrderCanceled,
     OrderFilled,
     OrderRejected,
@@ -121,6 +123,10 @@ NO_SUCH_ORDER = "no such open order"  # The core's words, for an edge lookup tha
 TOKEN_REVOKED_CODE = 4001  # Close code of a session whose token was revoked.
 
 log = logging.getLogger("ipx.gateway")
+# Per durable batch: INFO per rejected order and per fill (each side of a trade), DEBUG per
+# other order event; each line carries journal_seq, order_id, cl_ord_id, account, symbol.
+order_log = logging.getLogger("ipx.gateway.orders")
+ORDER_EVENTS = (OrderAccepted, OrderAmended, OrderCanceled, OrderFilled, OrderRejected)
 
 
 @dataclass(slots=True, eq=False)
@@ -485,6 +491,8 @@ class Gateway:
         observe = self.metrics.observe_outcome
         for outcome in outcomes:
             observe(outcome)
+        if order_log.isEnabledFor(logging.INFO):  # Off the hot path unless wanted.
+            _log_orders(outcomes, order_log.isEnabledFor(logging.DEBUG))
         if self.publishers:
             self._publish(outcomes, messages)
         if self._subscribed:
@@ -1057,6 +1065,34 @@ SESSION_METHODS: dict[str, Callable[[Gateway, Session, Any], dict[str, Any]]] = 
     "subscribe": Gateway._subscribe_channel,
     "unsubscribe": Gateway._unsubscribe_channel,
 }
+
+
+def _log_orders(outcomes: Sequence[Outcome], debug: bool) -> None:
+    for outcome in outcomes:
+        for event in outcome.events:
+            if not isinstance(event, ORDER_EVENTS):
+                continue
+            fields: dict[str, Any] = {
+                "journal_seq": outcome.seq,
+                "order_id": event.order_id,
+                "cl_ord_id": event.cl_ord_id,
+                "account": event.account,
+                "symbol": event.symbol,
+            }
+            if isinstance(event, OrderRejected):
+                fields["reason"] = event.reason.value
+                order_log.info("order rejected: %s", event.message, extra=fields)
+            elif isinstance(event, OrderFilled):
+                fields |= {
+                    "trade_id": event.trade_id,
+                    "side": event.side.value,
+                    "price_ticks": event.price_ticks,
+                    "quantity_units": event.quantity_units,
+                    "liquidity": event.liquidity.value,
+                }
+                order_log.info("trade", extra=fields)
+            elif debug:
+                order_log.debug(type(event).__name__, extra=fields)
 
 
 def _require_reference(order_id: int, cl_ord_id: str) -> None:
