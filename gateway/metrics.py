@@ -16,6 +16,11 @@ a series. Names carry the `ipx_` prefix and base units (seconds, bytes; money in
     ipx_connections                          open WebSocket connections
     ipx_slow_consumer_disconnects_total      sessions closed for not reading their pushes
     ipx_build_info{version,python}           always 1
+    ipx_publisher_published_total{sink}      written to the sink (redis: outcomes; mqtt: entries)
+    ipx_publisher_dropped_total{sink}        dropped by the sink's bounded buffer (same units)
+    ipx_publisher_backlog{sink}              waiting to be written (same units)
+    ipx_publisher_lag_seconds{sink}          batch durable -> the sink reports it written
+                                             (histogram, sampled by the gateway; redis only)
 
 Invariants:
 - The counters are a function of the outcomes observed: observing the same outcomes in a fresh
@@ -28,10 +33,12 @@ from __future__ import annotations
 
 import http
 import platform
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import NamedTuple
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Response
 
@@ -50,11 +57,55 @@ FSYNC_BUCKETS_S = (
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 1.0,
 )  # fmt: skip
 
+# An integration keeps up in milliseconds; an outage shows as seconds to a minute.
+LAG_BUCKETS_S = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+
 PLACE_ORDER_KIND = "place_order"  # The journal record kind of an order.place.
 
 # The "_created" series prometheus_client adds per counter and histogram hold the process start
 # time: one more series per label set that Prometheus does not need (it detects resets itself).
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # Unannotated.
+
+
+class SinkCounts(NamedTuple):
+    """One integration's counters, read from its publisher when scraped."""
+
+    sink: str
+    published: int
+    dropped: int
+    backlog: int
+
+
+class _SinkCollector:
+    """Mirrors the publishers' own counters at each scrape, so they cannot drift."""
+
+    def __init__(self, sinks: Callable[[], Iterable[SinkCounts]]) -> None:
+        self.sinks = sinks
+
+    def describe(self) -> Iterator[Metric]:
+        # The names alone, without reading the publishers (which may not exist yet).
+        return self._families([])
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families(self.sinks())
+
+    def _families(self, sinks: Iterable[SinkCounts]) -> Iterator[Metric]:
+        published = CounterMetricFamily(
+            "ipx_publisher_published", "Written to the integration.", labels=["sink"]
+        )
+        dropped = CounterMetricFamily(
+            "ipx_publisher_dropped", "Dropped by the integration's bounded buffer.", labels=["sink"]
+        )
+        backlog = GaugeMetricFamily(
+            "ipx_publisher_backlog", "Waiting to be written to the integration.", labels=["sink"]
+        )
+        for counts in sinks:
+            published.add_metric([counts.sink], counts.published)
+            dropped.add_metric([counts.sink], counts.dropped)
+            backlog.add_metric([counts.sink], counts.backlog)
+        yield from (published, dropped, backlog)
 
 
 class Metrics:
@@ -68,6 +119,7 @@ class Metrics:
         queue_depth: Callable[[], int] | None = None,
         journal_seq: Callable[[], int] | None = None,
         connections: Callable[[], int] | None = None,
+        sinks: Callable[[], Iterable[SinkCounts]] | None = None,
     ) -> None:
         """Create the metrics in a registry of their own.
 
@@ -77,6 +129,7 @@ class Metrics:
             version: the ipx_build_info version label.
             queue_depth, journal_seq, connections: read at each scrape; a gauge without one
                 stays 0.
+            sinks: the integrations' counters, read at each scrape (none without it).
         """
         self.instruments = instruments
         registry = self.registry = CollectorRegistry(auto_describe=True)
@@ -120,6 +173,17 @@ class Metrics:
             gauge = Gauge(name, help_text, registry=registry)
             if source is not None:
                 gauge.set_function(source)
+        # The integrations' families exist only where integrations can be (a gateway's sinks).
+        self.publisher_lag: Histogram | None = None
+        if sinks is not None:
+            registry.register(_SinkCollector(sinks))
+            self.publisher_lag = Histogram(
+                "ipx_publisher_lag_seconds",
+                "Time from a batch being durable to its integration reporting it written.",
+                ["sink"],
+                buckets=LAG_BUCKETS_S,
+                registry=registry,
+            )
         build = Gauge(
             "ipx_build_info", "Build of this gateway.", ["version", "python"], registry=registry
         )
@@ -156,6 +220,11 @@ class Metrics:
     def observe_fsync(self, seconds: float) -> None:
         """Record one journal batch's append and fsync time."""
         self.fsync_latency.observe(seconds)
+
+    def observe_publisher_lag(self, sink: str, seconds: float) -> None:
+        """Record one sampled publish lag of an integration."""
+        if self.publisher_lag is not None:
+            self.publisher_lag.labels(sink=sink).observe(seconds)
 
     def slow_consumer_disconnected(self) -> None:
         self.slow_consumer_disconnects.inc()

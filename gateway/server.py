@@ -32,6 +32,9 @@ Invariants:
   1001 (going away), snapshot, release the journal.
 - account.fills answers from a bounded log of the day's fills kept by the gateway from
   durable batches (gateway/accounts.py says how it is bounded and from which seq complete).
+- /livez, /readyz (200 "ready" while the sequencer runs, else 503) and /metrics answer plain
+  HTTP; /readyz?verbose answers JSON: recovery, journal writable and last seq, and the state
+  of each integration (Redis: connected, backlog, dropped; MQTT: connected, buffered, dropped).
 - Revoking a token (`ipx tokens revoke`) closes every session that logged on with it (close
   code 4001, reason "token revoked") within TOKEN_POLL_S; until then its requests get 401.
 """
@@ -42,6 +45,7 @@ import asyncio
 import contextlib
 import http
 import importlib.metadata
+import json
 import logging
 import os
 import time
@@ -89,13 +93,14 @@ from exchange.events import (
 from exchange.reasons import Reject
 from exchange.state import ExchangeState, Instrument, LiveOrder
 from gateway import accounts, market_data, protocol
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, SinkCounts
 from gateway.mqtt_publisher import MqttPublisher
 from gateway.protocol import ProtocolError
 from gateway.redis_publisher import RedisPublisher
 from gateway.sequencer import (
     QUEUE_MAX,
     Overloaded,
+    Recovery,
     Sequencer,
     SequencerStopped,
     Unavailable,
@@ -121,6 +126,7 @@ IN_FLIGHT_MAX = 64  # Requests of one connection awaiting their answer; then rea
 DRAIN_TIMEOUT_S = 10.0
 NO_SUCH_ORDER = "no such open order"  # The core's words, for an edge lookup that fails.
 TOKEN_REVOKED_CODE = 4001  # Close code of a session whose token was revoked.
+LAG_SAMPLE_S = 0.01  # How often a pending publish-lag sample is checked (its resolution).
 
 log = logging.getLogger("ipx.gateway")
 # Per durable batch: INFO per rejected order and per fill (each side of a trade), DEBUG per
@@ -232,8 +238,10 @@ class Gateway:
         rate_limiter: OrderRateLimiter | None = None,
         connections_per_account_max: int = CONNECTIONS_PER_ACCOUNT_MAX,
         outbox_max: int = OUTBOX_MAX,
+        recovery: Recovery | None = None,
     ) -> None:
         self.sequencer = sequencer
+        self.recovery = recovery
         self.outbox_max = outbox_max
         self.tokens = tokens
         self.connections_per_account_max = connections_per_account_max
@@ -254,11 +262,15 @@ class Gateway:
             queue_depth=lambda: sequencer.queue_depth,
             journal_seq=lambda: sequencer.exchange.seq,
             connections=lambda: len(self._sessions),
+            sinks=self._sink_counts,
         )
         sequencer.on_journal_append = self.metrics.observe_fsync
         # Integrations fed after each durable batch (Redis, MQTT); they only enqueue, so an
         # outage of theirs never slows the exchange.
         self.publishers: list[Publisher] = []
+        # Publish lag, sampled: one (journal seq, durable at) per Redis publisher at a time,
+        # observed once the publisher reports that seq written (watch_publishers).
+        self._lag_samples: dict[RedisPublisher, tuple[int, float]] = {}
         sequencer.observe(self._observe)
         sequencer.subscribe(self._on_batch)
         self._methods: dict[str, Callable[[str, Any], Awaitable[Any]]] = {
@@ -301,14 +313,105 @@ class Gateway:
             return connection.respond(http.HTTPStatus.OK, "ok\n")
         if request.path == "/metrics":
             return self.metrics.respond(connection)
-        if request.path == "/readyz":
-            if self.sequencer.running:
-                return connection.respond(http.HTTPStatus.OK, "ready\n")
-            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "not ready\n")
+        path, _, query = request.path.partition("?")
+        if path == "/readyz":
+            ready = self.sequencer.running
+            status = http.HTTPStatus.OK if ready else http.HTTPStatus.SERVICE_UNAVAILABLE
+            if "verbose" in urllib.parse.parse_qs(query, keep_blank_values=True):
+                response = connection.respond(status, json.dumps(self.readiness()) + "\n")
+                del response.headers["Content-Type"]
+                response.headers["Content-Type"] = "application/json"
+                return response
+            return connection.respond(status, "ready\n" if ready else "not ready\n")
         header = request.headers.get("Authorization")
         if header is not None and self._bearer_account(header) is None:
             return connection.respond(http.HTTPStatus.UNAUTHORIZED, "invalid bearer token\n")
         return None
+
+    def readiness(self) -> dict[str, Any]:
+        """What /readyz?verbose answers: recovery, journal, and each integration's state."""
+        recovery = self.recovery
+        return {
+            "ready": self.sequencer.running,
+            # A Gateway only exists around a recovered exchange: recovery is always done.
+            "recovery": {"done": True}
+            | (
+                {}
+                if recovery is None
+                else {
+                    "snapshot_seq": recovery.snapshot_seq,
+                    "replayed_records": recovery.replayed_records,
+                    "seconds": round(recovery.seconds, 6),
+                }
+            ),
+            # The sequencer stops at the first journal failure: running means writable.
+            "journal": {
+                "writable": self.sequencer.running,
+                "last_seq": self.sequencer.exchange.seq,
+            },
+            "integrations": self._integrations(),
+        }
+
+    def _integrations(self) -> dict[str, dict[str, Any]]:
+        states: dict[str, dict[str, Any]] = {}
+        for publisher in self.publishers:
+            if isinstance(publisher, RedisPublisher):
+                stats = publisher.stats
+                states["redis"] = {
+                    # The publisher connects lazily and drops its client on an error; it has
+                    # no flag of its own, so a live client is what "connected" means here.
+                    "connected": publisher._client is not None,
+                    "backlog": publisher.backlog,
+                    "dropped": stats.outcomes_dropped,
+                    "written": stats.outcomes_written,
+                    "last_journal_seq": stats.last_journal_seq,
+                    "connection_errors": stats.connection_errors,
+                }
+            elif isinstance(publisher, _MqttFeed):
+                mqtt = publisher.publisher
+                states["mqtt"] = {
+                    "connected": mqtt.connected,
+                    "buffered": mqtt.buffered(),
+                    "dropped": mqtt.stats.dropped,
+                    "published": mqtt.stats.published,
+                    "connect_failures": mqtt.stats.connect_failures,
+                }
+        return states
+
+    def _sink_counts(self) -> list[SinkCounts]:
+        counts = []
+        for publisher in self.publishers:
+            if isinstance(publisher, RedisPublisher):
+                stats = publisher.stats
+                counts.append(
+                    SinkCounts(
+                        "redis", stats.outcomes_written, stats.outcomes_dropped, publisher.backlog
+                    )
+                )
+            elif isinstance(publisher, _MqttFeed):
+                mqtt = publisher.publisher
+                counts.append(
+                    SinkCounts("mqtt", mqtt.stats.published, mqtt.stats.dropped, mqtt.buffered())
+                )
+        return counts
+
+    async def watch_publishers(self, interval_s: float = LAG_SAMPLE_S) -> None:
+        """Observe each pending publish-lag sample once its publisher has written its seq."""
+        while True:
+            await asyncio.sleep(interval_s)
+            if not self._lag_samples:
+                continue
+            now = time.monotonic()
+            for publisher, (seq, durable_at) in list(self._lag_samples.items()):
+                if publisher.stats.last_journal_seq >= seq:
+                    self.metrics.observe_publisher_lag("redis", now - durable_at)
+                    del self._lag_samples[publisher]
+
+    def _sample_lag(self, seq: int) -> None:
+        # The MQTT publisher reports no seq of what it has written: its lag is not sampled.
+        for publisher in self.publishers:
+            if isinstance(publisher, RedisPublisher) and publisher not in self._lag_samples:
+                self._lag_samples[publisher] = (seq, time.monotonic())
 
     def _bearer_account(self, header: str) -> str | None:
         token = _bearer_token(header)
@@ -512,6 +615,8 @@ class Gateway:
             own = by_seq.get(outcome.seq, [])
             for publisher in self.publishers:
                 publisher.publish(outcome, own)
+        if outcomes:
+            self._sample_lag(outcomes[-1].seq)
 
     def _route_executions(self, outcomes: Sequence[Outcome]) -> None:
         subscribed = self._subscribed
@@ -1178,6 +1283,7 @@ async def run_server(
         rate_limiter=OrderRateLimiter(order_rate_per_s, order_burst),
         connections_per_account_max=connections_per_account_max,
         outbox_max=outbox_max,
+        recovery=recovery,
     )
     if redis_url:
         redis = RedisPublisher(redis_url, prefix=redis_prefix)
@@ -1205,12 +1311,20 @@ async def run_server(
     )
     heartbeats = asyncio.create_task(gateway.send_heartbeats(), name="heartbeats")
     token_watch = asyncio.create_task(gateway.watch_tokens(), name="token-watch")
+    # Only Redis reports what it has written (for the lag histogram): no watcher without it.
+    publisher_watch = (
+        asyncio.create_task(gateway.watch_publishers(), name="publisher-watch")
+        if redis_url
+        else None
+    )
     try:
         bound = server.sockets[0].getsockname()
         yield RunningServer(bound[0], bound[1], gateway, server, sequencer_task)
     finally:
         heartbeats.cancel()
         token_watch.cancel()
+        if publisher_watch is not None:
+            publisher_watch.cancel()
         await _shut_down(server, gateway, sequencer, sequencer_task)
         for publisher in gateway.publishers:
             await publisher.close()

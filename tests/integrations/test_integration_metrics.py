@@ -1,0 +1,80 @@
+"""Integration: /metrics shows what each integration wrote, dropped and holds, and its lag."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import urllib.request
+from pathlib import Path
+
+import pytest
+import redis.asyncio as redis
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.server import run_server
+from tests.gateway.conftest import SYMBOL, list_the_market, prepare_data_dir
+
+pytestmark = pytest.mark.asyncio
+WAIT_S = 10.0
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def _scrape(url: str) -> Samples:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _redis(samples: Samples, name: str) -> float:
+    return samples.get((name, (("sink", "redis"),)), -1.0)
+
+
+async def test_redis_publishing_shows_in_published_backlog_dropped_and_lag(
+    tmp_path: Path, redis_service: tuple[str, int]
+) -> None:
+    host, port = redis_service
+    url = f"redis://{host}:{port}/0"
+    prefix = f"ipx-test-{secrets.token_hex(4)}"
+    venue = prepare_data_dir(os.fspath(tmp_path))
+    client = redis.Redis.from_url(url)
+    try:
+        async with run_server(venue.data_dir, redis_url=url, redis_prefix=prefix) as running:
+            venue.url = f"ws://{running.host}:{running.port}/"
+            metrics_url = f"http://{running.host}:{running.port}/metrics"
+            first_seq = running.gateway.sequencer.exchange.seq  # Journaled before: not sent.
+            await list_the_market(venue)
+            alice, issuer = await venue.client("alice"), await venue.client("issuer")
+            try:
+                await alice.place(SYMBOL, "buy", 10, "100.00")
+                await issuer.place(SYMBOL, "sell", 10, "100.00")
+            finally:
+                await alice.close()
+                await issuer.close()
+            last_seq = running.gateway.sequencer.exchange.seq
+            deadline = asyncio.get_running_loop().time() + WAIT_S
+            while True:
+                samples = await asyncio.to_thread(_scrape, metrics_url)
+                published = _redis(samples, "ipx_publisher_published_total")
+                if published >= last_seq - first_seq and (
+                    _redis(samples, "ipx_publisher_lag_seconds_count") >= 1
+                ):
+                    break
+                assert asyncio.get_running_loop().time() < deadline, samples
+                await asyncio.sleep(0.05)
+        # Every outcome journaled while serving (one per seq) was written, none dropped or left.
+        assert published == last_seq - first_seq > 0
+        assert _redis(samples, "ipx_publisher_dropped_total") == 0
+        assert _redis(samples, "ipx_publisher_backlog") == 0
+        lag_sum = _redis(samples, "ipx_publisher_lag_seconds_sum")
+        assert 0 < lag_sum < WAIT_S * _redis(samples, "ipx_publisher_lag_seconds_count")
+        assert ("ipx_publisher_backlog", (("sink", "mqtt"),)) not in samples
+    finally:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
