@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import urllib.request
@@ -20,9 +21,13 @@ WAIT_S = 10.0
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def _scrape(url: str) -> Samples:
+def _read(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
+        return str(response.read().decode())
+
+
+def _scrape(url: str) -> Samples:
+    text = _read(url)
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)
@@ -78,3 +83,33 @@ async def test_redis_publishing_shows_in_published_backlog_dropped_and_lag(
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+async def test_mqtt_publishing_shows_in_metrics_and_verbose_readyz(
+    tmp_path: Path, mqtt_service: tuple[str, int]
+) -> None:
+    host, port = mqtt_service
+    prefix = f"ipx-test-{secrets.token_hex(4)}/v1"
+    venue = prepare_data_dir(os.fspath(tmp_path))
+    mqtt_url = f"mqtt://{host}:{port}"
+    async with run_server(venue.data_dir, mqtt_url=mqtt_url, mqtt_prefix=prefix) as running:
+        venue.url = f"ws://{running.host}:{running.port}/"
+        base = f"http://{running.host}:{running.port}"
+        await list_the_market(venue)
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        while True:
+            samples = await asyncio.to_thread(_scrape, f"{base}/metrics")
+            state = json.loads(await asyncio.to_thread(_read, f"{base}/readyz?verbose"))
+            state = state["integrations"]
+            published = samples.get(("ipx_publisher_published_total", (("sink", "mqtt"),)), 0)
+            if published > 0 and state["mqtt"]["buffered"] == 0:
+                break
+            assert asyncio.get_running_loop().time() < deadline, (samples, state)
+            await asyncio.sleep(0.05)
+    assert state["mqtt"]["connected"] is True and state["mqtt"]["dropped"] == 0
+    assert state["mqtt"]["published"] == published
+    assert samples[("ipx_publisher_dropped_total", (("sink", "mqtt"),))] == 0
+    assert samples[("ipx_publisher_backlog", (("sink", "mqtt"),))] == 0
+    # The MQTT publisher reports no seq of what it wrote: no lag is sampled for it.
+    assert ("ipx_publisher_lag_seconds_count", (("sink", "mqtt"),)) not in samples
+    assert "redis" not in state
