@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import logs
+from gateway import cli, logs
 from gateway.client import RequestFailed
 from gateway.server import run_server
 from tests.gateway.conftest import SYMBOL, list_the_market, prepare_data_dir
@@ -85,3 +85,28 @@ async def test_rejections_and_trades_are_logged_with_their_order_fields(
     assert all(line["level"] == "INFO" and line["order_id"] > 0 for line in fills)
     accepted = [line for line in orders if line["message"] == "OrderAccepted"]
     assert len(accepted) >= 2 and all(line["level"] == "DEBUG" for line in accepted)
+
+
+def test_ipx_serve_logs_json_unless_told_text() -> None:
+    parser = cli.build_parser()
+    assert parser.parse_args(["serve", "--data-dir", "d"]).log_format == "json"
+    assert parser.parse_args(["serve", "--data-dir", "d", "--log-format", "text"]).log_format == (
+        "text"
+    )
+    with pytest.raises(SystemExit):
+        parser.parse_args(["serve", "--data-dir", "d", "--log-format", "xml"])
+
+
+def test_install_replaces_the_root_handlers_with_one_json_handler() -> None:
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+    try:
+        installed = logs.install("json", logging.INFO)
+        assert root.handlers == [installed] and root.level == logging.INFO
+        assert isinstance(installed.formatter, logs.JsonFormatter)
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved:
+            root.addHandler(handler)
+        root.setLevel(level)
