@@ -67,7 +67,7 @@ async def test_refusals_exit_1_with_the_code(market: Venue) -> None:
 async def test_watch_follows_the_book_with_a_matching_checksum(market: Venue) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway.cli", "client", "--url", market.url,
-        "--token", market.tokens["bob"], "watch", SYMBOL, "--seconds", "3",
+        "--token", market.tokens["bob"], "watch", SYMBOL, "--seconds", "8",
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert process.stdout is not None
