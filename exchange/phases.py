@@ -6,6 +6,10 @@ Invariants:
 - A timed phase (AUCTION, OFFERING) has phase_until_ns > 0, the ts_ns at which its timer
   fires; every other phase has phase_until_ns == 0.
 - Every change of phase emits one PhaseChanged event, with a reason a person can read.
+- The static band bounds order entry and continuous prints; an auction's one price is bound
+  only by the orders that cross, and becomes the new reference. That is how the price moves
+  past the band: a print outside it (e.g. against orders resting from an older reference)
+  starts a volatility auction instead of trading.
 
 The moves (operator commands in capitals, timers in lower case):
   PRE_OPEN --OpenOffering--> OFFERING --offering end--> AUCTION (opening) | PRE_OPEN (failed)
