@@ -101,12 +101,15 @@ def protection_price(instrument: Instrument, side: Side) -> int:
     return instrument.static_high if side is _BUY else instrument.static_low
 
 
-def reservation_of(order: LiveOrder, leaves_units: int) -> int:
-    """Return what an open order with leaves_units must hold (cash for buys, units for sells)."""
+def reservation_of(order: LiveOrder, leaves_units: int, price_ticks: int = 0) -> int:
+    """Return what an open order with leaves_units must hold (cash for buys, units for sells).
+
+    A buy is priced at its limit, or at price_ticks when given (what an amend would need).
+    """
     if order.side is _BUY:
         instrument = order.instrument
         return buy_reservation_minor(
-            order.price_ticks,
+            price_ticks or order.price_ticks,
             instrument.terms.tick_size_minor,
             leaves_units,
             instrument.max_fee_bps,
@@ -711,10 +714,7 @@ def _check_amend(ctx: Context, order: LiveOrder, command: AmendOrder) -> int:
             f"quantity {command.quantity_units} must exceed the {used} units already done",
         )
     old_need = reservation_of(order, view.leaves_units)
-    old_price = order.price_ticks
-    order.price_ticks = command.price_ticks  # Priced at the new limit just to compute the need.
-    new_need = reservation_of(order, new_leaves)
-    order.price_ticks = old_price
+    new_need = reservation_of(order, new_leaves, command.price_ticks)
     delta = new_need - old_need
     if delta > 0:
         available = ctx.balances.available(order.account, reserved_asset(order))
