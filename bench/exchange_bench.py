@@ -200,9 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     spec = rs.QUICK_SPEC if arguments.quick else rs.StreamSpec()
     runs = arguments.runs or (1 if arguments.quick else 3)
-    command = "python bench/exchange_bench.py" + " ".join(["", *(argv or sys.argv[1:])]).rstrip()
-    print(f"command: {command}")
-    for line in header_lines(spec)[2:]:  # Its first two lines name the matching benchmark.
+    for line in header_lines(spec, "IPX exchange core benchmark (bench/exchange_bench.py)"):
         print(line)
     progress(f"generating the reference stream (seed {spec.seed})")
     stream = rs.generate(spec)

@@ -574,10 +574,12 @@ def _counts_line(counts: Counts, model: Counts) -> str:
     )
 
 
-def header_lines(spec: rs.StreamSpec) -> list[str]:
+def header_lines(
+    spec: rs.StreamSpec, title: str = "IPX matching engine benchmark (bench/matching_bench.py)"
+) -> list[str]:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return [
-        "IPX matching engine benchmark (bench/matching_bench.py)",
+        title,
         f"command: {command_line()}",
         f"machine: {cpus} CPUs ({cpu_model()}), {platform.python_implementation()} "
         f"{platform.python_version()}, {platform.system()} {platform.machine()}",
