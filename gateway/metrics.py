@@ -20,7 +20,7 @@ a series. Names carry the `ipx_` prefix and base units (seconds, bytes; money in
     ipx_publisher_dropped_total{sink}        dropped by the sink's bounded buffer (same units)
     ipx_publisher_backlog{sink}              waiting to be written (same units)
     ipx_publisher_lag_seconds{sink}          batch durable -> the sink reports it written
-                                             (histogram, sampled by the gateway; redis only)
+                                             (histogram, sampled by the gateway)
 
 Invariants:
 - The counters are a function of the outcomes observed: observing the same outcomes in a fresh

@@ -76,6 +76,7 @@ BACKOFF_MAX_S = 10.0
 PUBLISH_BATCH_MAX = 16  # Publishes awaited together.
 PUBLISH_TIMEOUT_S = 5.0  # One publish to the broker; past it the connection counts as dead.
 ONLINE, OFFLINE = b"online", b"offline"
+PUBLISHED = (BookL2, Trades, Ticker, Status)  # The channels on MQTT: no book.l3, no heartbeat.
 
 log = logging.getLogger("ipx.mqtt")
 
@@ -117,6 +118,7 @@ class PublisherStats:
     dropped: int = 0
     connections: int = 0
     connect_failures: int = 0
+    last_journal_seq: int = 0  # Highest journal seq among the messages the broker took.
 
 
 class MqttPublisher:
@@ -182,7 +184,7 @@ class MqttPublisher:
     def publish_messages(self, messages: Iterable[Message]) -> None:
         """Enqueue the channel messages of a batch, in order; drop the oldest when full."""
         for message in messages:
-            if isinstance(message, BookL2 | Trades | Ticker | Status):
+            if isinstance(message, PUBLISHED):
                 self._enqueue(message)
         self._wake.set()
 
@@ -364,6 +366,9 @@ class MqttPublisher:
             )
             failed = [result for result in results if isinstance(result, BaseException)]
             self.stats.published += len(batch) - len(failed)
+            if not failed:
+                seqs = [entry.journal_seq for entry in batch if not isinstance(entry, _Raw)]
+                self.stats.last_journal_seq = max([self.stats.last_journal_seq, *seqs])
             if failed:
                 self.stats.dropped += len(failed)  # Maybe sent, maybe not: snapshots will tell.
                 raise failed[0]

@@ -162,6 +162,12 @@ class RedisPublisher:
         self._task: asyncio.Task[None] | None = None
         self._client: redis.Redis | None = None
         self._closing = False
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        """Whether the last write reached Redis (False before the first and after an error)."""
+        return self._connected
 
     @property
     def backlog(self) -> int:
@@ -257,6 +263,7 @@ class RedisPublisher:
                 self._backlog.extendleft(reversed(chunk))
                 self._outcomes += outcomes
                 self._trim()
+                self._connected = False
                 self.stats.connection_errors += 1
                 expected = (redis.ConnectionError, redis.TimeoutError, OSError)
                 log.log(
@@ -273,6 +280,7 @@ class RedisPublisher:
             finally:
                 self._writing = False
             backoff = BACKOFF_MIN_S
+            self._connected = True
             self.stats.outcomes_written += outcomes
             self.stats.entries_written += entries
             last = chunk[-1]

@@ -94,6 +94,7 @@ from exchange.reasons import Reject
 from exchange.state import ExchangeState, Instrument, LiveOrder
 from gateway import accounts, market_data, protocol
 from gateway.metrics import Metrics, SinkCounts
+from gateway.mqtt_publisher import PUBLISHED as MQTT_CHANNELS
 from gateway.mqtt_publisher import MqttPublisher
 from gateway.protocol import ProtocolError
 from gateway.redis_publisher import RedisPublisher
@@ -212,6 +213,18 @@ class _MqttFeed:
         await self.publisher.stop(timeout_s)
 
 
+def _on_mqtt(message: market_data.Message) -> bool:
+    return isinstance(message, MQTT_CHANNELS)
+
+
+def _sink_progress(publisher: Publisher) -> tuple[str, int]:
+    """Name an integration and the highest journal seq it reports written."""
+    if isinstance(publisher, RedisPublisher):
+        return "redis", publisher.stats.last_journal_seq
+    assert isinstance(publisher, _MqttFeed)
+    return "mqtt", publisher.publisher.stats.last_journal_seq
+
+
 def _mqtt_address(url: str) -> tuple[str, int]:
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
@@ -268,9 +281,9 @@ class Gateway:
         # Integrations fed after each durable batch (Redis, MQTT); they only enqueue, so an
         # outage of theirs never slows the exchange.
         self.publishers: list[Publisher] = []
-        # Publish lag, sampled: one (journal seq, durable at) per Redis publisher at a time,
-        # observed once the publisher reports that seq written (watch_publishers).
-        self._lag_samples: dict[RedisPublisher, tuple[int, float]] = {}
+        # Publish lag, sampled: one (journal seq, durable at) per publisher at a time, observed
+        # once the publisher reports that seq written (watch_publishers).
+        self._lag_samples: dict[Publisher, tuple[int, float]] = {}
         sequencer.observe(self._observe)
         sequencer.subscribe(self._on_batch)
         self._methods: dict[str, Callable[[str, Any], Awaitable[Any]]] = {
@@ -358,9 +371,7 @@ class Gateway:
             if isinstance(publisher, RedisPublisher):
                 stats = publisher.stats
                 states["redis"] = {
-                    # The publisher connects lazily and drops its client on an error; it has
-                    # no flag of its own, so a live client is what "connected" means here.
-                    "connected": publisher._client is not None,
+                    "connected": publisher.connected,
                     "backlog": publisher.backlog,
                     "dropped": stats.outcomes_dropped,
                     "written": stats.outcomes_written,
@@ -403,15 +414,24 @@ class Gateway:
                 continue
             now = time.monotonic()
             for publisher, (seq, durable_at) in list(self._lag_samples.items()):
-                if publisher.stats.last_journal_seq >= seq:
-                    self.metrics.observe_publisher_lag("redis", now - durable_at)
+                sink, written = _sink_progress(publisher)
+                if written >= seq:
+                    self.metrics.observe_publisher_lag(sink, now - durable_at)
                     del self._lag_samples[publisher]
 
-    def _sample_lag(self, seq: int) -> None:
-        # The MQTT publisher reports no seq of what it has written: its lag is not sampled.
+    def _sample_lag(self, outcomes: Sequence[Outcome], messages: Sequence[Any]) -> None:
+        # Redis writes every outcome; MQTT only some channels' messages, so its sample is the
+        # batch's last such message (a batch without one gives MQTT nothing to wait for).
+        now = time.monotonic()
         for publisher in self.publishers:
-            if isinstance(publisher, RedisPublisher) and publisher not in self._lag_samples:
-                self._lag_samples[publisher] = (seq, time.monotonic())
+            if publisher in self._lag_samples:
+                continue
+            if isinstance(publisher, RedisPublisher):
+                self._lag_samples[publisher] = (outcomes[-1].seq, now)
+            else:
+                seq = next((m.journal_seq for m in reversed(messages) if _on_mqtt(m)), None)
+                if seq is not None:
+                    self._lag_samples[publisher] = (seq, now)
 
     def _bearer_account(self, header: str) -> str | None:
         token = _bearer_token(header)
@@ -616,7 +636,7 @@ class Gateway:
             for publisher in self.publishers:
                 publisher.publish(outcome, own)
         if outcomes:
-            self._sample_lag(outcomes[-1].seq)
+            self._sample_lag(outcomes, messages)
 
     def _route_executions(self, outcomes: Sequence[Outcome]) -> None:
         subscribed = self._subscribed
@@ -1311,10 +1331,9 @@ async def run_server(
     )
     heartbeats = asyncio.create_task(gateway.send_heartbeats(), name="heartbeats")
     token_watch = asyncio.create_task(gateway.watch_tokens(), name="token-watch")
-    # Only Redis reports what it has written (for the lag histogram): no watcher without it.
     publisher_watch = (
         asyncio.create_task(gateway.watch_publishers(), name="publisher-watch")
-        if redis_url
+        if gateway.publishers
         else None
     )
     try:

@@ -73,6 +73,7 @@ async def test_redis_publishing_shows_in_published_backlog_dropped_and_lag(
                 await asyncio.sleep(0.05)
         # Every outcome journaled while serving (one per seq) was written, none dropped or left.
         assert published == last_seq - first_seq > 0
+        assert running.gateway.readiness()["integrations"]["redis"]["connected"] is True
         assert _redis(samples, "ipx_publisher_dropped_total") == 0
         assert _redis(samples, "ipx_publisher_backlog") == 0
         lag_sum = _redis(samples, "ipx_publisher_lag_seconds_sum")
@@ -96,13 +97,19 @@ async def test_mqtt_publishing_shows_in_metrics_and_verbose_readyz(
         venue.url = f"ws://{running.host}:{running.port}/"
         base = f"http://{running.host}:{running.port}"
         await list_the_market(venue)
+        alice = await venue.client("alice")
+        try:
+            await alice.place(SYMBOL, "buy", 10, "99.00")
+        finally:
+            await alice.close()
         deadline = asyncio.get_running_loop().time() + WAIT_S
+        lag_count = ("ipx_publisher_lag_seconds_count", (("sink", "mqtt"),))
         while True:
             samples = await asyncio.to_thread(_scrape, f"{base}/metrics")
             state = json.loads(await asyncio.to_thread(_read, f"{base}/readyz?verbose"))
             state = state["integrations"]
             published = samples.get(("ipx_publisher_published_total", (("sink", "mqtt"),)), 0)
-            if published > 0 and state["mqtt"]["buffered"] == 0:
+            if published > 0 and state["mqtt"]["buffered"] == 0 and samples.get(lag_count, 0):
                 break
             assert asyncio.get_running_loop().time() < deadline, (samples, state)
             await asyncio.sleep(0.05)
@@ -110,6 +117,7 @@ async def test_mqtt_publishing_shows_in_metrics_and_verbose_readyz(
     assert state["mqtt"]["published"] == published
     assert samples[("ipx_publisher_dropped_total", (("sink", "mqtt"),))] == 0
     assert samples[("ipx_publisher_backlog", (("sink", "mqtt"),))] == 0
-    # The MQTT publisher reports no seq of what it wrote: no lag is sampled for it.
-    assert ("ipx_publisher_lag_seconds_count", (("sink", "mqtt"),)) not in samples
+    # The publisher reports the highest journal seq the broker took: its lag is sampled.
+    lag_sum = samples[("ipx_publisher_lag_seconds_sum", (("sink", "mqtt"),))]
+    assert 0 < lag_sum < WAIT_S * samples[lag_count]
     assert "redis" not in state
