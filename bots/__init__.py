@@ -1,0 +1,1 @@
+"""Simulation bots: agents that trade through the real WebSocket API, and the stress driver."""
