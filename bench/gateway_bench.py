@@ -144,7 +144,8 @@ class ServerStats:
     totals so far are appended to DATA_DIR/server-stats.jsonl, so a phase can be diffed.
     """
 
-    def __init__(self, sequencer: Any, path: str) -> None:
+    def __init__(self, gateway: Any, path: str) -> None:
+        sequencer = gateway.sequencer
         self.path = path
         self.totals: dict[str, float] = dict.fromkeys(
             ("appends", "append_s", "records", "snapshots", "snapshot_s", "snapshot_max_s",
@@ -171,6 +172,16 @@ class ServerStats:
         sequencer.journal.append_bodies = timed_append
         sequencer._write_snapshot = timed_snapshot  # Private: instrumentation of this bench only.
         gc.callbacks.append(self._on_gc)
+        # Every publish-lag sample the gateway takes (ms, per sink), kept raw for percentiles.
+        self.lag_ms: dict[str, list[float]] = {}
+        metrics = gateway.metrics
+        observe_lag = metrics.observe_publisher_lag
+
+        def kept_lag(sink: str, seconds: float) -> None:
+            self.lag_ms.setdefault(sink, []).append(seconds * 1e3)
+            observe_lag(sink, seconds)
+
+        metrics.observe_publisher_lag = kept_lag  # type: ignore[method-assign]
 
     def _add(self, what: str, seconds: float) -> None:
         plural = {"append": "appends", "snapshot": "snapshots", "gc": "gc_pauses"}[what]
@@ -187,18 +198,36 @@ class ServerStats:
 
     def dump(self) -> None:
         with open(self.path, "a") as file:
-            file.write(json.dumps(self.totals) + "\n")
+            file.write(json.dumps(self.totals | {"lag_ms": self.lag_ms}) + "\n")
 
 
-async def _serve_gateway(data_dir: str) -> None:
+async def _serve_gateway(arguments: argparse.Namespace) -> None:
     from gateway.server import run_server
 
+    data_dir = arguments.serve_gateway
+    prefix = f"ipx-bench-{secrets.token_hex(4)}"  # Keeps the bench's keys and topics apart.
     stop = _stop_on_sigterm()
-    async with run_server(data_dir, order_rate_per_s=10**9, order_burst=10**9) as running:
-        stats = ServerStats(running.gateway.sequencer, os.path.join(data_dir, STATS_FILE))
+    async with run_server(
+        data_dir,
+        order_rate_per_s=10**9,
+        order_burst=10**9,
+        redis_url=arguments.redis_url or None,
+        redis_prefix=prefix,
+        mqtt_url=arguments.mqtt_url or None,
+        mqtt_prefix=f"{prefix}/v1",
+    ) as running:
+        stats = ServerStats(running.gateway, os.path.join(data_dir, STATS_FILE))
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, stats.dump)
         print(f"port {running.port}", flush=True)
         await stop.wait()
+    if arguments.redis_url:  # The streams and hashes were this run's only: remove them.
+        import redis.asyncio as redis
+
+        client = redis.Redis.from_url(arguments.redis_url)
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
 
 
 async def _serve_echo() -> None:
@@ -225,9 +254,7 @@ def _stop_on_sigterm() -> asyncio.Event:
 
 
 def serve_main(arguments: argparse.Namespace) -> int:
-    coroutine = (
-        _serve_gateway(arguments.serve_gateway) if arguments.serve_gateway else _serve_echo()
-    )
+    coroutine = _serve_gateway(arguments) if arguments.serve_gateway else _serve_echo()
     profile_path = os.environ.get("IPX_BENCH_PROFILE")
     if not profile_path or not arguments.serve_gateway:
         asyncio.run(coroutine)
@@ -591,12 +618,32 @@ async def run_phase(
     return figures
 
 
+def _quantiles(samples_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+    if not ordered:
+        return {"n": 0}
+
+    def at(fraction: float) -> float:
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+    return {"n": len(ordered), "p50": at(0.5), "p99": at(0.99), "max": ordered[-1]}
+
+
 def _server_figures(before: dict[str, float], after: dict[str, float], wall: float) -> Any:
     if not after:
         return {}
-    delta = {key: after[key] - before[key] for key in after if not key.endswith("_max_s")}
+    delta = {
+        key: after[key] - before[key]
+        for key in after
+        if not key.endswith("_max_s") and key != "lag_ms"
+    }
     appends = delta["appends"] or 1
+    lag_ms = {
+        sink: samples[len(before.get("lag_ms", {}).get(sink, [])) :]
+        for sink, samples in after.get("lag_ms", {}).items()
+    }
     return {
+        "publish_lag_ms": {sink: _quantiles(samples) for sink, samples in lag_ms.items()},
         "appends": delta["appends"],
         "records_per_append": delta["records"] / appends,
         "append_ms_mean": 1e3 * delta["append_s"] / appends,
@@ -613,7 +660,13 @@ async def run_gateway(arguments: argparse.Namespace, data_dir: str) -> dict[str,
     investors = [f"investor{index}" for index in range(arguments.connections)]
     progress(f"preparing {data_dir}: accounts and tokens for {len(investors)} investors")
     tokens = prepare_data_dir(data_dir, investors)
-    server = start_server(["--serve-gateway", data_dir], os.path.join(data_dir, "server.log"))
+    integrations = [
+        *(["--redis-url", arguments.redis_url] if arguments.redis_url else []),
+        *(["--mqtt-url", arguments.mqtt_url] if arguments.mqtt_url else []),
+    ]
+    server = start_server(
+        ["--serve-gateway", data_dir, *integrations], os.path.join(data_dir, "server.log")
+    )
     url = f"ws://127.0.0.1:{server.port}/"
     results: dict[str, Any] = {}
     try:
@@ -706,6 +759,13 @@ def report_lines(results: dict[str, Any]) -> list[str]:
                 f"{server['gc_full_pauses']:.0f} full GC pauses ({server['gc_full_ms_total']:.0f}"
                 f" ms, the longest so far {server['gc_full_ms_max_so_far']:.0f} ms)"
             )
+        for sink, lag in (server or {}).get("publish_lag_ms", {}).items():
+            if lag["n"]:
+                lines.append(
+                    f"publish lag to {sink}, {name.split(', ')[1]} (durable batch -> the sink "
+                    f"took it; {lag['n']:,} samples, one in flight at a time): p50 "
+                    f"{lag['p50']:.2f} ms, p99 {lag['p99']:.2f} ms, max {lag['max']:.2f} ms"
+                )
     lines += target_lines(closed, open_, echo)
     return lines
 
@@ -753,6 +813,15 @@ def header_lines(arguments: argparse.Namespace, argv: Sequence[str]) -> list[str
         f"{arguments.in_flight} requests in flight per connection, compression "
         f"{arguments.compression}, {arguments.warmup:g} s warm-up + {arguments.duration:g} s "
         f"per phase" + (f", at most {arguments.orders:,} orders" if arguments.orders else ""),
+        "integrations: "
+        + (
+            ", ".join(
+                f"{name} {url}"
+                for name, url in (("redis", arguments.redis_url), ("mqtt", arguments.mqtt_url))
+                if url
+            )
+            or "none (the embedded default)"
+        ),
         f"latency: send to answer, from {histogram_name()}",
     ]
 
@@ -773,6 +842,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--compression", choices=("deflate", "none"), default="deflate")
     parser.add_argument("--no-echo", action="store_true", help="skip the echo ceiling")
     parser.add_argument("--dir", default="", help="parent of the data dir (default: temp dir)")
+    parser.add_argument("--redis-url", default="", help="also publish to Redis; report the lag")
+    parser.add_argument("--mqtt-url", default="", help="also publish to MQTT; report the lag")
     parser.add_argument("--json", default="", help="also write the figures to this file")
     parser.add_argument("--serve-gateway", default="", help=argparse.SUPPRESS)
     parser.add_argument("--serve-echo", action="store_true", help=argparse.SUPPRESS)

@@ -26,7 +26,8 @@ Invariants:
 - `publish_messages` never blocks and never awaits: it appends to a bounded buffer
   (BUFFER_MAX). When the buffer is full the oldest entry is dropped and counted, and every
   snapshot is republished at the next interval, so subscribers resync.
-- Entries leave the buffer in the order they entered. Snapshots are read from MarketData
+- Entries leave the buffer in the order they entered, in runs of at most DRAIN_MAX that are
+  conflated (gateway/conflation.py) before sending. Snapshots are read from MarketData
   between two sequencer batches and enqueued behind the messages already given, so a
   snapshot never claims a seq whose delta has not been enqueued before it, and never shows
   state that is not yet durable (the sequencer handles, fsyncs and hands out a batch in one
@@ -44,16 +45,16 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import aiomqtt
 import msgspec
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from exchange.core import Exchange
 from gateway import protocol
+from gateway.conflation import conflate
 from gateway.market_data import (
     L2,
     STATUS,
@@ -73,7 +74,7 @@ SNAPSHOT_INTERVAL_S = 1.0  # How often changed snapshots are republished.
 SNAPSHOT_EXPIRY_S = 60  # Message expiry of a retained snapshot; refreshed at half of it.
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 10.0
-PUBLISH_BATCH_MAX = 16  # Publishes awaited together.
+DRAIN_MAX = 16  # Queued entries taken, conflated and published (awaited together) at once.
 PUBLISH_TIMEOUT_S = 5.0  # One publish to the broker; past it the connection counts as dead.
 ONLINE, OFFLINE = b"online", b"offline"
 PUBLISHED = (BookL2, Trades, Ticker, Status)  # The channels on MQTT: no book.l3, no heartbeat.
@@ -119,6 +120,7 @@ class PublisherStats:
     connections: int = 0
     connect_failures: int = 0
     last_journal_seq: int = 0  # Highest journal seq among the messages the broker took.
+    conflated: int = 0  # Entries merged into others or superseded (gateway/conflation.py).
 
 
 class MqttPublisher:
@@ -163,9 +165,11 @@ class MqttPublisher:
         self._snapshot_seqs: dict[str, int] = {}  # symbol -> L2 seq of its last snapshot.
         self._snapshot_at: dict[str, float] = {}  # symbol -> monotonic time of it.
         self._resnapshot = False  # Set by a drop: republish every snapshot next interval.
-        self._json_properties = _properties()
         self.connected = False
         self.stats = PublisherStats()
+        # Called with the highest journal seq the broker has taken, after each batch of
+        # publishes that carried a channel message (publish lag).
+        self.on_written: Callable[[int], None] | None = None
 
     # Topics.
 
@@ -315,7 +319,7 @@ class MqttPublisher:
             timeout=PUBLISH_TIMEOUT_S,
             keepalive=10,
         )
-        client.pending_calls_threshold = PUBLISH_BATCH_MAX + 16  # Else it warns past 10.
+        client.pending_calls_threshold = DRAIN_MAX + 16  # Else it warns past 10.
         async with client:
             self.connected = True
             self.stats.connections += 1
@@ -357,21 +361,30 @@ class MqttPublisher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), max(0.0, next_snapshot - now))
                 continue
-            # Publishes of a batch run together: each awaits its own confirmation (a write
-            # for QoS 0), so one at a time managed only ~4,000 a second. Tasks start in
-            # order, and each hands its packet to paho before its first await: order holds.
-            batch = [buffer.popleft() for _ in range(min(len(buffer), PUBLISH_BATCH_MAX))]
-            results = await asyncio.gather(
-                *(self._publish(client, entry) for entry in batch), return_exceptions=True
-            )
-            failed = [result for result in results if isinstance(result, BaseException)]
-            self.stats.published += len(batch) - len(failed)
-            if not failed:
-                seqs = [entry.journal_seq for entry in batch if not isinstance(entry, _Raw)]
-                self.stats.last_journal_seq = max([self.stats.last_journal_seq, *seqs])
-            if failed:
-                self.stats.dropped += len(failed)  # Maybe sent, maybe not: snapshots will tell.
-                raise failed[0]
+            # What is queued is sent as one run, conflated (gateway/conflation.py): under load
+            # the run grows and fewer, merged messages say the same.
+            run = [buffer.popleft() for _ in range(min(len(buffer), DRAIN_MAX))]
+            batch = conflate(run)
+            self.stats.conflated += len(run) - len(batch)
+            await self._publish_batch(client, batch)
+
+    async def _publish_batch(self, client: aiomqtt.Client, batch: list[_Entry]) -> None:
+        # Publishes of a batch run together: each awaits its own confirmation (a write for
+        # QoS 0), so one at a time managed only ~4,000 a second. Tasks start in order, and
+        # each hands its packet to paho before its first await: order holds.
+        results = await asyncio.gather(
+            *(self._publish(client, entry) for entry in batch), return_exceptions=True
+        )
+        failed = [result for result in results if isinstance(result, BaseException)]
+        self.stats.published += len(batch) - len(failed)
+        if failed:
+            self.stats.dropped += len(failed)  # Maybe sent, maybe not: snapshots will tell.
+            raise failed[0]
+        seqs = [entry.journal_seq for entry in batch if not isinstance(entry, _Raw)]
+        if seqs:
+            self.stats.last_journal_seq = max(self.stats.last_journal_seq, *seqs)
+            if self.on_written is not None:
+                self.on_written(self.stats.last_journal_seq)
 
     def _periodic_snapshots(self, now: float) -> None:
         refresh_s = self._snapshot_expiry_s / 2
@@ -394,19 +407,14 @@ class MqttPublisher:
             await client.publish(entry.topic, entry.payload, qos=entry.qos, retain=entry.retain)
             return
         symbol = entry.symbol
-        properties = self._json_properties  # Shared: paho only reads it.
+        properties = _JSON_ONLY
         if isinstance(entry, BookL2):
-            # A fresh Properties per message: paho's costs ~30 us, most of a delta's cost.
-            properties = _properties()
             if entry.type == "snapshot":
-                properties.MessageExpiryInterval = self._snapshot_expiry_s
-                properties.UserProperty = [("seq", str(entry.seq))]
+                properties = packed_properties(self._snapshot_expiry_s, [("seq", str(entry.seq))])
                 topic, retain = self.topic(symbol, "l2/snapshot"), True
             else:
-                properties.UserProperty = [
-                    ("seq", str(entry.seq)),
-                    ("prev_seq", str(entry.prev_seq)),
-                ]
+                user = [("seq", str(entry.seq)), ("prev_seq", str(entry.prev_seq))]
+                properties = packed_properties(None, user)
                 topic, retain = self.topic(symbol, "l2/delta"), False
         elif isinstance(entry, Trades):
             if entry.type == "snapshot":
@@ -419,7 +427,48 @@ class MqttPublisher:
         await client.publish(topic, encode(entry), qos=0, retain=retain, properties=properties)
 
 
-def _properties() -> Properties:
-    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    properties.ContentType = "application/json"
-    return properties
+class PackedProperties(Properties):
+    """MQTT v5 PUBLISH properties, packed here in the byte order paho's own packing uses.
+
+    paho builds a Properties object attribute by attribute and packs it by scanning every
+    property name: ~50 us a message, most of a delta's cost on the exchange's event loop.
+    paho's publish only ever calls pack() on the object it is given.
+    """
+
+    def __init__(self, packed: bytes) -> None:  # Skips paho's __init__ on purpose.
+        object.__setattr__(self, "packed", packed)
+
+    def pack(self) -> bytes:
+        packed: bytes = object.__getattribute__(self, "packed")
+        return packed
+
+
+def packed_properties(
+    expiry_s: int | None, user: list[tuple[str, str]], content_type: str = "application/json"
+) -> PackedProperties:
+    """Pack MessageExpiryInterval (0x02), ContentType (0x03), UserProperty (0x26) pairs."""
+    body = bytearray()
+    if expiry_s is not None:
+        body += b"\x02" + expiry_s.to_bytes(4, "big")
+    body += b"\x03" + _utf8(content_type)
+    for key, value in user:
+        body += b"\x26" + _utf8(key) + _utf8(value)
+    return PackedProperties(_variable_byte_integer(len(body)) + bytes(body))
+
+
+def _utf8(text: str) -> bytes:
+    data = text.encode()
+    return len(data).to_bytes(2, "big") + data
+
+
+def _variable_byte_integer(value: int) -> bytes:
+    # MQTT 5.0 section 1.5.5: 7 bits per byte, low first, high bit set while more follow.
+    out = bytearray()
+    while True:
+        value, digit = divmod(value, 128)
+        out.append(digit | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+_JSON_ONLY = packed_properties(None, [])  # Shared: only ever read.

@@ -44,7 +44,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,6 +163,8 @@ class RedisPublisher:
         self._client: redis.Redis | None = None
         self._closing = False
         self._connected = False
+        # Called with the last journal seq of each write that reached Redis (publish lag).
+        self.on_written: Callable[[int], None] | None = None
 
     @property
     def connected(self) -> bool:
@@ -287,6 +289,8 @@ class RedisPublisher:
             self.stats.last_journal_seq = (
                 last.last_journal_seq if isinstance(last, _Gap) else last[0].seq
             )
+            if self.on_written is not None:
+                self.on_written(self.stats.last_journal_seq)
 
     async def _disconnect(self) -> None:
         client, self._client = self._client, None

@@ -127,7 +127,6 @@ IN_FLIGHT_MAX = 64  # Requests of one connection awaiting their answer; then rea
 DRAIN_TIMEOUT_S = 10.0
 NO_SUCH_ORDER = "no such open order"  # The core's words, for an edge lookup that fails.
 TOKEN_REVOKED_CODE = 4001  # Close code of a session whose token was revoked.
-LAG_SAMPLE_S = 0.01  # How often a pending publish-lag sample is checked (its resolution).
 
 log = logging.getLogger("ipx.gateway")
 # Per durable batch: INFO per rejected order and per fill (each side of a trade), DEBUG per
@@ -217,14 +216,6 @@ def _on_mqtt(message: market_data.Message) -> bool:
     return isinstance(message, MQTT_CHANNELS)
 
 
-def _sink_progress(publisher: Publisher) -> tuple[str, int]:
-    """Name an integration and the highest journal seq it reports written."""
-    if isinstance(publisher, RedisPublisher):
-        return "redis", publisher.stats.last_journal_seq
-    assert isinstance(publisher, _MqttFeed)
-    return "mqtt", publisher.publisher.stats.last_journal_seq
-
-
 def _mqtt_address(url: str) -> tuple[str, int]:
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
@@ -282,7 +273,7 @@ class Gateway:
         # outage of theirs never slows the exchange.
         self.publishers: list[Publisher] = []
         # Publish lag, sampled: one (journal seq, durable at) per publisher at a time, observed
-        # once the publisher reports that seq written (watch_publishers).
+        # when the publisher reports that seq written (add_publisher).
         self._lag_samples: dict[Publisher, tuple[int, float]] = {}
         sequencer.observe(self._observe)
         sequencer.subscribe(self._on_batch)
@@ -406,18 +397,19 @@ class Gateway:
                 )
         return counts
 
-    async def watch_publishers(self, interval_s: float = LAG_SAMPLE_S) -> None:
-        """Observe each pending publish-lag sample once its publisher has written its seq."""
-        while True:
-            await asyncio.sleep(interval_s)
-            if not self._lag_samples:
-                continue
-            now = time.monotonic()
-            for publisher, (seq, durable_at) in list(self._lag_samples.items()):
-                sink, written = _sink_progress(publisher)
-                if written >= seq:
-                    self.metrics.observe_publisher_lag(sink, now - durable_at)
-                    del self._lag_samples[publisher]
+    def add_publisher(self, publisher: RedisPublisher | _MqttFeed) -> None:
+        """Feed an integration every durable batch, and time its publish lag."""
+        sink = "redis" if isinstance(publisher, RedisPublisher) else "mqtt"
+        source = publisher if isinstance(publisher, RedisPublisher) else publisher.publisher
+
+        def written(seq: int) -> None:
+            sample = self._lag_samples.get(publisher)
+            if sample is not None and seq >= sample[0]:
+                del self._lag_samples[publisher]
+                self.metrics.observe_publisher_lag(sink, time.monotonic() - sample[1])
+
+        source.on_written = written
+        self.publishers.append(publisher)
 
     def _sample_lag(self, outcomes: Sequence[Outcome], messages: Sequence[Any]) -> None:
         # Redis writes every outcome; MQTT only some channels' messages, so its sample is the
@@ -1308,7 +1300,7 @@ async def run_server(
     if redis_url:
         redis = RedisPublisher(redis_url, prefix=redis_prefix)
         redis.start()
-        gateway.publishers.append(redis)
+        gateway.add_publisher(redis)
     if mqtt_url:
         mqtt_host, mqtt_port = _mqtt_address(mqtt_url)
         mqtt = MqttPublisher(
@@ -1320,7 +1312,7 @@ async def run_server(
             identifier=f"ipx-gateway-{os.getpid()}",
         )
         mqtt.start()
-        gateway.publishers.append(_MqttFeed(mqtt))
+        gateway.add_publisher(_MqttFeed(mqtt))
     sequencer_task = asyncio.create_task(sequencer.run(), name="sequencer")
     server = await serve(
         gateway.handle_connection,
@@ -1331,19 +1323,12 @@ async def run_server(
     )
     heartbeats = asyncio.create_task(gateway.send_heartbeats(), name="heartbeats")
     token_watch = asyncio.create_task(gateway.watch_tokens(), name="token-watch")
-    publisher_watch = (
-        asyncio.create_task(gateway.watch_publishers(), name="publisher-watch")
-        if gateway.publishers
-        else None
-    )
     try:
         bound = server.sockets[0].getsockname()
         yield RunningServer(bound[0], bound[1], gateway, server, sequencer_task)
     finally:
         heartbeats.cancel()
         token_watch.cancel()
-        if publisher_watch is not None:
-            publisher_watch.cancel()
         await _shut_down(server, gateway, sequencer, sequencer_task)
         for publisher in gateway.publishers:
             await publisher.close()
