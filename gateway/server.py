@@ -35,6 +35,8 @@ Invariants:
 - /livez, /readyz (200 "ready" while the sequencer runs, else 503) and /metrics answer plain
   HTTP; /readyz?verbose answers JSON: recovery, journal writable and last seq, and the state
   of each integration (Redis: connected, backlog, dropped; MQTT: connected, buffered, dropped).
+- GET / and /dashboard... without an Upgrade header answer the operator dashboard's static
+  files (gateway/dashboard_http.py); an upgrade to "/" is the WebSocket API as before.
 - Revoking a token (`ipx tokens revoke`) closes every session that logged on with it (close
   code 4001, reason "token revoked") within TOKEN_POLL_S; until then its requests get 401.
 """
@@ -92,7 +94,7 @@ from exchange.events import (
 )
 from exchange.reasons import Reject
 from exchange.state import ExchangeState, Instrument, LiveOrder
-from gateway import accounts, market_data, protocol
+from gateway import accounts, dashboard_http, market_data, protocol
 from gateway.metrics import Metrics, SinkCounts
 from gateway.mqtt_publisher import PUBLISHED as MQTT_CHANNELS
 from gateway.mqtt_publisher import MqttPublisher
@@ -312,11 +314,14 @@ class Gateway:
     # HTTP before the upgrade: health endpoints and the bearer token.
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Answer /livez and /readyz; refuse an upgrade that carries a bad bearer token."""
+        """Answer /livez, /readyz, /metrics and the dashboard; refuse a bad bearer token."""
         if request.path == "/livez":
             return connection.respond(http.HTTPStatus.OK, "ok\n")
         if request.path == "/metrics":
             return self.metrics.respond(connection)
+        page = dashboard_http.respond(connection, request)  # None for an upgrade to "/".
+        if page is not None:
+            return page
         path, _, query = request.path.partition("?")
         if path == "/readyz":
             ready = self.sequencer.running
