@@ -23,6 +23,7 @@ const PRICE_POINTS_MAX = 600; // Per instrument on the price chart.
 const FEED_MAX = 200;
 const DEPTH_LEVELS = 20; // Per side on the depth chart.
 const RECONNECT_MAX_MS = 10000;
+const INFO_REFRESH_MS = 30000;
 const WIDE_SPREAD_BPS = 500n; // As the server's default, used only without the liquidity channel.
 
 const state = {
@@ -342,9 +343,10 @@ function onStatus(instrument, message) {
     const until = message.until_ts_ns ? ` until ${clockText(message.until_ts_ns / 1e6)}` : "";
     addFeed(`${symbol}: ${before} → ${message.phase}${reason}${until}`, message.ts_ns);
   } else if (message.event === "auction_uncrossed") {
-    const price = message.auction_price || "no price";
-    addFeed(`${symbol}: auction uncrossed at ${price}, ${message.auction_volume_units} units`,
-      message.ts_ns);
+    const text = message.auction_price && message.auction_volume_units
+      ? `auction uncrossed at ${message.auction_price}, ${message.auction_volume_units} units`
+      : "auction ended with no trade";
+    addFeed(`${symbol}: ${text}`, message.ts_ns);
   }
 }
 
@@ -422,8 +424,10 @@ function buildCard(instrument) {
         priceCanvas),
       element("div", {}, element("div", { class: "chart-label" }, "Depth (cumulative units)"),
         depthCanvas)),
+    element("p", { class: "details" }),
     actions);
-  instrument.card = { card, phase, priceCanvas, depthCanvas, actions };
+  const details = card.querySelector(".details");
+  instrument.card = { card, phase, priceCanvas, depthCanvas, actions, details };
   $("#cards").append(card);
 }
 
@@ -464,7 +468,7 @@ function renderInstrument(instrument) {
     cells.volume.textContent = ticker.volume_units === undefined ? "—"
       : `${ticker.volume_units} (${ticker.trade_count} tr)`;
     cells.turnover.textContent = "—";
-    cells.yield.textContent = "—";
+    cells.yield.textContent = yieldFromInfo(instrument);
     if (instrument.phase === "continuous" && !spread) flags.push("no_two_sided_quote");
     if (spread && spread.bps > WIDE_SPREAD_BPS) flags.push("wide_spread");
   }
@@ -474,8 +478,52 @@ function renderInstrument(instrument) {
   card.phase.textContent = instrument.phase;
   card.phase.className = `badge phase phase-${instrument.phase}`;
   card.actions.hidden = state.role !== "operator";
+  card.details.textContent = liquidityDetails(instrument);
   drawPrice(card.priceCanvas, instrument.points);
   drawDepth(card.depthCanvas, instrument.bids, instrument.asks);
+}
+
+function yieldFromInfo(instrument) {
+  // TTM royalties / (total units x last price) in bps, rounded down, from instrument.info.
+  const info = instrument.info;
+  const last = decimal(instrument.lastPrice);
+  if (!info || !last || last.value === 0n) return "—";
+  const ttm = decimal(info.royalties.ttm_royalties);
+  const bps = (ttm.value * 10n ** BigInt(last.digits) * 10000n)
+    / (10n ** BigInt(ttm.digits) * BigInt(info.total_units) * last.value);
+  return percentText(bps, 10000);
+}
+
+function liquidityDetails(instrument) {
+  const liquidity = instrument.liquidity;
+  if (!liquidity) return "";
+  const bps = (value) => (value === null || value === undefined ? "—" : `${value} bps`);
+  const digits = instrument.info ? (instrument.info.tick_size.split(".")[1] || "").length : 2;
+  const parts = [
+    `two-sided ${percentText(liquidity.two_sided_ppm, 1000000)} of ${liquidity.window_s} s`,
+    `time-weighted spread ${bps(liquidity.time_weighted_spread_bps)}`,
+    `effective spread ${bps(liquidity.effective_spread_bps)}`,
+    `depth ±10/100 bps ${liquidity.depth_10bps.join("/")} · ${liquidity.depth_100bps.join("/")}`,
+    `window ${liquidity.window_trades} trades, ${liquidity.window_volume_units} units`,
+    `order/trade ${liquidity.order_to_trade_milli === null ? "—"
+      : decimalText(BigInt(liquidity.order_to_trade_milli), 3)}`,
+    `Amihud ${liquidity.amihud_ppb_per_million_minor ?? "—"} ppb per 1M minor`,
+    `royalty TTM/unit ${liquidity.royalty_ttm_per_unit_minor === null ? "—"
+      : decimalText(BigInt(liquidity.royalty_ttm_per_unit_minor), digits)}`,
+  ];
+  return parts.join(" · ");
+}
+
+async function refreshInfo() {
+  // Without the liquidity channel, royalties (for the yield) come from instrument.info.
+  if (state.liquidityServed !== false || !state.socket || state.socket.readyState !== 1) return;
+  for (const instrument of state.instruments.values()) {
+    try {
+      instrument.info = await request("instrument.info", { symbol: instrument.symbol });
+    } catch (error) {
+      return;
+    }
+  }
 }
 
 function priceDirection(instrument) {
@@ -568,29 +616,33 @@ function drawDepth(canvas, bids, asks) {
   const allPrices = [...bidSteps, ...askSteps].map((step) => step[0]);
   let low = Math.min(...allPrices);
   let high = Math.max(...allPrices);
-  if (high === low) { high += 0.5; low -= 0.5; }
+  const margin = Math.max((high - low) * 0.15, high * 0.002, 0.01);
+  low -= margin;
+  high += margin;
   const top = Math.max(1, ...bidSteps.map((s) => s[1]), ...askSteps.map((s) => s[1]));
   const x = (p) => 4 + ((p - low) / (high - low)) * (width - 8);
   const y = (u) => height - 14 - (u / top) * (height - 24);
-  const area = (steps, color) => {
+  // Each side steps up away from the spread, and its total runs on to the chart's edge.
+  const area = (steps, color, edge) => {
     if (!steps.length) return;
     context.beginPath();
     context.moveTo(x(steps[0][0]), y(0));
-    let units = 0;
+    let before = 0;
     for (const [price, total] of steps) {
-      context.lineTo(x(price), y(units));
+      context.lineTo(x(price), y(before));
       context.lineTo(x(price), y(total));
-      units = total;
+      before = total;
     }
-    context.lineTo(x(steps[steps.length - 1][0]), y(0));
+    context.lineTo(x(edge), y(before));
+    context.lineTo(x(edge), y(0));
     context.closePath();
     context.fillStyle = color + "55";
     context.strokeStyle = color;
     context.fill();
     context.stroke();
   };
-  area(bidSteps, "#3fb97c");
-  area(askSteps, "#e5534b");
+  area(bidSteps, "#3fb97c", low);
+  area(askSteps, "#e5534b", high);
   context.fillStyle = "#8a98a8";
   context.fillText(low.toFixed(2), 4, height - 2);
   const highText = high.toFixed(2);
@@ -631,11 +683,20 @@ async function confirmAndSend(method, params, question) {
   }
   try {
     const result = await request(method, params);
-    showResult(`${method} ${JSON.stringify(params)}: done ${JSON.stringify(result)}`, true);
+    showResult(`${method} ${JSON.stringify(params)}: done, ${resultText(result)}`, true);
     addFeed(`operator ${state.account}: ${method} ${JSON.stringify(params)} done`);
   } catch (error) {
     showResult(`${method} ${JSON.stringify(params)}: ${error.message}`, false);
   }
+}
+
+function resultText(result) {
+  // The journaled event the command produced, in a few words.
+  if (result && result.type === "phase_changed") {
+    const reason = result.reason ? ` (${result.reason})` : "";
+    return `phase ${result.phase}${reason}`;
+  }
+  return JSON.stringify(result);
 }
 
 function showResult(text, ok) {
@@ -671,6 +732,7 @@ function setUp() {
   });
   // The expiry countdown ticks between pushes.
   setInterval(render, 1000);
+  setInterval(refreshInfo, INFO_REFRESH_MS);
   connect();
 }
 

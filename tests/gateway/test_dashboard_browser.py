@@ -7,6 +7,7 @@ Rules:
 - An operator halts the instrument with the page's Halt button: the page asks for
   confirmation, sends op.halt, shows the result, and the phase cell reads "halted", as the
   exchange itself answers; Resume brings it back to continuous trading the same way.
+- The page raises no script error and logs no console error meanwhile.
 - A screenshot of the page is kept in the test's tmp_path and at docs/dashboard.png.
 
 Chromium is Debian's (/usr/bin/chromium, driven by Playwright with executable_path; never
@@ -122,6 +123,7 @@ async def test_dashboard_shows_live_prices_and_halts_with_confirmation(
     stop = asyncio.Event()
     traders = asyncio.create_task(trade(market, stop))
     dialogs: list[str] = []
+    errors: list[str] = []  # Uncaught exceptions and console errors of the page.
 
     async def accept(dialog: Dialog) -> None:
         dialogs.append(dialog.message)
@@ -135,6 +137,11 @@ async def test_dashboard_shows_live_prices_and_halts_with_confirmation(
             try:
                 page = await browser.new_page(viewport={"width": 1440, "height": 1000})
                 page.on("dialog", accept)
+                page.on("pageerror", lambda error: errors.append(str(error)))
+                page.on(
+                    "console",
+                    lambda message: message.type == "error" and errors.append(message.text),
+                )
                 token = market.tokens["op"]
                 await page.goto(
                     f"http://127.0.0.1:{server.port}/dashboard#token={token}", timeout=WAIT_MS
@@ -179,6 +186,7 @@ async def test_dashboard_shows_live_prices_and_halts_with_confirmation(
                     timeout=WAIT_MS,
                 )
 
+                assert errors == []
                 await page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
                 SCREENSHOT.parent.mkdir(exist_ok=True)
                 shutil.copyfile(tmp_path / "dashboard.png", SCREENSHOT)
