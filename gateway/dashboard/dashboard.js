@@ -257,7 +257,11 @@ async function subscribe(instrument) {
   await request("md.subscribe", { symbol, channels: MARKET_CHANNELS });
   // Its own request: a server without the channel refuses it (400) and the rest stands.
   try {
-    await request("md.subscribe", { symbol, channels: [LIQUIDITY] });
+    try {
+      await request("md.subscribe", { symbol, channels: [LIQUIDITY] });
+    } catch (error) {
+      await request("subscribe", { channel: LIQUIDITY, symbol }); // The one-channel spelling.
+    }
     state.liquidityServed = true;
   } catch (error) {
     if (state.liquidityServed === null) state.liquidityServed = false;
