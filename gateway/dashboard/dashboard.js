@@ -10,9 +10,12 @@
 // - Market data is applied by seq: a snapshot resets a channel, an update applies only when
 //   its prev_seq is the last seq applied, one at or below it is dropped, and a gap makes the
 //   page subscribe to that channel again for a fresh snapshot.
-// - Prices stay the server's decimal strings on display. Spread and spread in bps are
-//   computed exactly with BigInt from those strings when the "liquidity" channel is not
-//   served; floats are used only to place points on the charts.
+// - Prices stay the server's decimal strings on display. The spread (ask - bid, and in bps of
+//   mid rounded down, as the liquidity channel defines it) is computed exactly with BigInt
+//   from the ticker's strings, so it always matches the bid and ask shown; the "liquidity"
+//   channel gives depth, volume, turnover, yield, flags and windowed figures, and without it
+//   (a server that refuses the subscription) the page falls back to the book, the ticker and
+//   instrument.info. Floats are used only to place points on the charts.
 // - Every text from the server goes into the page with textContent, never as HTML.
 // - Each operator action asks for confirmation (window.confirm) and shows its answer.
 "use strict";
@@ -455,10 +458,13 @@ function renderInstrument(instrument) {
   cells.last.className = "num last" + priceDirection(instrument);
   cells.bid.textContent = ticker.best_bid ? `${ticker.best_bid} × ${ticker.best_bid_units}` : "—";
   cells.ask.textContent = ticker.best_ask ? `${ticker.best_ask} × ${ticker.best_ask_units}` : "—";
+  // The spread always from the ticker, exactly as the liquidity channel defines it: the
+  // channel's updates are throttled (and refreshed each second), so its quote can lag the
+  // bid and ask shown next to it; its windowed figures are below each chart.
+  const spread = spreadOf(ticker.best_bid, ticker.best_ask);
+  cells.spread.textContent = spread ? `${spread.text} (${spread.bps} bps)` : "—";
   const flags = [];
   if (liquidity) {
-    cells.spread.textContent = liquidity.quoted_spread === null ? "—"
-      : `${liquidity.quoted_spread} (${liquidity.quoted_spread_bps} bps)`;
     const [bidUnits, askUnits] = liquidity.depth_50bps;
     cells.depth.textContent = `${bidUnits} / ${askUnits}`;
     cells.volume.textContent = `${liquidity.day_volume_units} (${liquidity.day_trades} tr)`;
@@ -466,8 +472,6 @@ function renderInstrument(instrument) {
     cells.yield.textContent = percentText(liquidity.royalty_yield_bps, 10000);
     flags.push(...liquidity.flags);
   } else {
-    const spread = spreadOf(ticker.best_bid, ticker.best_ask);
-    cells.spread.textContent = spread ? `${spread.text} (${spread.bps} bps)` : "—";
     cells.depth.textContent = `${sumUnits(instrument.bids)} / ${sumUnits(instrument.asks)} (book)`;
     cells.volume.textContent = ticker.volume_units === undefined ? "—"
       : `${ticker.volume_units} (${ticker.trade_count} tr)`;

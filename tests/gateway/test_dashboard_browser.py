@@ -3,6 +3,8 @@
 Rules:
 - The page served at /dashboard logs on with the token of its URL fragment, and the token
   leaves the address bar once read.
+- The spread column shows ask - bid and (ask - bid) / mid in bps, rounded down, from the
+  ticker's quote (the same definition as the "liquidity" channel's quoted spread).
 - While traders trade, the page's last price for the instrument changes with no reload.
 - An operator halts the instrument with the page's Halt button: the page asks for
   confirmation, sends op.halt, shows the result, and the phase cell reads "halted", as the
@@ -164,6 +166,10 @@ async def test_dashboard_shows_live_prices_and_halts_with_confirmation(
                     timeout=WAIT_MS,
                 )
                 assert await _cell(page, "last") != first
+
+                # The quotes 99.00 / 102.00: spread 3.00, 3.00 / 100.50 = 298.5 bps, rounded
+                # down (between rounds; during one, alice's bid is briefly the best).
+                await _wait_for_cell(page, "spread", "3.00 (298 bps)")
 
                 # Halt through the page, confirmed; the page and the exchange agree.
                 result = await _operator_click(page, "halt")
