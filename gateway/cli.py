@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from bots import cli as bots_cli
 from gateway import admin_cli, client_cli, ledger_cli, receipts_cli, serve_cli, tail_cli
 
 
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin_cli.register(commands)
     client_cli.register(commands)
     tail_cli.register(commands)
+    bots_cli.register(commands)  # `ipx bots` and `ipx stress`.
     return parser
 
 

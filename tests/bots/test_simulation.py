@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from bots.simulation import BotsConfig, run_bots
+from bots.stress import StressConfig, run_stress
 from gateway.client import IpxClient
 from tests.bots.conftest import SYMBOL, Venue
 
@@ -45,3 +46,28 @@ async def test_bots_trade_and_agree_with_the_exchange(
         await op.close()
     assert info["phase"] == "continuous"
     assert info["trade_count"] > 0
+
+
+@pytest.mark.asyncio
+async def test_stress_acks_orders_and_ends_consistent(
+    market: Venue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    print(f"seed {SEED}")
+    config = StressConfig(
+        url=market.url,
+        rate_per_s=300,
+        duration_s=3.0,
+        connections=2,
+        seed=SEED,
+        data_dir=market.data_dir,
+        token=market.tokens["op"],
+    )
+    code = await run_stress(config)
+    output = capsys.readouterr().out
+    print(output)
+    assert code == 0
+    acked = int(output.split("\nacked")[1].split()[0])
+    assert 0 < acked <= 900
+    assert "consistency      passed" in output
+    assert "ledger verify    passed" in output
+    assert "p99.9" in output

@@ -1,0 +1,110 @@
+"""`ipx bots` and `ipx stress`: their arguments (the work: bots/simulation.py, bots/stress.py).
+
+    ipx bots --url ws://127.0.0.1:8700/ --data-dir DIR [--token OPERATOR_TOKEN]
+             --instruments RS-US10123456B2,... --duration 60s --seed 1 [--plot DIR]
+    ipx stress --url ws://127.0.0.1:8700/ --data-dir DIR [--token OPERATOR_TOKEN]
+               --rate 2000 --duration 10s --connections 8 [--seed 1] [--plot DIR]
+
+--data-dir is the running server's data dir: bot tokens can only be issued there (see
+bots/market.py). Without --token, a token is issued there for --operator (default "op").
+Exit codes: 0 done and consistent; 1 the consistency check or `ipx ledger verify` failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from bots import agents, simulation, stress
+
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m)?$")
+
+
+def duration_s(text: str) -> float:
+    """Parse "60s", "1.5s", "500ms", "2m" or a plain number of seconds."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 60s, 500ms or 2m")
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[match.group(2)]
+    return float(match.group(1)) * scale
+
+
+def population(text: str) -> dict[str, int]:
+    """Parse "market_maker=1,noise=4,..." (kinds not named keep their default count)."""
+    counts = dict(agents.DEFAULT_POPULATION)
+    for item in filter(None, text.split(",")):
+        kind, _, count = item.partition("=")
+        if kind not in agents.KINDS or not count.isdigit():
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: use KIND=N, KIND in {sorted(agents.KINDS)}"
+            )
+        counts[kind] = int(count)
+    return counts
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", required=True, help="the gateway, e.g. ws://127.0.0.1:8700/")
+    parser.add_argument("--data-dir", help="the server's data dir (bot tokens are issued there)")
+    parser.add_argument("--token", help="an operator token (else one is issued for --operator)")
+    parser.add_argument("--operator", default="op", help="operator account (default op)")
+    parser.add_argument("--duration", type=duration_s, default=60.0, help="e.g. 60s")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--plot", metavar="DIR", help="write PNG charts to DIR")
+    parser.add_argument(
+        "--no-ledger-verify", action="store_true", help="skip `ipx ledger verify` at the end"
+    )
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `bots` and `stress` to `ipx`."""
+    bots = subparsers.add_parser("bots", help="run simulated traders against a live exchange")
+    _common(bots)
+    bots.add_argument("--instruments", required=True, help="symbols, comma-separated")
+    bots.add_argument(
+        "--agents", type=population, default=dict(agents.DEFAULT_POPULATION),
+        help="agents per kind, e.g. market_maker=2,noise=8",
+    )  # fmt: skip
+    bots.add_argument(
+        "--offering", type=duration_s, default=2.0, help="offering length for pre-open symbols"
+    )
+    bots.set_defaults(handler=run_bots)
+    load = subparsers.add_parser("stress", help="drive a constant order rate; report latency")
+    _common(load)
+    load.add_argument("--rate", type=int, required=True, help="orders per second offered")
+    load.add_argument("--connections", type=int, default=4)
+    load.set_defaults(handler=run_stress)
+
+
+def run_bots(arguments: argparse.Namespace) -> int:
+    print(f"ipx bots: seed {arguments.seed}", flush=True)
+    config = simulation.BotsConfig(
+        url=arguments.url,
+        symbols=[s for s in arguments.instruments.split(",") if s],
+        duration_s=arguments.duration,
+        seed=arguments.seed,
+        data_dir=arguments.data_dir,
+        token=arguments.token,
+        operator=arguments.operator,
+        plot_dir=arguments.plot,
+        population=arguments.agents,
+        offering_s=arguments.offering,
+        verify_ledger=not arguments.no_ledger_verify,
+    )
+    return simulation.main(config)
+
+
+def run_stress(arguments: argparse.Namespace) -> int:
+    print(f"ipx stress: seed {arguments.seed}", flush=True)
+    config = stress.StressConfig(
+        url=arguments.url,
+        rate_per_s=arguments.rate,
+        duration_s=arguments.duration,
+        connections=arguments.connections,
+        seed=arguments.seed,
+        data_dir=arguments.data_dir,
+        token=arguments.token,
+        operator=arguments.operator,
+        plot_dir=arguments.plot,
+        verify_ledger=not arguments.no_ledger_verify,
+    )
+    return stress.main(config)
