@@ -9,6 +9,7 @@ Rules:
 - An operator halts the instrument with the page's Halt button: the page asks for
   confirmation, sends op.halt, shows the result, and the phase cell reads "halted", as the
   exchange itself answers; Resume brings it back to continuous trading the same way.
+- With an investor's token the page shows the market but no operator controls.
 - The page raises no script error and logs no console error meanwhile.
 - A screenshot of the page is kept in the test's tmp_path and at docs/dashboard.png.
 
@@ -191,6 +192,19 @@ async def test_dashboard_shows_live_prices_and_halts_with_confirmation(
                     arg=[f"{ROW} td.last", resumed],
                     timeout=WAIT_MS,
                 )
+
+                # An investor's token: the same market, no operator controls.
+                investor = await browser.new_page()
+                await investor.goto(
+                    f"http://127.0.0.1:{server.port}/dashboard#token={market.tokens['alice']}",
+                    timeout=WAIT_MS,
+                )
+                await investor.wait_for_selector(f"{ROW} td.last", timeout=WAIT_MS)
+                assert await investor.is_hidden("#operator-panel")
+                assert await investor.is_hidden(
+                    f'button[data-action="halt"][data-symbol="{SYMBOL}"]'
+                )
+                await investor.close()
 
                 assert errors == []
                 await page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
