@@ -6,7 +6,8 @@
                --rate 2000 --duration 10s --connections 8 [--seed 1] [--plot DIR]
 
 --data-dir is the running server's data dir: bot tokens can only be issued there (see
-bots/market.py). Without --token, a token is issued there for --operator (default "op").
+bots/market.py). Without --token, a token is issued there for --operator (default "operator",
+the account `ipx serve` opens on a new data dir).
 Exit codes: 0 done and consistent; 1 the consistency check or `ipx ledger verify` failed.
 """
 
@@ -16,6 +17,7 @@ import argparse
 import re
 
 from bots import agents, simulation, stress
+from gateway.serve_cli import OPERATOR_ACCOUNT
 
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m)?$")
 
@@ -46,7 +48,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", required=True, help="the gateway, e.g. ws://127.0.0.1:8700/")
     parser.add_argument("--data-dir", help="the server's data dir (bot tokens are issued there)")
     parser.add_argument("--token", help="an operator token (else one is issued for --operator)")
-    parser.add_argument("--operator", default="op", help="operator account (default op)")
+    parser.add_argument(
+        "--operator", default=OPERATOR_ACCOUNT, help=f"operator account ({OPERATOR_ACCOUNT})"
+    )
     parser.add_argument("--duration", type=duration_s, default=60.0, help="e.g. 60s")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--plot", metavar="DIR", help="write PNG charts to DIR")

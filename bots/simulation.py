@@ -47,7 +47,7 @@ class BotsConfig:
     seed: int
     data_dir: str | None = None
     token: str | None = None
-    operator: str = "op"
+    operator: str = "operator"  # The account `ipx serve` opens on a new data dir.
     plot_dir: str | None = None
     population: dict[str, int] = field(default_factory=lambda: dict(agents.DEFAULT_POPULATION))
     offering_s: float = 2.0

@@ -70,7 +70,7 @@ class StressConfig:
     seed: int
     data_dir: str | None = None
     token: str | None = None
-    operator: str = "op"
+    operator: str = "operator"  # The account `ipx serve` opens on a new data dir.
     plot_dir: str | None = None
     verify_ledger: bool = True
 
