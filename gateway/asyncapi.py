@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from gateway import market_data, mqtt_publisher, protocol
+from gateway import liquidity, market_data, mqtt_publisher, protocol
 
 VERSION = "0.1.0"
 DOCUMENT_PATH = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.json"
@@ -49,6 +49,12 @@ MQTT_TOPICS: tuple[tuple[type[Any], str, bool, str], ...] = (
     ),
     (market_data.Ticker, "bbo", True, "Every ticker message (best bid and ask, last), retained."),
     (market_data.Status, "status", True, "Every status message, retained."),
+    (
+        liquidity.LiquidityMessage,
+        "liquidity",
+        True,
+        "Every liquidity update (on change and about once a second), retained.",
+    ),
 )
 PUSH_TYPES: tuple[type[Any], ...] = (
     market_data.BookL2,
@@ -58,6 +64,8 @@ PUSH_TYPES: tuple[type[Any], ...] = (
     market_data.Status,
     market_data.Heartbeat,
 )
+# Pushes computed outside market_data (gateway/liquidity.py), on channels subscribed alike.
+OTHER_PUSH_TYPES: tuple[type[Any], ...] = (liquidity.LiquidityMessage,)
 ERROR_CODES = sorted(
     {reason.value for reason in protocol.REJECT_STATUS}
     | {"UNAUTHORIZED", "FORBIDDEN", "RATE_LIMITED", "INTERNAL", "OVERLOADED", "VALIDATION_ERROR"}
@@ -125,7 +133,7 @@ def _request_schema(method: str, params: type[Any]) -> dict[str, Any]:
 
 def _schemas() -> dict[str, Any]:
     types: list[Any] = sorted(set(protocol.METHODS.values()), key=lambda kind: kind.__name__)
-    types += (*PUSH_TYPES, mqtt_publisher.InstrumentReference)
+    types += (*PUSH_TYPES, *OTHER_PUSH_TYPES, mqtt_publisher.InstrumentReference)
     _, components = msgspec.json.schema_components(types, ref_template=SCHEMAS + "{name}")
     components.update(_envelopes())
     return dict(sorted(components.items()))
@@ -161,7 +169,7 @@ def _gateway_channel() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
                 ],
             },
         }
-    for kind in PUSH_TYPES:
+    for kind in (*PUSH_TYPES, *OTHER_PUSH_TYPES):
         tag = str(kind.__struct_config__.tag)
         key = f"push_{_key(tag)}"
         messages[key] = _message(tag, kind.__name__, (kind.__doc__ or tag).strip())

@@ -22,6 +22,26 @@ a series. Names carry the `ipx_` prefix and base units (seconds, bytes; money in
     ipx_publisher_lag_seconds{sink}          batch durable -> the sink reports it written
                                              (histogram, sampled by the gateway)
 
+Liquidity (gateway/liquidity.py, read from its tracker when scraped; labelled by symbol;
+ratios are plain ratios, 0.002 for 20 bps; a figure that does not exist now, such as the
+spread of a one-sided book, has no sample):
+    ipx_liquidity_quoted_spread_ratio        (ask - bid) / mid now
+    ipx_liquidity_time_weighted_spread_ratio over the rolling window, two-sided time only
+    ipx_liquidity_two_sided_ratio            share of the window with a bid and an ask
+    ipx_liquidity_depth_units{side,within_bps}  units resting within 10/50/100 bps of mid
+    ipx_liquidity_window_volume_units        traded in the window
+    ipx_liquidity_window_trades
+    ipx_liquidity_day_volume_units           since 00:00 UTC
+    ipx_liquidity_day_trades
+    ipx_liquidity_day_notional_minor         price x quantity, minor units
+    ipx_liquidity_turnover_ratio             day units / units issued
+    ipx_liquidity_effective_spread_ratio     window mean of 2 |price - mid before| / mid
+    ipx_liquidity_amihud_per_million_minor   |day return| per million minor units traded
+    ipx_liquidity_order_to_trade_ratio       orders entered / trades, over the day
+    ipx_liquidity_royalty_yield_ratio        trailing-twelve-month royalties / last price
+    ipx_liquidity_expiry_seconds             time left to the patent's expiry
+    ipx_liquidity_flag{flag}                 1 when raised (no_two_sided_quote, wide_spread)
+
 Invariants:
 - The counters are a function of the outcomes observed: observing the same outcomes in a fresh
   Metrics gives the same values (no clock is read here; latencies are measured by the caller).
@@ -45,6 +65,7 @@ from websockets.http11 import Response
 from exchange.core import Outcome
 from exchange.events import CommandRejected, OrderAccepted, OrderRejected, TradeExecuted
 from exchange.state import Instrument
+from gateway.liquidity import DEPTH_BPS, NO_TWO_SIDED_QUOTE, WIDE_SPREAD, LiquidityMessage
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST  # text/plain; version=0.0.4
 
@@ -108,6 +129,103 @@ class _SinkCollector:
         yield from (published, dropped, backlog)
 
 
+_BPS = 10_000
+_PPM = 1_000_000
+_FLAGS = (NO_TWO_SIDED_QUOTE, WIDE_SPREAD)
+# name suffix, help, the figure in base units (None: no sample).
+_LIQUIDITY_FIGURES: tuple[tuple[str, str, Callable[[LiquidityMessage], float | None]], ...] = (
+    (
+        "quoted_spread_ratio",
+        "Quoted spread over mid, now.",
+        lambda m: None if m.quoted_spread_bps is None else m.quoted_spread_bps / _BPS,
+    ),
+    (
+        "time_weighted_spread_ratio",
+        "Time-weighted quoted spread over mid in the rolling window (two-sided time).",
+        lambda m: None if m.time_weighted_spread_bps is None else m.time_weighted_spread_bps / _BPS,
+    ),
+    (
+        "two_sided_ratio",
+        "Share of the rolling window with a two-sided quote.",
+        lambda m: m.two_sided_ppm / _PPM,
+    ),
+    ("window_volume_units", "Units traded in the rolling window.", lambda m: m.window_volume_units),
+    ("window_trades", "Trades in the rolling window.", lambda m: m.window_trades),
+    ("day_volume_units", "Units traded since 00:00 UTC.", lambda m: m.day_volume_units),
+    ("day_trades", "Trades since 00:00 UTC.", lambda m: m.day_trades),
+    (
+        "day_notional_minor",
+        "Traded value since 00:00 UTC, minor units.",
+        lambda m: m.day_notional_minor,
+    ),
+    ("turnover_ratio", "Units traded today over units issued.", lambda m: m.turnover_ppm / _PPM),
+    (
+        "effective_spread_ratio",
+        "Mean effective spread of the window's trades, over mid.",
+        lambda m: None if m.effective_spread_bps is None else m.effective_spread_bps / _BPS,
+    ),
+    (
+        "amihud_per_million_minor",
+        "Amihud illiquidity: absolute day return per million minor units traded.",
+        lambda m: (
+            None if m.amihud_ppb_per_million_minor is None else m.amihud_ppb_per_million_minor / 1e9
+        ),
+    ),
+    (
+        "order_to_trade_ratio",
+        "Orders entered per trade, over the day.",
+        lambda m: None if m.order_to_trade_milli is None else m.order_to_trade_milli / 1_000,
+    ),
+    (
+        "royalty_yield_ratio",
+        "Trailing-twelve-month royalties per unit over the last price.",
+        lambda m: None if m.royalty_yield_bps is None else m.royalty_yield_bps / _BPS,
+    ),
+    ("expiry_seconds", "Time left to the patent's expiry.", lambda m: m.seconds_to_expiry),
+)
+
+
+class _LiquidityCollector:
+    """Mirrors the liquidity tracker's figures at each scrape (floats only here, at the edge)."""
+
+    def __init__(self, figures: Callable[[], Iterable[LiquidityMessage]]) -> None:
+        self.figures = figures
+
+    def describe(self) -> Iterator[Metric]:
+        return self._families([])
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families(self.figures())
+
+    def _families(self, messages: Iterable[LiquidityMessage]) -> Iterator[Metric]:
+        families = [
+            (GaugeMetricFamily(f"ipx_liquidity_{name}", text, labels=["symbol"]), figure)
+            for name, text, figure in _LIQUIDITY_FIGURES
+        ]
+        depth = GaugeMetricFamily(
+            "ipx_liquidity_depth_units",
+            "Units resting within a distance of mid (inclusive), per side.",
+            labels=["symbol", "side", "within_bps"],
+        )
+        flag = GaugeMetricFamily(
+            "ipx_liquidity_flag", "1 when a liquidity flag is raised.", labels=["symbol", "flag"]
+        )
+        for message in messages:
+            symbol = message.symbol
+            for family, figure in families:
+                value = figure(message)
+                if value is not None:
+                    family.add_metric([symbol], value)
+            levels = (message.depth_10bps, message.depth_50bps, message.depth_100bps)
+            for bps, (bid_units, ask_units) in zip(DEPTH_BPS, levels, strict=True):
+                depth.add_metric([symbol, "bid", str(bps)], bid_units)
+                depth.add_metric([symbol, "ask", str(bps)], ask_units)
+            for name in _FLAGS:
+                flag.add_metric([symbol, name], 1 if name in message.flags else 0)
+        yield from (family for family, _ in families)
+        yield from (depth, flag)
+
+
 class Metrics:
     """The gateway's metrics in their own registry; `render` gives the exposition text."""
 
@@ -120,6 +238,7 @@ class Metrics:
         journal_seq: Callable[[], int] | None = None,
         connections: Callable[[], int] | None = None,
         sinks: Callable[[], Iterable[SinkCounts]] | None = None,
+        liquidity: Callable[[], Iterable[LiquidityMessage]] | None = None,
     ) -> None:
         """Create the metrics in a registry of their own.
 
@@ -130,6 +249,7 @@ class Metrics:
             queue_depth, journal_seq, connections: read at each scrape; a gauge without one
                 stays 0.
             sinks: the integrations' counters, read at each scrape (none without it).
+            liquidity: the liquidity figures of every symbol, read at each scrape.
         """
         self.instruments = instruments
         registry = self.registry = CollectorRegistry(auto_describe=True)
@@ -184,6 +304,8 @@ class Metrics:
                 buckets=LAG_BUCKETS_S,
                 registry=registry,
             )
+        if liquidity is not None:
+            registry.register(_LiquidityCollector(liquidity))
         build = Gauge(
             "ipx_build_info", "Build of this gateway.", ["version", "python"], registry=registry
         )

@@ -15,7 +15,8 @@ Methods (params in the Struct of METHODS; prices and cash as decimal strings):
     orders.open {symbol?}   account.balances {}   instruments.list {}   book.snapshot {symbol}
     account.fills {symbol?}  account.royalties {}  instrument.info {symbol}
     executions.subscribe {}                 push the account's private events
-    md.subscribe / md.unsubscribe {symbol, channels}   book.l2, book.l3, trades, ticker, status
+    md.subscribe / md.unsubscribe {symbol, channels}   book.l2, book.l3, trades, ticker, status,
+                                            liquidity
     subscribe / unsubscribe {channel, symbol?}  the same, one channel at a time: "executions"
                                             (no symbol) or a market-data channel (symbol)
     op.open_account, op.deposit, op.withdraw, op.list_asset, op.issue_shares,
@@ -197,19 +198,21 @@ class IssueSharesParams(_Params, frozen=True):
     auction_interval_ns: NonNegative = 0
 
 
-MarketDataChannel = Literal["book.l2", "book.l3", "trades", "ticker", "status"]
+MarketDataChannel = Literal["book.l2", "book.l3", "trades", "ticker", "status", "liquidity"]
 
 
 class MarketDataParams(_Params, frozen=True):
     symbol: Symbol
-    channels: Annotated[list[MarketDataChannel], Meta(min_length=1, max_length=5)]
+    channels: Annotated[list[MarketDataChannel], Meta(min_length=1, max_length=6)]
 
 
 class SymbolParams(_Params, frozen=True):
     symbol: Symbol
 
 
-SubscriptionChannel = Literal["executions", "book.l2", "book.l3", "trades", "ticker", "status"]
+SubscriptionChannel = Literal[
+    "executions", "book.l2", "book.l3", "trades", "ticker", "status", "liquidity"
+]
 
 
 class ChannelParams(_Params, frozen=True):

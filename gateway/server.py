@@ -24,6 +24,12 @@ Invariants:
   that follows carries a higher seq. Heartbeats every HEARTBEAT_INTERVAL_S per symbol. If
   market data ever raises, it is switched off (subscribers closed with 1011) and the
   exchange carries on: it is derived data, never a reason to stop trading.
+- Liquidity (channel "liquidity", gateway/liquidity.py): subscribed like the market-data
+  channels (a snapshot first). Its figures are accumulated in the sequencer next to market
+  data; once a batch is durable an update goes out for each symbol the batch changed (at
+  most one per LIQUIDITY_UPDATE_MIN_NS per symbol; a held-back change goes with the next
+  batch or refresh), and every HEARTBEAT_INTERVAL_S a refresh, since time-weighted figures
+  move with time alone. The same updates feed the liquidity sinks (MQTT's retained topic).
 - At most CONNECTIONS_PER_ACCOUNT_MAX connections per account (the next is closed with
   1008 LIMIT_EXCEEDED). session.cancel_on_disconnect {enabled} makes the end of that
   connection cancel every open order of the account (CancelAll), except at server shutdown.
@@ -94,7 +100,7 @@ from exchange.events import (
 )
 from exchange.reasons import Reject
 from exchange.state import ExchangeState, Instrument, LiveOrder
-from gateway import accounts, dashboard_http, market_data, protocol
+from gateway import accounts, dashboard_http, liquidity, market_data, protocol
 from gateway.metrics import Metrics, SinkCounts
 from gateway.mqtt_publisher import PUBLISHED as MQTT_CHANNELS
 from gateway.mqtt_publisher import MqttPublisher
@@ -122,6 +128,7 @@ from matching.orders import OrderType
 LOGON_TIMEOUT_S = 10.0
 OUTBOX_MAX = 10_000  # Pushes waiting for one slow client; beyond it: disconnected.
 HEARTBEAT_INTERVAL_S = 1.0
+LIQUIDITY_UPDATE_MIN_NS = 100_000_000  # Per symbol, between two change-driven updates.
 SLOW_CLOSE_TIMEOUT_S = 1.0
 CONNECTIONS_PER_ACCOUNT_MAX = 16  # Beyond it a new connection is closed with 1008.
 RATE_LIMITED_METHODS = frozenset({"order.place", "order.amend"})  # Cancels are never limited.
@@ -261,6 +268,11 @@ class Gateway:
         self.market_data = market_data.MarketData(sequencer.exchange, protocol.CURRENCY_DIGITS)
         self._market_data_failed = False
         self._market_data_sessions: dict[tuple[str, str], dict[Session, None]] = {}
+        self.liquidity = liquidity.Liquidity(sequencer.exchange, protocol.CURRENCY_DIGITS)
+        # Where liquidity updates go besides subscribers (MQTT's retained topics).
+        self.liquidity_sinks: list[Callable[[liquidity.LiquidityMessage], None]] = []
+        self._liquidity_pending: dict[str, None] = {}  # Changed, not yet published.
+        self._liquidity_sent: dict[str, int] = {}  # symbol -> monotonic ns of its last update.
         self.fills = accounts.FillLog(sequencer.exchange.seq + 1)
         self.metrics = Metrics(
             sequencer.exchange.state.instruments,
@@ -269,6 +281,7 @@ class Gateway:
             journal_seq=lambda: sequencer.exchange.seq,
             connections=lambda: len(self._sessions),
             sinks=self._sink_counts,
+            liquidity=self._liquidity_figures,
         )
         sequencer.on_journal_append = self.metrics.observe_fsync
         # Integrations fed after each durable batch (Redis, MQTT); they only enqueue, so an
@@ -527,10 +540,15 @@ class Gateway:
             key = (channel, params.symbol)
             self._market_data_sessions.setdefault(key, {})[session] = None
             session.market_data[key] = None
-            snapshot = self.market_data.snapshot(channel, params.symbol)
-            if not session.push_text(_text(market_data.encode(snapshot))):
+            if channel == liquidity.CHANNEL:
+                figures = self.liquidity.view(params.symbol, time.time_ns())
+                text, seq = _text(liquidity.encode(figures)), figures.seq
+            else:
+                snapshot = self.market_data.snapshot(channel, params.symbol)
+                text, seq = _text(market_data.encode(snapshot)), snapshot.seq
+            if not session.push_text(text):
                 self._disconnect_slow(session)
-            seqs[channel] = snapshot.seq
+            seqs[channel] = seq
         return {"symbol": params.symbol, "channels": seqs}
 
     def _unsubscribe_market_data(
@@ -599,7 +617,9 @@ class Gateway:
         if self._market_data_failed:
             return []
         try:
-            return self.market_data.on_outcome(outcome)
+            messages = self.market_data.on_outcome(outcome)
+            self.liquidity.on_outcome(outcome)
+            return messages
         except Exception:
             log.exception("market data failed at seq %d: switched off", outcome.seq)
             self._market_data_failed = True
@@ -619,6 +639,9 @@ class Gateway:
             self._route_executions(outcomes)
         if self._market_data_sessions:
             self._route_market_data(messages)
+        if outcomes and not self._market_data_failed:
+            self._liquidity_pending.update(dict.fromkeys(self.liquidity.take_changed()))
+            self._publish_liquidity(outcomes[-1].ts_ns, time.monotonic_ns())
         if self._market_data_failed and self._market_data_sessions:
             for session in {s for group in self._market_data_sessions.values() for s in group}:
                 self._unsubscribe(session)
@@ -659,8 +682,52 @@ class Gateway:
                 if not session.push_text(text):
                     self._disconnect_slow(session)
 
+    def _publish_liquidity(self, now_ns: int, monotonic_ns: int, refresh: bool = False) -> None:
+        # An update per pending symbol (every watched one on a refresh) that someone receives,
+        # unless the symbol had one less than LIQUIDITY_UPDATE_MIN_NS ago (then it waits).
+        watched = self._liquidity_watched()
+        symbols = watched if refresh else [s for s in self._liquidity_pending if s in watched]
+        gap_ns = LIQUIDITY_UPDATE_MIN_NS
+        for symbol in symbols:
+            if not refresh and monotonic_ns - self._liquidity_sent.get(symbol, -gap_ns) < gap_ns:
+                continue
+            self._liquidity_pending.pop(symbol, None)
+            self._liquidity_sent[symbol] = monotonic_ns
+            message = self.liquidity.update(symbol, now_ns)
+            for sink in self.liquidity_sinks:
+                sink(message)
+            sessions = self._market_data_sessions.get((liquidity.CHANNEL, symbol))
+            if sessions:
+                text = _text(liquidity.encode(message))
+                for session in list(sessions):
+                    if not session.push_text(text):
+                        self._disconnect_slow(session)
+        if refresh:
+            self._liquidity_pending.clear()
+
+    def _liquidity_watched(self) -> dict[str, None]:
+        # The symbols whose liquidity someone receives: every one with a sink, else those
+        # with a subscriber.
+        if self.liquidity_sinks:
+            return dict.fromkeys(self.liquidity.symbols)
+        return {
+            symbol: None
+            for channel, symbol in self._market_data_sessions
+            if channel == liquidity.CHANNEL
+        }
+
+    def _liquidity_figures(self) -> list[liquidity.LiquidityMessage]:
+        # For /metrics, read when scraped (on the event loop, between two batches).
+        if self._market_data_failed:
+            return []
+        now_ns = time.time_ns()
+        return [self.liquidity.view(symbol, now_ns) for symbol in self.liquidity.symbols]
+
     async def send_heartbeats(self, interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
-        """Every interval, push a heartbeat per symbol to the sessions subscribed to it."""
+        """Every interval, push a heartbeat per symbol to the sessions subscribed to it.
+
+        Liquidity is refreshed at the same pace: an update per watched symbol.
+        """
         while True:
             await asyncio.sleep(interval_s)
             if self._market_data_failed:
@@ -674,6 +741,7 @@ class Gateway:
                 for session in list(sessions):
                     if not session.push_text(text):
                         self._disconnect_slow(session)
+            self._publish_liquidity(now_ns, time.monotonic_ns(), refresh=True)
 
     async def watch_tokens(self, interval_s: float = TOKEN_POLL_S) -> None:
         """Every interval, re-read tokens.json if it changed; close revoked tokens' sessions."""

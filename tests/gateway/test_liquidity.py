@@ -16,17 +16,33 @@ price 1,000 ticks = 100.00; 1 tick = 0.10 = 10 bps of 100.00):
   countdown to the patent's expiry in whole seconds.
 - flags: no_two_sided_quote; wide_spread above WIDE_SPREAD_BPS (500), not at it.
 - Each symbol's seq rises by 1 per update; a snapshot carries the current seq; outcomes mark
-  the symbols they touched, and only those, as changed. Messages carry no floats.
+  the symbols they touched, and only those, as changed. Messages carry no floats and match
+  the AsyncAPI document's LiquidityMessage.
+
+Through a real server (tests/gateway/conftest.py):
+- `subscribe {channel: "liquidity", symbol}` queues a snapshot first; once a batch is durable
+  an update follows for the symbol it changed, with seq = prev_seq + 1. A bid and an ask give
+  the spread (99.90 / 100.10: 0.20, 20 bps) and clear the no_two_sided_quote flag.
+- Without a change the figures are still refreshed (about once a second).
+- /metrics carries the figures as ipx_liquidity_* gauges in base units (spread as a ratio).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+import urllib.request
 from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from exchange.calendar import NS_PER_DAY, parse_date
 from exchange.commands import Command, DistributeRoyalty
 from exchange.core import Outcome
+from gateway import liquidity
+from gateway.client import IpxClient
 from gateway.liquidity import (
     NO_TWO_SIDED_QUOTE,
     WIDE_SPREAD,
@@ -53,6 +69,8 @@ from tests.exchange.rulebook import (
     issuance,
     listing,
 )
+from tests.gateway.conftest import Venue
+from tests.gateway.test_asyncapi import DOCUMENT, validate
 from tests.gateway.test_market_data import OTHER_PATENT, OTHER_SYMBOL, two_instruments
 
 ALICE, BOB, CAROL, _ = INVESTORS
@@ -356,6 +374,15 @@ def test_only_touched_symbols_are_changed_and_nothing_is_a_float() -> None:
         assert _no_floats(json.loads(encode(tracker.view(symbol, market.ts_ns))))
 
 
+def test_messages_validate_against_the_asyncapi_document() -> None:
+    market = WatchedMarket()
+    trades_of_a_day(market)
+    validate(encode(market.trackers[0].update(SYMBOL, market.ts_ns)), "LiquidityMessage")
+    validate(encode(market.view()), "LiquidityMessage")
+    topics = [channel["address"] for channel in DOCUMENT["channels"].values()]
+    assert "ipx/v1/md/{symbol}/liquidity" in topics
+
+
 def test_a_tracker_built_over_a_running_exchange_reads_its_books() -> None:
     market = WatchedMarket()
     market.buy(ALICE, 5, 999)
@@ -376,3 +403,83 @@ def test_a_share_class_issued_later_is_tracked_from_its_issue() -> None:
     assert OTHER_SYMBOL in tracker.take_changed()
     figures = tracker.view(OTHER_SYMBOL, market.ts_ns + SECOND)
     assert figures.flags == [NO_TWO_SIDED_QUOTE] and figures.two_sided_ppm == 0
+
+
+# Through a real server.
+
+PUSH_WAIT_S = 5.0
+
+
+async def _liquidity_until(client: IpxClient, done: Any) -> liquidity.LiquidityMessage:
+    # The next liquidity pushes until one satisfies done (bounded by PUSH_WAIT_S).
+    deadline = time.monotonic() + PUSH_WAIT_S
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, "no liquidity message satisfied the test in time"
+        message = await asyncio.wait_for(client.pushes.get(), remaining)
+        if message.get("channel") != "liquidity":
+            continue
+        typed = liquidity.decode(json.dumps(message))
+        if done(typed):
+            return typed
+
+
+def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    http_url = url.replace("ws://", "http://") + "metrics"
+    with urllib.request.urlopen(http_url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+@pytest.mark.asyncio
+async def test_a_subscriber_sees_the_spread_and_the_flags(market: Venue) -> None:
+    watcher = await market.client("bob")
+    alice, issuer = await market.client("alice"), await market.client("issuer")
+    try:
+        subscribed = await watcher.request("subscribe", {"channel": "liquidity", "symbol": SYMBOL})
+        assert subscribed["channel"] == "liquidity"
+        snapshot = await _liquidity_until(watcher, lambda m: True)
+        assert snapshot.type == "snapshot" and snapshot.symbol == SYMBOL
+        assert snapshot.flags == [liquidity.NO_TWO_SIDED_QUOTE]
+        assert snapshot.mid is None and snapshot.window_s == liquidity.WINDOW_S
+        await alice.place(SYMBOL, "buy", 5, "99.90")
+        await issuer.place(SYMBOL, "sell", 7, "100.10")
+        quoted = await _liquidity_until(watcher, lambda m: m.best_ask is not None)
+        assert quoted.type == "update" and quoted.prev_seq == quoted.seq - 1
+        assert quoted.seq > snapshot.seq
+        assert (quoted.best_bid, quoted.best_ask, quoted.mid) == ("99.90", "100.10", "100.00")
+        assert (quoted.quoted_spread, quoted.quoted_spread_bps) == ("0.20", 20)
+        assert quoted.depth_10bps == (5, 7)
+        assert quoted.flags == []
+        # Nothing changes, yet a refresh comes (the time-weighted figures move with time).
+        refreshed = await _liquidity_until(watcher, lambda m: m.seq > quoted.seq)
+        assert refreshed.quoted_spread_bps == 20 and refreshed.ts_ns >= quoted.ts_ns
+    finally:
+        for client in (watcher, alice, issuer):
+            await client.close()
+
+
+@pytest.mark.asyncio
+async def test_metrics_carry_the_liquidity_gauges(market: Venue) -> None:
+    alice, issuer = await market.client("alice"), await market.client("issuer")
+    try:
+        await alice.place(SYMBOL, "buy", 5, "99.90")
+        await issuer.place(SYMBOL, "sell", 7, "100.10")
+    finally:
+        await alice.close()
+        await issuer.close()
+    samples = await asyncio.to_thread(_scrape, market.url)
+    symbol = (("symbol", SYMBOL),)
+    # 20 bps is a ratio of 0.0020.
+    assert samples[("ipx_liquidity_quoted_spread_ratio", symbol)] == pytest.approx(0.002)
+    depth = ("ipx_liquidity_depth_units", (("side", "ask"), *symbol, ("within_bps", "10")))
+    assert samples[depth] == 7
+    flag = ("ipx_liquidity_flag", (("flag", liquidity.NO_TWO_SIDED_QUOTE), *symbol))
+    assert samples[flag] == 0
+    assert samples[("ipx_liquidity_day_trades", symbol)] == 0
+    assert ("ipx_liquidity_royalty_yield_ratio", symbol) not in samples  # No trade yet.
+    assert samples[("ipx_liquidity_expiry_seconds", symbol)] > 0
