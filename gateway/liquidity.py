@@ -12,11 +12,13 @@ Definitions and units (every ratio an integer in the unit its name ends with, ro
 - quoted_spread_bps = (ask - bid) / mid * 10_000; depth_Xbps = [bid units, ask units] resting
   at prices within X bps of mid, inclusive: bid >= mid * (1 - X/10_000), ask <=
   mid * (1 + X/10_000); [0, 0] without a two-sided quote.
-- The rolling window is (now - window_s, now], clipped at the start of tracking (the
-  tracker's creation, or the symbol's issue): before that nothing was seen. two_sided_ppm is
-  the share of that time with a bid and an ask, and time_weighted_spread_bps the mean quoted
-  spread over the two-sided part of it, weighted by nanoseconds. Both come from integer
-  accumulators over quote segments (a segment ends when best bid or best ask changes price).
+- The rolling window is [now - window_s rounded down to a whole second, now]: it lasts from
+  window_s to window_s + 1 seconds, because what happened is kept per second (BUCKET_NS), so
+  memory is at most window_s + 2 buckets per symbol whatever the rate. It is clipped at the
+  start of tracking (the tracker's creation, or the symbol's issue): before that nothing was
+  seen. two_sided_ppm is the share of that time with a bid and an ask, and
+  time_weighted_spread_bps the mean quoted spread over the two-sided part of it, weighted by
+  nanoseconds: integer sums of ns and of spread x ns, exact per second.
 - effective_spread_bps = mean over the window's trades of 2 * |price - mid_before| /
   mid_before, mid_before being the mid before the command that traded. Auction trades and
   trades without a two-sided quote before them are left out (None when none is left).
@@ -36,9 +38,9 @@ Definitions and units (every ratio an integer in the unit its name ends with, ro
   once, at the end.
 
 Invariants:
-- After `on_outcome(o)`, each symbol's segments and trades hold exactly what happened since
-  tracking began (older entries are evicted only once outside every later window), and the
-  running sums equal the sums over them.
+- After `on_outcome(o)`, each symbol's buckets hold exactly what happened in their second
+  (a bucket is dropped only once it is before every later window), and the window's total
+  equals the sum over its buckets.
 - Nothing reads all resting orders: depth reads the book's aggregated levels from the top,
   only as far as DEPTH_BPS_MAX from mid, and only for symbols whose book changed.
 - The figures depend only on the outcomes, the exchange state and `now_ns`.
@@ -84,7 +86,7 @@ AMIHUD_SCALE = 10**15  # ppb of return (1e9) per million minor units (1e6) of no
 _BOOK_OR_STATUS = frozenset(
     (OrderCanceled, OrderAmended, OrderFilled, PhaseChanged, RoyaltyDistributed)
 )  # Events that change a book, a phase or a royalty figure, beyond trades and orders entered.
-TRADE_GAP = -1  # Effective spread of a trade without one (auction, no quote before).
+BUCKET_NS = NS_PER_SECOND  # The window is kept per second.
 
 NO_TWO_SIDED_QUOTE = "no_two_sided_quote"
 WIDE_SPREAD = "wide_spread"
@@ -195,11 +197,97 @@ def depth_within(book: OrderBook, bid_ticks: int, ask_ticks: int) -> list[Depth]
     return result
 
 
-class _Trade(msgspec.Struct, frozen=True, gc=False):
-    ts_ns: int
-    quantity_units: int
-    notional_minor: int
-    effective_sub_bps: int  # TRADE_GAP when it has none.
+class _Bucket:
+    """What happened in one second: two-sided time, spread x time, trades."""
+
+    __slots__ = (
+        "effective_count",
+        "effective_sum",
+        "notional_minor",
+        "second",
+        "spread_ns",
+        "trades",
+        "two_sided_ns",
+        "volume_units",
+    )
+
+    def __init__(self, second: int) -> None:
+        self.second = second  # ts_ns // BUCKET_NS.
+        self.two_sided_ns = 0
+        self.spread_ns = 0  # Sum of spread_sub_bps x ns.
+        self.trades = 0
+        self.volume_units = 0
+        self.notional_minor = 0
+        self.effective_sum = 0  # Sum of effective_sub_bps over the trades that have one.
+        self.effective_count = 0
+
+    def add(self, other: _Bucket, sign: int) -> None:
+        self.two_sided_ns += sign * other.two_sided_ns
+        self.spread_ns += sign * other.spread_ns
+        self.trades += sign * other.trades
+        self.volume_units += sign * other.volume_units
+        self.notional_minor += sign * other.notional_minor
+        self.effective_sum += sign * other.effective_sum
+        self.effective_count += sign * other.effective_count
+
+
+class _Window:
+    """Per-second buckets, oldest first, and their sum: at most window_s + 2 of them."""
+
+    __slots__ = ("buckets", "total", "window_ns")
+
+    def __init__(self, window_ns: int) -> None:
+        self.window_ns = window_ns
+        self.buckets: deque[_Bucket] = deque()
+        self.total = _Bucket(0)
+
+    def bucket(self, second: int) -> _Bucket:
+        # Buckets are only ever added at the end: time moves forwards.
+        buckets = self.buckets
+        if buckets and buckets[-1].second == second:
+            return buckets[-1]
+        assert not buckets or buckets[-1].second < second, "time went backwards"
+        bucket = _Bucket(second)
+        buckets.append(bucket)
+        return bucket
+
+    def add_quote(self, start_ns: int, end_ns: int, spread: int) -> None:
+        """Add a two-sided stretch [start_ns, end_ns), split at whole seconds."""
+        # Seconds before the earliest window still to come are never read: skip them.
+        start_ns = max(start_ns, first_second(end_ns, self.window_ns) * BUCKET_NS)
+        total = self.total
+        while start_ns < end_ns:
+            second = start_ns // BUCKET_NS
+            stop_ns = min(end_ns, (second + 1) * BUCKET_NS)
+            bucket = self.bucket(second)
+            duration = stop_ns - start_ns
+            bucket.two_sided_ns += duration
+            bucket.spread_ns += spread * duration
+            total.two_sided_ns += duration
+            total.spread_ns += spread * duration
+            start_ns = stop_ns
+
+    def add_trade(self, ts_ns: int, units: int, notional: int, effective: int | None) -> None:
+        total = self.total
+        for bucket in (self.bucket(ts_ns // BUCKET_NS), total):
+            bucket.trades += 1
+            bucket.volume_units += units
+            bucket.notional_minor += notional
+            if effective is not None:
+                bucket.effective_sum += effective
+                bucket.effective_count += 1
+
+    def evict(self, now_ns: int) -> None:
+        """Drop the seconds before the window ending at now_ns (they never count again)."""
+        first = first_second(now_ns, self.window_ns)
+        buckets = self.buckets
+        while buckets and buckets[0].second < first:
+            self.total.add(buckets.popleft(), -1)
+
+
+def first_second(now_ns: int, window_ns: int) -> int:
+    """Return the first whole second of the window ending at now_ns (its start, rounded down)."""
+    return (now_ns - window_ns) // BUCKET_NS
 
 
 class _Symbol:
@@ -217,37 +305,21 @@ class _Symbol:
         "day_volume_units",
         "depth",
         "digits",
-        "effective_count",
-        "effective_sum",
         "instrument",
         "last_trade_ticks",
         "quote_start_ns",
-        "segments",
-        "spread_ns_sum",
         "tracked_from_ns",
-        "trades",
-        "two_sided_ns_sum",
         "viewed_ns",
-        "window_notional_minor",
-        "window_volume_units",
+        "window",
     )
 
-    def __init__(self, instrument: Instrument, digits: int, ts_ns: int) -> None:
+    def __init__(self, instrument: Instrument, digits: int, ts_ns: int, window_ns: int) -> None:
         self.instrument = instrument
         self.digits = digits
         self.tracked_from_ns = self.viewed_ns = ts_ns
         self.bid_ticks, self.ask_ticks = _quote(instrument.book)
-        self.quote_start_ns = ts_ns
-        # Closed two-sided segments (start_ns, end_ns, spread_sub_bps), oldest first, and
-        # their sums of duration and of spread x duration.
-        self.segments: deque[tuple[int, int, int]] = deque()
-        self.two_sided_ns_sum = 0
-        self.spread_ns_sum = 0
-        self.trades: deque[_Trade] = deque()
-        self.window_volume_units = 0
-        self.window_notional_minor = 0
-        self.effective_sum = 0
-        self.effective_count = 0
+        self.quote_start_ns = ts_ns  # Time up to which the quote is in the window's buckets.
+        self.window = _Window(window_ns)
         self.depth: list[Depth] | None = None  # Cached until the book changes.
         self.last_trade_ticks = instrument.last_price_ticks
         self.day = trading_day(ts_ns)
@@ -268,19 +340,23 @@ class _Symbol:
         if day != self.day:
             self._start_day(day)
 
+    def advance(self, ts_ns: int) -> None:
+        """Account for the quote shown up to ts_ns (before an outcome's events change it)."""
+        if self.bid_ticks and self.ask_ticks and ts_ns > self.quote_start_ns:
+            spread = spread_sub_bps(self.bid_ticks, self.ask_ticks)
+            self.window.add_quote(self.quote_start_ns, ts_ns, spread)
+        self.quote_start_ns = max(self.quote_start_ns, ts_ns)
+        self.window.evict(ts_ns)  # Bounded memory even when nobody reads the figures.
+
     def trade(self, ts_ns: int, event: TradeExecuted) -> None:
         self.roll(ts_ns)
         terms = self.instrument.terms
         notional = event.price_ticks * terms.tick_size_minor * event.quantity_units
-        effective = TRADE_GAP
+        effective = None
         if event.aggressor_side is not None and self.bid_ticks and self.ask_ticks:
             # The quote is still the one before this outcome: requote runs after its events.
             effective = effective_sub_bps(event.price_ticks, self.bid_ticks + self.ask_ticks)
-            self.effective_sum += effective
-            self.effective_count += 1
-        self.trades.append(_Trade(ts_ns, event.quantity_units, notional, effective))
-        self.window_volume_units += event.quantity_units
-        self.window_notional_minor += notional
+        self.window.add_trade(ts_ns, event.quantity_units, notional, effective)
         if not self.day_trades:
             self.day_base_ticks = self.last_trade_ticks or self.instrument.reference_price_ticks
         self.day_trades += 1
@@ -288,46 +364,16 @@ class _Symbol:
         self.day_notional_minor += notional
         self.day_last_ticks = self.last_trade_ticks = event.price_ticks
 
-    def requote(self, ts_ns: int) -> None:
-        """Read the best bid and ask; close the quote segment if either price moved."""
+    def requote(self) -> None:
+        """Read the best bid and ask after an outcome (advance came first)."""
         self.depth = None
-        bid, ask = _quote(self.instrument.book)
-        if (bid, ask) == (self.bid_ticks, self.ask_ticks):
-            return
-        if self.bid_ticks and self.ask_ticks and ts_ns > self.quote_start_ns:
-            spread = spread_sub_bps(self.bid_ticks, self.ask_ticks)
-            duration = ts_ns - self.quote_start_ns
-            self.segments.append((self.quote_start_ns, ts_ns, spread))
-            self.two_sided_ns_sum += duration
-            self.spread_ns_sum += spread * duration
-        self.bid_ticks, self.ask_ticks = bid, ask
-        self.quote_start_ns = ts_ns
-
-    def evict(self, window_start_ns: int) -> None:
-        """Drop what ended at or before the window's start (it never counts again)."""
-        segments = self.segments
-        while segments and segments[0][1] <= window_start_ns:
-            start, end, spread = segments.popleft()
-            self.two_sided_ns_sum -= end - start
-            self.spread_ns_sum -= spread * (end - start)
-        trades = self.trades
-        while trades and trades[0].ts_ns <= window_start_ns:
-            trade = trades.popleft()
-            self.window_volume_units -= trade.quantity_units
-            self.window_notional_minor -= trade.notional_minor
-            if trade.effective_sub_bps != TRADE_GAP:
-                self.effective_sum -= trade.effective_sub_bps
-                self.effective_count -= 1
+        self.bid_ticks, self.ask_ticks = _quote(self.instrument.book)
 
     def time_weighted(self, now_ns: int, window_start_ns: int) -> tuple[int, int]:
-        """Return (two-sided ns, spread_sub_bps x ns) within (window_start_ns, now_ns]."""
-        two_sided, spread_ns = self.two_sided_ns_sum, self.spread_ns_sum
-        if self.segments:
-            start, _, spread = self.segments[0]
-            if start < window_start_ns:  # The oldest segment sticks out of the window.
-                two_sided -= window_start_ns - start
-                spread_ns -= spread * (window_start_ns - start)
-        if self.bid_ticks and self.ask_ticks:  # The open segment, up to now.
+        """Return (two-sided ns, spread_sub_bps x ns) within [window_start_ns, now_ns]."""
+        total = self.window.total
+        two_sided, spread_ns = total.two_sided_ns, total.spread_ns
+        if self.bid_ticks and self.ask_ticks:  # The quote shown since the last outcome.
             duration = now_ns - max(self.quote_start_ns, window_start_ns)
             if duration > 0:
                 two_sided += duration
@@ -380,7 +426,8 @@ class Liquidity:
     def _track(self, symbol: str, ts_ns: int) -> None:
         instrument = self._exchange.state.instruments[symbol]
         digits = self._digits.get(instrument.terms.currency, DEFAULT_CURRENCY_DIGITS)
-        self._symbols[symbol] = _Symbol(instrument, digits, ts_ns)
+        window_ns = self.window_s * NS_PER_SECOND
+        self._symbols[symbol] = _Symbol(instrument, digits, ts_ns, window_ns)
 
     @property
     def symbols(self) -> list[str]:
@@ -391,6 +438,10 @@ class Liquidity:
         """Return the seq of the symbol's last update; 0 if none."""
         return self._seqs.get(symbol, 0)
 
+    def window_buckets(self, symbol: str) -> int:
+        """Return how many per-second buckets the symbol holds (at most window_s + 2)."""
+        return len(self._symbols[symbol].window.buckets)
+
     def on_outcome(self, outcome: Outcome) -> None:
         """Accumulate one outcome; remember which symbols' figures it changed."""
         ts_ns = outcome.ts_ns
@@ -399,24 +450,26 @@ class Liquidity:
         touched: dict[str, None] = {}
         for event in outcome.events:
             kind = event.__class__
-            if kind is TradeExecuted:
-                assert isinstance(event, TradeExecuted)
-                symbols[event.symbol].trade(ts_ns, event)
-                touched[event.symbol] = None
-            elif kind is OrderAccepted:
-                assert isinstance(event, OrderAccepted)
-                tracked = symbols[event.symbol]
-                tracked.roll(ts_ns)
-                tracked.day_orders += 1
-                touched[event.symbol] = None
-            elif kind in _BOOK_OR_STATUS:
-                touched[event.symbol] = None  # type: ignore[union-attr]
-            elif kind is SharesIssued:
+            if kind is SharesIssued:
                 assert isinstance(event, SharesIssued)
                 self._track(event.symbol, ts_ns)
                 touched[event.symbol] = None
+                continue
+            if not (kind is TradeExecuted or kind is OrderAccepted or kind in _BOOK_OR_STATUS):
+                continue
+            symbol: str = event.symbol  # type: ignore[union-attr]
+            if symbol not in touched:  # The quote before this outcome, up to its time.
+                symbols[symbol].advance(ts_ns)
+                touched[symbol] = None
+            if kind is TradeExecuted:
+                assert isinstance(event, TradeExecuted)
+                symbols[symbol].trade(ts_ns, event)
+            elif kind is OrderAccepted:
+                tracked = symbols[symbol]
+                tracked.roll(ts_ns)
+                tracked.day_orders += 1
         for symbol in touched:
-            symbols[symbol].requote(ts_ns)
+            symbols[symbol].requote()
         self._changed.update(touched)
 
     def take_changed(self) -> list[str]:
@@ -465,8 +518,8 @@ class Liquidity:
         prev_seq: int | None,
     ) -> LiquidityMessage:
         instrument = tracked.instrument
-        window_start = now_ns - self.window_s * NS_PER_SECOND
-        tracked.evict(window_start)
+        window_start = first_second(now_ns, self.window_s * NS_PER_SECOND) * BUCKET_NS
+        tracked.window.evict(now_ns)
         quote = _QuoteFigures(tracked, self.wide_spread_bps)
         window = _window_figures(tracked, now_ns, window_start)
         day = _DayFigures(tracked, now_ns)
@@ -489,9 +542,9 @@ class Liquidity:
             depth_10bps=quote.depth[0],
             depth_50bps=quote.depth[1],
             depth_100bps=quote.depth[2],
-            window_volume_units=tracked.window_volume_units,
-            window_trades=len(tracked.trades),
-            window_notional_minor=tracked.window_notional_minor,
+            window_volume_units=tracked.window.total.volume_units,
+            window_trades=tracked.window.total.trades,
+            window_notional_minor=tracked.window.total.notional_minor,
             day_volume_units=day.volume_units,
             day_trades=day.trades,
             day_notional_minor=day.notional_minor,
@@ -563,8 +616,9 @@ def _window_figures(
     else:
         weighted = None
     effective = None
-    if tracked.effective_count:
-        effective = tracked.effective_sum // tracked.effective_count // SUB_BPS
+    total = tracked.window.total
+    if total.effective_count:
+        effective = total.effective_sum // total.effective_count // SUB_BPS
     return weighted, two_sided_ppm, effective
 
 

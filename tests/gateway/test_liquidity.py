@@ -231,14 +231,29 @@ def test_window_and_day_volume_notional_and_turnover() -> None:
     # Turnover: 11 units of 100,000 issued = 110 ppm.
     assert figures.turnover_ppm == 110
     assert figures.last_price == "100.10"
-    assert market.view(after_ns=300 * SECOND - 1).window_trades == 1  # The last one, 2 ns later.
-    # 300 s later the trades are out of the (now - 300 s, now] window, still in the day.
-    gone = market.view(after_ns=300 * SECOND)
+    # The window starts at now - 300 s rounded down to a whole second: the trades, all in the
+    # second starting at second_ns, count until second_ns + 301 s, and not from then on.
+    second_ns = market.ts_ns // SECOND * SECOND
+    tracker = market.trackers[0]
+    assert tracker.view(SYMBOL, second_ns + 301 * SECOND - 1).window_trades == 3
+    gone = tracker.view(SYMBOL, second_ns + 301 * SECOND)
     assert (gone.window_trades, gone.window_volume_units, gone.window_notional_minor) == (0, 0, 0)
     assert gone.effective_spread_bps is None
     assert (gone.day_trades, gone.day_volume_units) == (3, 11)
     # Views do not go back in time: an earlier now is taken as the latest view's.
     assert market.view().ts_ns == gone.ts_ns and market.view().window_trades == 0
+
+
+def test_the_window_keeps_at_most_window_s_plus_2_seconds() -> None:
+    # A 15 s window over 100 s of quotes changing every 0.7 s, and trades: 17 buckets at most.
+    market = WatchedMarket(15)
+    for step in range(140):
+        market.later(700_000_000, ALICE, BUY, 1, 990 + step % 5)
+        if step % 10 == 0:
+            market.later(0, ISSUER, SELL, 1, 990 + step % 5)  # Trades with that bid.
+        market.later(0, ISSUER, SELL, 1, 1_010)
+        assert market.trackers[0].window_buckets(SYMBOL) <= 15 + 2
+    assert market.view().window_trades in (2, 3)  # One every 7 s, over 15 to 16 s.
 
 
 def test_effective_spread_of_trades() -> None:
