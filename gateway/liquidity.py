@@ -7,6 +7,9 @@ from what was accumulated and from the book's levels near the top. Nothing here 
 reads a clock or uses a float: the server passes the time in, and publishes the messages.
 
 Definitions and units (every ratio an integer in the unit its name ends with, rounded down):
+- A two-sided quote is a best bid below a best ask in continuous trading (an auction's book
+  may be crossed and nothing trades at its prices): without one, mid, spreads and depth are
+  absent and the no_two_sided_quote flag is raised (best_bid and best_ask still show).
 - mid = (best bid + best ask) / 2. On the wire it is written with the currency's decimals
   when exact, otherwise with one decimal more, which is then always 5 ("99.995").
 - quoted_spread_bps = (ask - bid) / mid * 10_000; depth_Xbps = [bid units, ask units] resting
@@ -64,6 +67,7 @@ from exchange.events import (
     OrderAmended,
     OrderCanceled,
     OrderFilled,
+    Phase,
     PhaseChanged,
     RoyaltyDistributed,
     SharesIssued,
@@ -308,6 +312,7 @@ class _Symbol:
         "instrument",
         "last_trade_ticks",
         "quote_start_ns",
+        "quoted",
         "tracked_from_ns",
         "viewed_ns",
         "window",
@@ -317,7 +322,9 @@ class _Symbol:
         self.instrument = instrument
         self.digits = digits
         self.tracked_from_ns = self.viewed_ns = ts_ns
-        self.bid_ticks, self.ask_ticks = _quote(instrument.book)
+        self.bid_ticks = self.ask_ticks = 0
+        self.quoted = False
+        self.requote()
         self.quote_start_ns = ts_ns  # Time up to which the quote is in the window's buckets.
         self.window = _Window(window_ns)
         self.depth: list[Depth] | None = None  # Cached until the book changes.
@@ -342,7 +349,7 @@ class _Symbol:
 
     def advance(self, ts_ns: int) -> None:
         """Account for the quote shown up to ts_ns (before an outcome's events change it)."""
-        if self.bid_ticks and self.ask_ticks and ts_ns > self.quote_start_ns:
+        if self.quoted and ts_ns > self.quote_start_ns:
             spread = spread_sub_bps(self.bid_ticks, self.ask_ticks)
             self.window.add_quote(self.quote_start_ns, ts_ns, spread)
         self.quote_start_ns = max(self.quote_start_ns, ts_ns)
@@ -353,7 +360,7 @@ class _Symbol:
         terms = self.instrument.terms
         notional = event.price_ticks * terms.tick_size_minor * event.quantity_units
         effective = None
-        if event.aggressor_side is not None and self.bid_ticks and self.ask_ticks:
+        if event.aggressor_side is not None and self.quoted:
             # The quote is still the one before this outcome: requote runs after its events.
             effective = effective_sub_bps(event.price_ticks, self.bid_ticks + self.ask_ticks)
         self.window.add_trade(ts_ns, event.quantity_units, notional, effective)
@@ -367,13 +374,18 @@ class _Symbol:
     def requote(self) -> None:
         """Read the best bid and ask after an outcome (advance came first)."""
         self.depth = None
-        self.bid_ticks, self.ask_ticks = _quote(self.instrument.book)
+        instrument = self.instrument
+        bid, ask = _quote(instrument.book)
+        self.bid_ticks, self.ask_ticks = bid, ask
+        # A crossed book (while orders rest in an auction) or one that cannot trade now is
+        # no quote: its "spread" would be negative or not a price anyone can deal at.
+        self.quoted = 0 < bid < ask and instrument.phase is Phase.CONTINUOUS
 
     def time_weighted(self, now_ns: int, window_start_ns: int) -> tuple[int, int]:
         """Return (two-sided ns, spread_sub_bps x ns) within [window_start_ns, now_ns]."""
         total = self.window.total
         two_sided, spread_ns = total.two_sided_ns, total.spread_ns
-        if self.bid_ticks and self.ask_ticks:  # The quote shown since the last outcome.
+        if self.quoted:  # The quote shown since the last outcome.
             duration = now_ns - max(self.quote_start_ns, window_start_ns)
             if duration > 0:
                 two_sided += duration
@@ -587,7 +599,7 @@ class _QuoteFigures:
         self.spread_bps: int | None = None
         self.depth: list[Depth] = [(0, 0)] * len(DEPTH_BPS)
         self.flags: list[str] = []
-        if not (bid and ask):
+        if not tracked.quoted:
             self.flags.append(NO_TWO_SIDED_QUOTE)
             return
         self.mid = mid_text((bid + ask) * tick, tracked.digits)
@@ -606,7 +618,7 @@ def _window_figures(
     # (time-weighted spread bps, two-sided ppm, effective spread bps) over the window.
     covered = now_ns - max(window_start_ns, tracked.tracked_from_ns)
     two_sided, spread_ns = tracked.time_weighted(now_ns, window_start_ns)
-    quoted = bool(tracked.bid_ticks and tracked.ask_ticks)
+    quoted = tracked.quoted
     # Before any time has passed the share is what holds now.
     two_sided_ppm = two_sided * PPM // covered if covered > 0 else (PPM if quoted else 0)
     if two_sided > 0:

@@ -14,7 +14,8 @@ price 1,000 ticks = 100.00; 1 tick = 0.10 = 10 bps of 100.00):
   trades); a new UTC day starts them again.
 - royalty yield: trailing-twelve-month distributions / (units x last price), in bps; the
   countdown to the patent's expiry in whole seconds.
-- flags: no_two_sided_quote; wide_spread above WIDE_SPREAD_BPS (500), not at it.
+- flags: no_two_sided_quote (also when halted, or crossed in an auction); wide_spread above
+  WIDE_SPREAD_BPS (500), not at it.
 - Each symbol's seq rises by 1 per update; a snapshot carries the current seq; outcomes mark
   the symbols they touched, and only those, as changed. Messages carry no floats and match
   the AsyncAPI document's LiquidityMessage.
@@ -39,7 +40,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exchange.calendar import NS_PER_DAY, parse_date
-from exchange.commands import Command, DistributeRoyalty
+from exchange.commands import Command, DistributeRoyalty, Resume
 from exchange.core import Outcome
 from gateway import liquidity
 from gateway.client import IpxClient
@@ -348,6 +349,22 @@ def test_flags_no_quote_and_wide_spread_above_the_threshold_only() -> None:
     figures = market.view()
     assert figures.quoted_spread_bps == 759 and figures.flags == [WIDE_SPREAD]
     assert spread_sub_bps(950, 1_025) // 1_000_000 == 759
+
+
+def test_a_halted_or_crossed_book_is_no_quote() -> None:
+    market = WatchedMarket()
+    market.buy(ALICE, 5, 999)
+    market.sell(ISSUER, 7, 1_001)
+    market.halt()  # The prices still show; nobody can deal at them.
+    halted = market.view()
+    assert (halted.best_bid, halted.best_ask) == ("99.90", "100.10")
+    assert halted.mid is None and halted.quoted_spread_bps is None
+    assert halted.depth_10bps == (0, 0) and halted.flags == [NO_TWO_SIDED_QUOTE]
+    accepted_reply(market.do(Resume(OPERATOR, SYMBOL)))  # The reopening auction collects.
+    market.buy(BOB, 5, 1_002)  # Rests above the ask: the book is crossed until the uncross.
+    crossed = market.view()
+    assert (crossed.best_bid, crossed.best_ask) == ("100.20", "100.10")
+    assert crossed.quoted_spread is None and crossed.flags == [NO_TWO_SIDED_QUOTE]
 
 
 def test_seqs_rise_by_one_per_update_and_snapshots_carry_the_current_one() -> None:
