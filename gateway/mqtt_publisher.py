@@ -11,6 +11,9 @@ Topics, under a prefix (default "ipx/v1"; tests use a unique one each):
 - `{prefix}/md/{symbol}/bbo`          every Ticker message (best bid and ask, last price),
                                       retained.
 - `{prefix}/md/{symbol}/status`       every Status message, retained.
+- `{prefix}/md/{symbol}/liquidity`    every liquidity update the gateway gives it (on change
+                                      and about once a second: gateway/liquidity.py),
+                                      retained; payload `liquidity.encode(message)`.
 - `{prefix}/ref/instrument/{symbol}`  the instrument's reference data (patent, units, tick),
                                       retained.
 - `{prefix}/publisher/{identifier}/state`  "online", retained; the Last Will sets "offline"
@@ -56,6 +59,8 @@ from paho.mqtt.properties import Properties
 from exchange.core import Exchange
 from gateway import protocol
 from gateway.conflation import conflate
+from gateway.liquidity import LiquidityMessage
+from gateway.liquidity import encode as encode_liquidity
 from gateway.market_data import (
     L2,
     STATUS,
@@ -109,7 +114,7 @@ class _Raw:
     qos: int = 0
 
 
-_Entry = Message | _Raw
+_Entry = Message | LiquidityMessage | _Raw
 
 
 @dataclass
@@ -192,6 +197,11 @@ class MqttPublisher:
         for message in messages:
             if isinstance(message, PUBLISHED):
                 self._enqueue(message)
+        self._wake.set()
+
+    def publish_liquidity(self, message: LiquidityMessage) -> None:
+        """Enqueue one liquidity update for its retained topic; drop the oldest when full."""
+        self._enqueue(message)
         self._wake.set()
 
     def snapshot_seq(self, symbol: str) -> int | None:
@@ -443,6 +453,8 @@ class MqttPublisher:
             topic, retain = self.topic(symbol, "trades"), False
         elif isinstance(entry, Ticker):
             topic, retain = self.topic(symbol, "bbo"), True
+        elif isinstance(entry, LiquidityMessage):
+            return self.topic(symbol, "liquidity"), encode_liquidity(entry), 0, True, properties
         else:
             topic, retain = self.topic(symbol, "status"), True
         return topic, encode(entry), 0, retain, properties

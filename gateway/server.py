@@ -1386,6 +1386,7 @@ async def run_server(
         )
         mqtt.start()
         gateway.add_publisher(_MqttFeed(mqtt))
+        gateway.liquidity_sinks.append(mqtt.publish_liquidity)
     sequencer_task = asyncio.create_task(sequencer.run(), name="sequencer")
     server = await serve(
         gateway.handle_connection,
