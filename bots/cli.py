@@ -1,4 +1,5 @@
-"""`ipx bots` and `ipx stress`: their arguments (the work: bots/simulation.py, bots/stress.py).
+"""`ipx bots`, `ipx stress` and `ipx demo`: their arguments (the work: bots/simulation.py,
+bots/stress.py, bots/demo.py).
 
     ipx bots --url ws://127.0.0.1:8700/ --data-dir DIR [--token OPERATOR_TOKEN]
              --instruments RS-US10123456B2,... --duration 60s --seed 1 [--plot DIR]
@@ -16,8 +17,8 @@ from __future__ import annotations
 import argparse
 import re
 
-from bots import agents, simulation, stress
-from gateway.serve_cli import OPERATOR_ACCOUNT
+from bots import agents, demo, simulation, stress
+from gateway.serve_cli import DEFAULT_HOST, DEFAULT_PORT, OPERATOR_ACCOUNT
 
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m)?$")
 
@@ -77,6 +78,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     load.add_argument("--rate", type=int, required=True, help="orders per second offered")
     load.add_argument("--connections", type=int, default=4)
     load.set_defaults(handler=run_stress)
+    demo_parser = subparsers.add_parser(
+        "demo", help="a live market out of the box: the exchange, sample patents, bots"
+    )
+    demo_parser.add_argument("--data-dir", help="default: a new temporary directory")
+    demo_parser.add_argument("--host", default=DEFAULT_HOST)
+    demo_parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free one")
+    demo_parser.add_argument(
+        "--duration", type=duration_s, default=0.0, help="e.g. 60s (default: until Ctrl-C)"
+    )
+    demo_parser.add_argument("--seed", type=int, default=1)
+    demo_parser.set_defaults(handler=run_demo)
 
 
 def run_bots(arguments: argparse.Namespace) -> int:
@@ -95,6 +107,13 @@ def run_bots(arguments: argparse.Namespace) -> int:
         verify_ledger=not arguments.no_ledger_verify,
     )
     return simulation.main(config)
+
+
+def run_demo(arguments: argparse.Namespace) -> int:
+    config = demo.DemoConfig(
+        arguments.data_dir, arguments.host, arguments.port, arguments.duration, arguments.seed
+    )
+    return demo.main(config)
 
 
 def run_stress(arguments: argparse.Namespace) -> int:

@@ -224,8 +224,8 @@ def progress_line(elapsed_s: float, bots: Sequence[Bot], watcher: Watcher) -> st
     )
 
 
-async def run_bots(config: BotsConfig) -> int:
-    """Run the simulation; print progress and the report; return the exit code."""
+async def run_bots(config: BotsConfig, stop_early: asyncio.Event | None = None) -> int:
+    """Run the simulation (until its duration, or stop_early); print progress and the report."""
     operator = await market.operator_client(
         config.url, config.token, config.data_dir, config.operator
     )
@@ -244,7 +244,7 @@ async def run_bots(config: BotsConfig) -> int:
     tasks = [asyncio.create_task(watcher.run(stop))]
     tasks += [asyncio.create_task(run_agent(bot, watcher, stop)) for bot in bots]
     deadline = watcher.started + config.duration_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not (stop_early and stop_early.is_set()):
         await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
         print(progress_line(time.monotonic() - watcher.started, bots, watcher), flush=True)
     stop.set()

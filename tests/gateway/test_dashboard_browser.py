@@ -11,7 +11,8 @@ Rules:
   exchange itself answers; Resume brings it back to continuous trading the same way.
 - With an investor's token the page shows the market but no operator controls.
 - The page raises no script error and logs no console error meanwhile.
-- A screenshot of the page is kept in the test's tmp_path and at docs/dashboard.png.
+- A screenshot of the page is kept in the test's tmp_path (tests/bots/test_demo.py keeps the
+  one at docs/dashboard.png: the demo's market, with bots).
 
 Chromium is Debian's (/usr/bin/chromium, driven by Playwright with executable_path; never
 `playwright install`). Without it the test is skipped, except under CI, where it fails.
@@ -37,7 +38,6 @@ from tests.gateway.conftest import SYMBOL, Venue
 pytestmark = pytest.mark.asyncio
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-SCREENSHOT = REPO / "docs" / "dashboard.png"
 TRADE_PRICES = ["100.00", "100.50", "101.00", "100.30", "99.80", "100.70"]
 TRADE_INTERVAL_S = 0.25
 TRADING_ROUNDS_MAX = 120
@@ -208,8 +208,6 @@ async def test_dashboard_shows_live_prices_and_halts_with_confirmation(
 
                 assert errors == []
                 await page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
-                SCREENSHOT.parent.mkdir(exist_ok=True)
-                shutil.copyfile(tmp_path / "dashboard.png", SCREENSHOT)
             finally:
                 await browser.close()
     finally:
