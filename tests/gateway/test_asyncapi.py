@@ -187,3 +187,20 @@ def test_the_instrument_reference_payload_validates() -> None:
     )
     payload = channel["messages"]["message"]["payload"]["$ref"]
     assert payload == asyncapi.SCHEMAS + "InstrumentReference"
+
+
+ASYNCAPI_SCHEMA = json.loads(
+    (asyncapi.DOCUMENT_PATH.parents[1] / "tests/gateway/schemas/asyncapi-3.0.0.json").read_text()
+)
+
+
+def test_the_document_validates_against_the_official_asyncapi_3_json_schema() -> None:
+    validator = jsonschema.Draft7Validator(ASYNCAPI_SCHEMA)
+    errors = [f"{list(error.path)}: {error.message}" for error in validator.iter_errors(DOCUMENT)]
+    assert errors == []
+
+
+def test_the_official_schema_refuses_a_broken_document() -> None:
+    broken = json.loads(json.dumps(DOCUMENT))
+    broken["operations"]["bad"] = {"action": "shout", "channel": {"$ref": "#/channels/none"}}
+    assert not jsonschema.Draft7Validator(ASYNCAPI_SCHEMA).is_valid(broken)
