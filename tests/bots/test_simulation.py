@@ -9,6 +9,8 @@ Rules:
 
 from __future__ import annotations
 
+import pathlib
+
 import pytest
 
 from bots.simulation import BotsConfig, run_bots
@@ -21,7 +23,7 @@ SEED = 7
 
 @pytest.mark.asyncio
 async def test_bots_trade_and_agree_with_the_exchange(
-    market: Venue, capsys: pytest.CaptureFixture[str]
+    market: Venue, capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path
 ) -> None:
     print(f"seed {SEED}")
     config = BotsConfig(
@@ -32,6 +34,7 @@ async def test_bots_trade_and_agree_with_the_exchange(
         data_dir=market.data_dir,
         token=market.tokens["op"],
         offering_s=1.0,
+        plot_dir=str(tmp_path),
     )
     code = await run_bots(config)
     output = capsys.readouterr().out
@@ -46,11 +49,13 @@ async def test_bots_trade_and_agree_with_the_exchange(
         await op.close()
     assert info["phase"] == "continuous"
     assert info["trade_count"] > 0
+    for chart in (f"price_{SYMBOL}.png", f"depth_{SYMBOL}.png"):  # --plot DIR: PNG charts.
+        assert (tmp_path / chart).read_bytes().startswith(b"\x89PNG"), chart
 
 
 @pytest.mark.asyncio
 async def test_stress_acks_orders_and_ends_consistent(
-    market: Venue, capsys: pytest.CaptureFixture[str]
+    market: Venue, capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path
 ) -> None:
     print(f"seed {SEED}")
     config = StressConfig(
@@ -61,6 +66,7 @@ async def test_stress_acks_orders_and_ends_consistent(
         seed=SEED,
         data_dir=market.data_dir,
         token=market.tokens["op"],
+        plot_dir=str(tmp_path),
     )
     code = await run_stress(config)
     output = capsys.readouterr().out
@@ -71,3 +77,4 @@ async def test_stress_acks_orders_and_ends_consistent(
     assert "consistency      passed" in output
     assert "ledger verify    passed" in output
     assert "p99.9" in output
+    assert (tmp_path / "latency.png").read_bytes().startswith(b"\x89PNG")
