@@ -152,7 +152,8 @@ class ServerStats:
              "gc_pauses", "gc_s", "gc_max_s"), 0)  # fmt: skip
         self.sequencer = sequencer
         self._gc_start = 0.0
-        append, snapshot = sequencer.journal.append_bodies, sequencer._write_snapshot
+        # Periodic snapshots start in a forked child: the loop is blocked for the fork only.
+        append, snapshot = sequencer.journal.append_bodies, sequencer._start_snapshot
 
         def timed_append(bodies: Any) -> Any:
             start = time.perf_counter()
@@ -170,7 +171,7 @@ class ServerStats:
                 self._add("snapshot", time.perf_counter() - start)
 
         sequencer.journal.append_bodies = timed_append
-        sequencer._write_snapshot = timed_snapshot  # Private: instrumentation of this bench only.
+        sequencer._start_snapshot = timed_snapshot  # Private: instrumentation of this bench only.
         gc.callbacks.append(self._on_gc)
         # Every publish-lag sample the gateway takes (ms, per sink), kept raw for percentiles.
         self.lag_ms: dict[str, list[float]] = {}

@@ -144,3 +144,58 @@ async def test_a_crash_fails_every_waiter_and_stops_the_sequencer(tmp_path: Path
         await task
     with pytest.raises(Unavailable):
         await sequencer.submit(_open(9))
+
+
+async def test_a_periodic_snapshot_is_written_off_the_loop_and_recovers_the_same_state(
+    tmp_path: Path,
+) -> None:
+    # Every 50 records a forked child writes the state of that moment; the sequencer does not
+    # wait for it, and learns it succeeded when it reaps the child.
+    journal = FileJournal.open(tmp_path)
+    sequencer = Sequencer(Exchange(), journal, snapshot_every_records=50)
+    task = await _run(sequencer)
+    for index in range(60):
+        await sequencer.submit(_open(index))
+    hash_at_60 = sequencer.exchange.state_hash()
+    deadline = asyncio.get_running_loop().time() + 10.0
+    while sequencer.snapshots_written == 0:  # Reaped when idle (each tick interval).
+        assert asyncio.get_running_loop().time() < deadline, "no snapshot within 10 s"
+        await asyncio.sleep(0.05)
+    snapshot = journal.latest_snapshot()
+    assert snapshot is not None and 50 <= snapshot.seq <= 60
+    assert Exchange.from_snapshot(snapshot.state).state_hash() == snapshot.state_hash
+    for index in range(60, 70):  # The exchange carried on meanwhile, and goes on.
+        await sequencer.submit(_open(index))
+    assert sequencer.exchange.state_hash() != hash_at_60
+    final_hash = sequencer.exchange.state_hash()
+    await _stop(sequencer, task)
+    recovered, journal_again, recovery = recover(tmp_path)
+    try:
+        assert recovered.state_hash() == final_hash
+        assert recovery.snapshot_seq == 70  # The shutdown snapshot, written in process.
+    finally:
+        journal_again.close()
+
+
+async def test_after_a_crash_recovery_starts_from_the_forked_snapshot(tmp_path: Path) -> None:
+    journal = FileJournal.open(tmp_path)
+    sequencer = Sequencer(Exchange(), journal, snapshot_every_records=50)
+    task = await _run(sequencer)
+    for index in range(60):
+        await sequencer.submit(_open(index))
+    deadline = asyncio.get_running_loop().time() + 10.0
+    while sequencer.snapshots_written == 0:
+        assert asyncio.get_running_loop().time() < deadline, "no snapshot within 10 s"
+        await asyncio.sleep(0.05)
+    final_hash = sequencer.exchange.state_hash()
+    task.cancel()  # As if the process died: no shutdown snapshot.
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    journal.close()
+    recovered, journal_again, recovery = recover(tmp_path)
+    try:
+        assert 50 <= recovery.snapshot_seq <= 60
+        assert recovery.replayed_records == 60 - recovery.snapshot_seq
+        assert recovered.state_hash() == final_hash
+    finally:
+        journal_again.close()
