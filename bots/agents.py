@@ -262,7 +262,10 @@ class InformedTrader(Agent):
             news = not first_look and self.known[view.symbol] != view.distribution_period
             self.known[view.symbol] = view.distribution_period
             edge = max(1, view.fair_ticks * INFORMED_EDGE_BPS // 10_000)
-            if news:  # A distribution: the value rose; take what is offered below it.
+            cheap = 0 < view.best_ask_ticks < view.fair_ticks - edge
+            # A distribution raised the value, or offers sit below it: take what is offered
+            # below the value (less an edge), so the price follows the news.
+            if news or cheap:
                 price = view.fair_ticks - edge
                 actions += buy(holdings, markets, view, INFORMED_UNITS, price, "ioc")
             elif view.best_bid_ticks > view.fair_ticks + edge:

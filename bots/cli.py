@@ -88,6 +88,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--duration", type=duration_s, default=0.0, help="e.g. 60s (default: until Ctrl-C)"
     )
     demo_parser.add_argument("--seed", type=int, default=1)
+    demo_parser.add_argument("--plot", metavar="DIR", help="at the end, PNG charts in DIR")
     demo_parser.set_defaults(handler=run_demo)
 
 
@@ -111,7 +112,12 @@ def run_bots(arguments: argparse.Namespace) -> int:
 
 def run_demo(arguments: argparse.Namespace) -> int:
     config = demo.DemoConfig(
-        arguments.data_dir, arguments.host, arguments.port, arguments.duration, arguments.seed
+        arguments.data_dir,
+        arguments.host,
+        arguments.port,
+        arguments.duration,
+        arguments.seed,
+        arguments.plot,
     )
     return demo.main(config)
 

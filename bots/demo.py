@@ -1,6 +1,7 @@
 """`ipx demo`: a live market out of the box — the exchange, sample patents, bots, a dashboard.
 
     ipx demo [--data-dir DIR] [--host 127.0.0.1] [--port 8700] [--duration 0] [--seed 1]
+             [--plot DIR]
 
 Steps: open (or reopen) the data dir — a new temporary one by default — with an operator and a
 demo investor account and their tokens; start the exchange in this process on the embedded
@@ -53,6 +54,7 @@ class DemoConfig:
     port: int
     duration_s: float  # 0: until Ctrl-C.
     seed: int
+    plot_dir: str | None = None  # At the end, the bots' price, spread and depth charts.
 
 
 def prepare(data_dir: str) -> tuple[str, str, bool]:
@@ -192,6 +194,7 @@ async def run_demo(config: DemoConfig) -> int:
                 data_dir=data_dir,
                 token=operator_token,
                 offering_s=OFFERING_S,
+                plot_dir=config.plot_dir,
             )
             code = await simulation.run_bots(bots, stop)
             stop.set()

@@ -98,7 +98,10 @@ def plot_market(recorder: Recorder, directory: str) -> list[str]:
         prices.set_title(f"{symbol}: price")
         prices.legend(loc="best")
         spreads = [
-            _price(s.ask_ticks - s.bid_ticks, tick, digits) if s.bid_ticks and s.ask_ticks else None
+            # Only a two-sided, uncrossed quote has a spread (an auction's book may cross).
+            _price(s.ask_ticks - s.bid_ticks, tick, digits)
+            if 0 < s.bid_ticks < s.ask_ticks
+            else None
             for s in samples
         ]
         spread.plot(seconds, spreads, color="tab:red")
