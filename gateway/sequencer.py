@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ QUEUE_MAX = 10_000
 BATCH_MAX = 1_000
 TICK_INTERVAL_S = 0.1
 SNAPSHOT_EVERY_RECORDS = 100_000  # A snapshot bounds recovery time; also one at shutdown.
+SNAPSHOT_WRITER_MAX_S = 120  # A forked snapshot writer running longer is killed.
 
 log = logging.getLogger("ipx.sequencer")
 
@@ -150,7 +152,8 @@ class Sequencer:
         self._failure: BaseException | None = None
         self._snapshot_seq = exchange.seq
         self._snapshot_every = snapshot_every_records
-        self._snapshot_child: tuple[int, int] | None = None  # (pid, seq) of a forked writer.
+        # (pid, seq, monotonic start) of the forked snapshot writer, while it runs.
+        self._snapshot_child: tuple[int, int, float] | None = None
         self.snapshots_written = 0
         self.batches = 0
         self.records = 0
@@ -307,15 +310,29 @@ class Sequencer:
                 os.write(2, f"ipx: snapshot at seq {seq} not written: {exc!r}\n".encode())
             finally:
                 os._exit(code)
-        self._snapshot_child = (pid, seq)
+        self._snapshot_child = (pid, seq, time.monotonic())
 
     def _reap_snapshot(self, wait: bool = False) -> None:
+        # Learn how the forked writer ended. One that outlives SNAPSHOT_WRITER_MAX_S is killed
+        # (a snapshot only shortens recovery), so neither snapshots nor a shutdown that waits
+        # for it (wait=True) can hang on it.
         if self._snapshot_child is None:
             return
-        pid, seq = self._snapshot_child
-        done, status = os.waitpid(pid, 0 if wait else os.WNOHANG)
-        if done == 0:
-            return
+        pid, seq, started = self._snapshot_child
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() - started > SNAPSHOT_WRITER_MAX_S:
+                log.error(
+                    "snapshot writer at seq %d overran %d s: killed", seq, SNAPSHOT_WRITER_MAX_S
+                )
+                os.kill(pid, signal.SIGKILL)
+                _, status = os.waitpid(pid, 0)
+                break
+            if not wait:
+                return
+            time.sleep(0.01)  # Only at shutdown.
         self._snapshot_child = None
         if os.waitstatus_to_exitcode(status) == 0:
             self._snapshot_seq = max(self._snapshot_seq, seq)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 
 from exchange.commands import OpenAccount, Role
 from exchange.core import ADMIN_ACTOR, Exchange, Outcome
+from gateway import sequencer as sequencer_module
 from gateway.sequencer import (
     Overloaded,
     Sequencer,
@@ -199,3 +202,34 @@ async def test_after_a_crash_recovery_starts_from_the_forked_snapshot(tmp_path: 
         assert recovered.state_hash() == final_hash
     finally:
         journal_again.close()
+
+
+async def test_a_snapshot_writer_that_overruns_is_killed_and_a_later_one_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A writer that hangs must not stop snapshots for good, nor hang the shutdown.
+    monkeypatch.setattr(sequencer_module, "SNAPSHOT_WRITER_MAX_S", 0.5)
+    parent, marker = os.getpid(), tmp_path / "hung-once"
+    encode = Exchange.snapshot
+
+    def hangs_the_first_time(exchange: Exchange) -> bytes:
+        if os.getpid() != parent and not marker.exists():  # Only in the first child.
+            marker.touch()
+            time.sleep(60)
+        return encode(exchange)
+
+    monkeypatch.setattr(Exchange, "snapshot", hangs_the_first_time)
+    journal = FileJournal.open(tmp_path / "data")
+    sequencer = Sequencer(Exchange(), journal, snapshot_every_records=20)
+    task = await _run(sequencer)
+    deadline = asyncio.get_running_loop().time() + 15.0
+    index = 0
+    while sequencer.snapshots_written == 0:  # The first writer hangs, is killed; then one writes.
+        assert asyncio.get_running_loop().time() < deadline, "no snapshot within 15 s"
+        await sequencer.submit(_open(index))
+        index += 1
+        await asyncio.sleep(0.02)
+    assert marker.exists()
+    snapshot = journal.latest_snapshot()
+    assert snapshot is not None and snapshot.seq > 20
+    await _stop(sequencer, task)
