@@ -1362,13 +1362,15 @@ async def run_server(
         recovery.seconds,
     )
     # The recovered state and everything imported live as long as the process: frozen, the
-    # collector's full passes (measured: 50-80 ms each, on the event loop) skip them. Rarer
-    # collections: almost nothing here forms cycles (refcounting frees it), and with the
-    # default thresholds a full pass fell in every few seconds of load. Measured with
-    # bench/gateway_bench.py: closed-loop place ack p99.9 46-52 ms before, 12 ms after.
+    # collector's full passes skip them. Full passes are also made rare (gen2 threshold 1,000
+    # instead of 10): each one scans every long-lived object, 50-80 ms on the event loop, and
+    # with the defaults one fell in every few seconds of load. Young collections keep the
+    # default pace: measured at most ~1 ms each, where a young threshold of 100,000 gave one
+    # 40 ms pause. With bench/gateway_bench.py: closed-loop place ack p99.9 46-52 ms before,
+    # 12 ms after.
     gc.collect()
     gc.freeze()
-    gc.set_threshold(100_000, 50, 1_000)
+    gc.set_threshold(700, 10, 1_000)
     sequencer = Sequencer(exchange, journal, queue_max=queue_max)
     gateway = Gateway(
         sequencer,
