@@ -43,9 +43,20 @@ The L2 checksum, for clients in any language:
 side contributes an empty string. Example: bids [("10.10", 5), ("10.00", 7)] and asks
 [("10.20", 3)] give "10.10:5;10.00:7|10.20:3", checksum 3620691252.
 
+Books on demand (`books_on_demand=True`, as the server runs it): following a book for
+book.l2 and book.l3 is most of this module's cost (measured: without it the gateway acked
+~35% more orders a second), and is wasted while nobody subscribes. So a symbol's book is
+followed only while it is watched (`watch_books`, once per subscription to its book.l2 or
+book.l3), or always once `follow_every_book` was called (a sink such as Redis or MQTT takes
+every message). An unfollowed book is marked stale; watching it, or taking its L2 snapshot,
+first reloads it from the exchange. Its book.l2/book.l3 seqs do not move meanwhile: nobody
+received an update, and a new subscriber starts from a snapshot. Trades, ticker and status
+are always computed.
+
 Invariants:
-- After `on_outcome(o)` returned, the top L2_DEPTH levels of every book equal what the book.l2
-  snapshots and updates published so far add up to, and every resting order what book.l3 did.
+- After `on_outcome(o)` returned, the top L2_DEPTH levels of every followed book equal what the
+  book.l2 snapshots and updates published so far add up to, and every resting order what
+  book.l3 did.
   This rests on the core's rule that every order whose leaves change is named in an order
   event (accepted, filled, canceled, amended) of that outcome: only those orders are read
   back from the book (`book.order`), and the published levels are kept as totals per price
@@ -341,12 +352,7 @@ class _Symbol:
         self.tick_minor = instrument.terms.tick_size_minor
         self.digits = digits
         self.prices: dict[int, str] = {}  # price_ticks -> wire price, a bounded cache.
-        bids, asks = instrument.book.l3()
-        # order_id -> (side, price_ticks, leaves_units), as published on book.l3.
-        self.orders = {o.order_id: (o.side, o.price_ticks, o.leaves_units) for o in (*bids, *asks)}
-        self.bids, self.asks = _Side(bids=True), _Side(bids=False)
-        for side, price_ticks, leaves_units in self.orders.values():
-            (self.bids if side is _BUY else self.asks).apply({price_ticks: leaves_units})
+        self.load_book(instrument)
         self.ticker = _ticker_values(instrument)
         self.trades: deque[TradePrint] = deque(maxlen=TRADES_SNAPSHOT_MAX)
         # (phase, reason, until_ts_ns, indicative (price, volume, imbalance), last uncross).
@@ -357,6 +363,15 @@ class _Symbol:
             instrument.indicative,
             (0, 0),
         )
+
+    def load_book(self, instrument: Instrument) -> None:
+        """Take the book's resting orders and level totals as published (start, or resync)."""
+        bids, asks = instrument.book.l3()
+        # order_id -> (side, price_ticks, leaves_units), as published on book.l3.
+        self.orders = {o.order_id: (o.side, o.price_ticks, o.leaves_units) for o in (*bids, *asks)}
+        self.bids, self.asks = _Side(bids=True), _Side(bids=False)
+        for side, price_ticks, leaves_units in self.orders.values():
+            (self.bids if side is _BUY else self.asks).apply({price_ticks: leaves_units})
 
     def price(self, price_ticks: int) -> str:
         text = self.prices.get(price_ticks)
@@ -397,15 +412,26 @@ class MarketData:
     reads the books as that command left them.
     """
 
-    def __init__(self, exchange: Exchange, currency_digits: Mapping[str, int] | None = None):
+    def __init__(
+        self,
+        exchange: Exchange,
+        currency_digits: Mapping[str, int] | None = None,
+        *,
+        books_on_demand: bool = False,
+    ):
         """Start from the exchange as it is (fresh, or restored from the journal).
 
         Args:
             exchange: the exchange whose outcomes will be passed to `on_outcome`.
             currency_digits: decimals per currency code; DEFAULT_CURRENCY_DIGITS otherwise.
+            books_on_demand: follow a symbol's book.l2 and book.l3 only while it is watched
+                (`watch_books`); see "Books on demand" in the module docstring.
         """
         self._exchange = exchange
         self._digits = dict(currency_digits or {})
+        self._books_on_demand = books_on_demand
+        self._book_watchers: dict[str, int] = {}  # symbol -> watchers (books on demand).
+        self._stale_books: set[str] = set()  # Symbols whose published book is behind.
         self._seqs: dict[tuple[str, str], int] = {}
         self._journal_seq = exchange.seq
         self._ts_ns = 0
@@ -472,9 +498,43 @@ class MarketData:
             messages.append(
                 Trades("update", symbol, seq, outcome.seq, outcome.ts_ns, prints, prev_seq=prev)
             )
+        on_demand, watchers = self._books_on_demand, self._book_watchers
         for symbol in touched:
-            self._book_updates(symbol, orders.get(symbol, {}), messages)
+            if on_demand and not watchers.get(symbol):
+                self._stale_books.add(symbol)  # Nobody follows its book: only the ticker.
+                self._ticker_update(symbol, self._exchange.state.instruments[symbol], messages)
+            else:
+                self._book_updates(symbol, orders.get(symbol, {}), messages)
         return messages
+
+    def watch_books(self, symbol: str) -> None:
+        """Follow the symbol's book.l2 and book.l3 from now on (counted; see unwatch_books).
+
+        A book that was not followed is first brought up to date from the exchange, without
+        an update: nobody received its updates meanwhile, and a subscriber starts from a
+        snapshot, which carries the channel's seq as it stands.
+        """
+        self._book_watchers[symbol] = self._book_watchers.get(symbol, 0) + 1
+        self._freshen(symbol)
+
+    def unwatch_books(self, symbol: str) -> None:
+        """Undo one watch_books; at zero (and books on demand) the book is no longer followed."""
+        left = self._book_watchers.get(symbol, 0) - 1
+        if left > 0:
+            self._book_watchers[symbol] = left
+        else:
+            self._book_watchers.pop(symbol, None)
+
+    def follow_every_book(self) -> None:
+        """Follow every book from now on (a sink that takes every message, e.g. Redis)."""
+        self._books_on_demand = False
+        for symbol in list(self._stale_books):
+            self._freshen(symbol)
+
+    def _freshen(self, symbol: str) -> None:
+        if symbol in self._stale_books:
+            self._stale_books.discard(symbol)
+            self._symbols[symbol].load_book(self._exchange.state.instruments[symbol])
 
     def _status_update(self, event: PhaseChanged | IndicativeUpdated | AuctionUncrossed) -> Status:
         tracked = self._symbols[event.symbol]
@@ -544,6 +604,10 @@ class MarketData:
                 out.append(
                     BookL3("update", symbol, seq, self._journal_seq, self._ts_ns, changes, prev)
                 )
+        self._ticker_update(symbol, instrument, out)
+
+    def _ticker_update(self, symbol: str, instrument: Instrument, out: list[Message]) -> None:
+        tracked = self._symbols[symbol]
         values = _ticker_values(instrument)
         if values != tracked.ticker:
             tracked.ticker = values
@@ -612,6 +676,8 @@ class MarketData:
             KeyError: the symbol is not listed, or the channel has no snapshots.
         """
         tracked = self._symbols[symbol]
+        if channel == L2:
+            self._freshen(symbol)  # A book nobody followed is read afresh first.
         seq = self.seq(channel, symbol)
         journal_seq, ts_ns = self._journal_seq, self._ts_ns
         if channel == L2:

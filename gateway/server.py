@@ -126,6 +126,7 @@ from gateway.sessions import (
 )
 from matching.orders import OrderType
 
+BOOK_CHANNELS = frozenset({market_data.L2, market_data.L3})  # Followed only on demand.
 LOGON_TIMEOUT_S = 10.0
 OUTBOX_MAX = 10_000  # Pushes waiting for one slow client; beyond it: disconnected.
 HEARTBEAT_INTERVAL_S = 1.0
@@ -266,7 +267,11 @@ class Gateway:
         self._tasks: set[asyncio.Task[None]] = set()
         # Sessions subscribed to their account's execution reports.
         self._subscribed: dict[str, dict[Session, None]] = {}
-        self.market_data = market_data.MarketData(sequencer.exchange, protocol.CURRENCY_DIGITS)
+        # Books are followed for book.l2/book.l3 only while subscribed (or once a publisher
+        # takes every message): see "Books on demand" in gateway/market_data.py.
+        self.market_data = market_data.MarketData(
+            sequencer.exchange, protocol.CURRENCY_DIGITS, books_on_demand=True
+        )
         self._market_data_failed = False
         self._market_data_sessions: dict[tuple[str, str], dict[Session, None]] = {}
         self.liquidity = liquidity.Liquidity(sequencer.exchange, protocol.CURRENCY_DIGITS)
@@ -428,6 +433,7 @@ class Gateway:
                 self.metrics.observe_publisher_lag(sink, time.monotonic() - sample[1])
 
         source.on_written = written
+        self.market_data.follow_every_book()  # It takes every message of every symbol.
         self.publishers.append(publisher)
 
     def _sample_lag(self, outcomes: Sequence[Outcome], messages: Sequence[Any]) -> None:
@@ -539,7 +545,10 @@ class Gateway:
         seqs = {}
         for channel in dict.fromkeys(params.channels):
             key = (channel, params.symbol)
-            self._market_data_sessions.setdefault(key, {})[session] = None
+            subscribers = self._market_data_sessions.setdefault(key, {})
+            if channel in BOOK_CHANNELS and session not in subscribers:
+                self.market_data.watch_books(params.symbol)  # Before its snapshot.
+            subscribers[session] = None
             session.market_data[key] = None
             if channel == liquidity.CHANNEL:
                 figures = self.liquidity.view(params.symbol, time.time_ns())
@@ -562,8 +571,10 @@ class Gateway:
     def _drop_market_data(self, session: Session, key: tuple[str, str]) -> None:
         session.market_data.pop(key, None)
         sessions = self._market_data_sessions.get(key)
-        if sessions is not None:
-            sessions.pop(session, None)
+        if sessions is not None and session in sessions:
+            del sessions[session]
+            if key[0] in BOOK_CHANNELS:
+                self.market_data.unwatch_books(key[1])
             if not sessions:
                 del self._market_data_sessions[key]
 
