@@ -93,7 +93,9 @@ def plan(rate_per_s: int, connections: int) -> tuple[int, int]:
     # At least two: an account's orders never trade with each other (self-trade prevention).
     accounts = max(2, math.ceil(rate_per_s / ACCOUNT_RATE_PER_S))
     accounts = max(accounts, math.ceil(connections / CONNECTIONS_PER_ACCOUNT_MAX))
-    return accounts, max(connections, accounts)
+    # Connections go to accounts round-robin: a multiple of the accounts gives each the same
+    # share of the rate (8 connections over 7 accounts gave one twice the share, and 429s).
+    return accounts, math.ceil(max(connections, accounts) / accounts) * accounts
 
 
 def slot_offsets_ns(rate_per_s: int, duration_s: float, connections: int, connection: int) -> range:

@@ -25,6 +25,10 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 
 TIMEOUT_S = 5.0
+# The server's answers can be far larger than a request: account.fills holds up to 10,000
+# fills (gateway/accounts.py, ~3 MB of JSON), a book.l3 snapshot every resting order.
+# websockets' default of 1 MiB closed the session with 1009 under `ipx stress` at 2,500/s.
+ANSWER_BYTES_MAX = 32 * 1024 * 1024
 RETRIES = 2
 RETRY_BACKOFF_S = 0.05
 
@@ -76,7 +80,9 @@ class IpxClient:
     ) -> IpxClient:
         """Open a session: the token as a bearer header on the upgrade, or by session.logon."""
         headers = {"Authorization": f"Bearer {token}"} if bearer else None
-        connection = await connect(url, additional_headers=headers, open_timeout=timeout_s)
+        connection = await connect(
+            url, additional_headers=headers, open_timeout=timeout_s, max_size=ANSWER_BYTES_MAX
+        )
         client = cls(connection)
         if not bearer:
             result = await client.request("session.logon", {"token": token}, timeout_s=timeout_s)
