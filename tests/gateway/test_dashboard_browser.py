@@ -9,6 +9,8 @@ Rules:
 - An operator halts the instrument with the page's Halt button: the page asks for
   confirmation, sends op.halt, shows the result, and the phase cell reads "halted", as the
   exchange itself answers; Resume brings it back to continuous trading the same way.
+- A 1 s volatility auction started from the page shows as "auction", then continuous again;
+  "Cancel all orders" for an account, confirmed, leaves it no open order.
 - With an investor's token the page shows the market but no operator controls.
 - The page raises no script error and logs no console error meanwhile.
 - A screenshot of the page is kept in the test's tmp_path (tests/bots/test_demo.py keeps the
@@ -109,11 +111,13 @@ async def _phase_on_server(venue: Venue) -> str:
     return phase
 
 
-async def _operator_click(page: Page, action: str) -> str:
+async def _operator_click(page: Page, method: str, button: str = "") -> str:
+    """Click the instrument's operator button (data-action, default the method's name)."""
+    action = button or method
     await page.click(f'button[data-action="{action}"][data-symbol="{SYMBOL}"]', timeout=WAIT_MS)
     await page.wait_for_function(
         "(method) => document.querySelector('#operator-result').textContent.startsWith(method)",
-        arg=f"op.{action}",
+        arg=f"op.{method}",
         timeout=WAIT_MS,
     )
     return (await page.text_content("#operator-result") or "").strip()
@@ -192,6 +196,32 @@ async def test_dashboard_shows_live_prices_and_halts_with_confirmation(
                     arg=[f"{ROW} td.last", resumed],
                     timeout=WAIT_MS,
                 )
+
+                # A 1 s volatility auction from the page: the phase reads auction, then the
+                # uncross brings continuous trading back.
+                await page.fill("#auction-seconds", "1")
+                result = await _operator_click(page, "start_auction", "auction")
+                assert dialogs[-1] == f"Start a 1 s volatility auction in {SYMBOL}?", dialogs
+                assert "done" in result, result
+                await _wait_for_cell(page, "phase", "auction")
+                await _wait_for_cell(page, "phase", "continuous")
+
+                # Cancel all of bob's orders from the operator panel, confirmed.
+                bob = await market.client("bob")
+                try:
+                    assert (await bob.request("orders.open"))["orders"], "bob has no order"
+                    await page.fill("#cancel-all-account", "bob")
+                    await page.click("#cancel-all-form button[type=submit]", timeout=WAIT_MS)
+                    await page.wait_for_function(
+                        "() => document.querySelector('#operator-result').textContent"
+                        ".startsWith('op.cancel_all')",
+                        timeout=WAIT_MS,
+                    )
+                    assert dialogs[-1] == "Cancel every open order of bob?", dialogs
+                    assert "done" in (await page.text_content("#operator-result") or "")
+                    assert (await bob.request("orders.open"))["orders"] == []
+                finally:
+                    await bob.close()
 
                 # An investor's token: the same market, no operator controls.
                 investor = await browser.new_page()
