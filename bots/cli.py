@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import Any
 
 from bots import agents, demo, simulation, stress
 from gateway.serve_cli import DEFAULT_HOST, DEFAULT_PORT, OPERATOR_ACCOUNT
@@ -60,6 +61,20 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _common_config(arguments: argparse.Namespace) -> dict[str, Any]:
+    """The configuration fields of the options every command has (see _common)."""
+    return {
+        "url": arguments.url,
+        "duration_s": arguments.duration,
+        "seed": arguments.seed,
+        "data_dir": arguments.data_dir,
+        "token": arguments.token,
+        "operator": arguments.operator,
+        "plot_dir": arguments.plot,
+        "verify_ledger": not arguments.no_ledger_verify,
+    }
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `bots` and `stress` to `ipx`."""
     bots = subparsers.add_parser("bots", help="run simulated traders against a live exchange")
@@ -95,17 +110,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run_bots(arguments: argparse.Namespace) -> int:
     print(f"ipx bots: seed {arguments.seed}", flush=True)
     config = simulation.BotsConfig(
-        url=arguments.url,
         symbols=[s for s in arguments.instruments.split(",") if s],
-        duration_s=arguments.duration,
-        seed=arguments.seed,
-        data_dir=arguments.data_dir,
-        token=arguments.token,
-        operator=arguments.operator,
-        plot_dir=arguments.plot,
         population=arguments.agents,
         offering_s=arguments.offering,
-        verify_ledger=not arguments.no_ledger_verify,
+        **_common_config(arguments),
     )
     return simulation.main(config)
 
@@ -125,15 +133,8 @@ def run_demo(arguments: argparse.Namespace) -> int:
 def run_stress(arguments: argparse.Namespace) -> int:
     print(f"ipx stress: seed {arguments.seed}", flush=True)
     config = stress.StressConfig(
-        url=arguments.url,
         rate_per_s=arguments.rate,
-        duration_s=arguments.duration,
         connections=arguments.connections,
-        seed=arguments.seed,
-        data_dir=arguments.data_dir,
-        token=arguments.token,
-        operator=arguments.operator,
-        plot_dir=arguments.plot,
-        verify_ledger=not arguments.no_ledger_verify,
+        **_common_config(arguments),
     )
     return stress.main(config)

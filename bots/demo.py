@@ -30,18 +30,18 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from bots import fair_value, simulation
+from bots import fair_value, market, simulation
 from bots.sample_patents import SAMPLE_PATENTS, SamplePatent
 from exchange.commands import Role
 from gateway import protocol, sessions
 from gateway.admin_cli import create_account
 from gateway.client import IpxClient
-from gateway.serve_cli import OPERATOR_ACCOUNT, _is_new
+from gateway.serve_cli import OPERATOR_ACCOUNT, is_new_data_dir
 from gateway.server import run_server
 
 INVESTOR_ACCOUNT = "demo-investor"
-INVESTOR_CASH = {"USD": "250000.00", "EUR": "250000.00"}
-OWNER_CASH_FOR_ROYALTIES = "5000000.00"  # Licensees' payments the owners pass through.
+INVESTOR_CASH_MINOR = {"USD": 25_000_000, "EUR": 25_000_000}  # 250,000.00 each.
+OWNER_CASH_MINOR = 500_000_000  # 5,000,000.00: licensees' payments the owners pass through.
 ROYALTY_EVERY_S = 45.0
 OFFERING_S = 3.0
 FOREVER_S = 10 * 365 * 86_400.0  # "Until Ctrl-C".
@@ -59,7 +59,7 @@ class DemoConfig:
 
 def prepare(data_dir: str) -> tuple[str, str, bool]:
     """Open the operator and investor accounts on a new dir; issue tokens; (op, investor, new)."""
-    new = _is_new(data_dir)
+    new = is_new_data_dir(data_dir)
     if new:
         create_account(data_dir, OPERATOR_ACCOUNT, Role.OPERATOR)
         create_account(data_dir, INVESTOR_ACCOUNT, Role.INVESTOR)
@@ -121,16 +121,10 @@ async def list_samples(operator: IpxClient) -> list[str]:
                 "opening_auction_ns": 2_000_000_000,
             },
         )
-        await _deposit(operator, patent.owner_account, patent.currency, OWNER_CASH_FOR_ROYALTIES)
-    for currency, amount in INVESTOR_CASH.items():
-        await _deposit(operator, INVESTOR_ACCOUNT, currency, amount)
+        await market.deposit(operator, patent.owner_account, patent.currency, OWNER_CASH_MINOR)
+    for currency, amount_minor in INVESTOR_CASH_MINOR.items():
+        await market.deposit(operator, INVESTOR_ACCOUNT, currency, amount_minor)
     return [patent.symbol for patent in SAMPLE_PATENTS]
-
-
-async def _deposit(operator: IpxClient, account: str, currency: str, amount: str) -> None:
-    await operator.request(
-        "op.deposit", {"account_id": account, "currency": currency, "amount": amount}
-    )
 
 
 async def distribute_royalties(operator: IpxClient, stop: asyncio.Event) -> None:

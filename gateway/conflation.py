@@ -21,12 +21,12 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import TypeVar, cast
 
 import msgspec
 
-from gateway.market_data import BookL2, Level, Ticker
+from gateway.local_book import price_key
+from gateway.market_data import BookL2, Ticker
 
 T = TypeVar("T")
 
@@ -34,45 +34,47 @@ T = TypeVar("T")
 def conflate(entries: Sequence[T]) -> list[T]:
     """Return the run with L2 updates merged and tickers reduced to the last per symbol."""
     out: list[T | None] = []
-    open_l2: dict[str, int] = {}  # symbol -> index in out of its pending merged L2 update.
+    # Every run of consecutive L2 updates of a symbol: (its slot in out, its updates). The slot
+    # moves to each new update's place; the merged update is built once, at the end.
+    runs: list[tuple[int, list[BookL2]]] = []
+    open_runs: dict[str, int] = {}  # symbol -> index in runs of its open run.
     last_ticker: dict[str, int] = {}
     for entry in entries:
         if isinstance(entry, BookL2):
-            symbol = entry.symbol
             if entry.type == "snapshot":
-                open_l2.pop(symbol, None)
-            elif symbol in open_l2:
-                index = open_l2[symbol]
-                earlier = out[index]
-                assert isinstance(earlier, BookL2)
-                out[index] = None
-                open_l2[symbol] = len(out)
-                out.append(cast(T, merge_l2(earlier, entry)))
-                continue
+                open_runs.pop(entry.symbol, None)
             else:
-                open_l2[symbol] = len(out)
+                run_index = open_runs.get(entry.symbol)
+                if run_index is None:
+                    open_runs[entry.symbol] = len(runs)
+                    runs.append((len(out), [entry]))
+                else:
+                    slot, updates = runs[run_index]
+                    out[slot] = None
+                    updates.append(entry)
+                    runs[run_index] = (len(out), updates)
         elif isinstance(entry, Ticker) and entry.type == "update":
-            index_or_none = last_ticker.get(entry.symbol)
-            if index_or_none is not None:
-                out[index_or_none] = None
+            index = last_ticker.get(entry.symbol)
+            if index is not None:
+                out[index] = None
             last_ticker[entry.symbol] = len(out)
         out.append(entry)
+    for slot, updates in runs:
+        if len(updates) > 1:
+            out[slot] = cast(T, merge_l2(*updates))
     return [entry for entry in out if entry is not None]
 
 
-def merge_l2(first: BookL2, then: BookL2) -> BookL2:
-    """One L2 update equal to applying `first`, then `then` (an update that follows it)."""
+def merge_l2(*updates: BookL2) -> BookL2:
+    """One L2 update equal to applying `updates` in order (each follows the one before)."""
+    bids: dict[str, int] = {}
+    asks: dict[str, int] = {}
+    for update in updates:
+        bids.update(update.bids)
+        asks.update(update.asks)
     return msgspec.structs.replace(
-        then,
-        bids=_merged(first.bids, then.bids, best_is_highest=True),
-        asks=_merged(first.asks, then.asks, best_is_highest=False),
-        prev_seq=first.prev_seq,
+        updates[-1],
+        bids=sorted(bids.items(), key=price_key, reverse=True),  # Best (highest) first.
+        asks=sorted(asks.items(), key=price_key),
+        prev_seq=updates[0].prev_seq,
     )
-
-
-def _merged(first: list[Level], then: list[Level], best_is_highest: bool) -> list[Level]:
-    levels = dict(first)
-    levels.update(then)
-    # Prices are exact decimal strings: Decimal orders them exactly (no float involved).
-    ordered = sorted(levels.items(), key=lambda level: Decimal(level[0]), reverse=best_is_highest)
-    return [(price, quantity) for price, quantity in ordered]

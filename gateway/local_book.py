@@ -66,7 +66,8 @@ class _Sequenced:
         return self.in_sync
 
 
-def _price_key(level: Level) -> Decimal:
+def price_key(level: Level) -> Decimal:
+    """Order levels by price exactly: prices are decimal strings, never floats."""
     return Decimal(level[0])
 
 
@@ -101,11 +102,11 @@ class LocalBook(_Sequenced):
 
     def bids(self) -> list[Level]:
         """Bid levels, best (highest) first."""
-        return sorted(self._bids.items(), key=_price_key, reverse=True)
+        return sorted(self._bids.items(), key=price_key, reverse=True)
 
     def asks(self) -> list[Level]:
         """Ask levels, best (lowest) first."""
-        return sorted(self._asks.items(), key=_price_key)
+        return sorted(self._asks.items(), key=price_key)
 
     def checksum(self) -> int:
         """The CRC32 of the top 10 levels, as defined in gateway/market_data.py."""

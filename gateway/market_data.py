@@ -676,11 +676,10 @@ class MarketData:
             KeyError: the symbol is not listed, or the channel has no snapshots.
         """
         tracked = self._symbols[symbol]
-        if channel == L2:
-            self._freshen(symbol)  # A book nobody followed is read afresh first.
         seq = self.seq(channel, symbol)
         journal_seq, ts_ns = self._journal_seq, self._ts_ns
         if channel == L2:
+            self._freshen(symbol)  # A book nobody followed is read afresh first.
             bids = tracked.levels(tracked.bids.top(L2_DEPTH))
             asks = tracked.levels(tracked.asks.top(L2_DEPTH))
             return BookL2(

@@ -65,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run_serve(arguments: argparse.Namespace) -> int:
     logs.install(arguments.log_format, logging.INFO)
     try:
-        if _is_new(arguments.data_dir):
+        if is_new_data_dir(arguments.data_dir):
             _bootstrap_operator(arguments.data_dir)
         return asyncio.run(
             _serve(
@@ -81,7 +81,8 @@ def run_serve(arguments: argparse.Namespace) -> int:
         return 2
 
 
-def _is_new(data_dir: str) -> bool:
+def is_new_data_dir(data_dir: str) -> bool:
+    """Whether the data dir holds no journal record yet (a new exchange)."""
     journal = Path(data_dir) / "journal"
     return not journal.is_dir() or not any(
         segment.stat().st_size for segment in journal.glob("*.seg")

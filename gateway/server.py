@@ -100,7 +100,8 @@ from exchange.events import (
     OrderRejected,
 )
 from exchange.reasons import Reject
-from exchange.state import ExchangeState, Instrument, LiveOrder
+from exchange.state import ExchangeState, Instrument
+from exchange.trading import find_own_order
 from gateway import accounts, dashboard_http, liquidity, market_data, protocol
 from gateway.metrics import Metrics, SinkCounts
 from gateway.mqtt_publisher import PUBLISHED as MQTT_CHANNELS
@@ -814,9 +815,7 @@ class Gateway:
             return False
         request_id: str | None = None
         try:
-            if not isinstance(frame, str):
-                raise protocol.validation_error("binary frames are not accepted: send JSON text")
-            request = protocol.decode_request(frame)
+            request = _decode_text_frame(frame)
             request_id = request.id
             if request.method != "session.logon":
                 raise protocol.unauthorized("log on first: session.logon {token}")
@@ -851,9 +850,7 @@ class Gateway:
     async def _dispatch(self, session: Session, frame: str | bytes) -> str:
         request_id: str | None = None
         try:
-            if not isinstance(frame, str):
-                raise protocol.validation_error("binary frames are not accepted: send JSON text")
-            request = protocol.decode_request(frame)
+            request = _decode_text_frame(frame)
             request_id = request.id
             params = protocol.decode_params(request)
             account = session.account
@@ -964,7 +961,7 @@ class Gateway:
 
     async def _amend(self, account: str, params: protocol.AmendParams) -> Any:
         _require_reference(params.order_id, params.cl_ord_id)
-        order = self._own_open_order(account, params.order_id, params.cl_ord_id)
+        order = find_own_order(self.state, account, params.order_id, params.cl_ord_id)
         if order is None:
             raise protocol.rejection(Reject.UNKNOWN_ORDER, NO_SUCH_ORDER)
         terms = order.instrument.terms
@@ -1006,16 +1003,6 @@ class Gateway:
             if not params.symbol or order.instrument.terms.symbol == params.symbol:
                 views.append(self._order_view(account, order_id))
         return {"orders": views}
-
-    def _own_open_order(self, account: str, order_id: int, cl_ord_id: str) -> LiveOrder | None:
-        state = self.state
-        if order_id == 0:
-            client_order = state.client_orders.get((account, cl_ord_id))
-            if client_order is None:
-                return None
-            order_id = client_order.order_id
-        order = state.orders.get(order_id)
-        return order if order is not None and order.account == account else None
 
     def _order_view(self, account: str, order_id: int) -> dict[str, Any]:
         """Describe one of the account's orders; someone else's is UNKNOWN_ORDER, like no order."""
@@ -1295,6 +1282,12 @@ def _log_orders(outcomes: Sequence[Outcome], debug: bool) -> None:
                 order_log.info("trade", extra=fields)
             elif debug:
                 order_log.debug(type(event).__name__, extra=fields)
+
+
+def _decode_text_frame(frame: str | bytes) -> protocol.Request:
+    if not isinstance(frame, str):
+        raise protocol.validation_error("binary frames are not accepted: send JSON text")
+    return protocol.decode_request(frame)
 
 
 def _require_reference(order_id: int, cl_ord_id: str) -> None:
