@@ -13,7 +13,6 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import os
 import pathlib
 import re
 import select
@@ -27,6 +26,7 @@ import pytest
 from playwright.async_api import Dialog, async_playwright
 
 from bots.sample_patents import SAMPLE_PATENTS
+from tests.gateway.conftest import chromium_executable
 
 pytestmark = pytest.mark.asyncio
 
@@ -38,16 +38,6 @@ WAIT_MS = 20_000
 EXIT_S = 60.0
 SYMBOL = SAMPLE_PATENTS[0].symbol
 ROW = f'tr[data-symbol="{SYMBOL}"]'
-
-
-def _chromium() -> str:
-    path = shutil.which("chromium") or "/usr/bin/chromium"
-    if os.access(path, os.X_OK):
-        return path
-    reason = "no Chromium executable (Debian's chromium package installs /usr/bin/chromium)"
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}: CI must install it (.ci/run)")
-    pytest.skip(reason)
 
 
 def _read_until_dashboard(process: subprocess.Popen[str], lines: list[str]) -> str:
@@ -68,7 +58,7 @@ def _read_until_dashboard(process: subprocess.Popen[str], lines: list[str]) -> s
 
 
 async def test_the_demo_shows_a_live_market_in_the_dashboard(tmp_path: pathlib.Path) -> None:
-    executable = _chromium()
+    executable = chromium_executable()
     command = [*IPX, "demo", "--data-dir", str(tmp_path / "data"), "--port", "0"]
     command += ["--duration", "90s", "--seed", "7"]
     process = subprocess.Popen(

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
 import pytest_asyncio
+from prometheus_client.parser import text_string_to_metric_families
 
 from exchange.commands import Role
 from gateway import sessions
@@ -98,6 +101,52 @@ async def list_the_market(venue: Venue) -> None:
         await wait_for_phase(op, "continuous")
     finally:
         await op.close()
+
+
+async def alice_buys_issuer_sells(
+    venue: Venue, buy: tuple[int, str] = (10, "100.00"), sell: tuple[int, str] = (10, "100.00")
+) -> None:
+    """Alice bids, then the issuer offers (units, price): at the same price, they trade."""
+    alice, issuer = await venue.client("alice"), await venue.client("issuer")
+    try:
+        await alice.place(SYMBOL, "buy", *buy)
+        await issuer.place(SYMBOL, "sell", *sell)
+    finally:
+        await alice.close()
+        await issuer.close()
+
+
+MetricSamples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def http_get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
+def scrape_metrics(url: str) -> MetricSamples:
+    """Read /metrics at url (http://host:port/metrics) with the Prometheus text parser."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(http_get(url))
+        for sample in family.samples
+    }
+
+
+def metrics_url(ws_url: str) -> str:
+    """The /metrics URL of the gateway at ws_url (ws://host:port/)."""
+    return ws_url.replace("ws://", "http://") + "metrics"
+
+
+def chromium_executable() -> str:
+    """Debian's Chromium for the browser tests; skip without it, except under CI (fail)."""
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if os.access(path, os.X_OK):
+        return path
+    reason = "no Chromium executable (Debian's chromium package installs /usr/bin/chromium)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}: CI must install it (.ci/run)")
+    pytest.skip(reason)
 
 
 async def wait_for_phase(client: IpxClient, phase: str) -> None:

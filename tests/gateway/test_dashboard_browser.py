@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import pathlib
-import shutil
 import time
 
 import pytest
@@ -35,7 +33,7 @@ from playwright.async_api import Dialog, Page, async_playwright
 
 from gateway.client import RequestFailed
 from gateway.server import RunningServer
-from tests.gateway.conftest import SYMBOL, Venue
+from tests.gateway.conftest import SYMBOL, Venue, chromium_executable
 
 pytestmark = pytest.mark.asyncio
 
@@ -46,16 +44,6 @@ TRADING_ROUNDS_MAX = 120
 TRADING_S_MAX = 30.0
 WAIT_MS = 10_000  # For any one thing to show in the page.
 ROW = f'tr[data-symbol="{SYMBOL}"]'
-
-
-def _chromium() -> str:
-    path = shutil.which("chromium") or "/usr/bin/chromium"
-    if os.access(path, os.X_OK):
-        return path
-    reason = "no Chromium executable (Debian's chromium package installs /usr/bin/chromium)"
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}: CI must install it (.ci/run)")
-    pytest.skip(reason)
 
 
 async def trade(venue: Venue, stop: asyncio.Event) -> int:
@@ -126,7 +114,7 @@ async def _operator_click(page: Page, method: str, button: str = "") -> str:
 async def test_dashboard_shows_live_prices_and_halts_with_confirmation(
     market: Venue, server: RunningServer, tmp_path: pathlib.Path
 ) -> None:
-    executable = _chromium()
+    executable = chromium_executable()
     stop = asyncio.Event()
     traders = asyncio.create_task(trade(market, stop))
     dialogs: list[str] = []

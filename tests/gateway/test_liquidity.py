@@ -33,11 +33,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.request
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from exchange.calendar import NS_PER_DAY, parse_date
 from exchange.commands import Command, DistributeRoyalty, Resume
@@ -70,7 +68,7 @@ from tests.exchange.rulebook import (
     issuance,
     listing,
 )
-from tests.gateway.conftest import Venue
+from tests.gateway.conftest import Venue, alice_buys_issuer_sells, metrics_url, scrape_metrics
 from tests.gateway.test_asyncapi import DOCUMENT, validate
 from tests.gateway.test_market_data import OTHER_PATENT, OTHER_SYMBOL, two_instruments
 
@@ -456,17 +454,6 @@ async def _liquidity_until(client: IpxClient, done: Any) -> liquidity.LiquidityM
             return typed
 
 
-def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    http_url = url.replace("ws://", "http://") + "metrics"
-    with urllib.request.urlopen(http_url, timeout=10) as response:
-        text = response.read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
 @pytest.mark.asyncio
 async def test_a_subscriber_sees_the_spread_and_the_flags(market: Venue) -> None:
     watcher = await market.client("bob")
@@ -497,14 +484,8 @@ async def test_a_subscriber_sees_the_spread_and_the_flags(market: Venue) -> None
 
 @pytest.mark.asyncio
 async def test_metrics_carry_the_liquidity_gauges(market: Venue) -> None:
-    alice, issuer = await market.client("alice"), await market.client("issuer")
-    try:
-        await alice.place(SYMBOL, "buy", 5, "99.90")
-        await issuer.place(SYMBOL, "sell", 7, "100.10")
-    finally:
-        await alice.close()
-        await issuer.close()
-    samples = await asyncio.to_thread(_scrape, market.url)
+    await alice_buys_issuer_sells(market, (5, "99.90"), (7, "100.10"))
+    samples = await asyncio.to_thread(scrape_metrics, metrics_url(market.url))
     symbol = (("symbol", SYMBOL),)
     # 20 bps is a ratio of 0.0020.
     assert samples[("ipx_liquidity_quoted_spread_ratio", symbol)] == pytest.approx(0.002)

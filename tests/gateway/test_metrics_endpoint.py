@@ -3,37 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.gateway.conftest import SYMBOL, Venue
+from tests.gateway.conftest import (
+    SYMBOL,
+    Venue,
+    alice_buys_issuer_sells,
+    metrics_url,
+    scrape_metrics,
+)
 
 pytestmark = pytest.mark.asyncio
 
 
-def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    http_url = url.replace("ws://", "http://") + "metrics"
-    with urllib.request.urlopen(http_url, timeout=10) as response:
-        text = response.read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
 async def test_metrics_parse_and_count_orders_trades_and_acks(market: Venue) -> None:
-    before = await asyncio.to_thread(_scrape, market.url)
-    alice, issuer = await market.client("alice"), await market.client("issuer")
-    try:
-        await alice.place(SYMBOL, "buy", 10, "100.00")
-        await issuer.place(SYMBOL, "sell", 10, "100.00")  # Trades against the bid.
-    finally:
-        await alice.close()
-        await issuer.close()
-    after = await asyncio.to_thread(_scrape, market.url)
+    before = await asyncio.to_thread(scrape_metrics, metrics_url(market.url))
+    await alice_buys_issuer_sells(market)
+    after = await asyncio.to_thread(scrape_metrics, metrics_url(market.url))
 
     def moved(name: str, **labels: str) -> float:
         key = (name, tuple(sorted(labels.items())))

@@ -6,36 +6,27 @@ import asyncio
 import json
 import os
 import secrets
-import urllib.request
 from pathlib import Path
 
 import pytest
 import redis.asyncio as redis
-from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.server import run_server
-from tests.gateway.conftest import SYMBOL, list_the_market, prepare_data_dir
+from tests.gateway.conftest import (
+    SYMBOL,
+    MetricSamples,
+    alice_buys_issuer_sells,
+    http_get,
+    list_the_market,
+    prepare_data_dir,
+    scrape_metrics,
+)
 
 pytestmark = pytest.mark.asyncio
 WAIT_S = 10.0
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def _read(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return str(response.read().decode())
-
-
-def _scrape(url: str) -> Samples:
-    text = _read(url)
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def _redis(samples: Samples, name: str) -> float:
+def _redis(samples: MetricSamples, name: str) -> float:
     return samples.get((name, (("sink", "redis"),)), -1.0)
 
 
@@ -53,17 +44,11 @@ async def test_redis_publishing_shows_in_published_backlog_dropped_and_lag(
             metrics_url = f"http://{running.host}:{running.port}/metrics"
             first_seq = running.gateway.sequencer.exchange.seq  # Journaled before: not sent.
             await list_the_market(venue)
-            alice, issuer = await venue.client("alice"), await venue.client("issuer")
-            try:
-                await alice.place(SYMBOL, "buy", 10, "100.00")
-                await issuer.place(SYMBOL, "sell", 10, "100.00")
-            finally:
-                await alice.close()
-                await issuer.close()
+            await alice_buys_issuer_sells(venue)
             last_seq = running.gateway.sequencer.exchange.seq
             deadline = asyncio.get_running_loop().time() + WAIT_S
             while True:
-                samples = await asyncio.to_thread(_scrape, metrics_url)
+                samples = await asyncio.to_thread(scrape_metrics, metrics_url)
                 published = _redis(samples, "ipx_publisher_published_total")
                 if published >= last_seq - first_seq and (
                     _redis(samples, "ipx_publisher_lag_seconds_count") >= 1
@@ -105,8 +90,8 @@ async def test_mqtt_publishing_shows_in_metrics_and_verbose_readyz(
         deadline = asyncio.get_running_loop().time() + WAIT_S
         lag_count = ("ipx_publisher_lag_seconds_count", (("sink", "mqtt"),))
         while True:
-            samples = await asyncio.to_thread(_scrape, f"{base}/metrics")
-            state = json.loads(await asyncio.to_thread(_read, f"{base}/readyz?verbose"))
+            samples = await asyncio.to_thread(scrape_metrics, f"{base}/metrics")
+            state = json.loads(await asyncio.to_thread(http_get, f"{base}/readyz?verbose"))
             state = state["integrations"]
             published = samples.get(("ipx_publisher_published_total", (("sink", "mqtt"),)), 0)
             if published > 0 and state["mqtt"]["buffered"] == 0 and samples.get(lag_count, 0):

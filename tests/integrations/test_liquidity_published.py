@@ -21,7 +21,12 @@ from paho.mqtt.client import MQTTv5
 
 from gateway import liquidity
 from gateway.server import run_server
-from tests.gateway.conftest import SYMBOL, list_the_market, prepare_data_dir
+from tests.gateway.conftest import (
+    SYMBOL,
+    alice_buys_issuer_sells,
+    list_the_market,
+    prepare_data_dir,
+)
 
 pytestmark = pytest.mark.asyncio
 WAIT_S = 10.0
@@ -55,13 +60,7 @@ async def test_liquidity_is_retained_per_symbol_and_follows_the_book(
     ) as running:
         venue.url = f"ws://{running.host}:{running.port}/"
         await list_the_market(venue)
-        alice, issuer = await venue.client("alice"), await venue.client("issuer")
-        try:
-            await alice.place(SYMBOL, "buy", 5, "99.90")
-            await issuer.place(SYMBOL, "sell", 7, "100.10")
-        finally:
-            await alice.close()
-            await issuer.close()
+        await alice_buys_issuer_sells(venue, (5, "99.90"), (7, "100.10"))
         async with aiomqtt.Client(host, port, protocol=MQTTv5) as subscriber:
             await subscriber.subscribe(topic)
             # A late subscriber: the retained figures come first, then the refreshes.

@@ -14,7 +14,12 @@ import pytest
 from paho.mqtt.client import MQTTv5
 
 from gateway.server import run_server
-from tests.gateway.conftest import SYMBOL, list_the_market, prepare_data_dir
+from tests.gateway.conftest import (
+    SYMBOL,
+    alice_buys_issuer_sells,
+    list_the_market,
+    prepare_data_dir,
+)
 
 pytestmark = pytest.mark.asyncio
 WAIT_S = 10.0
@@ -33,13 +38,7 @@ async def test_a_served_trade_reaches_mqtt_and_the_status_is_retained(
         venue.url = f"ws://{running.host}:{running.port}/"
         await subscriber.subscribe(f"{prefix}/md/{SYMBOL}/trades")
         await list_the_market(venue)
-        alice, issuer = await venue.client("alice"), await venue.client("issuer")
-        try:
-            await alice.place(SYMBOL, "buy", 10, "100.00")
-            await issuer.place(SYMBOL, "sell", 10, "100.00")
-        finally:
-            await alice.close()
-            await issuer.close()
+        await alice_buys_issuer_sells(venue)
         message = await asyncio.wait_for(anext(aiomqtt_messages(subscriber)), WAIT_S)
         trade = json.loads(bytes(message.payload))  # type: ignore[arg-type]
         assert trade["channel"] == "trades" and trade["symbol"] == SYMBOL

@@ -12,7 +12,12 @@ import redis.asyncio as redis
 
 from gateway.redis_publisher import operator_key, stream_key, ticker_key
 from gateway.server import run_server
-from tests.gateway.conftest import SYMBOL, list_the_market, prepare_data_dir
+from tests.gateway.conftest import (
+    SYMBOL,
+    alice_buys_issuer_sells,
+    list_the_market,
+    prepare_data_dir,
+)
 
 pytestmark = pytest.mark.asyncio
 WAIT_S = 10.0
@@ -30,13 +35,7 @@ async def test_a_served_trade_reaches_the_instrument_stream_and_the_ticker_hash(
         async with run_server(venue.data_dir, redis_url=url, redis_prefix=prefix) as running:
             venue.url = f"ws://{running.host}:{running.port}/"
             await list_the_market(venue)
-            alice, issuer = await venue.client("alice"), await venue.client("issuer")
-            try:
-                await alice.place(SYMBOL, "buy", 10, "100.00")
-                await issuer.place(SYMBOL, "sell", 10, "100.00")
-            finally:
-                await alice.close()
-                await issuer.close()
+            await alice_buys_issuer_sells(venue)
             deadline = asyncio.get_running_loop().time() + WAIT_S
             while asyncio.get_running_loop().time() < deadline:
                 ticker = await client.hgetall(ticker_key(prefix, SYMBOL))
