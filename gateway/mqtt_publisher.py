@@ -177,6 +177,7 @@ class MqttPublisher:
         # Called with the highest journal seq the broker has taken, after each batch of
         # publishes that carried a channel message (publish lag).
         self.on_written: Callable[[int], None] | None = None
+        self.enqueued_seq = 0  # Journal seq of the last channel message given to publish.
 
     # Topics.
 
@@ -197,6 +198,7 @@ class MqttPublisher:
         for message in messages:
             if isinstance(message, PUBLISHED):
                 self._enqueue(message)
+                self.enqueued_seq = message.journal_seq
         self._wake.set()
 
     def publish_liquidity(self, message: LiquidityMessage) -> None:

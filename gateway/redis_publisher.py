@@ -165,6 +165,7 @@ class RedisPublisher:
         self._connected = False
         # Called with the last journal seq of each write that reached Redis (publish lag).
         self.on_written: Callable[[int], None] | None = None
+        self.enqueued_seq = 0  # Journal seq of the last outcome given to publish.
 
     @property
     def connected(self) -> bool:
@@ -184,6 +185,7 @@ class RedisPublisher:
     def publish(self, outcome: Outcome, messages: Sequence[Message]) -> None:
         """Enqueue one outcome and the messages MarketData made of it; never waits."""
         self._backlog.append((outcome, messages))
+        self.enqueued_seq = outcome.seq
         self._outcomes += 1
         if self._outcomes > self.backlog_max:
             self._trim()

@@ -61,7 +61,7 @@ import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -104,7 +104,6 @@ from exchange.state import ExchangeState, Instrument
 from exchange.trading import find_own_order
 from gateway import accounts, dashboard_http, liquidity, market_data, protocol
 from gateway.metrics import Metrics, SinkCounts
-from gateway.mqtt_publisher import PUBLISHED as MQTT_CHANNELS
 from gateway.mqtt_publisher import MqttPublisher
 from gateway.protocol import ProtocolError
 from gateway.redis_publisher import RedisPublisher
@@ -202,16 +201,8 @@ class Session:
                 await self.connection.send(await self.outbox.get())
 
 
-class Publisher(Protocol):
-    """An integration that takes each durable outcome with its market-data messages."""
-
-    def publish(self, outcome: Outcome, messages: Sequence[market_data.Message]) -> None: ...
-
-    async def close(self, timeout_s: float = ...) -> None: ...
-
-
 class _MqttFeed:
-    """Adapts the MQTT publisher (it takes messages only) to the gateway's Publisher."""
+    """Adapts the MQTT publisher (it takes messages only) to take outcomes as Redis does."""
 
     def __init__(self, publisher: MqttPublisher) -> None:
         self.publisher = publisher
@@ -224,8 +215,12 @@ class _MqttFeed:
         await self.publisher.stop(timeout_s)
 
 
-def _on_mqtt(message: market_data.Message) -> bool:
-    return isinstance(message, MQTT_CHANNELS)
+# An integration fed each durable outcome with its market-data messages.
+Publisher = RedisPublisher | _MqttFeed
+
+
+def _source(publisher: Publisher) -> RedisPublisher | MqttPublisher:
+    return publisher if isinstance(publisher, RedisPublisher) else publisher.publisher
 
 
 def _mqtt_address(url: str) -> tuple[str, int]:
@@ -422,10 +417,10 @@ class Gateway:
                 )
         return counts
 
-    def add_publisher(self, publisher: RedisPublisher | _MqttFeed) -> None:
+    def add_publisher(self, publisher: Publisher) -> None:
         """Feed an integration every durable batch, and time its publish lag."""
         sink = "redis" if isinstance(publisher, RedisPublisher) else "mqtt"
-        source = publisher if isinstance(publisher, RedisPublisher) else publisher.publisher
+        source = _source(publisher)
 
         def written(seq: int) -> None:
             sample = self._lag_samples.get(publisher)
@@ -437,19 +432,14 @@ class Gateway:
         self.market_data.follow_every_book()  # It takes every message of every symbol.
         self.publishers.append(publisher)
 
-    def _sample_lag(self, outcomes: Sequence[Outcome], messages: Sequence[Any]) -> None:
-        # Redis writes every outcome; MQTT only some channels' messages, so its sample is the
-        # batch's last such message (a batch without one gives MQTT nothing to wait for).
+    def _sample_lag(self, first_seq: int) -> None:
+        # One sample per sink at a time: the last seq it took from this batch, if it took any
+        # (MQTT takes only some channels' messages; Redis every outcome).
         now = time.monotonic()
         for publisher in self.publishers:
-            if publisher in self._lag_samples:
-                continue
-            if isinstance(publisher, RedisPublisher):
-                self._lag_samples[publisher] = (outcomes[-1].seq, now)
-            else:
-                seq = next((m.journal_seq for m in reversed(messages) if _on_mqtt(m)), None)
-                if seq is not None:
-                    self._lag_samples[publisher] = (seq, now)
+            seq = _source(publisher).enqueued_seq
+            if seq >= first_seq and publisher not in self._lag_samples:
+                self._lag_samples[publisher] = (seq, now)
 
     def _bearer_account(self, header: str) -> str | None:
         token = _bearer_token(header)
@@ -669,7 +659,7 @@ class Gateway:
             for publisher in self.publishers:
                 publisher.publish(outcome, own)
         if outcomes:
-            self._sample_lag(outcomes, messages)
+            self._sample_lag(outcomes[0].seq)
 
     def _route_executions(self, outcomes: Sequence[Outcome]) -> None:
         subscribed = self._subscribed
