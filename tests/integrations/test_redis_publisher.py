@@ -233,6 +233,17 @@ async def proxy(redis_service: tuple[str, int]) -> AsyncIterator[Proxy]:
         await relay.down()
 
 
+async def publish_and_close(
+    redis_url: str, prefix: str, batches: list[Batch], **options: Any
+) -> None:
+    """Publish every batch through a new publisher, wait until all is written, close it."""
+    publisher = RedisPublisher(redis_url, prefix=prefix, **options)
+    publisher.start()
+    await publish_all(publisher, batches)
+    assert await publisher.flush(FLUSH_S)
+    await publisher.close()
+
+
 async def publish_all(publisher: RedisPublisher, batches: list[Batch]) -> float:
     """Publish batches; return the longest time one publish call took, in seconds."""
     slowest = 0.0
@@ -268,11 +279,7 @@ async def test_every_event_arrives_in_journal_order(
 async def test_a_consumer_group_reads_every_entry_exactly_once(
     redis_service: tuple[str, int], prefix: str, client: redis.Redis, batches: list[Batch]
 ) -> None:
-    publisher = RedisPublisher(url(redis_service), prefix=prefix)
-    publisher.start()
-    await publish_all(publisher, batches)
-    assert await publisher.flush(FLUSH_S)
-    await publisher.close()
+    await publish_and_close(url(redis_service), prefix, batches)
     keys = [stream_key(prefix, symbol) for symbol in SYMBOLS]
     for key in keys:
         client.xgroup_create(key, "readers", id="0")
@@ -297,11 +304,7 @@ async def test_a_consumer_group_reads_every_entry_exactly_once(
 async def test_the_ticker_and_bbo_hashes_hold_the_last_ticker(
     redis_service: tuple[str, int], prefix: str, client: redis.Redis, batches: list[Batch]
 ) -> None:
-    publisher = RedisPublisher(url(redis_service), prefix=prefix)
-    publisher.start()
-    await publish_all(publisher, batches)
-    assert await publisher.flush(FLUSH_S)
-    await publisher.close()
+    await publish_and_close(url(redis_service), prefix, batches)
     for symbol, ticker in last_tickers(batches).items():
         stored = client.hgetall(ticker_key(prefix, symbol))
         assert stored == {
@@ -356,11 +359,9 @@ async def test_a_resend_is_refused_by_its_id(
 ) -> None:
     # As after a half-executed pipeline, or a restarted server republishing the journal's tail.
     for run in range(2):
-        publisher = RedisPublisher(url(redis_service), prefix=prefix)
-        publisher.start()
-        await publish_all(publisher, batches if run else batches[: len(batches) // 2])
-        assert await publisher.flush(FLUSH_S)
-        await publisher.close()
+        await publish_and_close(
+            url(redis_service), prefix, batches if run else batches[: len(batches) // 2]
+        )
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], "a refusal was logged"
     expected = expected_streams(batches, prefix)
     assert stored_streams(client, list(expected)) == expected
@@ -388,11 +389,7 @@ async def test_past_the_backlog_bound_the_oldest_are_dropped_with_a_gap_entry(
 async def test_streams_are_trimmed_to_about_stream_max(
     redis_service: tuple[str, int], prefix: str, client: redis.Redis, batches: list[Batch]
 ) -> None:
-    publisher = RedisPublisher(url(redis_service), prefix=prefix, stream_max=100)
-    publisher.start()
-    await publish_all(publisher, batches)
-    assert await publisher.flush(FLUSH_S)
-    await publisher.close()
+    await publish_and_close(url(redis_service), prefix, batches, stream_max=100)
     expected = expected_streams(batches, prefix)
     for symbol in SYMBOLS:
         key = stream_key(prefix, symbol)
@@ -405,11 +402,7 @@ async def test_streams_are_trimmed_to_about_stream_max(
 async def test_ipx_tail_prints_each_event_once_per_group(
     redis_service: tuple[str, int], prefix: str, client: redis.Redis, batches: list[Batch]
 ) -> None:
-    publisher = RedisPublisher(url(redis_service), prefix=prefix)
-    publisher.start()
-    await publish_all(publisher, batches)
-    assert await publisher.flush(FLUSH_S)
-    await publisher.close()
+    await publish_and_close(url(redis_service), prefix, batches)
     symbol = SYMBOLS[0]
     entries = client.xrange(stream_key(prefix, symbol))
 
@@ -453,11 +446,7 @@ async def test_redis_cli_reads_the_stream_length(
     redis_cli = shutil.which("redis-cli")
     if redis_cli is None:
         pytest.skip("redis-cli is not installed")
-    publisher = RedisPublisher(url(redis_service), prefix=prefix)
-    publisher.start()
-    await publish_all(publisher, batches)
-    assert await publisher.flush(FLUSH_S)
-    await publisher.close()
+    await publish_and_close(url(redis_service), prefix, batches)
     host, port = redis_service
     for key, entries in expected_streams(batches, prefix).items():
         done = subprocess.run(
