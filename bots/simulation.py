@@ -28,6 +28,7 @@ from bots.account_view import AccountView
 from bots.agents import Action, Agent, CancelAll, MarketView, Place
 from bots.market import InstrumentInfo
 from bots.report import Recorder, Sample, counts_line, plot_market, table
+from bots.run_config import RunConfig
 from gateway import protocol
 from gateway.client import IpxClient, RequestFailed
 
@@ -39,19 +40,11 @@ BOOK_DEPTH = 10
 LAST_PRICES_KEPT = 20
 
 
-@dataclass
-class BotsConfig:
-    url: str
+@dataclass(kw_only=True)
+class BotsConfig(RunConfig):
     symbols: Sequence[str]
-    duration_s: float
-    seed: int
-    data_dir: str | None = None
-    token: str | None = None
-    operator: str = "operator"  # The account `ipx serve` opens on a new data dir.
-    plot_dir: str | None = None
     population: dict[str, int] = field(default_factory=lambda: dict(agents.DEFAULT_POPULATION))
     offering_s: float = 2.0
-    verify_ledger: bool = True
 
 
 @dataclass

@@ -45,6 +45,7 @@ from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 from bots import consistency, market
 from bots.account_view import AccountView
 from bots.report import counts_line, format_percentiles, percentiles_ms, plot_latency
+from bots.run_config import RunConfig
 from gateway.client import ClientError, IpxClient, RequestFailed, RequestTimedOut
 from gateway.server import CONNECTIONS_PER_ACCOUNT_MAX
 
@@ -61,18 +62,10 @@ DRAIN_TIMEOUT_S = 15.0
 LATENCY_MAX_US = 60_000_000
 
 
-@dataclass
-class StressConfig:
-    url: str
+@dataclass(kw_only=True)
+class StressConfig(RunConfig):
     rate_per_s: int
-    duration_s: float
     connections: int
-    seed: int
-    data_dir: str | None = None
-    token: str | None = None
-    operator: str = "operator"  # The account `ipx serve` opens on a new data dir.
-    plot_dir: str | None = None
-    verify_ledger: bool = True
 
 
 @dataclass
