@@ -281,10 +281,14 @@ class Sequencer:
         if due and self._snapshot_child is None:  # One writer at a time.
             self._start_snapshot()
 
+    def _store_snapshot(self, seq: int) -> None:
+        exchange = self.exchange
+        self.journal.write_snapshot(seq, exchange.state_hash(), exchange.snapshot())
+
     def _write_snapshot(self) -> None:
         exchange = self.exchange
         try:
-            self.journal.write_snapshot(exchange.seq, exchange.state_hash(), exchange.snapshot())
+            self._store_snapshot(exchange.seq)
             self._snapshot_seq = exchange.seq
             self.snapshots_written += 1
         except Exception:  # The journal carries on; the next snapshot will try again.
@@ -303,8 +307,7 @@ class Sequencer:
         if pid == 0:  # The child: write the snapshot, never return into the event loop.
             code = 1
             try:
-                exchange = self.exchange
-                self.journal.write_snapshot(seq, exchange.state_hash(), exchange.snapshot())
+                self._store_snapshot(seq)
                 code = 0
             except BaseException as exc:
                 os.write(2, f"ipx: snapshot at seq {seq} not written: {exc!r}\n".encode())
