@@ -219,6 +219,15 @@ class _MqttFeed:
 Publisher = RedisPublisher | _MqttFeed
 
 
+def _counts(publisher: Publisher) -> SinkCounts:
+    """The counters /metrics shows for one integration."""
+    if isinstance(publisher, RedisPublisher):
+        written, dropped = publisher.stats.outcomes_written, publisher.stats.outcomes_dropped
+        return SinkCounts("redis", written, dropped, publisher.backlog)
+    mqtt = publisher.publisher
+    return SinkCounts("mqtt", mqtt.stats.published, mqtt.stats.dropped, mqtt.buffered())
+
+
 def _source(publisher: Publisher) -> RedisPublisher | MqttPublisher:
     return publisher if isinstance(publisher, RedisPublisher) else publisher.publisher
 
@@ -401,25 +410,11 @@ class Gateway:
         return states
 
     def _sink_counts(self) -> list[SinkCounts]:
-        counts = []
-        for publisher in self.publishers:
-            if isinstance(publisher, RedisPublisher):
-                stats = publisher.stats
-                counts.append(
-                    SinkCounts(
-                        "redis", stats.outcomes_written, stats.outcomes_dropped, publisher.backlog
-                    )
-                )
-            elif isinstance(publisher, _MqttFeed):
-                mqtt = publisher.publisher
-                counts.append(
-                    SinkCounts("mqtt", mqtt.stats.published, mqtt.stats.dropped, mqtt.buffered())
-                )
-        return counts
+        return [_counts(publisher) for publisher in self.publishers]
 
     def add_publisher(self, publisher: Publisher) -> None:
         """Feed an integration every durable batch, and time its publish lag."""
-        sink = "redis" if isinstance(publisher, RedisPublisher) else "mqtt"
+        sink = _counts(publisher).sink
         source = _source(publisher)
 
         def written(seq: int) -> None:
