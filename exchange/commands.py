@@ -217,6 +217,6 @@ command_decoder = msgspec.msgpack.Decoder(Command)
 _KINDS: dict[type, str] = {kind: kind.__struct_config__.tag for kind in Command.__args__}
 
 
-def command_kind(command: Command) -> str:
-    """Return the command's tag: the journal record's kind."""
-    return _KINDS[command.__class__]
+def command_kind_of(command_class: type) -> str:
+    """Return the record kind of a command class."""
+    return _KINDS[command_class]

@@ -44,7 +44,7 @@ from exchange.commands import (
     Withdraw,
     command_decoder,
     command_encoder,
-    command_kind,
+    command_kind_of,
 )
 from exchange.context import Context
 from exchange.events import CommandRejected, Event, IndicativeUpdated, Phase
@@ -56,6 +56,7 @@ from ledger.balances import Balances
 from ledger.records import Record, RecordBody
 
 ADMIN_ACTOR = "@admin"
+_encode = command_encoder.encode
 _CALL_PHASES = (Phase.PRE_OPEN, Phase.OFFERING, Phase.AUCTION)
 
 Handler = Callable[[ExchangeState, Context, Any], Event | None]
@@ -83,6 +84,12 @@ _HANDLERS: dict[type, Handler] = {
     CloseMarket: admin.close_market,
     KillSwitch: admin.kill_switch,
     Tick: _tick,
+}
+# Per command class, what handle() needs of it in one lookup: its handler, its record kind,
+# and whether only an operator may send it.
+_DISPATCH: dict[type, tuple[Handler, str, bool]] = {
+    kind: (handler, command_kind_of(kind), kind in OPERATOR_COMMANDS)
+    for kind, handler in _HANDLERS.items()
 }
 
 
@@ -119,11 +126,13 @@ class Exchange:
         state = self.state
         seq = state.seq + 1
         ctx = Context(self.balances, seq, ts_ns)
-        advance_clock(state, ctx)
-        handler = _HANDLERS[command.__class__]
-        kind = command_kind(command)
+        if state.last_ts_ns <= ts_ns < state.next_timer_ns:
+            state.last_ts_ns = ts_ns  # No timer is due: advance_clock's fast path, inlined.
+        else:
+            advance_clock(state, ctx)
+        handler, kind, operator_only = _DISPATCH[command.__class__]
         try:
-            if command.__class__ in OPERATOR_COMMANDS:
+            if operator_only:
                 self._authorize_operator(command.actor)
             reply = handler(state, ctx, command)
         except Rejection as rejection:
@@ -134,7 +143,7 @@ class Exchange:
         if ctx.timers_changed:
             state.next_timer_ns = next_timer_ns(state)
         state.seq = seq
-        record = RecordBody(seq, ts_ns, kind, command_encoder.encode(command), tuple(ctx.postings))
+        record = RecordBody(seq, ts_ns, kind, _encode(command), tuple(ctx.postings))
         return Outcome(seq, ts_ns, reply, ctx.events, record)
 
     def _authorize_operator(self, actor: str) -> None:

@@ -55,8 +55,14 @@ from exchange.events import (
 from exchange.money import BPS_DENOMINATOR, buy_reservation_minor
 from exchange.phases import start_auction
 from exchange.reasons import Reject
-from exchange.state import FEE_ACCOUNT, ClientOrder, ExchangeState, Instrument, LiveOrder
-from ledger.records import Bucket, Posting
+from exchange.state import (
+    FEE_ACCOUNT,
+    Account,
+    ClientOrder,
+    ExchangeState,
+    Instrument,
+    LiveOrder,
+)
 from matching import events as book_events
 from matching.limits import QUANTITY_UNITS_MAX
 from matching.orders import CancelReason, OrderType, RejectReason, Side, TimeInForce
@@ -64,12 +70,21 @@ from matching.orders import CancelReason, OrderType, RejectReason, Side, TimeInF
 CL_ORD_ID_LENGTH_MAX = 36
 OFFERING_CL_ORD_ID = "offering"  # The issuer's sell order in an offering auction.
 
-_AVAILABLE = Bucket.AVAILABLE
-_HELD = Bucket.HELD
 _BUY = Side.BUY
+_SELL = Side.SELL
+_MAKER = Liquidity.MAKER
+_TAKER = Liquidity.TAKER
+_AUCTION = Liquidity.AUCTION
 _MARKET = OrderType.MARKET
 _LIMIT = OrderType.LIMIT
 _GTC = TimeInForce.GTC
+_GTD = TimeInForce.GTD
+_USER = CancelReason.USER
+_OPERATOR = Role.OPERATOR
+_BOOK_REJECTED = book_events.OrderRejected
+_BOOK_FILLED = book_events.OrderFilled
+_BOOK_CANCELED = book_events.OrderCanceled
+_BOOK_ACCEPTED = book_events.OrderAccepted
 _CONTINUOUS = Phase.CONTINUOUS
 _OFFERING = Phase.OFFERING
 _CLOSED_PHASES = (Phase.CLOSED, Phase.DELISTED)
@@ -127,16 +142,23 @@ def reserved_asset(order: LiveOrder) -> str:
 
 def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Event:
     """Check, reserve and match a new order; return the reply for its sender."""
-    refusal = _actor_may_trade(state, command)
-    if refusal is None and not 0 < len(command.cl_ord_id) <= CL_ORD_ID_LENGTH_MAX:
-        refusal = Rejection(
-            Reject.VALIDATION_ERROR, f"cl_ord_id must have 1 to {CL_ORD_ID_LENGTH_MAX} characters"
-        )
-    if refusal is not None:
+    actor = command.actor
+    account = state.accounts.get(actor)
+    if account is None or account.role is _OPERATOR or account.suspended:
+        refusal = _actor_refusal(actor, account)
         # Not remembered: nobody who may trade sent it, so there is nothing to be idempotent about.
         return _order_rejected(ctx, command, refusal.reason, refusal.message)
-    key = (command.actor, command.cl_ord_id)
-    previous = state.client_orders.get(key)
+    cl_ord_id = command.cl_ord_id
+    if not 0 < len(cl_ord_id) <= CL_ORD_ID_LENGTH_MAX:
+        return _order_rejected(
+            ctx,
+            command,
+            Reject.VALIDATION_ERROR,
+            f"cl_ord_id must have 1 to {CL_ORD_ID_LENGTH_MAX} characters",
+        )
+    key = (actor, cl_ord_id)
+    client_orders = state.client_orders
+    previous = client_orders.get(key)
     if previous is not None:
         if previous.command == command:
             return previous.reply
@@ -144,68 +166,69 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
             ctx,
             command,
             Reject.DUPLICATE_CL_ORD_ID,
-            f"cl_ord_id {command.cl_ord_id!r} was already used today for another order",
+            f"cl_ord_id {cl_ord_id!r} was already used today for another order",
         )
     try:
-        instrument, price_ticks = _check_new_order(state, ctx, command)
+        instrument, price_ticks, asset, reservation = _check_new_order(state, ctx, command)
     except Rejection as rejection:
         reply = _order_rejected(ctx, command, rejection.reason, rejection.message)
-        state.client_orders[key] = ClientOrder(command, 0, reply)
+        client_orders[key] = ClientOrder(command, 0, reply)
         return reply
     order_id = state.next_order_id
     state.next_order_id = order_id + 1
-    order = LiveOrder(
-        order_id,
-        command.actor,
-        instrument,
-        command.cl_ord_id,
-        command.side,
-        command.order_type,
-        command.time_in_force,
-        price_ticks,
-        command.quantity_units,
-    )
+    side = command.side
+    quantity = command.quantity_units
+    order_type = command.order_type
+    time_in_force = command.time_in_force
     book_result = instrument.book.place(
         order_id,
-        command.actor,
-        command.side,
+        actor,
+        side,
         price_ticks,
-        command.quantity_units,
-        command.order_type,
-        command.time_in_force,
+        quantity,
+        order_type,
+        time_in_force,
         command.post_only,
         command.stp_mode,
         command.expire_ts_ns,
     )
     first = book_result[0]
-    if first.__class__ is book_events.OrderRejected:
+    if first.__class__ is _BOOK_REJECTED:
         reason = _BOOK_REJECTS[first.reason]
         reply = _order_rejected(ctx, command, reason, first.message, order_id)
-        state.client_orders[key] = ClientOrder(command, order_id, reply)
+        client_orders[key] = ClientOrder(command, order_id, reply)
         return reply
-    state.orders[order_id] = order
-    state.accounts[command.actor].open_orders[order_id] = None
-    if command.time_in_force is TimeInForce.GTD:
+    state.orders[order_id] = LiveOrder(
+        order_id,
+        actor,
+        instrument,
+        cl_ord_id,
+        side,
+        order_type,
+        time_in_force,
+        price_ticks,
+        quantity,
+    )
+    account.open_orders[order_id] = None
+    if time_in_force is _GTD:
         ctx.timers_changed = True
-    ctx.hold(command.actor, reserved_asset(order), reservation_of(order, command.quantity_units))
+    ctx.postings.append(ctx.balances.hold(actor, asset, reservation))
     reply = apply_book_events(state, ctx, instrument, book_result)
-    state.client_orders[key] = ClientOrder(command, order_id, reply)
+    client_orders[key] = ClientOrder(command, order_id, reply)
     return reply
 
 
-def _actor_may_trade(state: ExchangeState, command: PlaceOrder) -> Rejection | None:
-    account = state.accounts.get(command.actor)
-    if account is None or account.role is Role.OPERATOR:
-        return Rejection(Reject.FORBIDDEN, f"account {command.actor!r} may not place orders")
-    if account.suspended:
-        return Rejection(Reject.ACCOUNT_SUSPENDED, f"account {command.actor!r} is suspended")
-    return None
+def _actor_refusal(actor: str, account: Account | None) -> Rejection:
+    if account is None or account.role is _OPERATOR:
+        return Rejection(Reject.FORBIDDEN, f"account {actor!r} may not place orders")
+    return Rejection(Reject.ACCOUNT_SUSPENDED, f"account {actor!r} is suspended")
 
 
 def _check_new_order(
     state: ExchangeState, ctx: Context, command: PlaceOrder
-) -> tuple[Instrument, int]:
-    """Run checks 4-10 of the precedence; return the instrument and the order's price."""
+) -> tuple[Instrument, int, str, int]:
+    """Run checks 4-10 of the precedence; return the instrument, the order's price, and what
+    it must reserve (the asset and the amount)."""
     instrument = state.instruments.get(command.symbol)
     if instrument is None:
         raise Rejection(Reject.UNKNOWN_SYMBOL, f"no instrument {command.symbol!r}")
@@ -215,40 +238,64 @@ def _check_new_order(
     continuous = phase is _CONTINUOUS
     if not continuous:
         _check_phase_allows_entry(instrument)
+    order_type = command.order_type
     if (
-        command.order_type is not _LIMIT
+        order_type is not _LIMIT
         or command.time_in_force is not _GTC
         or command.post_only
         or command.expire_ts_ns
         or phase is _OFFERING
     ):
         _check_order_shape(instrument, command, ctx.ts_ns)
+    terms = instrument.terms
     quantity = command.quantity_units
-    if not 0 < quantity <= QUANTITY_UNITS_MAX or quantity % instrument.terms.lot_size_units:
+    if not 0 < quantity <= QUANTITY_UNITS_MAX or quantity % terms.lot_size_units:
         _check_quantity(instrument, quantity)
     side = command.side
-    if command.order_type is _MARKET:
+    if order_type is _MARKET:
         price_ticks = instrument.static_high if side is _BUY else instrument.static_low
     else:
         price_ticks = command.price_ticks
         if not instrument.static_low <= price_ticks <= instrument.static_high or not continuous:
             _check_price(instrument, price_ticks)
-    _check_funds(ctx, instrument, command.actor, side, price_ticks, quantity)
+    # Funds: a buy holds its notional at its limit plus the maximum fee, a sell its units.
+    if side is _BUY:
+        asset = terms.currency
+        notional = price_ticks * terms.tick_size_minor * quantity
+        reservation = notional + notional * instrument.max_fee_bps // BPS_DENOMINATOR
+    else:
+        asset = terms.symbol
+        reservation = quantity
+    available = ctx.balances.available(command.actor, asset)
+    if reservation > available:
+        raise _short_of_funds(side, asset, reservation, available)
     # A post-only order never takes, so it cannot trade through the band: the book refuses it.
     if (
         continuous
         and not command.post_only
         and _would_trade_through(instrument, side, price_ticks, quantity)
     ):
-        start_auction(ctx, instrument, "volatility", instrument.terms.volatility_auction_ns)
+        start_auction(ctx, instrument, "volatility", terms.volatility_auction_ns)
         tif = command.time_in_force
-        if tif is TimeInForce.FOK or (tif is TimeInForce.IOC and command.order_type is not _MARKET):
+        if tif is TimeInForce.FOK or (tif is TimeInForce.IOC and order_type is not _MARKET):
             raise Rejection(
                 Reject.PRICE_BAND,
                 f"order at {price_ticks} would trade through the dynamic band: "
                 "a volatility auction has started",
             )
-    return instrument, price_ticks
+    return instrument, price_ticks, asset, reservation
+
+
+def _short_of_funds(side: Side, asset: str, need: int, have: int) -> Rejection:
+    if side is _BUY:
+        return Rejection(
+            Reject.INSUFFICIENT_BALANCE,
+            f"the order needs {need} {asset} (minor units) and {have} is available",
+        )
+    return Rejection(
+        Reject.INSUFFICIENT_SHARES,
+        f"the order needs {need} units of {asset} and {have} are available",
+    )
 
 
 def _check_phase_allows_entry(instrument: Instrument) -> None:
@@ -303,27 +350,6 @@ def _check_price(instrument: Instrument, price_ticks: int) -> None:
         raise Rejection(
             Reject.PRICE_BAND, f"price {price_ticks} is outside the price band [{low}, {high}]"
         )
-
-
-def _check_funds(
-    ctx: Context, instrument: Instrument, account: str, side: Side, price: int, leaves: int
-) -> None:
-    terms = instrument.terms
-    if side is _BUY:
-        need = buy_reservation_minor(price, terms.tick_size_minor, leaves, instrument.max_fee_bps)
-        have = ctx.balances.available(account, terms.currency)
-        if need > have:
-            raise Rejection(
-                Reject.INSUFFICIENT_BALANCE,
-                f"the order needs {need} {terms.currency} (minor units) and {have} is available",
-            )
-    else:
-        have = ctx.balances.available(account, terms.symbol)
-        if leaves > have:
-            raise Rejection(
-                Reject.INSUFFICIENT_SHARES,
-                f"the order needs {leaves} units of {terms.symbol} and {have} are available",
-            )
 
 
 def _would_trade_through(instrument: Instrument, side: Side, price: int, quantity: int) -> bool:
@@ -401,11 +427,11 @@ def apply_book_events(
     emit = ctx.events.append
     for result in results:
         kind = result.__class__
-        if kind is book_events.OrderFilled:
+        if kind is _BOOK_FILLED:
             _settle_fill(state, ctx, instrument, result)  # type: ignore[arg-type]
-        elif kind is book_events.OrderCanceled:
+        elif kind is _BOOK_CANCELED:
             _release_canceled(state, ctx, result)  # type: ignore[arg-type]
-        elif kind is book_events.OrderAccepted:
+        elif kind is _BOOK_ACCEPTED:
             order = orders[result.order_id]  # type: ignore[union-attr]
             emit(
                 OrderAccepted(
@@ -455,92 +481,67 @@ def _settle_fill(
     state: ExchangeState, ctx: Context, instrument: Instrument, fill: book_events.OrderFilled
 ) -> None:
     terms = instrument.terms
-    buy = state.orders[fill.buy_order_id]
-    sell = state.orders[fill.sell_order_id]
+    orders = state.orders
+    buy = orders[fill.buy_order_id]
+    sell = orders[fill.sell_order_id]
     price = fill.price_ticks
     units = fill.quantity_units
-    notional = price * terms.tick_size_minor * units
+    tick_size = terms.tick_size_minor
+    notional = price * tick_size * units
     aggressor = fill.aggressor_side
-    if aggressor is None:
-        buy_bps = sell_bps = terms.maker_fee_bps
-        buy_liquidity = sell_liquidity = Liquidity.AUCTION
-    elif aggressor is _BUY:
+    if aggressor is _BUY:
         buy_bps, sell_bps = terms.taker_fee_bps, terms.maker_fee_bps
-        buy_liquidity, sell_liquidity = Liquidity.TAKER, Liquidity.MAKER
+        buy_liquidity, sell_liquidity = _TAKER, _MAKER
+    elif aggressor is None:
+        buy_bps = sell_bps = terms.maker_fee_bps
+        buy_liquidity = sell_liquidity = _AUCTION
     else:
         buy_bps, sell_bps = terms.maker_fee_bps, terms.taker_fee_bps
-        buy_liquidity, sell_liquidity = Liquidity.MAKER, Liquidity.TAKER
+        buy_liquidity, sell_liquidity = _MAKER, _TAKER
     buy_fee = notional * buy_bps // BPS_DENOMINATOR
     sell_fee = notional * sell_bps // BPS_DENOMINATOR
     buy_leaves = fill.buy_leaves_units
+    sell_leaves = fill.sell_leaves_units
     # The buyer's reservation shrinks from what units+leaves needed to what leaves need; what
-    # the trade did not spend (a better price, a lower fee) goes back to available.
+    # the trade did not spend (a better price, a lower fee) goes back to available. This is
+    # reservation_of() twice, inlined: it runs on every fill.
+    max_fee_bps = instrument.max_fee_bps
+    before = buy.price_ticks * tick_size * (buy_leaves + units)
+    after = buy.price_ticks * tick_size * buy_leaves
     unspent = (
-        reservation_of(buy, buy_leaves + units)
-        - reservation_of(buy, buy_leaves)
+        before
+        + before * max_fee_bps // BPS_DENOMINATOR
+        - after
+        - after * max_fee_bps // BPS_DENOMINATOR
         - notional
         - buy_fee
     )
-    currency = terms.currency
     symbol = terms.symbol
-    postings = [
-        Posting(symbol, units, sell.account, _HELD, buy.account, _AVAILABLE),
-        Posting(currency, notional, buy.account, _HELD, sell.account, _AVAILABLE),
-    ]
-    if buy_fee:
-        postings.append(Posting(currency, buy_fee, buy.account, _HELD, FEE_ACCOUNT, _AVAILABLE))
-    if sell_fee:
-        postings.append(
-            Posting(currency, sell_fee, sell.account, _AVAILABLE, FEE_ACCOUNT, _AVAILABLE)
-        )
-    if unspent:
-        postings.append(Posting(currency, unspent, buy.account, _HELD, buy.account, _AVAILABLE))
-    ctx.post(postings)
-    buy.cum_units += units
-    sell.cum_units += units
-    instrument.holders[buy.account] = None
+    buyer = buy.account
+    seller = sell.account
+    ctx.postings += ctx.balances.settle_trade(
+        symbol, units, seller, buyer, terms.currency, notional, buy_fee, sell_fee, unspent,
+        FEE_ACCOUNT,
+    )  # fmt: skip
+    buy_cum = buy.cum_units = buy.cum_units + units
+    sell_cum = sell.cum_units = sell.cum_units + units
+    instrument.holders[buyer] = None
     if price != instrument.last_price_ticks:
         instrument.set_last_price(price)
     instrument.trade_count += 1
     instrument.volume_units += units
     trade_id = fill.trade_id
-    emit = ctx.events.append
-    emit(
-        OrderFilled(
-            buy.account,
-            symbol,
-            buy.cl_ord_id,
-            buy.order_id,
-            trade_id,
-            _BUY,
-            price,
-            units,
-            buy.cum_units,
-            buy_leaves,
-            buy_liquidity,
-            buy_fee,
-        )
-    )
-    emit(
-        OrderFilled(
-            sell.account,
-            symbol,
-            sell.cl_ord_id,
-            sell.order_id,
-            trade_id,
-            Side.SELL,
-            price,
-            units,
-            sell.cum_units,
-            fill.sell_leaves_units,
-            sell_liquidity,
-            sell_fee,
-        )
-    )
-    emit(TradeExecuted(symbol, trade_id, price, units, aggressor))
+    events = ctx.events
+    events += (
+        OrderFilled(buyer, symbol, buy.cl_ord_id, buy.order_id, trade_id, _BUY, price, units,
+                    buy_cum, buy_leaves, buy_liquidity, buy_fee),
+        OrderFilled(seller, symbol, sell.cl_ord_id, sell.order_id, trade_id, _SELL, price, units,
+                    sell_cum, sell_leaves, sell_liquidity, sell_fee),
+        TradeExecuted(symbol, trade_id, price, units, aggressor),
+    )  # fmt: skip
     if buy_leaves == 0:
         _finish(state, buy)
-    if fill.sell_leaves_units == 0:
+    if sell_leaves == 0:
         _finish(state, sell)
 
 
@@ -549,17 +550,37 @@ def _release_canceled(
 ) -> None:
     order = state.orders[canceled.order_id]
     leaves = canceled.leaves_units
-    freed = reservation_of(order, leaves + canceled.canceled_units) - reservation_of(order, leaves)
+    units = canceled.canceled_units
+    instrument = order.instrument
+    terms = instrument.terms
+    side = order.side
+    # What the canceled units reserved: reservation_of(leaves + units) - reservation_of(leaves),
+    # inlined (every cancel runs it).
+    if side is _BUY:
+        asset = terms.currency
+        before = order.price_ticks * terms.tick_size_minor * (leaves + units)
+        after = order.price_ticks * terms.tick_size_minor * leaves
+        max_fee_bps = instrument.max_fee_bps
+        freed = (
+            before
+            + before * max_fee_bps // BPS_DENOMINATOR
+            - after
+            - after * max_fee_bps // BPS_DENOMINATOR
+        )
+    else:
+        asset = terms.symbol
+        freed = units
+    account = order.account
     if freed:
-        ctx.release(order.account, reserved_asset(order), freed)
+        ctx.postings.append(ctx.balances.release(account, asset, freed))
     ctx.events.append(
         OrderCanceled(
-            order.account,
-            order.instrument.terms.symbol,
+            account,
+            terms.symbol,
             order.cl_ord_id,
             order.order_id,
-            order.side,
-            canceled.canceled_units,
+            side,
+            units,
             leaves,
             canceled.reason,
         )
@@ -613,7 +634,7 @@ def cancel_order(state: ExchangeState, ctx: Context, command: CancelOrder) -> Ev
             Reject.TOO_LATE_TO_CANCEL,
             "the offering's order ends with the offering",
         )
-    results = order.instrument.book.cancel(order.order_id, CancelReason.USER)
+    results = order.instrument.book.cancel(order.order_id, _USER)
     return apply_book_events(state, ctx, order.instrument, results)
 
 
