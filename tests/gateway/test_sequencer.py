@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -233,3 +235,18 @@ async def test_a_snapshot_writer_that_overruns_is_killed_and_a_later_one_writes(
     snapshot = journal.latest_snapshot()
     assert snapshot is not None and snapshot.seq > 20
     await _stop(sequencer, task)
+
+
+async def test_the_forked_snapshot_writer_runs_only_when_a_core_would_be_idle() -> None:
+    # It only shortens recovery: at normal priority it took CPU from the event loop for as long
+    # as it ran. Checked in a child process, as the writer is one.
+    if not hasattr(os, "SCHED_IDLE"):
+        pytest.skip("no SCHED_IDLE on this platform")
+    code = (
+        "import os; from gateway.sequencer import _yield_cpu_to_others; "
+        "_yield_cpu_to_others(); print(os.sched_getscheduler(0) == os.SCHED_IDLE)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "True"

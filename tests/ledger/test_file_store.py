@@ -369,3 +369,18 @@ def test_a_batch_sealed_on_another_chain_or_out_of_turn_is_refused(tmp_path: Pat
                 journal.append_sealed(batch)
         journal.append_sealed(seal_batch(journal.last_hash, bodies(4, 2)))
         assert journal.last_seq == 5
+
+
+def test_a_snapshot_larger_than_a_flush_step_is_written_in_steps_and_reads_back_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Snapshots are flushed in steps so that a big one does not queue the journal's fsyncs
+    # behind it; the file must still read back byte for byte, with its hashes.
+    monkeypatch.setattr("ledger.file_store.SNAPSHOT_FLUSH_BYTES", 7)
+    state = bytes(range(256)) * 40
+    with FileJournal.open(tmp_path) as journal:
+        journal.append_bodies([body_for(1), body_for(2)])
+        journal.write_snapshot(2, b"h" * 32, state)
+        snapshot = journal.latest_snapshot()
+    assert snapshot is not None
+    assert (snapshot.seq, snapshot.state_hash, snapshot.state) == (2, b"h" * 32, state)
