@@ -175,6 +175,8 @@ class ServerStats:
         gc.callbacks.append(self._on_gc)
         # Every publish-lag sample the gateway takes (ms, per sink), kept raw for percentiles.
         self.lag_ms: dict[str, list[float]] = {}
+        # Every journal append's time (ms), kept raw: its tail is the disk's, and acks wait on it.
+        self.append_ms: list[float] = []
         metrics = gateway.metrics
         observe_lag = metrics.observe_publisher_lag
 
@@ -188,7 +190,9 @@ class ServerStats:
         plural = {"append": "appends", "snapshot": "snapshots", "gc": "gc_pauses"}[what]
         self.totals[plural] += 1
         self.totals[f"{what}_s"] += seconds
-        if what != "append":
+        if what == "append":
+            self.append_ms.append(seconds * 1e3)
+        else:
             self.totals[f"{what}_max_s"] = max(self.totals[f"{what}_max_s"], seconds)
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
@@ -199,7 +203,8 @@ class ServerStats:
 
     def dump(self) -> None:
         with open(self.path, "a") as file:
-            file.write(json.dumps(self.totals | {"lag_ms": self.lag_ms}) + "\n")
+            raw = {"lag_ms": self.lag_ms, "append_ms": self.append_ms}
+            file.write(json.dumps(self.totals | raw) + "\n")
 
 
 async def _serve_gateway(arguments: argparse.Namespace) -> None:
@@ -636,7 +641,7 @@ def _server_figures(before: dict[str, float], after: dict[str, float], wall: flo
     delta = {
         key: after[key] - before[key]
         for key in after
-        if not key.endswith("_max_s") and key != "lag_ms"
+        if not key.endswith("_max_s") and key not in ("lag_ms", "append_ms")
     }
     appends = delta["appends"] or 1
     lag_ms = {
@@ -648,6 +653,7 @@ def _server_figures(before: dict[str, float], after: dict[str, float], wall: flo
         "appends": delta["appends"],
         "records_per_append": delta["records"] / appends,
         "append_ms_mean": 1e3 * delta["append_s"] / appends,
+        "append_ms": _quantiles(after["append_ms"][len(before.get("append_ms", [])) :]),
         "append_share": delta["append_s"] / wall,
         "snapshots": delta["snapshots"],
         "snapshot_ms_total": 1e3 * delta["snapshot_s"],
@@ -754,8 +760,9 @@ def report_lines(results: dict[str, Any]) -> list[str]:
             lines.append(
                 f"gateway process, {name.split(', ')[1]}: {server['appends']:,.0f} journal "
                 f"appends of {server['records_per_append']:.1f} records, "
-                f"{server['append_ms_mean']:.2f} ms each (seal + write + fsync, on the event "
-                f"loop: {server['append_share']:.0%} of the phase); {server['snapshots']:.0f} "
+                f"{server['append_ms_mean']:.2f} ms each, p99 {server['append_ms'].get('p99', 0):.2f}, "
+                f"max {server['append_ms'].get('max', 0):.2f} (seal + write + fsync, on the "
+                f"event loop: {server['append_share']:.0%} of the phase); {server['snapshots']:.0f} "
                 f"snapshots ({server['snapshot_ms_total']:.0f} ms); "
                 f"{server['gc_full_pauses']:.0f} full GC pauses ({server['gc_full_ms_total']:.0f}"
                 f" ms, the longest so far {server['gc_full_ms_max_so_far']:.0f} ms)"
