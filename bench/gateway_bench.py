@@ -757,12 +757,13 @@ def report_lines(results: dict[str, Any]) -> list[str]:
     for name, figures in rows:
         server = (figures or {}).get("server")
         if server:
+            append = server["append_ms"]
             lines.append(
                 f"gateway process, {name.split(', ')[1]}: {server['appends']:,.0f} journal "
                 f"appends of {server['records_per_append']:.1f} records, "
-                f"{server['append_ms_mean']:.2f} ms each, p99 {server['append_ms'].get('p99', 0):.2f}, "
-                f"max {server['append_ms'].get('max', 0):.2f} (seal + write + fsync, on the "
-                f"event loop: {server['append_share']:.0%} of the phase); {server['snapshots']:.0f} "
+                f"{server['append_ms_mean']:.2f} ms each, p99 {append.get('p99', 0):.2f}, "
+                f"max {append.get('max', 0):.2f} (seal + write + fsync, on the event loop: "
+                f"{server['append_share']:.0%} of the phase); {server['snapshots']:.0f} "
                 f"snapshots ({server['snapshot_ms_total']:.0f} ms); "
                 f"{server['gc_full_pauses']:.0f} full GC pauses ({server['gc_full_ms_total']:.0f}"
                 f" ms, the longest so far {server['gc_full_ms_max_so_far']:.0f} ms)"
