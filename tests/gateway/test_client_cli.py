@@ -72,6 +72,10 @@ async def test_watch_follows_the_book_with_a_matching_checksum(market: Venue) ->
     )  # fmt: skip
     assert process.stdout is not None
     first = (await asyncio.wait_for(process.stdout.readline(), RUN_TIMEOUT_S)).decode()
+    if not first:  # It ended without a word on stdout: say what it said on stderr.
+        assert process.stderr is not None
+        error = await asyncio.wait_for(process.stderr.read(), RUN_TIMEOUT_S)
+        raise AssertionError(f"watch exited early ({await process.wait()}): {error.decode()}")
     assert first.startswith("snapshot seq "), first  # Subscribed: now the book moves.
     alice = await market.client("alice")
     try:
