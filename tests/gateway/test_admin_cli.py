@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,17 @@ def test_tokens_are_shown_once_and_stored_only_as_hashes(
 def test_serve_refuses_a_data_dir_another_server_holds(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with FileJournal.open(tmp_path):
-        assert main(["serve", "--data-dir", str(tmp_path), "--port", "0"]) == 2
-    assert "open in another writer" in capsys.readouterr().err
+    root = logging.getLogger()
+    saved, level = list(root.handlers), root.level
+    try:
+        with FileJournal.open(tmp_path):
+            assert main(["serve", "--data-dir", str(tmp_path), "--port", "0"]) == 2
+        assert "open in another writer" in capsys.readouterr().err
+    finally:
+        # `ipx serve` installs its log handler on the root logger, bound to this test's
+        # captured stderr: left there, later tests' logs would go to a closed stream.
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved:
+            root.addHandler(handler)
+        root.setLevel(level)
