@@ -256,6 +256,11 @@ class Metrics:
         self.orders = Counter(
             "ipx_orders", "order.place outcomes by result.", ["result"], registry=registry
         )
+        # Each result's child made once: labels() costs a lookup under a lock per call, and
+        # this runs for every command; made up front, each result also scrapes as 0 at start.
+        self._orders_accepted = self.orders.labels(result="accepted")
+        self._orders_rejected = self.orders.labels(result="rejected")
+        self._orders_duplicate = self.orders.labels(result="duplicate")
         self.rejects = Counter(
             "ipx_rejects", "Rejected commands by reason code.", ["reason"], registry=registry
         )
@@ -318,11 +323,11 @@ class Metrics:
             # A resent cl_ord_id answers with the first reply, which is not among this
             # command's events: it is neither a second order nor a second rejection.
             if not any(event is reply for event in outcome.events):
-                self.orders.labels(result="duplicate").inc()
+                self._orders_duplicate.inc()
             elif isinstance(reply, OrderAccepted):
-                self.orders.labels(result="accepted").inc()
+                self._orders_accepted.inc()
             elif isinstance(reply, OrderRejected):
-                self.orders.labels(result="rejected").inc()
+                self._orders_rejected.inc()
         for event in outcome.events:
             if isinstance(event, TradeExecuted):
                 self._count_trade(event)
