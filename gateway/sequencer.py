@@ -206,6 +206,13 @@ class Sequencer:
             Unavailable: not running (nothing was done).
             SequencerStopped: it crashed with this command in flight.
         """
+        return await self.enqueue(command)
+
+    def enqueue(self, command: Command) -> asyncio.Future[Outcome]:
+        """Queue a command; return the future of its outcome, resolved once it is on disk.
+
+        Raises as submit() does; the future's exception is SequencerStopped.
+        """
         if not self.running:
             raise Unavailable("the exchange is not accepting commands: nothing was done")
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
@@ -216,7 +223,7 @@ class Sequencer:
                 f"the exchange is overloaded ({self._queue.maxsize} commands queued): "
                 "nothing was done, retry after a short wait"
             ) from None
-        return await future
+        return future
 
     async def run(self) -> None:
         """Serve the queue until stop(); raise what crashed it, after failing its waiters."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sys
 import urllib.error
 import urllib.request
@@ -15,7 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gateway import sessions
 from gateway.client import ClientError, IpxClient, RequestFailed
-from gateway.server import RunningServer, run_server
+from gateway.server import IN_FLIGHT_MAX, WRITE_BACKLOG_MAX, RunningServer, run_server
 from tests.gateway.conftest import SYMBOL, Venue, list_the_market
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -275,3 +276,48 @@ async def test_connections_per_account_are_limited(venue: Venue) -> None:
             raise AssertionError("a freed connection slot was never given back")
         for client in (second, third, bob):
             await client.close()
+
+
+async def test_a_client_that_does_not_read_its_answers_is_not_read_either(
+    market: Venue, server: RunningServer
+) -> None:
+    # The server writes answers without waiting for the client to take them; when a client
+    # sends and never reads, the server stops reading its requests once the unsent answers
+    # pass a cap, so its memory stays bounded. Others are served meanwhile; nothing is lost.
+    requests = 20_000
+    bob = await market.client("bob")
+    answer_bytes = len(json.dumps(await bob.request("instruments.list")))
+    answered = server.gateway.metrics.registry.get_sample_value
+    before = answered("ipx_ack_latency_seconds_count") or 0.0
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # The client's kernel buffer.
+    sock.connect((server.host, server.port))
+    headers = {"Authorization": f"Bearer {market.tokens['alice']}"}
+    async with connect(
+        market.url, sock=sock, compression=None, max_queue=1, additional_headers=headers
+    ) as alice:
+        port = sock.getsockname()[1]
+        (connection,) = [c for c in server.server.connections if c.remote_address[1] == port]
+
+        async def send_all() -> None:
+            for n in range(requests):
+                await alice.send(json.dumps({"id": str(n), "method": "instruments.list"}))
+
+        sender = asyncio.create_task(send_all())
+        counts: list[float] = []
+        backlog_max = 0
+        while len(counts) < 3 or counts[-1] != counts[-3]:  # Until it stops answering.
+            await asyncio.sleep(0.1)
+            counts.append((answered("ipx_ack_latency_seconds_count") or 0.0) - before)
+            backlog_max = max(backlog_max, connection.transport.get_write_buffer_size())
+            assert len(counts) < 100, "the server kept answering a client that does not read"
+        assert counts[-1] < requests
+        assert backlog_max <= WRITE_BACKLOG_MAX + IN_FLIGHT_MAX * (answer_bytes + 100)
+
+        balances = await bob.request("account.balances", timeout_s=2.0)  # Others are served.
+        assert balances["account"] == "bob"
+        await bob.close()
+
+        ids = [json.loads(await alice.recv())["id"] for _ in range(requests)]
+        await sender
+        assert ids == [str(n) for n in range(requests)]
