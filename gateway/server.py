@@ -1288,7 +1288,7 @@ def _command_answer(outcome: Outcome) -> Any:
     return _event_view(reply)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # Not frozen: one per command, and a frozen __init__ costs more.
 class Sequenced:
     """A method's command for the sequencer, and how its outcome becomes the answer."""
 
