@@ -873,7 +873,7 @@ class Gateway:
 
     def _send_answer(self, session: Session, answer: str | bytes, started: float) -> None:
         # broadcast() writes the frame at once, where `await connection.send()` took a task
-        # per request and an async context per frame: 18% less server CPU per answer under
+        # per request and an async context per frame: 13-18% less server CPU per answer under
         # bench/gateway_bench.py. It applies no backpressure: handle_connection stops reading a
         # connection's requests while its unsent answers pass WRITE_BACKLOG_MAX. A closed
         # connection is skipped.
