@@ -321,3 +321,23 @@ async def test_a_client_that_does_not_read_its_answers_is_not_read_either(
         ids = [json.loads(await alice.recv())["id"] for _ in range(requests)]
         await sender
         assert ids == [str(n) for n in range(requests)]
+
+
+async def test_a_connection_has_at_most_in_flight_max_commands_in_the_exchange(
+    market: Venue, server: RunningServer
+) -> None:
+    # 500 cancels sent at once on one connection: the server reads IN_FLIGHT_MAX of them,
+    # then reads the next only as answers go out, so no sequencer batch holds more.
+    batches: list[int] = []
+    server.gateway.sequencer.subscribe(lambda outcomes, _: batches.append(len(outcomes)))
+    headers = {"Authorization": f"Bearer {market.tokens['alice']}"}
+    requests = 500
+    async with connect(market.url, compression=None, additional_headers=headers) as alice:
+        for n in range(requests):  # Written at once: nothing here yields to the server.
+            frame = {"id": str(n), "method": "order.cancel", "params": {"order_id": 10**6 + n}}
+            await alice.send(json.dumps(frame))
+        answers = [json.loads(await alice.recv()) for _ in range(requests)]
+    assert sorted(int(answer["id"]) for answer in answers) == list(range(requests))
+    assert {answer["error"]["code"] for answer in answers} == {"UNKNOWN_ORDER"}
+    assert sum(batches) >= requests
+    assert max(batches) == IN_FLIGHT_MAX
