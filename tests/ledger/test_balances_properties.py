@@ -178,15 +178,22 @@ class BalancesMachine(RuleBasedStateMachine):
         percents: tuple[int, int],
         fees: tuple[int, int, int],
     ) -> None:
-        # Mostly a seller with held units and a buyer with held cash (a real trade), sometimes
-        # anyone with any amount.
-        held_units = [key for key in self.funded(UNITS) if key[2] is Bucket.HELD]
-        held_cash = [key for key in self.funded(CASH) if key[2] is Bucket.HELD]
-        if held_units and held_cash and data.draw(st.integers(0, 3)):
-            seller, units_asset, _ = data.draw(st.sampled_from(held_units))
-            buyer, cash, _ = data.draw(st.sampled_from(held_cash))
-            units = self.portion(seller, units_asset, Bucket.HELD, percents[0])
-            notional = self.portion(buyer, cash, Bucket.HELD, percents[1] * 3 // 4)
+        # Mostly a real trade: a seller and a buyer hold what they trade (reserved here first
+        # if it is available, as an order reserves before it trades), with fees that what
+        # they hold can pay, so it settles unless the fee account is a party; sometimes
+        # anyone with any amount and any fees (mostly refused).
+        buyer_fee, seller_fee, unspent = fees
+        sellers, buyers = self.funded(UNITS), self.funded(CASH)
+        if sellers and buyers and data.draw(st.integers(0, 3)):
+            seller, units_asset, bucket = data.draw(st.sampled_from(sellers))
+            units = self.held(seller, units_asset, bucket, percents[0])
+            buyer, cash, bucket = data.draw(st.sampled_from(buyers))
+            cash_held = self.held(buyer, cash, bucket, 100)
+            notional = max(1, cash_held * percents[1] * 3 // 400)
+            buyer_fee = min(max(buyer_fee, 0), cash_held - notional)
+            unspent = min(max(unspent, 0), cash_held - notional - buyer_fee)
+            seller_cash = self.model.get((seller, cash, Bucket.AVAILABLE), 0)
+            seller_fee = min(max(seller_fee, 0), seller_cash) if seller != buyer else 0
         else:
             seller, buyer = data.draw(accounts), data.draw(accounts)
             cash, units_asset = data.draw(st.sampled_from(CASH)), data.draw(st.sampled_from(UNITS))
@@ -194,7 +201,6 @@ class BalancesMachine(RuleBasedStateMachine):
         # Balances.settle_trade must do exactly what apply() of its postings does, and refuse
         # exactly what apply() would refuse (plus a fee account that is a party to the trade).
         counters["steps"] += 1
-        buyer_fee, seller_fee, unspent = fees
         batch = [
             Posting(units_asset, units, seller, Bucket.HELD, buyer, Bucket.AVAILABLE),
             Posting(cash, notional, buyer, Bucket.HELD, seller, Bucket.AVAILABLE),
@@ -226,6 +232,22 @@ class BalancesMachine(RuleBasedStateMachine):
         self.model = expected
         counters["applied"] += 1
         counters["trades"] += 1
+
+    def held(self, account: str, asset: str, bucket: Bucket, percent: int) -> int:
+        """Hold part of a funded bucket (at least 1, at most all); return what is then held.
+
+        From HELD nothing moves: the part is that much of the held amount. From AVAILABLE the
+        part is reserved first, as an order reserves, and all of HELD is returned.
+        """
+        there = self.model[(account, asset, bucket)]
+        part = min(there, max(1, there * percent // 100))
+        if bucket is Bucket.HELD:
+            return part
+        posting = self.balances.hold(account, asset, part)
+        expected = model_apply(self.model, [posting])
+        assert expected is not None, f"held an invalid {posting}"
+        self.model = expected
+        return self.model[(account, asset, Bucket.HELD)]
 
     @rule(batch=st.lists(postings, min_size=1, max_size=5))
     def random_batch(self, batch: list[Posting]) -> None:
