@@ -184,7 +184,7 @@ class BalancesMachine(RuleBasedStateMachine):
         # anyone with any amount and any fees (mostly refused).
         buyer_fee, seller_fee, unspent = fees
         sellers, buyers = self.funded(UNITS), self.funded(CASH)
-        if sellers and buyers and data.draw(st.integers(0, 3)):
+        if sellers and buyers and data.draw(st.integers(0, 3)) > 0:
             seller, units_asset, bucket = data.draw(st.sampled_from(sellers))
             units = self.held(seller, units_asset, bucket, percents[0])
             buyer, cash, bucket = data.draw(st.sampled_from(buyers))
