@@ -41,6 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.machine import cpu_model, git_revision, load_average, progress
+from bench.matching_bench import percentile
 
 SEQ = struct.Struct(">q")
 
@@ -157,11 +158,6 @@ DESIGNS: dict[str, Callable[[Run, str], Coroutine[None, None, None]]] = {
 }
 
 
-def percentile_ms(samples: list[int], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] / 1e6
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 s per design, 1 round")
@@ -197,10 +193,11 @@ def main() -> int:
         for name, runs in results.items()
     }
     for name, runs in results.items():
-        latency = [ns for run in runs for ns in run.latency_ns]
+        latency = sorted(ns for run in runs for ns in run.latency_ns)
+        p50, p99 = (percentile(latency, fraction) / 1e6 for fraction in (0.5, 0.99))
         print(
             f"| {name} | {rates[name]:,.0f} | {rates[name] / rates['inline']:.2f} | "
-            f"{percentile_ms(latency, 0.5):.2f} / {percentile_ms(latency, 0.99):.2f} |"
+            f"{p50:.2f} / {p99:.2f} |"
         )
     print(f"load average at the end {load_average()}")
     return 0

@@ -865,10 +865,8 @@ class Gateway:
         try:
             result = sequenced.answer(future.result())
             answer: str | bytes = protocol.encode_result(request_id, result)
-        except Exception as error:
+        except Exception as error:  # Nothing cancels these futures: the sequencer resolves them.
             answer = self._error_answer(request_id, error)
-        except asyncio.CancelledError:  # Only if the future was cancelled: outcome unknown.
-            answer = self._error_answer(request_id, SequencerStopped("the request was cancelled"))
         self._send_answer(session, answer, started)
 
     def _send_answer(self, session: Session, answer: str | bytes, started: float) -> None:

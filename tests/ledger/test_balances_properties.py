@@ -188,7 +188,7 @@ class BalancesMachine(RuleBasedStateMachine):
             seller, units_asset, bucket = data.draw(st.sampled_from(sellers))
             units = self.held(seller, units_asset, bucket, percents[0])
             buyer, cash, bucket = data.draw(st.sampled_from(buyers))
-            cash_held = self.held(buyer, cash, bucket, 100)
+            cash_held = self.held(buyer, cash, bucket, 100)  # What the buyer's order reserved.
             notional = max(1, cash_held * percents[1] * 3 // 400)
             buyer_fee = min(max(buyer_fee, 0), cash_held - notional)
             unspent = min(max(unspent, 0), cash_held - notional - buyer_fee)
@@ -234,20 +234,16 @@ class BalancesMachine(RuleBasedStateMachine):
         counters["trades"] += 1
 
     def held(self, account: str, asset: str, bucket: Bucket, percent: int) -> int:
-        """Hold part of a funded bucket (at least 1, at most all); return what is then held.
-
-        From HELD nothing moves: the part is that much of the held amount. From AVAILABLE the
-        part is reserved first, as an order reserves, and all of HELD is returned.
-        """
+        """Return part of a funded bucket (at least 1, at most all), held: a part of what is
+        available is reserved first, as an order reserves before it trades."""
         there = self.model[(account, asset, bucket)]
         part = min(there, max(1, there * percent // 100))
-        if bucket is Bucket.HELD:
-            return part
-        posting = self.balances.hold(account, asset, part)
-        expected = model_apply(self.model, [posting])
-        assert expected is not None, f"held an invalid {posting}"
-        self.model = expected
-        return self.model[(account, asset, Bucket.HELD)]
+        if bucket is Bucket.AVAILABLE:
+            posting = self.balances.hold(account, asset, part)
+            expected = model_apply(self.model, [posting])
+            assert expected is not None, f"held an invalid {posting}"
+            self.model = expected
+        return part
 
     @rule(batch=st.lists(postings, min_size=1, max_size=5))
     def random_batch(self, batch: list[Posting]) -> None:
