@@ -77,7 +77,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from bench.machine import cpu_model, git_revision, load_average, progress
 from exchange.commands import Role
-from gateway import sessions
+from gateway import event_loop, sessions
 from gateway.admin_cli import create_account
 from gateway.client import IpxClient
 from gateway.server import IN_FLIGHT_MAX
@@ -263,14 +263,14 @@ def serve_main(arguments: argparse.Namespace) -> int:
     coroutine = _serve_gateway(arguments) if arguments.serve_gateway else _serve_echo()
     profile_path = os.environ.get("IPX_BENCH_PROFILE")
     if not profile_path or not arguments.serve_gateway:
-        asyncio.run(coroutine)
+        event_loop.run(coroutine, arguments.event_loop)
         return 0
     import cProfile
 
     profiler = cProfile.Profile()
     profiler.enable()
     try:
-        asyncio.run(coroutine)
+        event_loop.run(coroutine, arguments.event_loop)
     finally:
         profiler.disable()
         profiler.dump_stats(profile_path)
@@ -315,9 +315,9 @@ class ServerProcess:
             return self.process.wait()
 
 
-def start_server(extra: list[str], log_path: str) -> ServerProcess:
-    """Start this script in a server mode and read the port it prints."""
-    command = [sys.executable, str(Path(__file__).resolve()), *extra]
+def start_server(extra: list[str], log_path: str, loop_name: str) -> ServerProcess:
+    """Start this script in a server mode on that event loop and read the port it prints."""
+    command = [sys.executable, str(Path(__file__).resolve()), *extra, "--event-loop", loop_name]
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
     assert process.stdout is not None
@@ -672,7 +672,9 @@ async def run_gateway(arguments: argparse.Namespace, data_dir: str) -> dict[str,
         *(["--mqtt-url", arguments.mqtt_url] if arguments.mqtt_url else []),
     ]
     server = start_server(
-        ["--serve-gateway", data_dir, *integrations], os.path.join(data_dir, "server.log")
+        ["--serve-gateway", data_dir, *integrations],
+        os.path.join(data_dir, "server.log"),
+        arguments.event_loop,
     )
     url = f"ws://127.0.0.1:{server.port}/"
     results: dict[str, Any] = {}
@@ -706,7 +708,7 @@ async def run_gateway(arguments: argparse.Namespace, data_dir: str) -> dict[str,
 
 
 async def run_echo(arguments: argparse.Namespace, log_dir: str) -> dict[str, Any]:
-    server = start_server(["--serve-echo"], os.path.join(log_dir, "echo.log"))
+    server = start_server(["--serve-echo"], os.path.join(log_dir, "echo.log"), arguments.event_loop)
     try:
         progress(f"echo server (pid {server.process.pid}): closed loop")
         url = f"ws://127.0.0.1:{server.port}/"
@@ -817,6 +819,8 @@ def header_lines(arguments: argparse.Namespace, argv: Sequence[str]) -> list[str
         f"command: {command}",
         f"machine: {os.cpu_count()} CPUs, {cpu_model()}, Python {platform.python_version()}, "
         f"websockets {version('websockets')}, {platform.system()}",
+        f"event loops: servers (gateway and echo) {arguments.event_loop}, load driver "
+        f"{arguments.client_event_loop}",
         f"git {git_revision('gateway', 'bench')}, load average {load_average()}",
         f"load: {arguments.connections} connections (one investor account each), "
         f"{arguments.in_flight} requests in flight per connection, compression "
@@ -854,6 +858,18 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default="", help="also publish to Redis; report the lag")
     parser.add_argument("--mqtt-url", default="", help="also publish to MQTT; report the lag")
     parser.add_argument("--json", default="", help="also write the figures to this file")
+    parser.add_argument(
+        "--event-loop",
+        choices=event_loop.EVENT_LOOPS,
+        default=event_loop.default_event_loop(),
+        help="the gateway's and the echo server's loop (default: as ipx serve)",
+    )
+    parser.add_argument(
+        "--client-event-loop",
+        choices=event_loop.EVENT_LOOPS,
+        default=event_loop.default_event_loop(),
+        help="the load driver's loop",
+    )
     parser.add_argument("--serve-gateway", default="", help=argparse.SUPPRESS)
     parser.add_argument("--serve-echo", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
@@ -883,7 +899,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve_main(arguments)
     for line in header_lines(arguments, argv):
         print(line, flush=True)
-    results = asyncio.run(run(arguments))
+    results = event_loop.run(run(arguments), arguments.client_event_loop)
     for line in report_lines(results):
         print(line)
     print(f"load average at the end {load_average()}")

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from bots import fair_value, market, simulation
 from bots.sample_patents import SAMPLE_PATENTS, SamplePatent
 from exchange.commands import Role
-from gateway import protocol, sessions
+from gateway import event_loop, protocol, sessions
 from gateway.admin_cli import create_account
 from gateway.client import IpxClient
 from gateway.serve_cli import OPERATOR_ACCOUNT, is_new_data_dir
@@ -200,4 +200,4 @@ async def run_demo(config: DemoConfig) -> int:
 
 
 def main(config: DemoConfig) -> int:
-    return asyncio.run(run_demo(config))
+    return event_loop.run(run_demo(config))

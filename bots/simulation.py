@@ -29,7 +29,7 @@ from bots.agents import Action, Agent, CancelAll, MarketView, Place
 from bots.market import InstrumentInfo
 from bots.report import Recorder, Sample, counts_line, plot_market, table
 from bots.run_config import RunConfig
-from gateway import protocol
+from gateway import event_loop, protocol
 from gateway.client import IpxClient, RequestFailed
 
 CASH_MINOR = {"market_maker": 500_000_000, "offering": 100_000_000}  # 5,000,000.00 / 1,000,000.00
@@ -313,7 +313,7 @@ def _price_or_dash(ticks: int, info: InstrumentInfo) -> str:
 
 def main(config: BotsConfig) -> int:
     try:
-        return asyncio.run(run_bots(config))
+        return event_loop.run(run_bots(config))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

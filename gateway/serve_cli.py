@@ -1,6 +1,7 @@
 """`ipx serve`: run the exchange behind its WebSocket gateway until SIGTERM or SIGINT.
 
     ipx serve --data-dir DIR [--host 127.0.0.1] [--port 8700] [--log-format json|text]
+              [--event-loop uvloop|asyncio]
 
 Logs go to stderr, by default as one JSON object per line (gateway/logs.py); --log-format
 text gives the plain lines instead.
@@ -27,7 +28,7 @@ import sys
 from pathlib import Path
 
 from exchange.commands import Role
-from gateway import logs, sessions
+from gateway import event_loop, logs, sessions
 from gateway.admin_cli import create_account
 from gateway.server import run_server
 from ledger.errors import JournalError
@@ -59,6 +60,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="json",
         help="stderr log lines: one JSON object each (default) or plain text",
     )
+    parser.add_argument(
+        "--event-loop",
+        choices=event_loop.EVENT_LOOPS,
+        default=event_loop.default_event_loop(),
+        help="uvloop where installed (the default: faster), or asyncio's own loop",
+    )
     parser.set_defaults(handler=run_serve)
 
 
@@ -67,14 +74,15 @@ def run_serve(arguments: argparse.Namespace) -> int:
     try:
         if is_new_data_dir(arguments.data_dir):
             _bootstrap_operator(arguments.data_dir)
-        return asyncio.run(
+        return event_loop.run(
             _serve(
                 arguments.data_dir,
                 arguments.host,
                 arguments.port,
                 arguments.redis_url,
                 arguments.mqtt_url,
-            )
+            ),
+            arguments.event_loop,
         )
     except (JournalError, ValueError) as error:
         print(f"ipx serve: {error}", file=sys.stderr)
@@ -110,7 +118,8 @@ async def _serve(
         sequencer = running.gateway.sequencer
         print(
             f"ipx serving {data_dir} at ws://{running.host}:{running.port}/ (seq "
-            f"{sequencer.exchange.seq}); health at http://{running.host}:{running.port}/livez\n"
+            f"{sequencer.exchange.seq}, event loop {event_loop.running_event_loop()}); "
+            f"health at http://{running.host}:{running.port}/livez\n"
             f"connect with: Authorization: Bearer <token> on the upgrade, or send "
             f'{{"id": "1", "method": "session.logon", "params": {{"token": "<token>"}}}}\n'
             f"tokens: ipx tokens issue --data-dir {data_dir} ACCOUNT_ID",

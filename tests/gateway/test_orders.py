@@ -7,11 +7,13 @@ import asyncio
 import pytest
 
 from exchange.commands import command_decoder
+from gateway import event_loop
 from gateway.client import RequestFailed, RequestTimedOut
 from gateway.server import RunningServer, run_server
 from tests.gateway.conftest import SYMBOL, Venue, list_the_market
 
-pytestmark = pytest.mark.asyncio
+# On both loops: these hold the session rules and limits, which lean on the loop most.
+pytestmark = pytest.mark.asyncio(loop_factories=list(event_loop.EVENT_LOOPS))
 
 
 async def test_place_then_cancel_round_trip(market: Venue) -> None:

@@ -13,12 +13,15 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
+from gateway import event_loop
+
 START_TIMEOUT_S = 20
 
 
-def _start(data_dir: Path) -> tuple[subprocess.Popen[str], list[str], str]:
+def _start(data_dir: Path, *options: str) -> tuple[subprocess.Popen[str], list[str], str]:
+    command = ["serve", "--data-dir", str(data_dir), "--port", "0", *options]
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(data_dir), "--port", "0"],
+        [sys.executable, "-m", "gateway.cli", *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -61,11 +64,26 @@ def test_a_new_data_dir_gets_an_operator_whose_token_logs_on_and_is_shown_once(
         answer = _logon(url, token)
         assert answer["status"] == 200, answer
         assert token not in (data_dir / "tokens.json").read_text()  # Stored only as a hash.
+        assert f"event loop {event_loop.default_event_loop()})" in lines[-1]  # The address line.
     finally:
         _stop(process)
     process, lines, url = _start(data_dir)
     try:
         assert not any("operator account" in line for line in lines), lines
         assert _logon(url, token)["status"] == 200
+    finally:
+        _stop(process)
+
+
+@pytest.mark.parametrize("loop_name", event_loop.EVENT_LOOPS)
+def test_ipx_serve_runs_on_the_event_loop_asked_for(tmp_path: Path, loop_name: str) -> None:
+    if loop_name == event_loop.UVLOOP and not event_loop.uvloop_available():
+        pytest.skip("uvloop is not installed")
+    data_dir = tmp_path / "exchange"
+    process, lines, url = _start(data_dir, "--event-loop", loop_name)
+    try:
+        assert f"event loop {loop_name})" in lines[-1]  # Named from the running loop's type.
+        token = lines[next(i for i, line in enumerate(lines) if "operator account" in line) + 1]
+        assert _logon(url, token.strip())["status"] == 200
     finally:
         _stop(process)

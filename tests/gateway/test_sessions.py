@@ -14,14 +14,15 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gateway import sessions
+from gateway import event_loop, sessions
 from gateway.client import ClientError, IpxClient, RequestFailed
 from gateway.server import IN_FLIGHT_MAX, WRITE_BACKLOG_MAX, RunningServer, run_server
 from tests.gateway.conftest import SYMBOL, Venue, list_the_market
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.asyncio
+# On both loops: these hold the session rules and limits, which lean on the loop most.
+pytestmark = pytest.mark.asyncio(loop_factories=list(event_loop.EVENT_LOOPS))
 
 
 async def test_logon_with_a_good_token_by_header_or_by_message(market: Venue) -> None:
