@@ -32,6 +32,7 @@ from gateway import event_loop, logs, sessions
 from gateway.admin_cli import create_account
 from gateway.server import run_server
 from ledger.errors import JournalError
+from ledger.frames import FRAME_HEADER_BYTES
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8700
@@ -92,9 +93,13 @@ def run_serve(arguments: argparse.Namespace) -> int:
 def is_new_data_dir(data_dir: str) -> bool:
     """Whether the data dir holds no journal record yet (a new exchange)."""
     journal = Path(data_dir) / "journal"
-    return not journal.is_dir() or not any(
-        segment.stat().st_size for segment in journal.glob("*.seg")
-    )
+    # A segment may hold only zeros, the space the journal writes ahead of its frames.
+    return not journal.is_dir() or not any(any(_head(segment)) for segment in journal.glob("*.seg"))
+
+
+def _head(segment: Path) -> bytes:
+    with segment.open("rb") as file:
+        return file.read(FRAME_HEADER_BYTES)  # A frame's length is never 0.
 
 
 def _bootstrap_operator(data_dir: str) -> None:

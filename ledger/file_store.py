@@ -2,14 +2,24 @@
 
 Layout under the journal's directory:
     LOCK                                  held (flock) by the one open writer
-    journal/<first seq, 20 digits>.seg    frames (ledger/frames.py), only ever appended to
+    journal/<first seq, 20 digits>.seg    frames (ledger/frames.py), then (the last one only)
+                                          zeros: space written ahead for the next frames
     snapshots/<seq, 20 digits>.snap       one state per file, written whole and renamed in
 
 Invariants:
 - append(), append_bodies() and append_sealed() return only after the batch's bytes are on
-  disk: all frames in one write, then one fsync. Returning is the acknowledgement; last_seq
-  and last_hash move only after it. Sealing is pure (ledger.frames.seal_batch), so a caller
-  may seal the next batch while this one syncs; the appends themselves run one at a time.
+  disk: all frames in one write, then one fdatasync. Returning is the acknowledgement;
+  last_seq and last_hash move only after it. Sealing is pure (ledger.frames.seal_batch), so
+  a caller may seal the next batch while this one syncs; the appends run one at a time.
+- Frames only ever go after the last acknowledged one; the bytes before it never change.
+- The last segment's frames are followed by zeros written ahead (ZERO_AHEAD_BYTES at a time,
+  in the same fdatasync as the batch that passes the zeroed end): a batch then overwrites
+  blocks the file already has, so its fdatasync flushes the data alone. Appending past the
+  end also changes the file's size and allocation, which costs ext4 a journal commit on every
+  fdatasync: measured here, 0.14 ms against 0.27 ms per 10 KB batch. Zeros after the last
+  valid frame of the last segment are space, not records and not damage: open() and
+  read_journal() end there; a segment is cut to its frames when the next one starts and when
+  the journal is closed, so only a journal that was not closed (a crash) has them.
 - Any OSError while writing a batch, syncing it or starting a segment stops the journal for
   good (JournalStopped). After a failed fsync the kernel may have dropped the dirty pages and
   marked them clean, so a second fsync could "succeed" without the data (PostgreSQL's
@@ -19,9 +29,9 @@ Invariants:
   the last segment. The directory is fsynced after a file is created, truncated to nothing by
   rename, or renamed into place.
 - open() validates every frame of every segment with ledger.frames.SegmentReader (the same
-  code the tests mutate journals through). A torn tail is truncated and reported in
-  `recovery`; anything else raises JournalCorrupt(first bad seq, file, offset, reason) before
-  any file is changed.
+  code the tests mutate journals through). A torn tail (a frame cut short, zeros or not
+  after it) is truncated and reported in `recovery`; anything else raises
+  JournalCorrupt(first bad seq, file, offset, reason) before any file is changed.
 - Segment names carry their first seq: the first is seq 1, each next one starts exactly
   where the previous one ended. A gap, an overlap or an empty segment that is not the last is
   damage.
@@ -68,6 +78,9 @@ TEMP_SUFFIX = ".tmp"
 SEGMENT_BYTES_MAX_DEFAULT = 64 << 20
 SEQ_DIGITS = 20
 SNAPSHOT_FLUSH_BYTES = 1 << 20  # A snapshot is written and flushed in steps of this size.
+# Zeros written ahead of the last frame: one batch in ~100 (of 10 KB) pays ~1 ms to extend.
+ZERO_AHEAD_BYTES = 1 << 20
+_ZEROS = bytes(ZERO_AHEAD_BYTES)
 
 _SEGMENT_NAME = re.compile(r"^(\d{20})\.seg$")
 _SNAPSHOT_NAME = re.compile(r"^(\d{20})\.snap$")
@@ -138,12 +151,17 @@ def _read_file(path: str, size: int | None = None) -> bytes:
         return file.read() if size is None else file.read(size)
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    # os.write may write less than asked (a signal, a full disk); loop until all is written.
+def _write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    # os.pwrite may write less than asked (a signal, a full disk); loop until all is written.
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
+        written = os.pwrite(fd, view, offset)
         view = view[written:]
+        offset += written
+
+
+def _all_zero(data: bytes, start: int) -> bool:
+    return data.count(0, start) == len(data) - start
 
 
 def _fsync_dir(path: str) -> None:
@@ -192,8 +210,8 @@ class _Walk:
             self.next_seq = reader.next_seq
             self.prev_hash = reader.prev_hash
             damage = reader.damage
-            if damage is None:
-                continue
+            if damage is None or (last and _all_zero(data, damage.offset)):
+                continue  # A clean end, or one followed by space written ahead.
             if not (damage.torn and self._allow_torn):
                 raise JournalCorrupt(damage.seq, path, damage.offset, damage.reason)
             self.torn = (path, damage, len(data))
@@ -251,7 +269,7 @@ class FileJournal:
         self._segments = walk.segments
         tail = self._segments[-1]
         self._fd: int | None = os.open(tail.path, os.O_WRONLY | os.O_CLOEXEC)
-        os.lseek(self._fd, tail.size, os.SEEK_SET)
+        self._zeroed_end = os.fstat(self._fd).st_size  # Zeros from tail.size up to here.
         self._failure: OSError | None = None
 
     @classmethod
@@ -402,7 +420,7 @@ class FileJournal:
                 # running exchange stalled 15-25 ms (bench/gateway_bench.py).
                 view = memoryview(data)
                 for start in range(0, len(view), SNAPSHOT_FLUSH_BYTES):
-                    _write_all(fd, view[start : start + SNAPSHOT_FLUSH_BYTES])
+                    _write_all(fd, view[start : start + SNAPSHOT_FLUSH_BYTES], start)
                     os.fdatasync(fd)
                 os.fsync(fd)
             finally:
@@ -429,8 +447,12 @@ class FileJournal:
         return None
 
     def close(self) -> None:
-        """Release the file and the lock; later appends raise JournalError."""
+        """Cut the zeros written ahead, release the file and the lock; appends then raise."""
         if self._fd is not None:
+            if self._failure is None:
+                # Only space goes: a failure leaves it, and zeros after the frames are valid.
+                with contextlib.suppress(OSError):
+                    self._cut_to_frames(self._fd, self._segments[-1])
             os.close(self._fd)
             self._fd = None
         if self._lock_fd is not None:
@@ -453,8 +475,12 @@ class FileJournal:
             if tail.size >= self._segment_bytes_max:
                 tail = self._start_segment(first_seq)
             assert self._fd is not None
-            _write_all(self._fd, data)
-            os.fsync(self._fd)
+            end = tail.size + len(data)
+            _write_all(self._fd, data, tail.size)
+            if end > self._zeroed_end:  # In the same fdatasync as the batch.
+                _write_all(self._fd, _ZEROS, end)
+                self._zeroed_end = end + ZERO_AHEAD_BYTES
+            os.fdatasync(self._fd)
         except OSError as exc:
             self._failure = exc
             raise JournalStopped(
@@ -465,16 +491,29 @@ class FileJournal:
         self.last_hash = last_hash
 
     def _start_segment(self, first_seq: int) -> _Segment:
-        # The previous segment was fsynced with its last batch; create the next one and make
-        # its directory entry durable before any frame goes into it.
+        # The previous segment was synced with its last batch: cut its zeros (a segment that is
+        # not the last holds frames only), then create the next one and make its directory
+        # entry durable before any frame goes into it.
+        assert self._fd is not None
+        self._cut_to_frames(self._fd, self._segments[-1])
         path = _create_segment(self._journal_dir, first_seq)
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        assert self._fd is not None
         os.close(self._fd)
         self._fd = fd
+        self._zeroed_end = 0
         segment = _Segment(first_seq, path, self.last_hash, 0)
         self._segments.append(segment)
         return segment
+
+    def _cut_to_frames(self, fd: int, segment: _Segment) -> None:
+        if self._zeroed_end > segment.size:
+            os.ftruncate(fd, segment.size)
+            os.fsync(fd)
+            self._zeroed_end = segment.size
+
+    def segment_sizes(self) -> dict[str, int]:
+        """Bytes of acknowledged frames in each segment file, by file name."""
+        return {os.path.basename(segment.path): segment.size for segment in self._segments}
 
     def _hash_at(self, seq: int) -> bytes:
         if seq == 0:

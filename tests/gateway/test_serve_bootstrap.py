@@ -14,6 +14,9 @@ import pytest
 from websockets.sync.client import connect
 
 from gateway import event_loop
+from gateway.serve_cli import is_new_data_dir
+from ledger.file_store import FileJournal
+from tests.ledger.journal_writer import body_for
 
 START_TIMEOUT_S = 20
 
@@ -87,3 +90,17 @@ def test_ipx_serve_runs_on_the_event_loop_asked_for(tmp_path: Path, loop_name: s
         assert _logon(url, token.strip())["status"] == 200
     finally:
         _stop(process)
+
+
+def test_a_data_dir_whose_journal_holds_no_frame_is_new(tmp_path: Path) -> None:
+    assert is_new_data_dir(str(tmp_path))
+    with FileJournal.open(tmp_path):
+        pass
+    assert is_new_data_dir(str(tmp_path))  # An empty first segment.
+    (segment,) = (tmp_path / "journal").glob("*.seg")
+    segment.write_bytes(bytes(4096))  # Space written ahead, no frame landed (a crash).
+    assert is_new_data_dir(str(tmp_path))
+    segment.write_bytes(b"")
+    with FileJournal.open(tmp_path) as journal:
+        journal.append_bodies([body_for(1)])
+    assert not is_new_data_dir(str(tmp_path))

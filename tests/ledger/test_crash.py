@@ -5,10 +5,11 @@
    or more; after each kill the journal is reopened here: every acknowledged record is present
    and is the record that was written, the chain verifies, and the next writer carries on.
 2. Power loss, simulated in process: a crash image keeps what was fsynced, plus a random
-   prefix of the one batch that was written but not yet synced (sometimes followed by zeros,
-   where the file grew but the data never landed; sometimes a new segment whose directory
-   entry never landed). Recovery must always give a valid prefix of the journal that holds
-   every acknowledged record, and the writer must be able to carry on.
+   prefix of the one batch that was written but not yet synced (sometimes followed by zeros:
+   the space the journal writes ahead of its frames, or a file that grew where the data never
+   landed; sometimes a new segment whose directory entry never landed). Recovery must always
+   give a valid prefix of the journal that holds every acknowledged record, and the writer
+   must be able to carry on.
 
 Replay: IPX_SEED=<seed> .venv/bin/pytest -s tests/ledger/test_crash.py
 """
@@ -160,7 +161,7 @@ class History:
     """A journal written batch by batch, and what was durable after each batch."""
 
     final: dict[str, bytes]  # Segment name -> its bytes at the end.
-    durable: list[dict[str, int]]  # After batch b (0: none yet): segment name -> synced size.
+    durable: list[dict[str, int]]  # After batch b (0: none yet): segment name -> synced frames.
     acknowledged: list[int]  # After batch b: the last acknowledged seq.
     hashes: list[bytes]  # hashes[seq]: the hash of record seq (hashes[0]: GENESIS_HASH).
     frame_ends: dict[str, dict[int, int]]  # Segment name -> {end offset of a frame: its seq}.
@@ -172,15 +173,15 @@ def _write_history(directory: Path, rng: random.Random) -> History:
     hashes = [GENESIS_HASH]
     journal_dir = directory / "journal"
     with FileJournal.open(directory, segment_bytes_max=POWER_LOSS_SEGMENT_BYTES) as journal:
-        durable.append({p.name: p.stat().st_size for p in journal_dir.glob("*.seg")})
+        durable.append(journal.segment_sizes())
         for _ in range(POWER_LOSS_BATCHES):
             first = journal.last_seq + 1
             size = rng.randint(1, 20)
             records = journal.append_bodies([body_for(s) for s in range(first, first + size)])
             hashes += [r.hash for r in records]
             acknowledged.append(journal.last_seq)
-            durable.append({p.name: p.stat().st_size for p in journal_dir.glob("*.seg")})
-    final = {p.name: p.read_bytes() for p in journal_dir.glob("*.seg")}
+            durable.append(journal.segment_sizes())
+    final = {p.name: p.read_bytes() for p in journal_dir.glob("*.seg")}  # Closed: frames only.
     frame_ends: dict[str, dict[int, int]] = {}
     for name, data in final.items():
         seq, offset, ends = int(name[:20]), 0, {}
@@ -270,13 +271,18 @@ def _recover_and_check(
         assert acknowledged <= recovered <= ceiling
         # The chain verified on open, so an equal head hash means an equal prefix.
         assert journal.last_hash == history.hashes[recovered]
-        size = (root / "journal" / last).stat().st_size
+        size = journal.segment_sizes()[last]
         if size:
-            assert history.frame_ends[last][size] == recovered  # Cut at a frame boundary.
+            assert history.frame_ends[last][size] == recovered  # Ends at a frame boundary.
         else:
             assert recovered == int(last[:20]) - 1
-        assert journal.recovery.torn_bytes_truncated == len(image[last]) - size
-        figures["torn tails cut"] += journal.recovery.torn_bytes_truncated > 0
+        # After the frames: zeros only are space written ahead, kept; anything else is torn.
+        after = image[last][size:]
+        torn = len(after) if any(after) else 0
+        assert journal.recovery.torn_bytes_truncated == torn
+        assert (root / "journal" / last).stat().st_size == len(image[last]) - torn
+        figures["torn tails cut"] += torn > 0
+        figures["zeros kept as space"] += bool(after) and not torn
         figures["unacknowledged records kept"] += recovered - acknowledged
         if writer:
             journal.append_bodies([body_for(s) for s in range(recovered + 1, recovered + 4)])

@@ -1,7 +1,7 @@
 """The file journal's writer rules: group commit, a stop on any failed write or fsync, segments.
 
-Faults are injected at the OS call (os.fsync, os.write raise through monkeypatch): the journal
-must behave as it would if the kernel reported the error.
+Faults are injected at the OS call (os.fdatasync, os.fsync, os.pwrite raise through
+monkeypatch): the journal must behave as it would if the kernel reported the error.
 """
 
 from __future__ import annotations
@@ -43,24 +43,30 @@ def files_of(root: Path) -> dict[Path, tuple[bytes, int]]:
 
 
 class FsyncLog:
-    """Wrap os.fsync: count calls on files and on directories, optionally fail some."""
+    """Wrap os.fsync and os.fdatasync: count syncs of files and of directories, fail some.
+
+    fail_next fails the next sync, or with fail_directories_only the next directory sync.
+    """
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.real = os.fsync
+        self.real_fsync, self.real_fdatasync = os.fsync, os.fdatasync
         self.files = 0
         self.directories = 0
         self.fail_next: Callable[[], OSError] | None = None
-        monkeypatch.setattr(os, "fsync", self)
+        self.fail_directories_only = False
+        monkeypatch.setattr(os, "fsync", lambda fd: self.sync(fd, self.real_fsync))
+        monkeypatch.setattr(os, "fdatasync", lambda fd: self.sync(fd, self.real_fdatasync))
 
-    def __call__(self, fd: int) -> None:
-        if stat.S_ISDIR(os.fstat(fd).st_mode):
+    def sync(self, fd: int, real: Callable[[int], None]) -> None:
+        directory = stat.S_ISDIR(os.fstat(fd).st_mode)
+        if directory:
             self.directories += 1
         else:
             self.files += 1
-        if self.fail_next is not None:
+        if self.fail_next is not None and (directory or not self.fail_directories_only):
             error, self.fail_next = self.fail_next(), None
             raise error
-        self.real(fd)
+        real(fd)
 
 
 # --- Appending and reading back ------------------------------------------------------------
@@ -153,7 +159,7 @@ def test_read_journal_changes_nothing_and_needs_no_lock(tmp_path: Path) -> None:
         records = journal.append_bodies(bodies(1, 30))
         before = files_of(tmp_path)
         assert list(read_journal(tmp_path)) == records  # The writer still holds the lock.
-    after = files_of(tmp_path)
+        after = files_of(tmp_path)
     assert after == before
     with pytest.raises(JournalError, match="no journal"):
         list(read_journal(tmp_path / "missing"))
@@ -169,13 +175,14 @@ def test_a_batch_is_made_durable_with_exactly_one_fsync(
     with FileJournal.open(tmp_path) as journal:
         log = FsyncLog(monkeypatch)
         writes: list[int] = []
-        real_write = os.write
+        real_pwrite = os.pwrite
 
-        def counting_write(fd: int, data: bytes | memoryview) -> int:
-            writes.append(len(data))
-            return real_write(fd, data)
+        def counting_pwrite(fd: int, data: bytes | memoryview, offset: int) -> int:
+            if any(data):  # Not the zeros written ahead of the frames.
+                writes.append(len(data))
+            return real_pwrite(fd, data, offset)
 
-        monkeypatch.setattr(os, "write", counting_write)
+        monkeypatch.setattr(os, "pwrite", counting_pwrite)
         journal.append_bodies(bodies(1, batch))
         assert (log.files, log.directories) == (1, 0)
         assert len(writes) == 1  # All frames of the batch in one write.
@@ -188,13 +195,13 @@ def test_the_caller_learns_of_durability_only_after_fsync_returned(
 ) -> None:
     seen: list[int] = []
     with FileJournal.open(tmp_path) as journal:
-        real_fsync = os.fsync
+        real_fdatasync = os.fdatasync
 
-        def observing_fsync(fd: int) -> None:
+        def observing_fdatasync(fd: int) -> None:
             seen.append(journal.last_seq)  # What a caller could see while the sync runs.
-            real_fsync(fd)
+            real_fdatasync(fd)
 
-        monkeypatch.setattr(os, "fsync", observing_fsync)
+        monkeypatch.setattr(os, "fdatasync", observing_fdatasync)
         journal.append_bodies(bodies(1, 5))
         assert seen == [0]
         assert journal.last_seq == 5
@@ -203,13 +210,13 @@ def test_the_caller_learns_of_durability_only_after_fsync_returned(
 def test_a_write_cut_short_by_the_kernel_is_finished_before_the_fsync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_write = os.write
+    real_pwrite = os.pwrite
 
-    def short_write(fd: int, data: bytes | memoryview) -> int:
-        return real_write(fd, bytes(data)[: max(1, len(data) // 3)])
+    def short_pwrite(fd: int, data: bytes | memoryview, offset: int) -> int:
+        return real_pwrite(fd, bytes(data)[: max(1, len(data) // 3)], offset)
 
     with FileJournal.open(tmp_path) as journal:
-        monkeypatch.setattr(os, "write", short_write)
+        monkeypatch.setattr(os, "pwrite", short_pwrite)
         records = journal.append_bodies(bodies(1, 40))
     monkeypatch.undo()
     assert list(read_journal(tmp_path)) == records
@@ -252,17 +259,17 @@ def test_a_write_error_stops_the_writer(
 ) -> None:
     with FileJournal.open(tmp_path) as journal:
         journal.append_bodies(bodies(1, 3))
-        real_write = os.write
+        real_pwrite = os.pwrite
         calls = {"n": 0}
 
-        def failing_write(fd: int, data: bytes | memoryview) -> int:
+        def failing_pwrite(fd: int, data: bytes | memoryview, offset: int) -> int:
             # A few bytes of the batch reach the file, then the disk refuses the rest.
             calls["n"] += 1
             if calls["n"] == 1:
-                return real_write(fd, bytes(data)[:10])
+                return real_pwrite(fd, bytes(data)[:10], offset)
             raise OSError(code, os.strerror(code))
 
-        monkeypatch.setattr(os, "write", failing_write)
+        monkeypatch.setattr(os, "pwrite", failing_pwrite)
         with pytest.raises(JournalStopped):
             journal.append_bodies(bodies(4, 6))
         monkeypatch.undo()
@@ -295,7 +302,10 @@ def test_a_new_segment_starts_between_batches_once_the_current_one_is_full(
         names = [p.name for p in segment_files(tmp_path)]
         assert names == [f"{first:020d}.seg" for first in (1, 15, 36)]
         assert log.directories == 2  # One directory fsync per segment created.
-        assert log.files == len(batches)
+        # One sync per batch, and one per segment cut to its frames when the next began.
+        assert log.files == len(batches) + 2
+        for path in segment_files(tmp_path)[:-1]:
+            assert path.stat().st_size == journal.segment_sizes()[path.name]
         records = list(journal.records())
         assert [r.seq for r in records] == list(range(1, 40))
         assert [r.seq for r in journal.records(from_seq=15)] == list(range(15, 40))
@@ -327,9 +337,12 @@ def test_a_failed_directory_fsync_when_starting_a_segment_stops_the_writer(
         journal.append_bodies(bodies(1, 2))  # The first segment is now full.
         log = FsyncLog(monkeypatch)
         log.fail_next = lambda: OSError(errno.EIO, "Input/output error")
+        log.fail_directories_only = True
         with pytest.raises(JournalStopped):
             journal.append_bodies(bodies(3, 2))
-        assert (log.directories, log.files) == (1, 0)  # Nothing was written after it.
+        # The full segment was cut to its frames (one file sync), then the new one's directory
+        # entry failed to sync: nothing was written after it.
+        assert (log.directories, log.files) == (1, 1)
         with pytest.raises(JournalStopped):
             journal.append_bodies(bodies(3, 2))
         assert journal.last_seq == 2

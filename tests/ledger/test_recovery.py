@@ -2,6 +2,8 @@
 
 The rules, in the words of the journal:
 - a write cut short by power loss at the end of the last segment is dropped, and said so;
+- zeros after the last frame of the last segment are space the journal wrote ahead: kept,
+  not reported, and written over by the next batch;
 - anything else that fails (a flipped bit, a zeroed sector, a missing, reordered or extra
   frame or segment) stops the open with JournalCorrupt(first bad seq, file, offset), and no
   file is changed;
@@ -22,8 +24,8 @@ import msgspec
 import pytest
 
 from ledger.errors import JournalCorrupt, JournalError
-from ledger.file_store import FileJournal, Snapshot, read_journal
-from ledger.frames import FRAME_HEADER_BYTES, skip_frames
+from ledger.file_store import ZERO_AHEAD_BYTES, FileJournal, Snapshot, read_journal
+from ledger.frames import FRAME_HEADER_BYTES, encode_frames, skip_frames
 from ledger.records import GENESIS_HASH, Record, RecordBody, seal
 from tests.ledger.journal_writer import body_for
 
@@ -118,21 +120,43 @@ def test_read_journal_reports_a_torn_tail_without_cutting_it(tmp_path: Path) -> 
     assert tail.read_bytes() == before
 
 
-def test_a_zero_filled_end_is_torn_and_a_zeroed_sector_before_it_is_damage(
+def test_a_zero_filled_end_is_space_and_a_zeroed_sector_before_it_is_damage(
     tmp_path: Path,
 ) -> None:
-    build(tmp_path, 60)
+    records = build(tmp_path, 60)
     tail = segments(tmp_path)[-1]
     clean = tail.read_bytes()
-    tail.write_bytes(clean + bytes(8192))  # Preallocated, never written.
-    with FileJournal.open(tmp_path) as journal:
-        assert journal.recovery.torn_bytes_truncated == 8192 and journal.last_seq == 60
-    assert tail.read_bytes() == clean
+    tail.write_bytes(clean + bytes(8192))  # Written ahead, never used: what a crash leaves.
+    assert list(read_journal(tmp_path)) == records
+    with FileJournal.open(tmp_path) as journal:  # Segments big enough: 61.. join this one.
+        assert journal.recovery.torn_bytes_truncated == 0 and journal.last_seq == 60
+        assert tail.stat().st_size == len(clean) + 8192  # Kept, and written over next.
+        more = journal.append_bodies([body_for(seq) for seq in range(61, 64)])
+    assert tail.read_bytes() == clean + encode_frames(more)  # Closing cut the rest.
     assert len(clean) > 1024
     offsets = frame_offsets(tail)
     tail.write_bytes(clean[:512] + bytes(512) + clean[1024:])
     hit = max(i for i, offset in enumerate(offsets) if offset <= 512)
     expect_corrupt(tmp_path, first_seq(tail) + hit, tail, offsets[hit], "")
+
+
+def test_an_open_journal_writes_zeros_ahead_and_readers_stop_at_its_last_frame(
+    tmp_path: Path,
+) -> None:
+    # A verifier may read the journal of a running exchange (ipx stress does).
+    with FileJournal.open(tmp_path, segment_bytes_max=SEGMENT_BYTES) as journal:
+        records = journal.append_bodies([body_for(seq) for seq in range(1, 6)])
+        tail = segments(tmp_path)[-1]
+        assert tail.stat().st_size >= ZERO_AHEAD_BYTES
+        assert not any(tail.read_bytes()[journal.segment_sizes()[tail.name] :])
+        assert list(read_journal(tmp_path)) == records
+        for first in range(6, 200, 10):
+            records += journal.append_bodies([body_for(seq) for seq in range(first, first + 10)])
+        assert len(segments(tmp_path)) > 1
+        for path in segments(tmp_path)[:-1]:  # Cut to their frames when the next one began.
+            assert path.stat().st_size == journal.segment_sizes()[path.name]
+        assert list(read_journal(tmp_path)) == records
+    assert sum(path.stat().st_size for path in segments(tmp_path)) == len(encode_frames(records))
 
 
 def test_a_last_segment_that_holds_only_a_torn_frame_is_emptied_and_reused(
