@@ -32,7 +32,7 @@ digits) filled after each phase from the raw samples, so the histogram costs not
 timing; without the package, from the sorted raw samples (the output says which).
 
 The gateway process also reports, per phase, what ran on its event loop while no frame could
-be read or answered: the journal appends (seal + write + fsync, and the mean records per
+be read or answered: the journal appends (seal + write + fdatasync, and the mean records per
 append, i.e. the group-commit batch), the snapshots, and the full (generation 2) garbage
 collections; it wraps those calls to time them (ServerStats), nothing else.
 
@@ -764,7 +764,7 @@ def report_lines(results: dict[str, Any]) -> list[str]:
                 f"gateway process, {name.split(', ')[1]}: {server['appends']:,.0f} journal "
                 f"appends of {server['records_per_append']:.1f} records, "
                 f"{server['append_ms_mean']:.2f} ms each, p99 {append.get('p99', 0):.2f}, "
-                f"max {append.get('max', 0):.2f} (seal + write + fsync, on the event loop: "
+                f"max {append.get('max', 0):.2f} (seal + write + fdatasync, on the event loop: "
                 f"{server['append_share']:.0%} of the phase); {server['snapshots']:.0f} "
                 f"snapshots ({server['snapshot_ms_total']:.0f} ms); "
                 f"{server['gc_full_pauses']:.0f} full GC pauses ({server['gc_full_ms_total']:.0f}"
