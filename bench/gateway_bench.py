@@ -27,6 +27,9 @@ Phases, in one run, each after --warmup seconds that are not counted:
    in its own process; the same client code sends it the same frames with the same pipelining
    (a cancel names a made-up order id) and counts echoed messages per second and latency.
 
+Event loops: the gateway and the echo server run on --event-loop, the load driver on
+--client-event-loop; both default to what `ipx serve` uses (uvloop where it is installed).
+
 Latency percentiles come from an HDR histogram (the hdrhistogram package, 3 significant
 digits) filled after each phase from the raw samples, so the histogram costs nothing while
 timing; without the package, from the sorted raw samples (the output says which).
