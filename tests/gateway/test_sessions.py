@@ -342,3 +342,31 @@ async def test_a_connection_has_at_most_in_flight_max_commands_in_the_exchange(
     assert {answer["error"]["code"] for answer in answers} == {"UNKNOWN_ORDER"}
     assert sum(batches) >= requests
     assert max(batches) == IN_FLIGHT_MAX
+
+
+# Only asyncio's transport lets a test count its writes (uvloop's is a C type).
+@pytest.mark.asyncio(loop_factories=[event_loop.ASYNCIO])
+async def test_the_answers_a_batch_releases_leave_together_not_one_write_each(
+    market: Venue, server: RunningServer
+) -> None:
+    headers = {"Authorization": f"Bearer {market.tokens['alice']}"}
+    requests = IN_FLIGHT_MAX
+    async with connect(market.url, compression=None, additional_headers=headers) as alice:
+        (session,) = [s for s in server.gateway._sessions if s.account == "alice"]
+        transport = session.connection.transport
+        writes: list[int] = []
+        real_write = transport.write
+
+        def counting_write(data: bytes) -> None:
+            writes.append(len(data))
+            real_write(data)
+
+        transport.write = counting_write  # type: ignore[method-assign]
+        for n in range(requests):  # Written at once: nothing here yields to the server.
+            frame = {"id": str(n), "method": "order.cancel", "params": {"order_id": 10**6 + n}}
+            await alice.send(json.dumps(frame))
+        answers = [json.loads(await alice.recv()) for _ in range(requests)]
+    assert sorted(int(answer["id"]) for answer in answers) == list(range(requests))
+    assert {answer["error"]["code"] for answer in answers} == {"UNKNOWN_ORDER"}
+    # One write per loop pass that released answers, each holding many: far fewer than 64.
+    assert 1 <= len(writes) <= requests // 4, writes
