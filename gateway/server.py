@@ -135,6 +135,7 @@ from matching.orders import OrderType
 BOOK_CHANNELS = frozenset({market_data.L2, market_data.L3})  # Followed only on demand.
 LOGON_TIMEOUT_S = 10.0
 OUTBOX_MAX = 10_000  # Pushes waiting for one slow client; beyond it: disconnected.
+PUSH_WRITE_MAX = 256  # Pushes written to one connection at once.
 HEARTBEAT_INTERVAL_S = 1.0
 LIQUIDITY_UPDATE_MIN_NS = 100_000_000  # Per symbol, between two change-driven updates.
 SLOW_CLOSE_TIMEOUT_S = 1.0
@@ -206,10 +207,21 @@ class Session:
         return True
 
     async def _write(self) -> None:
-        assert self.outbox is not None
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                await self.connection.send(await self.outbox.get())
+        # As with answers: the pushes waiting (up to PUSH_WRITE_MAX) leave in one socket write
+        # instead of a send() each. While more than WRITE_BACKLOG_MAX of the connection's bytes
+        # wait unsent, nothing more is written: the outbox fills meanwhile, and a full outbox
+        # disconnects the session (SLOW_CONSUMER) rather than slowing anyone else.
+        outbox, connection = self.outbox, self.connection
+        assert outbox is not None
+        while True:
+            texts = [await outbox.get()]
+            while len(texts) < PUSH_WRITE_MAX and not outbox.empty():
+                texts.append(outbox.get_nowait())
+            if connection.protocol.state is not State.OPEN:
+                return
+            _write_text_frames(connection, [text.encode() for text in texts])
+            if _write_backlog(connection) > WRITE_BACKLOG_MAX:
+                await _written_down(connection)
 
 
 class _MqttFeed:
