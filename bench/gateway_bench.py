@@ -861,18 +861,10 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default="", help="also publish to Redis; report the lag")
     parser.add_argument("--mqtt-url", default="", help="also publish to MQTT; report the lag")
     parser.add_argument("--json", default="", help="also write the figures to this file")
-    parser.add_argument(
-        "--event-loop",
-        choices=event_loop.EVENT_LOOPS,
-        default=event_loop.default_event_loop(),
-        help="the gateway's and the echo server's loop (default: as ipx serve)",
+    event_loop.add_argument(
+        parser, "--event-loop", "the gateway's and the echo server's loop (default: as ipx serve)"
     )
-    parser.add_argument(
-        "--client-event-loop",
-        choices=event_loop.EVENT_LOOPS,
-        default=event_loop.default_event_loop(),
-        help="the load driver's loop",
-    )
+    event_loop.add_argument(parser, "--client-event-loop", "the load driver's loop")
     parser.add_argument("--serve-gateway", default="", help=argparse.SUPPRESS)
     parser.add_argument("--serve-echo", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)

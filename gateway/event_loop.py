@@ -13,6 +13,7 @@ installed (it has no Windows build); everything works on both, only slower on as
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import importlib.util
 from collections.abc import Callable, Coroutine
@@ -55,6 +56,11 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
 
         return uvloop.new_event_loop
     raise ValueError(f"unknown event loop {name!r}: choose one of {', '.join(EVENT_LOOPS)}")
+
+
+def add_argument(parser: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """Add a choice of event loop to a command line, defaulting to default_event_loop()."""
+    parser.add_argument(flag, choices=EVENT_LOOPS, default=default_event_loop(), help=help)
 
 
 def run(coroutine: Coroutine[Any, Any, T], event_loop: str | None = None) -> T:

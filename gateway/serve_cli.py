@@ -61,11 +61,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="json",
         help="stderr log lines: one JSON object each (default) or plain text",
     )
-    parser.add_argument(
+    event_loop.add_argument(
+        parser,
         "--event-loop",
-        choices=event_loop.EVENT_LOOPS,
-        default=event_loop.default_event_loop(),
-        help="uvloop where installed (the default: faster), or asyncio's own loop",
+        "uvloop where installed (the default: faster), or asyncio's own loop",
     )
     parser.set_defaults(handler=run_serve)
 

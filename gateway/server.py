@@ -163,7 +163,7 @@ class Session:
     in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IN_FLIGHT_MAX))
     # Pushes (execution reports, market data): a bounded outbox drained by one writer task,
     # created by the first subscription.
-    outbox: asyncio.Queue[str] | None = None
+    outbox: asyncio.Queue[bytes] | None = None
     writer: asyncio.Task[None] | None = None
     executions: bool = False
     executions_seq: int = 0
@@ -181,8 +181,8 @@ class Session:
             self.outbox = asyncio.Queue(outbox_max)
             self.writer = asyncio.create_task(self._write())
 
-    def push_text(self, text: str) -> bool:
-        """Queue one push message; return False when the outbox is full (too slow)."""
+    def push_text(self, text: bytes) -> bool:
+        """Queue one push message (UTF-8 JSON); return False when the outbox is full (too slow)."""
         assert self.outbox is not None
         try:
             self.outbox.put_nowait(text)
@@ -201,7 +201,7 @@ class Session:
             "journal_seq": journal_seq,
             "event": event,
         }
-        if not self.push_text(_text(protocol.encode_push(message))):
+        if not self.push_text(protocol.encode_push(message)):
             return False
         self.executions_seq = seq
         return True
@@ -217,9 +217,8 @@ class Session:
             texts = [await outbox.get()]
             while len(texts) < PUSH_WRITE_MAX and not outbox.empty():
                 texts.append(outbox.get_nowait())
-            if connection.protocol.state is not State.OPEN:
-                return
-            _write_text_frames(connection, [text.encode() for text in texts])
+            if not _write_text_frames(connection, texts):
+                return  # Closed: its session is being dropped.
             if _write_backlog(connection) > WRITE_BACKLOG_MAX:
                 await _written_down(connection)
 
@@ -565,10 +564,10 @@ class Gateway:
             session.market_data[key] = None
             if channel == liquidity.CHANNEL:
                 figures = self.liquidity.view(params.symbol, time.time_ns())
-                text, seq = _text(liquidity.encode(figures)), figures.seq
+                text, seq = liquidity.encode(figures), figures.seq
             else:
                 snapshot = self.market_data.snapshot(channel, params.symbol)
-                text, seq = _text(market_data.encode(snapshot)), snapshot.seq
+                text, seq = market_data.encode(snapshot), snapshot.seq
             if not session.push_text(text):
                 self._disconnect_slow(session)
             seqs[channel] = seq
@@ -702,7 +701,7 @@ class Gateway:
             sessions = subscribers.get((market_data.channel_of(message), message.symbol))
             if not sessions:
                 continue
-            text = _text(market_data.encode(message))  # Encoded once for every subscriber.
+            text = market_data.encode(message)  # Encoded once for every subscriber.
             for session in list(sessions):
                 if not session.push_text(text):
                     self._disconnect_slow(session)
@@ -723,7 +722,7 @@ class Gateway:
                 sink(message)
             sessions = self._market_data_sessions.get((liquidity.CHANNEL, symbol))
             if sessions:
-                text = _text(liquidity.encode(message))
+                text = liquidity.encode(message)
                 for session in list(sessions):
                     if not session.push_text(text):
                         self._disconnect_slow(session)
@@ -762,7 +761,7 @@ class Gateway:
                 by_symbol.setdefault(symbol, {}).update(sessions)
             now_ns = time.time_ns()
             for symbol, sessions in by_symbol.items():
-                text = _text(market_data.encode(self.market_data.heartbeat(symbol, now_ns)))
+                text = market_data.encode(self.market_data.heartbeat(symbol, now_ns))
                 for session in list(sessions):
                     if not session.push_text(text):
                         self._disconnect_slow(session)
@@ -864,7 +863,7 @@ class Gateway:
                     functools.partial(self._answer_outcome, session, request_id, result, started)
                 )
                 return
-            answer: str | bytes = protocol.encode_result(request_id, result)
+            answer = protocol.encode_result(request_id, result)
         except Exception as error:
             answer = self._error_answer(request_id, error)
         self._send_answer(session, answer, started)
@@ -880,17 +879,17 @@ class Gateway:
         self._pending.discard(future)
         try:
             result = sequenced.answer(future.result())
-            answer: str | bytes = protocol.encode_result(request_id, result)
+            answer = protocol.encode_result(request_id, result)
         except Exception as error:  # Nothing cancels these futures: the sequencer resolves them.
             answer = self._error_answer(request_id, error)
         self._send_answer(session, answer, started)
 
-    def _send_answer(self, session: Session, answer: str | bytes, started: float) -> None:
+    def _send_answer(self, session: Session, answer: bytes, started: float) -> None:
         # Queued, and written with the rest of this loop pass's answers to the same connection
         # by _flush_answers, scheduled once per pass: the answers a durable batch releases
         # (their callbacks run in one pass) leave in one socket write per connection instead of
         # one each. The in-flight slot is freed once the answer is written.
-        session.answers.append(answer.encode() if isinstance(answer, str) else answer)
+        session.answers.append(answer)
         self.metrics.observe_ack(time.perf_counter() - started)
         if len(session.answers) == 1:
             if not self._unsent:
@@ -927,20 +926,20 @@ class Gateway:
         return self._methods[request.method](account, params)
 
     @staticmethod
-    def _error_answer(request_id: str | None, error: Exception) -> str:
+    def _error_answer(request_id: str | None, error: Exception) -> bytes:
         """The typed error answer for what a request raised."""
         if isinstance(error, ProtocolError):
-            return _error_text(request_id or error.request_id, error)
+            return _error_bytes(request_id or error.request_id, error)
         if isinstance(error, Overloaded):
-            return _error_text(request_id, ProtocolError(503, "OVERLOADED", str(error)))
+            return _error_bytes(request_id, ProtocolError(503, "OVERLOADED", str(error)))
         if isinstance(error, Unavailable):
-            return _error_text(request_id, ProtocolError(503, "INTERNAL", str(error)))
+            return _error_bytes(request_id, ProtocolError(503, "INTERNAL", str(error)))
         if isinstance(error, SequencerStopped):
             message = f"{error}: query the order by its client id"
-            return _error_text(request_id, ProtocolError(500, "INTERNAL", message))
+            return _error_bytes(request_id, ProtocolError(500, "INTERNAL", message))
         log.error("request %r failed", request_id, exc_info=error)
         internal = ProtocolError(500, "INTERNAL", "internal error: query the order by its id")
-        return _error_text(request_id, internal)
+        return _error_bytes(request_id, internal)
 
     def _admit(self, account: str) -> None:
         wait_ms = self.rate_limiter.admit(account)
@@ -1329,18 +1328,20 @@ def _write_backlog(connection: ServerConnection) -> int:
     return connection.transport.get_write_buffer_size()
 
 
-def _write_text_frames(connection: ServerConnection, texts: Sequence[bytes]) -> None:
+def _write_text_frames(connection: ServerConnection, texts: Sequence[bytes]) -> bool:
     # What websockets' broadcast() does for one message, for several: frame them with the
     # connection's Sans-I/O protocol (which compresses them in order) and hand the bytes to
     # the transport in one write. A connection that is no longer open gets nothing, as with
     # broadcast(). data_to_send() holds only these frames: websockets writes out whatever it
-    # queues itself (pings, the close frame and its end of stream) at once.
+    # queues itself (pings, the close frame and its end of stream) at once. Returns whether the
+    # connection was open.
     protocol = connection.protocol
     if protocol.state is not State.OPEN:
-        return
+        return False
     for text in texts:
         protocol.send_text(text)
     connection.transport.write(b"".join(protocol.data_to_send()))
+    return True
 
 
 async def _written_down(connection: ServerConnection) -> None:
@@ -1408,12 +1409,14 @@ def _text(payload: bytes) -> str:
     return payload.decode()
 
 
-def _error_text(request_id: str | None, error: ProtocolError) -> str:
-    return _text(
-        protocol.encode_error(
-            request_id, error.status, error.code, error.message, error.retry_after_ms
-        )
+def _error_bytes(request_id: str | None, error: ProtocolError) -> bytes:
+    return protocol.encode_error(
+        request_id, error.status, error.code, error.message, error.retry_after_ms
     )
+
+
+def _error_text(request_id: str | None, error: ProtocolError) -> str:
+    return _text(_error_bytes(request_id, error))
 
 
 # Running it.

@@ -452,7 +452,7 @@ class FileJournal:
             if self._failure is None:
                 # Only space goes: a failure leaves it, and zeros after the frames are valid.
                 with contextlib.suppress(OSError):
-                    self._cut_to_frames(self._fd, self._segments[-1])
+                    self._cut_to_frames()
             os.close(self._fd)
             self._fd = None
         if self._lock_fd is not None:
@@ -494,10 +494,10 @@ class FileJournal:
         # The previous segment was synced with its last batch: cut its zeros (a segment that is
         # not the last holds frames only), then create the next one and make its directory
         # entry durable before any frame goes into it.
-        assert self._fd is not None
-        self._cut_to_frames(self._fd, self._segments[-1])
+        self._cut_to_frames()
         path = _create_segment(self._journal_dir, first_seq)
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        assert self._fd is not None
         os.close(self._fd)
         self._fd = fd
         self._zeroed_end = 0
@@ -505,11 +505,14 @@ class FileJournal:
         self._segments.append(segment)
         return segment
 
-    def _cut_to_frames(self, fd: int, segment: _Segment) -> None:
-        if self._zeroed_end > segment.size:
-            os.ftruncate(fd, segment.size)
-            os.fsync(fd)
-            self._zeroed_end = segment.size
+    def _cut_to_frames(self) -> None:
+        # Drop the zeros written ahead of the last segment's frames.
+        tail = self._segments[-1]
+        if self._zeroed_end > tail.size:
+            assert self._fd is not None
+            os.ftruncate(self._fd, tail.size)
+            os.fsync(self._fd)
+            self._zeroed_end = tail.size
 
     def segment_sizes(self) -> dict[str, int]:
         """Bytes of acknowledged frames in each segment file, by file name."""

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gateway import event_loop, sessions
@@ -324,6 +324,16 @@ async def test_a_client_that_does_not_read_its_answers_is_not_read_either(
         assert ids == [str(n) for n in range(requests)]
 
 
+async def _cancel_unknown_orders(connection: ClientConnection, count: int) -> None:
+    """Send count cancels of orders that do not exist, all at once: each answered, unknown."""
+    for n in range(count):  # Written at once: nothing here yields to the server.
+        frame = {"id": str(n), "method": "order.cancel", "params": {"order_id": 10**6 + n}}
+        await connection.send(json.dumps(frame))
+    answers = [json.loads(await connection.recv()) for _ in range(count)]
+    assert sorted(int(answer["id"]) for answer in answers) == list(range(count))
+    assert {answer["error"]["code"] for answer in answers} == {"UNKNOWN_ORDER"}
+
+
 async def test_a_connection_has_at_most_in_flight_max_commands_in_the_exchange(
     market: Venue, server: RunningServer
 ) -> None:
@@ -334,12 +344,7 @@ async def test_a_connection_has_at_most_in_flight_max_commands_in_the_exchange(
     headers = {"Authorization": f"Bearer {market.tokens['alice']}"}
     requests = 500
     async with connect(market.url, compression=None, additional_headers=headers) as alice:
-        for n in range(requests):  # Written at once: nothing here yields to the server.
-            frame = {"id": str(n), "method": "order.cancel", "params": {"order_id": 10**6 + n}}
-            await alice.send(json.dumps(frame))
-        answers = [json.loads(await alice.recv()) for _ in range(requests)]
-    assert sorted(int(answer["id"]) for answer in answers) == list(range(requests))
-    assert {answer["error"]["code"] for answer in answers} == {"UNKNOWN_ORDER"}
+        await _cancel_unknown_orders(alice, requests)
     assert sum(batches) >= requests
     assert max(batches) == IN_FLIGHT_MAX
 
@@ -362,11 +367,6 @@ async def test_the_answers_a_batch_releases_leave_together_not_one_write_each(
             real_write(data)
 
         transport.write = counting_write  # type: ignore[method-assign]
-        for n in range(requests):  # Written at once: nothing here yields to the server.
-            frame = {"id": str(n), "method": "order.cancel", "params": {"order_id": 10**6 + n}}
-            await alice.send(json.dumps(frame))
-        answers = [json.loads(await alice.recv()) for _ in range(requests)]
-    assert sorted(int(answer["id"]) for answer in answers) == list(range(requests))
-    assert {answer["error"]["code"] for answer in answers} == {"UNKNOWN_ORDER"}
+        await _cancel_unknown_orders(alice, requests)
     # One write per loop pass that released answers, each holding many: far fewer than 64.
     assert 1 <= len(writes) <= requests // 4, writes
