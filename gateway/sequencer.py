@@ -5,11 +5,12 @@ Invariants:
   calls `Exchange.handle`. ts_ns = max(wall clock, previous ts_ns + 1): strictly increasing,
   so replaying the journal sees the same times in the same order.
 - Durable before visible: a batch (everything queued, up to BATCH_MAX commands) is handled,
-  its record bodies are appended with ONE fsync (FileJournal.append_bodies), and only then are
-  the waiting futures resolved and the outcomes handed to subscribers.
+  its record bodies are appended with ONE fsync (FileJournal.append_bodies), and only then is
+  each command's sender told (its future resolved, or its callback called) and the outcomes
+  handed to subscribers.
 - A full queue refuses at once (Overloaded): the command was not handled, the caller may retry.
 - A crash inside `handle` or the journal is not a rejection: the sequencer stops, every waiting
-  future gets the error (the outcome is unknown to its sender), and the process must restart,
+  sender gets the error (the outcome is unknown to its sender), and the process must restart,
   which recovers from the journal.
 
 Why the fsync runs on the event loop rather than in asyncio.to_thread: measured on this
@@ -23,6 +24,10 @@ Snapshots: every SNAPSHOT_EVERY_RECORDS records a forked child writes one (copy-
 state as of that batch, while the parent serves on); the one at shutdown is written in
 process. A snapshot only bounds recovery time: losing one costs nothing but a longer replay.
 
+The queue is a deque and one waiter future, not an asyncio.Queue read with asyncio.wait_for:
+that made a task, a future and a timer per batch and a queue operation per command, and the
+gateway's answers take a callback (enqueue_call) rather than a future per command.
+
 Timers: when no command has arrived for TICK_INTERVAL_S and a timer of the core is due
 (state.next_timer_ns <= now: an auction end, a GTD expiry, a day roll), a Tick is handled so the
 timer fires without waiting for a client. An idle exchange with nothing due writes nothing.
@@ -31,7 +36,9 @@ timer fires without waiting for a client. An idle exchange with nothing due writ
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -55,6 +62,26 @@ log = logging.getLogger("ipx.sequencer")
 
 Subscriber = Callable[[Sequence[Outcome], Sequence[Any]], None]
 Observer = Callable[[Outcome], Iterable[Any]]
+# Told a command's outcome once it is durable, or the SequencerStopped that left it unknown.
+OnOutcome = Callable[[Outcome | BaseException], None]
+
+
+def _settle(future: asyncio.Future[Outcome], result: Outcome | BaseException) -> None:
+    if future.done():  # The sender gave up waiting (cancelled).
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+def _ignore(_: Outcome | BaseException) -> None:
+    pass
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _yield_cpu_to_others() -> None:
@@ -151,9 +178,9 @@ class Sequencer:
     ) -> None:
         self.exchange = exchange
         self.journal = journal
-        self._queue: asyncio.Queue[tuple[Command, asyncio.Future[Outcome]]] = asyncio.Queue(
-            queue_max
-        )
+        self._queue: collections.deque[tuple[Command, OnOutcome]] = collections.deque()
+        self._queue_max = queue_max
+        self._waiter: asyncio.Future[None] | None = None  # While run() waits for commands.
         self._batch_max = batch_max
         self._tick_interval_s = tick_interval_s
         self._clock = clock
@@ -180,7 +207,7 @@ class Sequencer:
     @property
     def queue_depth(self) -> int:
         """Commands waiting for the sequencer."""
-        return self._queue.qsize()
+        return len(self._queue)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         """Call subscriber(outcomes, messages) with each durable batch, in seq order.
@@ -213,42 +240,69 @@ class Sequencer:
 
         Raises as submit() does; the future's exception is SequencerStopped.
         """
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self.enqueue_call(command, functools.partial(_settle, future))
+        return future
+
+    def enqueue_call(self, command: Command, on_outcome: OnOutcome) -> None:
+        """Queue a command; call on_outcome(outcome) once it is on disk, in the sequencer.
+
+        on_outcome gets a SequencerStopped instead if the sequencer crashed with the command in
+        flight. It runs inside the batch's release, before the subscribers: it must be quick
+        and must not raise (what it raises is logged). Raises as submit() does.
+        """
         if not self.running:
             raise Unavailable("the exchange is not accepting commands: nothing was done")
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        try:
-            self._queue.put_nowait((command, future))
-        except asyncio.QueueFull:
+        queue = self._queue
+        if len(queue) >= self._queue_max:
             raise Overloaded(
-                f"the exchange is overloaded ({self._queue.maxsize} commands queued): "
+                f"the exchange is overloaded ({self._queue_max} commands queued): "
                 "nothing was done, retry after a short wait"
-            ) from None
-        return future
+            )
+        queue.append((command, on_outcome))
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def run(self) -> None:
         """Serve the queue until stop(); raise what crashed it, after failing its waiters."""
+        queue = self._queue
         try:
             while True:
-                if self._stopping and self._queue.empty():
-                    return
-                try:
-                    first = await asyncio.wait_for(self._queue.get(), self._tick_interval_s)
-                except TimeoutError:
-                    self._reap_snapshot()
-                    self._tick_if_due()
-                    continue
-                batch = [first]
-                while len(batch) < self._batch_max and not self._queue.empty():
-                    batch.append(self._queue.get_nowait())
-                self._process(batch)
+                if not queue:
+                    if self._stopping:
+                        return
+                    await self._commands_or_tick()
+                    if not queue:
+                        self._reap_snapshot()
+                        self._tick_if_due()
+                        continue
+                # One more pass of the loop before the batch: frames that arrived with the
+                # first command's are read and join it, so one fsync covers more commands.
+                await asyncio.sleep(0)
+                take = min(len(queue), self._batch_max)
+                self._process([queue.popleft() for _ in range(take)])
         except BaseException as exc:
             self._fail(exc)
             raise
+
+    async def _commands_or_tick(self) -> None:
+        # Wakes at the next enqueue, at stop(), or after the tick interval, whichever is first.
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(self._tick_interval_s, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     async def stop(self) -> None:
         """Refuse new commands, let run() drain what is queued, snapshot, close the journal."""
         self._accepting = False
         self._stopping = True
+        if self._waiter is not None:
+            _wake(self._waiter)
 
     def close(self) -> None:
         """Write a final snapshot (if anything changed) and release the journal."""
@@ -259,10 +313,9 @@ class Sequencer:
 
     def _tick_if_due(self) -> None:
         if self._clock() >= self.exchange.state.next_timer_ns and self._failure is None:
-            future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-            self._process([(Tick(SEQUENCER_ACTOR), future)])
+            self._process([(Tick(SEQUENCER_ACTOR), _ignore)])
 
-    def _process(self, batch: list[tuple[Command, asyncio.Future[Outcome]]]) -> None:
+    def _process(self, batch: list[tuple[Command, OnOutcome]]) -> None:
         # Handle, then one fsync, then release: no await in between (see the module docstring).
         exchange = self.exchange
         outcomes: list[Outcome] = []
@@ -281,16 +334,15 @@ class Sequencer:
             if self.on_journal_append is not None:
                 self.on_journal_append(time.perf_counter() - started)
         except BaseException as exc:
-            stopped = SequencerStopped(f"the exchange stopped: {exc!r}; the outcome is unknown")
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(stopped)
+            _tell(batch, SequencerStopped(f"the exchange stopped: {exc!r}; the outcome is unknown"))
             raise
         self.batches += 1
         self.records += len(outcomes)
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
-            if not future.done():  # The sender may have given up waiting (cancelled).
-                future.set_result(outcome)
+        for (_, on_outcome), outcome in zip(batch, outcomes, strict=True):
+            try:
+                on_outcome(outcome)
+            except Exception:  # One sender's broken callback must not cost the others.
+                log.exception("outcome callback failed at seq %d", outcome.seq)
         for subscriber in self._subscribers:
             try:
                 subscriber(outcomes, messages)
@@ -369,10 +421,16 @@ class Sequencer:
         self._accepting = False
         if not isinstance(exc, asyncio.CancelledError):
             log.error("sequencer stopped: %r", exc)
-        stopped = SequencerStopped(f"the exchange stopped: {exc!r}; the outcome is unknown")
-        while not self._queue.empty():
-            _, future = self._queue.get_nowait()
-            if not future.done():
-                future.set_exception(stopped)
+        queued = list(self._queue)
+        self._queue.clear()
+        _tell(queued, SequencerStopped(f"the exchange stopped: {exc!r}; the outcome is unknown"))
         with contextlib.suppress(Exception):
             self.journal.close()
+
+
+def _tell(senders: Iterable[tuple[Command, OnOutcome]], error: SequencerStopped) -> None:
+    for _, on_outcome in senders:
+        try:
+            on_outcome(error)
+        except Exception:
+            log.exception("outcome callback failed on %r", error)

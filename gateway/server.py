@@ -160,7 +160,10 @@ ORDER_EVENTS = (OrderAccepted, OrderAmended, OrderCanceled, OrderFilled, OrderRe
 class Session:
     connection: ServerConnection
     account: str | None = None
-    in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IN_FLIGHT_MAX))
+    # Requests read and not yet answered in a write; at IN_FLIGHT_MAX reading waits for a
+    # write to free slots (a count and a future: an asyncio.Semaphore cost more per request).
+    in_flight: int = 0
+    slots_freed: asyncio.Future[None] | None = None
     # Pushes (execution reports, market data): a bounded outbox drained by one writer task,
     # created by the first subscription.
     outbox: asyncio.Queue[bytes] | None = None
@@ -173,6 +176,22 @@ class Session:
     answers: list[bytes] = field(default_factory=list)
     token_sha256: str = ""  # The token it logged on with: revoking it closes the session.
     cancel_on_disconnect: bool = False
+
+    async def free_slot(self) -> None:
+        """Wait until fewer than IN_FLIGHT_MAX requests are unanswered."""
+        while self.in_flight >= IN_FLIGHT_MAX:
+            freed = self.slots_freed = asyncio.get_running_loop().create_future()
+            try:
+                await freed
+            finally:
+                self.slots_freed = None
+
+    def answered(self, count: int) -> None:
+        """Free the in-flight slots of count answers just written."""
+        self.in_flight -= count
+        freed = self.slots_freed
+        if freed is not None and not freed.done():
+            freed.set_result(None)
 
     def open_outbox(self, outbox_max: int) -> None:
         if self.writer is not None and self.writer.done():
@@ -292,7 +311,6 @@ class Gateway:
         self.rate_limiter = rate_limiter or OrderRateLimiter()
         self.logon_timeout_s = logon_timeout_s
         self._tasks: set[asyncio.Task[None]] = set()  # Connections being closed.
-        self._pending: set[asyncio.Future[Outcome]] = set()  # Commands awaiting their outcome.
         self._unsent: dict[Session, None] = {}  # Sessions with answers, in the order they came.
         # Sessions subscribed to their account's execution reports.
         self._subscribed: dict[str, dict[Session, None]] = {}
@@ -488,7 +506,9 @@ class Gateway:
                 await connection.close(1008, f"LIMIT_EXCEEDED: {limit} connections per account")
                 return
             async for frame in connection:
-                await session.in_flight.acquire()
+                if session.in_flight >= IN_FLIGHT_MAX:
+                    await session.free_slot()
+                session.in_flight += 1
                 self._answer(session, frame, time.perf_counter())
                 if _write_backlog(connection) > WRITE_BACKLOG_MAX:
                     await _written_down(connection)
@@ -857,10 +877,10 @@ class Gateway:
             request_id = request.id
             result = self._dispatch(session, request)
             if isinstance(result, Sequenced):
-                future = self.sequencer.enqueue(result.command)
-                self._pending.add(future)
-                future.add_done_callback(
-                    functools.partial(self._answer_outcome, session, request_id, result, started)
+                answer_outcome = self._answer_outcome
+                self.sequencer.enqueue_call(
+                    result.command,
+                    functools.partial(answer_outcome, session, request_id, result, started),
                 )
                 return
             answer = protocol.encode_result(request_id, result)
@@ -874,13 +894,14 @@ class Gateway:
         request_id: str,
         sequenced: Sequenced,
         started: float,
-        future: asyncio.Future[Outcome],
+        outcome: Outcome | BaseException,
     ) -> None:
-        self._pending.discard(future)
+        # Called by the sequencer once the command is durable (or with SequencerStopped).
         try:
-            result = sequenced.answer(future.result())
-            answer = protocol.encode_result(request_id, result)
-        except Exception as error:  # Nothing cancels these futures: the sequencer resolves them.
+            if isinstance(outcome, BaseException):
+                raise outcome
+            answer = protocol.encode_result(request_id, sequenced.answer(outcome))
+        except Exception as error:
             answer = self._error_answer(request_id, error)
         self._send_answer(session, answer, started)
 
@@ -905,8 +926,7 @@ class Gateway:
             except Exception as error:  # One broken connection must not cost the others.
                 log.warning("answers to %s not written: %r", session.account, error)
             finally:
-                for _ in answers:
-                    session.in_flight.release()
+                session.answered(len(answers))
 
     def _dispatch(self, session: Session, request: protocol.Request) -> Any:
         """Check the request; return its result, or Sequenced for the sequencer."""
@@ -1290,11 +1310,13 @@ class Gateway:
     def _op_resume(self, account: str, params: protocol.SymbolParams) -> Any:
         return Sequenced(Resume(account, params.symbol))
 
-    async def drain(self, timeout_s: float) -> None:
-        """Wait (bounded) for the answers of the commands in flight."""
-        if self._pending:  # Each is answered by its first callback, before wait() returns.
-            await asyncio.wait(set(self._pending), timeout=timeout_s)
-        self._flush_answers()  # Written now, before the connections are closed.
+    def drain(self) -> None:
+        """Write the answers that wait, before the connections are closed.
+
+        Once the sequencer's task has ended, every command it took has been answered (its
+        callback runs in the batch's release) or told SequencerStopped.
+        """
+        self._flush_answers()
 
 
 SESSION_METHODS: dict[str, Callable[[Gateway, Session, Any], dict[str, Any]]] = {
@@ -1530,7 +1552,7 @@ async def _shut_down(
     await sequencer.stop()
     with contextlib.suppress(Exception, asyncio.CancelledError):
         await asyncio.wait_for(asyncio.shield(task), DRAIN_TIMEOUT_S)
-    await gateway.drain(DRAIN_TIMEOUT_S)
+    gateway.drain()
     server.close()  # Closes every connection with 1001 (going away).
     await server.wait_closed()
     if not task.done():

@@ -151,6 +151,43 @@ async def test_a_crash_fails_every_waiter_and_stops_the_sequencer(tmp_path: Path
         await sequencer.submit(_open(9))
 
 
+async def test_a_callback_hears_its_outcome_once_durable_and_a_broken_one_costs_no_other(
+    tmp_path: Path,
+) -> None:
+    sequencer = Sequencer(Exchange(), FileJournal.open(tmp_path))
+    heard: list[tuple[int, int]] = []  # (outcome seq, journal's last durable seq) when told.
+
+    def on_outcome(outcome: Outcome | BaseException) -> None:
+        assert isinstance(outcome, Outcome)
+        heard.append((outcome.seq, sequencer.journal.last_seq))
+
+    def broken(_: Outcome | BaseException) -> None:
+        raise RuntimeError("a sender's bug")
+
+    task = await _run(sequencer)
+    for index in range(6):
+        sequencer.enqueue_call(_open(index), broken if index == 2 else on_outcome)
+    last = await sequencer.submit(_open(6))
+    assert [seq for seq, _ in heard] == [1, 2, 4, 5, 6]
+    assert all(durable >= seq for seq, durable in heard)
+    assert last.seq == 7  # The broken callback stopped nothing.
+    await _stop(sequencer, task)
+
+
+async def test_a_crash_tells_every_queued_callback_the_outcome_is_unknown(tmp_path: Path) -> None:
+    sequencer = Sequencer(Exchange(), FileJournal.open(tmp_path))
+    told: list[Outcome | BaseException] = []
+    task = await _run(sequencer)
+    await sequencer.submit(_open(0))
+    sequencer.journal.close()  # The next append fails like a dead disk would.
+    for index in range(1, 4):
+        sequencer.enqueue_call(_open(index), told.append)
+    with pytest.raises(Exception, match="closed"):
+        await task
+    assert len(told) == 3
+    assert all(isinstance(error, SequencerStopped) for error in told)
+
+
 async def test_a_periodic_snapshot_is_written_off_the_loop_and_recovers_the_same_state(
     tmp_path: Path,
 ) -> None:

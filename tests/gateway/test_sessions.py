@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from gateway import event_loop, sessions
 from gateway.client import ClientError, IpxClient, RequestFailed
-from gateway.server import IN_FLIGHT_MAX, WRITE_BACKLOG_MAX, RunningServer, run_server
+from gateway.server import IN_FLIGHT_MAX, WRITE_BACKLOG_MAX, RunningServer, Session, run_server
 from tests.gateway.conftest import SYMBOL, Venue, list_the_market
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -341,12 +341,21 @@ async def test_a_connection_has_at_most_in_flight_max_commands_in_the_exchange(
     # then reads the next only as answers go out, so no sequencer batch holds more.
     batches: list[int] = []
     server.gateway.sequencer.subscribe(lambda outcomes, _: batches.append(len(outcomes)))
+    unanswered: list[int] = []  # The connection's requests in flight as each one is read.
+    answer = server.gateway._answer
+
+    def counting_answer(session: Session, frame: str | bytes, started: float) -> None:
+        unanswered.append(session.in_flight)
+        answer(session, frame, started)
+
+    server.gateway._answer = counting_answer  # type: ignore[method-assign]
     headers = {"Authorization": f"Bearer {market.tokens['alice']}"}
     requests = 500
     async with connect(market.url, compression=None, additional_headers=headers) as alice:
         await _cancel_unknown_orders(alice, requests)
     assert sum(batches) >= requests
-    assert max(batches) == IN_FLIGHT_MAX
+    assert max(batches) <= IN_FLIGHT_MAX
+    assert max(unanswered) == IN_FLIGHT_MAX
 
 
 # Only asyncio's transport lets a test count its writes (uvloop's is a C type).
