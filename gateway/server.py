@@ -672,9 +672,7 @@ class Gateway:
     def _on_batch(self, outcomes: Sequence[Outcome], messages: Sequence[Any]) -> None:
         # Called by the sequencer once the batch is durable.
         self.fills.record(outcomes)
-        observe = self.metrics.observe_outcome
-        for outcome in outcomes:
-            observe(outcome)
+        self.metrics.observe_outcomes(outcomes)
         if order_log.isEnabledFor(logging.INFO):  # Off the hot path unless wanted.
             _log_orders(outcomes, order_log.isEnabledFor(logging.DEBUG))
         if self.publishers:

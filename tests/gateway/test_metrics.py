@@ -11,6 +11,7 @@ import random
 from collections import Counter
 
 import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from websockets.asyncio.server import ServerConnection, serve
@@ -19,7 +20,7 @@ from websockets.http11 import Request, Response
 from exchange.commands import PlaceOrder
 from exchange.core import Outcome
 from exchange.events import CommandRejected, OrderAccepted, OrderRejected, TradeExecuted
-from gateway.metrics import CONTENT_TYPE, Metrics
+from gateway.metrics import ACK_BUCKETS_S, CONTENT_TYPE, LoopHistogram, Metrics
 from tests.exchange.rulebook import BUY, SELL, SYMBOL, TICK_MINOR, USD, Market
 
 SEED = int(os.environ.get("IPX_SEED") or random.SystemRandom().randrange(1 << 32))
@@ -37,7 +38,7 @@ def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
 
 
 def observed(metrics: Metrics, outcome: Outcome) -> None:
-    metrics.observe_outcome(outcome)
+    metrics.observe_outcomes([outcome])
 
 
 def test_every_metric_is_exposed_with_help_type_and_base_units() -> None:
@@ -87,6 +88,21 @@ def test_histograms_have_cumulative_buckets_sum_and_count() -> None:
     assert dict(buckets)[0.005] == 4 and dict(buckets)[float("inf")] == 5
     assert values[("ipx_ack_latency_seconds_count", ())] == 5
     assert abs(values[("ipx_ack_latency_seconds_sum", ())] - 2.004_65) < 1e-9
+
+
+def test_the_lock_free_histogram_exposes_what_prometheus_clients_own_would() -> None:
+    values = [0.000_1, 0.000_05, 0.001, 0.000_999, 0.3, 7.0, 0.0, 0.025, 0.025_000_1]
+    theirs_registry = CollectorRegistry()
+    theirs = Histogram("h_seconds", "Doc.", buckets=ACK_BUCKETS_S, registry=theirs_registry)
+    ours = LoopHistogram("h_seconds", "Doc.", ACK_BUCKETS_S)
+    ours_registry = CollectorRegistry()
+    ours_registry.register(ours)
+    for value in values:  # Bounds themselves included: "le" is less or equal.
+        theirs.observe(value)
+        ours.observe(value)
+    assert generate_latest(ours_registry) == generate_latest(theirs_registry)
+    with pytest.raises(ValueError, match="ascending"):
+        LoopHistogram("h", "Doc.", (0.1, 0.01))
 
 
 def test_label_values_are_escaped() -> None:
@@ -154,9 +170,7 @@ def test_counters_follow_a_seeded_session() -> None:
     # band would otherwise leave the whole session in a volatility auction, with no trade.
     for account, side in (("alice", BUY), ("bob", SELL)):
         opening = market.order(account, side, 1, 1_000, cl=f"open-{account}")
-        outcome = market.do(opening, 1)
-        metrics.observe_outcome(outcome)
-        outcomes.append(outcome)
+        outcomes.append(market.do(opening, 1))
     for step in range(STEPS):
         if commands and rng.random() < 0.05:
             command = rng.choice(commands)  # Resent: answered with its first outcome.
@@ -167,9 +181,12 @@ def test_counters_follow_a_seeded_session() -> None:
             price = 1_000 + rng.randint(-30, 30) * rng.choice((1, 1, 1, 5))
             command = market.order(account, side, rng.randint(1, 40), price, cl=cl)
         commands.append(command)
-        outcome = market.do(command, rng.randint(1, 1_000_000))
-        metrics.observe_outcome(outcome)
-        outcomes.append(outcome)
+        outcomes.append(market.do(command, rng.randint(1, 1_000_000)))
+    counted = 0
+    while counted < len(outcomes):  # In batches of any size, as durable batches come.
+        batch = outcomes[counted : counted + rng.randint(1, 40)]
+        metrics.observe_outcomes(batch)
+        counted += len(batch)
     expected = expected_counts(outcomes)
     values = samples(metrics)
     actual: Counter[str] = Counter()
