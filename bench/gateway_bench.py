@@ -26,6 +26,10 @@ Phases, in one run, each after --warmup seconds that are not counted:
 3. echo ceiling: the gateway is stopped and a bare websockets.asyncio.server echo server runs
    in its own process; the same client code sends it the same frames with the same pipelining
    (a cancel names a made-up order id) and counts echoed messages per second and latency.
+   By default the echo server has websockets' default compression, which deflates every
+   message; the gateway sends messages under gateway.compression.COMPRESS_MIN_BYTES plain.
+   --echo-compression gateway gives the echo server the gateway's extension instead (like for
+   like on the wire; a higher ceiling).
 
 Event loops: the gateway and the echo server run on --event-loop, the load driver on
 --client-event-loop; both default to what `ipx serve` uses (uvloop where it is installed).
@@ -83,6 +87,7 @@ from exchange.commands import Role
 from gateway import event_loop, sessions
 from gateway.admin_cli import create_account
 from gateway.client import IpxClient
+from gateway.compression import COMPRESS_MIN_BYTES, server_extensions
 from gateway.server import IN_FLIGHT_MAX
 
 SYMBOL = "RS-US10123456B2"
@@ -239,10 +244,12 @@ async def _serve_gateway(arguments: argparse.Namespace) -> None:
         await client.aclose()
 
 
-async def _serve_echo() -> None:
+async def _serve_echo(arguments: argparse.Namespace) -> None:
     from websockets.asyncio.server import ServerConnection, serve
 
     from gateway.protocol import FRAME_BYTES_MAX
+
+    extensions = server_extensions() if arguments.echo_compression == "gateway" else None
 
     async def echo(connection: ServerConnection) -> None:
         with contextlib.suppress(websockets.ConnectionClosed):
@@ -250,7 +257,9 @@ async def _serve_echo() -> None:
                 await connection.send(message)
 
     stop = _stop_on_sigterm()
-    async with serve(echo, "127.0.0.1", 0, max_size=FRAME_BYTES_MAX) as server:
+    async with serve(
+        echo, "127.0.0.1", 0, max_size=FRAME_BYTES_MAX, extensions=extensions
+    ) as server:
         print(f"port {server.sockets[0].getsockname()[1]}", flush=True)
         await stop.wait()
 
@@ -263,7 +272,7 @@ def _stop_on_sigterm() -> asyncio.Event:
 
 
 def serve_main(arguments: argparse.Namespace) -> int:
-    coroutine = _serve_gateway(arguments) if arguments.serve_gateway else _serve_echo()
+    coroutine = _serve_gateway(arguments) if arguments.serve_gateway else _serve_echo(arguments)
     profile_path = os.environ.get("IPX_BENCH_PROFILE")
     if not profile_path or not arguments.serve_gateway:
         event_loop.run(coroutine, arguments.event_loop)
@@ -711,7 +720,11 @@ async def run_gateway(arguments: argparse.Namespace, data_dir: str) -> dict[str,
 
 
 async def run_echo(arguments: argparse.Namespace, log_dir: str) -> dict[str, Any]:
-    server = start_server(["--serve-echo"], os.path.join(log_dir, "echo.log"), arguments.event_loop)
+    server = start_server(
+        ["--serve-echo", "--echo-compression", arguments.echo_compression],
+        os.path.join(log_dir, "echo.log"),
+        arguments.event_loop,
+    )
     try:
         progress(f"echo server (pid {server.process.pid}): closed loop")
         url = f"ws://127.0.0.1:{server.port}/"
@@ -824,6 +837,13 @@ def header_lines(arguments: argparse.Namespace, argv: Sequence[str]) -> list[str
         f"websockets {version('websockets')}, {platform.system()}",
         f"event loops: servers (gateway and echo) {arguments.event_loop}, load driver "
         f"{arguments.client_event_loop}",
+        "server compression: gateway deflates messages of "
+        f"{COMPRESS_MIN_BYTES:,} bytes or more (smaller ones plain); echo server "
+        + (
+            "the same"
+            if arguments.echo_compression == "gateway"
+            else "websockets' default (every message deflated)"
+        ),
         f"git {git_revision('gateway', 'bench')}, load average {load_average()}",
         f"load: {arguments.connections} connections (one investor account each), "
         f"{arguments.in_flight} requests in flight per connection, compression "
@@ -857,6 +877,13 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--compression", choices=("deflate", "none"), default="deflate")
     parser.add_argument("--no-echo", action="store_true", help="skip the echo ceiling")
+    parser.add_argument(
+        "--echo-compression",
+        choices=("websockets", "gateway"),
+        default="websockets",
+        help="the echo server's extension: websockets' default (deflates every message) or "
+        "the gateway's (small messages plain)",
+    )
     parser.add_argument("--dir", default="", help="parent of the data dir (default: temp dir)")
     parser.add_argument("--redis-url", default="", help="also publish to Redis; report the lag")
     parser.add_argument("--mqtt-url", default="", help="also publish to MQTT; report the lag")

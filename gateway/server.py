@@ -108,7 +108,7 @@ from exchange.events import (
 from exchange.reasons import Reject
 from exchange.state import ExchangeState, Instrument
 from exchange.trading import find_own_order
-from gateway import accounts, dashboard_http, liquidity, market_data, protocol
+from gateway import accounts, compression, dashboard_http, liquidity, market_data, protocol
 from gateway.metrics import Metrics, SinkCounts
 from gateway.mqtt_publisher import MqttPublisher
 from gateway.protocol import ProtocolError
@@ -1527,6 +1527,7 @@ async def run_server(
         port,
         process_request=gateway.process_request,
         max_size=frame_bytes_max,
+        extensions=compression.server_extensions(),
     )
     heartbeats = asyncio.create_task(gateway.send_heartbeats(), name="heartbeats")
     token_watch = asyncio.create_task(gateway.watch_tokens(), name="token-watch")
