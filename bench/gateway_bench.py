@@ -87,7 +87,7 @@ from exchange.commands import Role
 from gateway import event_loop, sessions
 from gateway.admin_cli import create_account
 from gateway.client import IpxClient
-from gateway.compression import COMPRESS_MIN_BYTES, server_extensions
+from gateway.compression import COMPRESS_MIN_BYTES, client_extensions, server_extensions
 from gateway.server import IN_FLIGHT_MAX
 
 SYMBOL = "RS-US10123456B2"
@@ -491,7 +491,9 @@ async def open_connections(url: str, tokens: list[str], compression: str) -> lis
         connection = await connect(
             url,
             additional_headers={"Authorization": f"Bearer {token}"},
+            # As IpxClient does (gateway/compression.py): small requests plain, or none at all.
             compression=None if compression == "none" else compression,
+            extensions=None if compression == "none" else client_extensions(),
             max_size=FRAME_BYTES_MAX,
             open_timeout=STARTUP_TIMEOUT_S,
         )
@@ -837,18 +839,12 @@ def header_lines(arguments: argparse.Namespace, argv: Sequence[str]) -> list[str
         f"websockets {version('websockets')}, {platform.system()}",
         f"event loops: servers (gateway and echo) {arguments.event_loop}, load driver "
         f"{arguments.client_event_loop}",
-        "server compression: gateway deflates messages of "
-        f"{COMPRESS_MIN_BYTES:,} bytes or more (smaller ones plain); echo server "
-        + (
-            "the same"
-            if arguments.echo_compression == "gateway"
-            else "websockets' default (every message deflated)"
-        ),
+        f"compression: {_compression_line(arguments)}",
         f"git {git_revision('gateway', 'bench')}, load average {load_average()}",
         f"load: {arguments.connections} connections (one investor account each), "
-        f"{arguments.in_flight} requests in flight per connection, compression "
-        f"{arguments.compression}, {arguments.warmup:g} s warm-up + {arguments.duration:g} s "
-        f"per phase" + (f", at most {arguments.orders:,} orders" if arguments.orders else ""),
+        f"{arguments.in_flight} requests in flight per connection, "
+        f"{arguments.warmup:g} s warm-up + {arguments.duration:g} s per phase"
+        + (f", at most {arguments.orders:,} orders" if arguments.orders else ""),
         "integrations: "
         + (
             ", ".join(
@@ -860,6 +856,18 @@ def header_lines(arguments: argparse.Namespace, argv: Sequence[str]) -> list[str
         ),
         f"latency: send to answer, from {histogram_name()}",
     ]
+
+
+def _compression_line(arguments: argparse.Namespace) -> str:
+    if arguments.compression == "none":
+        return "none (the load driver offers no extension)"
+    plain = f"messages under {COMPRESS_MIN_BYTES:,} bytes plain, larger ones deflated"
+    echo = (
+        "the same"
+        if arguments.echo_compression == "gateway"
+        else "websockets' default (deflates every message)"
+    )
+    return f"permessage-deflate; gateway and load driver (as IpxClient): {plain}; echo: {echo}"
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -24,6 +24,8 @@ from typing import Any
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 
+from gateway import compression
+
 TIMEOUT_S = 5.0
 # The server's answers can be far larger than a request: account.fills holds up to 10,000
 # fills (gateway/accounts.py, ~3 MB of JSON), a book.l3 snapshot every resting order.
@@ -81,7 +83,11 @@ class IpxClient:
         """Open a session: the token as a bearer header on the upgrade, or by session.logon."""
         headers = {"Authorization": f"Bearer {token}"} if bearer else None
         connection = await connect(
-            url, additional_headers=headers, open_timeout=timeout_s, max_size=ANSWER_BYTES_MAX
+            url,
+            additional_headers=headers,
+            open_timeout=timeout_s,
+            max_size=ANSWER_BYTES_MAX,
+            extensions=compression.client_extensions(),
         )
         client = cls(connection)
         if not bearer:
