@@ -42,8 +42,11 @@ Definitions and units (every ratio an integer in the unit its name ends with, ro
 
 Invariants:
 - After `on_outcome(o)`, each symbol's buckets hold exactly what happened in their second
-  (a bucket is dropped only once it is before every later window), and the window's total
-  equals the sum over its buckets.
+  (a bucket is dropped only once it is before every later window) up to the time its current
+  quote began (quote_start_ns); the current quote's stretch since then is added to the buckets
+  when the quote changes, and counted from quote_start_ns by every read. The window's total
+  equals the sum over its buckets. (A quote is added once per change, not once per outcome:
+  most outcomes leave the best prices as they were.)
 - Nothing reads all resting orders: depth reads the book's aggregated levels from the top,
   only as far as DEPTH_BPS_MAX from mid, and only for symbols whose book changed.
 - The figures depend only on the outcomes, the exchange state and `now_ns`.
@@ -322,9 +325,7 @@ class _Symbol:
         self.instrument = instrument
         self.digits = digits
         self.tracked_from_ns = self.viewed_ns = ts_ns
-        self.bid_ticks = self.ask_ticks = 0
-        self.quoted = False
-        self.requote()
+        self.bid_ticks, self.ask_ticks, self.quoted = _quote(instrument)
         self.quote_start_ns = ts_ns  # Time up to which the quote is in the window's buckets.
         self.window = _Window(window_ns)
         self.depth: list[Depth] | None = None  # Cached until the book changes.
@@ -348,7 +349,7 @@ class _Symbol:
             self._start_day(day)
 
     def advance(self, ts_ns: int) -> None:
-        """Account for the quote shown up to ts_ns (before an outcome's events change it)."""
+        """Add the quote shown up to ts_ns to the buckets (it is about to change)."""
         if self.quoted and ts_ns > self.quote_start_ns:
             spread = spread_sub_bps(self.bid_ticks, self.ask_ticks)
             self.window.add_quote(self.quote_start_ns, ts_ns, spread)
@@ -357,6 +358,7 @@ class _Symbol:
 
     def trade(self, ts_ns: int, event: TradeExecuted) -> None:
         self.roll(ts_ns)
+        self.window.evict(ts_ns)
         terms = self.instrument.terms
         notional = event.price_ticks * terms.tick_size_minor * event.quantity_units
         effective = None
@@ -371,15 +373,13 @@ class _Symbol:
         self.day_notional_minor += notional
         self.day_last_ticks = self.last_trade_ticks = event.price_ticks
 
-    def requote(self) -> None:
-        """Read the best bid and ask after an outcome (advance came first)."""
+    def requote(self, ts_ns: int) -> None:
+        """Read the best bid and ask after an outcome at ts_ns; a new quote starts at ts_ns."""
         self.depth = None
-        instrument = self.instrument
-        bid, ask = _quote(instrument.book)
-        self.bid_ticks, self.ask_ticks = bid, ask
-        # A crossed book (while orders rest in an auction) or one that cannot trade now is
-        # no quote: its "spread" would be negative or not a price anyone can deal at.
-        self.quoted = 0 < bid < ask and instrument.phase is Phase.CONTINUOUS
+        quote = _quote(self.instrument)
+        if quote != (self.bid_ticks, self.ask_ticks, self.quoted):
+            self.advance(ts_ns)  # The old quote lasted until this outcome.
+            self.bid_ticks, self.ask_ticks, self.quoted = quote
 
     def time_weighted(self, now_ns: int, window_start_ns: int) -> tuple[int, int]:
         """Return (two-sided ns, spread_sub_bps x ns) within [window_start_ns, now_ns]."""
@@ -393,11 +393,15 @@ class _Symbol:
         return two_sided, spread_ns
 
 
-def _quote(book: OrderBook) -> tuple[int, int]:
-    # (best bid, best ask) in ticks, 0 for an empty side.
-    bid = book.best_bid()
-    ask = book.best_ask()
-    return (bid[0] if bid else 0), (ask[0] if ask else 0)
+def _quote(instrument: Instrument) -> tuple[int, int, bool]:
+    # (best bid, best ask, quoted): prices in ticks, 0 for an empty side. A crossed book (while
+    # orders rest in an auction) or one that cannot trade now is no quote: its "spread" would
+    # be negative or not a price anyone can deal at.
+    book = instrument.book
+    best_bid, best_ask = book.best_bid(), book.best_ask()
+    bid = best_bid[0] if best_bid else 0
+    ask = best_ask[0] if best_ask else 0
+    return bid, ask, 0 < bid < ask and instrument.phase is Phase.CONTINUOUS
 
 
 class Liquidity:
@@ -470,9 +474,7 @@ class Liquidity:
             if not (kind is TradeExecuted or kind is OrderAccepted or kind in _BOOK_OR_STATUS):
                 continue
             symbol: str = event.symbol  # type: ignore[union-attr]
-            if symbol not in touched:  # The quote before this outcome, up to its time.
-                symbols[symbol].advance(ts_ns)
-                touched[symbol] = None
+            touched[symbol] = None
             if kind is TradeExecuted:
                 assert isinstance(event, TradeExecuted)
                 symbols[symbol].trade(ts_ns, event)
@@ -481,7 +483,7 @@ class Liquidity:
                 tracked.roll(ts_ns)
                 tracked.day_orders += 1
         for symbol in touched:
-            symbols[symbol].requote()
+            symbols[symbol].requote(ts_ns)
         self._changed.update(touched)
 
     def take_changed(self) -> list[str]:

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import random
 import time
 from typing import Any
 
@@ -40,6 +42,7 @@ import pytest
 from exchange.calendar import NS_PER_DAY, parse_date
 from exchange.commands import Command, DistributeRoyalty, Resume
 from exchange.core import Outcome
+from exchange.events import Phase
 from gateway import liquidity
 from gateway.client import IpxClient
 from gateway.liquidity import (
@@ -193,6 +196,57 @@ def test_time_weighted_spread_and_two_sided_share_over_segments() -> None:
     later = market.view(after_ns=270 * SECOND)
     assert later.two_sided_ppm == 933_333
     assert later.time_weighted_spread_bps == 103
+
+
+def test_time_weighted_figures_equal_a_recount_of_every_quote_over_a_seeded_session() -> None:
+    # The tracker adds a quote to its buckets only when the quote changes; a naive recount
+    # keeps the quote after every outcome and sums the two-sided time inside each window.
+    seed = int(os.environ.get("IPX_SEED") or random.SystemRandom().randrange(1 << 32))
+    print(f"liquidity session: IPX_SEED={seed}")
+    rng = random.Random(seed)
+    window_s = 15
+    market = WatchedMarket(window_s)
+    instrument = market.exchange.state.instruments[SYMBOL]
+    tracker = market.trackers[0]
+
+    def quote() -> tuple[int, int, bool]:
+        bid, ask = instrument.book.best_bid(), instrument.book.best_ask()
+        b, a = (bid[0] if bid else 0), (ask[0] if ask else 0)
+        return b, a, 0 < b < a and instrument.phase is Phase.CONTINUOUS
+
+    history = [(market.started_ns, quote())]  # (from ts, the quote shown from then on)
+
+    def recount(now_ns: int) -> tuple[int, int]:
+        start = (now_ns - window_s * SECOND) // SECOND * SECOND
+        covered = now_ns - max(start, market.started_ns)
+        two_sided = spread_ns = 0
+        for (begin, (bid, ask, quoted)), (end, _) in zip(
+            history, [*history[1:], (now_ns, None)], strict=True
+        ):
+            duration = min(end, now_ns) - max(begin, start)
+            if quoted and duration > 0:
+                two_sided += duration
+                spread_ns += spread_sub_bps(bid, ask) * duration
+        if not two_sided:  # The quote began just now: its own spread.
+            bid, ask, _ = history[-1][1]
+            return 0, spread_sub_bps(bid, ask) // 1_000_000
+        return two_sided * 1_000_000 // covered, spread_ns // two_sided // 1_000_000
+
+    views = 0
+    for _ in range(400):
+        gap = rng.choice((1, 1_000, 300_000_000, 2 * SECOND, 9 * SECOND))
+        if rng.random() < 0.5:
+            market.do(market.order(rng.choice((ALICE, BOB)), BUY, 1, rng.randint(985, 999)), gap)
+        else:
+            market.do(market.order(ISSUER, SELL, 1, rng.randint(1_001, 1_015)), gap)
+        history.append((market.ts_ns, quote()))
+        if history[-1][1][2] and rng.random() < 0.3:
+            figures = tracker.view(SYMBOL, market.ts_ns)
+            two_sided_ppm, weighted = recount(market.ts_ns)
+            assert figures.two_sided_ppm == two_sided_ppm
+            assert figures.time_weighted_spread_bps == weighted
+            views += 1
+    assert views > 50
 
 
 def test_the_window_forgets_an_old_one_sided_stretch() -> None:
