@@ -42,6 +42,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Annotated, Any, Literal
 
@@ -410,6 +411,12 @@ def minor_to_amount(minor: int, currency: str) -> str:
     return f"{sign}{whole}.{fraction:0{digits}d}" if digits else f"{sign}{whole}"
 
 
+# Prices repeat (a few hundred levels carry most orders): both conversions are memoized, and
+# the caches are bounded so that prices a client makes up cannot grow them.
+PRICE_CACHE_MAX = 4096
+
+
+@functools.lru_cache(maxsize=PRICE_CACHE_MAX)
 def price_to_ticks(text: str, currency: str, tick_size_minor: int) -> int:
     """Convert a price per unit like "100.10" to ticks, exactly.
 
@@ -432,6 +439,7 @@ def price_to_ticks(text: str, currency: str, tick_size_minor: int) -> int:
     return ticks
 
 
+@functools.lru_cache(maxsize=PRICE_CACHE_MAX)
 def ticks_to_price(ticks: int, currency: str, tick_size_minor: int) -> str:
     return minor_to_amount(ticks * tick_size_minor, currency)
 
