@@ -277,8 +277,11 @@ class Sequencer:
                         self._reap_snapshot()
                         self._tick_if_due()
                         continue
-                # One more pass of the loop before the batch: frames that arrived with the
-                # first command's are read and join it, so one fsync covers more commands.
+                # Two more passes of the loop before the batch, so the socket is read at least
+                # once more: frames that arrived with the first command's join it, and one
+                # fsync covers more commands (a command can be queued from a socket's read
+                # callback, in the pass that wakes this task).
+                await asyncio.sleep(0)
                 await asyncio.sleep(0)
                 take = min(len(queue), self._batch_max)
                 self._process([queue.popleft() for _ in range(take)])

@@ -109,6 +109,7 @@ from exchange.reasons import Reject
 from exchange.state import ExchangeState, Instrument
 from exchange.trading import find_own_order
 from gateway import accounts, compression, dashboard_http, liquidity, market_data, protocol
+from gateway.connection import GatewayConnection
 from gateway.metrics import Metrics, SinkCounts
 from gateway.mqtt_publisher import MqttPublisher
 from gateway.protocol import ProtocolError
@@ -158,12 +159,13 @@ ORDER_EVENTS = (OrderAccepted, OrderAmended, OrderCanceled, OrderFilled, OrderRe
 
 @dataclass(slots=True, eq=False)
 class Session:
-    connection: ServerConnection
+    connection: GatewayConnection
     account: str | None = None
-    # Requests read and not yet answered in a write; at IN_FLIGHT_MAX reading waits for a
-    # write to free slots (a count and a future: an asyncio.Semaphore cost more per request).
+    # Requests read and not yet answered in a write; at IN_FLIGHT_MAX reading pauses until a
+    # write frees slots (Gateway._receive, _resume_reading).
     in_flight: int = 0
-    slots_freed: asyncio.Future[None] | None = None
+    # While more than WRITE_BACKLOG_MAX of answers wait unsent: resumes reading once written.
+    backlog_watch: asyncio.Task[None] | None = None
     # Pushes (execution reports, market data): a bounded outbox drained by one writer task,
     # created by the first subscription.
     outbox: asyncio.Queue[bytes] | None = None
@@ -176,22 +178,6 @@ class Session:
     answers: list[bytes] = field(default_factory=list)
     token_sha256: str = ""  # The token it logged on with: revoking it closes the session.
     cancel_on_disconnect: bool = False
-
-    async def free_slot(self) -> None:
-        """Wait until fewer than IN_FLIGHT_MAX requests are unanswered."""
-        while self.in_flight >= IN_FLIGHT_MAX:
-            freed = self.slots_freed = asyncio.get_running_loop().create_future()
-            try:
-                await freed
-            finally:
-                self.slots_freed = None
-
-    def answered(self, count: int) -> None:
-        """Free the in-flight slots of count answers just written."""
-        self.in_flight -= count
-        freed = self.slots_freed
-        if freed is not None and not freed.done():
-            freed.set_result(None)
 
     def open_outbox(self, outbox_max: int) -> None:
         if self.writer is not None and self.writer.done():
@@ -493,6 +479,7 @@ class Gateway:
     # One connection.
 
     async def handle_connection(self, connection: ServerConnection) -> None:
+        assert isinstance(connection, GatewayConnection), "serve(create_connection=...) makes it"
         session = Session(connection)
         header = _authorization(connection.request.headers if connection.request else None)
         if header is not None:
@@ -505,20 +492,43 @@ class Gateway:
                 limit = self.connections_per_account_max
                 await connection.close(1008, f"LIMIT_EXCEEDED: {limit} connections per account")
                 return
-            async for frame in connection:
-                if session.in_flight >= IN_FLIGHT_MAX:
-                    await session.free_slot()
-                session.in_flight += 1
-                self._answer(session, frame, time.perf_counter())
-                if _write_backlog(connection) > WRITE_BACKLOG_MAX:
-                    await _written_down(connection)
+            # From here on each request is handled as its frame is parsed (_receive).
+            connection.deliver_to(functools.partial(self._receive, session))
+            await connection.wait_closed()
         except ConnectionClosed:
             pass
         finally:
+            if session.backlog_watch is not None:
+                session.backlog_watch.cancel()
             self._unsubscribe(session)
             self._unregister(session)
             if session.cancel_on_disconnect:
                 await self._cancel_on_disconnect(session)
+
+    def _receive(self, session: Session, frame: str | bytes) -> bool:
+        # Called by the connection for each request as it is parsed; says whether to read on.
+        session.in_flight += 1
+        self._answer(session, frame, time.perf_counter())
+        return self._may_read(session)
+
+    def _may_read(self, session: Session) -> bool:
+        # At IN_FLIGHT_MAX unanswered requests, the write that frees slots resumes reading
+        # (_flush_answers). A client that sends and does not read its answers: none of its
+        # requests are read until the kernel has taken the backlog (_written_down).
+        if session.in_flight >= IN_FLIGHT_MAX:
+            return False
+        if _write_backlog(session.connection) <= WRITE_BACKLOG_MAX:
+            return True
+        if session.backlog_watch is None:
+            session.backlog_watch = asyncio.create_task(self._read_once_written(session))
+        return False
+
+    async def _read_once_written(self, session: Session) -> None:
+        connection = session.connection
+        await _written_down(connection)
+        session.backlog_watch = None
+        if self._may_read(session):
+            connection.resume()
 
     def _register(self, session: Session) -> bool:
         assert session.account is not None
@@ -835,10 +845,10 @@ class Gateway:
             view["amount"] = protocol.minor_to_amount(view["amount_minor"], currency)
         return view
 
-    async def _logon(self, connection: ServerConnection, session: Session) -> bool:
+    async def _logon(self, connection: GatewayConnection, session: Session) -> bool:
         # The first frame of an unauthenticated connection must be a good session.logon.
         try:
-            frame = await asyncio.wait_for(connection.recv(), self.logon_timeout_s)
+            frame = await asyncio.wait_for(connection.receive(), self.logon_timeout_s)
         except TimeoutError:
             await connection.close(1008, "no logon in time")
             return False
@@ -924,7 +934,9 @@ class Gateway:
             except Exception as error:  # One broken connection must not cost the others.
                 log.warning("answers to %s not written: %r", session.account, error)
             finally:
-                session.answered(len(answers))
+                session.in_flight -= len(answers)
+                if self._may_read(session):
+                    session.connection.resume()
 
     def _dispatch(self, session: Session, request: protocol.Request) -> Any:
         """Check the request; return its result, or Sequenced for the sequencer."""
@@ -1365,9 +1377,8 @@ def _write_text_frames(connection: ServerConnection, texts: Sequence[bytes]) -> 
 
 
 async def _written_down(connection: ServerConnection) -> None:
-    # A client that sends requests and does not read the answers: read none of its requests
-    # until the kernel has taken its backlog (polled: rare, and bounded by the connection's
-    # close, where the transport drops its buffer).
+    # Until the kernel has taken the connection's write backlog (polled: rare, and bounded by
+    # the connection's close, where the transport drops its buffer).
     while _write_backlog(connection) > WRITE_BACKLOG_MAX and not connection.transport.is_closing():
         await asyncio.sleep(WRITE_BACKLOG_POLL_S)
 
@@ -1528,6 +1539,7 @@ async def run_server(
         process_request=gateway.process_request,
         max_size=frame_bytes_max,
         extensions=compression.server_extensions(),
+        create_connection=GatewayConnection,
     )
     heartbeats = asyncio.create_task(gateway.send_heartbeats(), name="heartbeats")
     token_watch = asyncio.create_task(gateway.watch_tokens(), name="token-watch")

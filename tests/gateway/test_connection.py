@@ -1,0 +1,163 @@
+"""One connection's messages: whole, once, in order, as they are parsed; bad ones fail it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from gateway.connection import FRAGMENTS_MAX, GatewayConnection, Message
+
+pytestmark = pytest.mark.asyncio
+
+
+class Taker:
+    """A callback that takes `room` messages, then says no until it is given more room."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.taken: list[Message] = []
+        self.connection: GatewayConnection | None = None
+
+    def __call__(self, message: Message) -> bool:
+        self.taken.append(message)
+        self.room -= 1
+        return self.room > 0
+
+    def more(self, room: int) -> None:
+        self.room += room
+        assert self.connection is not None
+        self.connection.resume()
+
+
+@asynccontextmanager
+async def server(
+    before: Callable[[GatewayConnection], object] | None = None, taker: Taker | None = None
+) -> AsyncIterator[ClientConnection]:
+    """A server whose handler logs on with receive() (if asked), then delivers to taker."""
+    received: list[Message] = []
+
+    async def handler(connection: ServerConnection) -> None:
+        assert isinstance(connection, GatewayConnection)
+        if before is not None:
+            received.append(await connection.receive())
+            await connection.send("logged on")
+        if taker is not None:
+            taker.connection = connection
+            connection.deliver_to(taker)
+        await connection.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, create_connection=GatewayConnection) as running:
+        port = running.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/", compression=None) as client:
+            yield client
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("not reached in 5 s")
+
+
+async def test_messages_arrive_whole_once_and_in_order_text_as_str_binary_as_bytes() -> None:
+    taker = Taker(10_000)
+    async with server(taker=taker) as client:
+        await client.send("one")
+        await client.send(b"\x00two")
+        await client.send(["fr", "ag", "mented"])  # One message in three frames.
+        await client.send([b"bin", b"ary"])
+        await client.send("é")
+        await _until(lambda: len(taker.taken) == 5)
+    assert taker.taken == ["one", b"\x00two", "fragmented", b"binary", "é"]
+
+
+async def test_before_delivery_messages_wait_for_receive_and_none_is_lost() -> None:
+    # The client sends its logon and, without waiting, three requests: the server takes the
+    # first with receive(), the rest go to the callback, in order.
+    taker = Taker(10_000)
+    async with server(before=lambda _: None, taker=taker) as client:
+        for text in ("logon", "a", "b", "c"):
+            await client.send(text)
+        assert await client.recv() == "logged on"
+        await _until(lambda: len(taker.taken) == 3)
+    assert taker.taken == ["a", "b", "c"]
+
+
+async def test_a_full_callback_pauses_reading_and_resume_hands_over_what_is_held() -> None:
+    taker = Taker(3)
+    async with server(taker=taker) as client:
+        for index in range(50):
+            await client.send(str(index))
+        await _until(lambda: len(taker.taken) == 3)
+        await asyncio.sleep(0.05)
+        assert len(taker.taken) == 3  # Nothing more is handed over while it says no.
+        assert taker.connection is not None and not taker.connection.transport.is_reading()
+        taker.more(10)
+        assert 3 < len(taker.taken) <= 13  # At once, from what one read already parsed ...
+        taker.more(1_000)
+        await _until(lambda: len(taker.taken) == 50)  # ... and the rest once reading resumes.
+    assert taker.taken == [str(index) for index in range(50)]
+
+
+async def test_text_that_is_not_utf8_fails_the_connection_with_1007() -> None:
+    taker = Taker(10_000)
+    async with server(taker=taker) as client:
+        await client.send("fine")
+        await client.send(b'{"id": "\xff\xfe"}', text=True)  # A text frame, not UTF-8.
+        with pytest.raises(ConnectionClosed) as closed:
+            await client.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+    assert taker.taken == ["fine"]
+
+
+async def test_too_many_fragments_fail_the_connection_with_1009() -> None:
+    taker = Taker(10_000)
+    async with server(taker=taker) as client:
+        await client.send(["x"] * (FRAGMENTS_MAX + 1))
+        with pytest.raises(ConnectionClosed) as closed:
+            await client.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    assert taker.taken == []
+
+
+async def test_a_callback_that_raises_fails_the_connection_with_1011() -> None:
+    def broken(message: Message) -> bool:
+        raise RuntimeError("a bug")
+
+    async def handler(connection: ServerConnection) -> None:
+        assert isinstance(connection, GatewayConnection)
+        connection.deliver_to(broken)
+        await connection.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, create_connection=GatewayConnection) as running:
+        port = running.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/") as client:
+            await client.send("boom")
+            with pytest.raises(ConnectionClosed) as closed:
+                await client.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+
+
+async def test_receive_raises_once_the_connection_is_closed() -> None:
+    outcome: list[BaseException] = []
+
+    async def handler(connection: ServerConnection) -> None:
+        assert isinstance(connection, GatewayConnection)
+        try:
+            await connection.receive()
+        except ConnectionClosed as error:
+            outcome.append(error)
+
+    async with serve(handler, "127.0.0.1", 0, create_connection=GatewayConnection) as running:
+        port = running.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/") as client:
+            await client.close()
+        await _until(lambda: bool(outcome))
+    assert isinstance(outcome[0], ConnectionClosed)
