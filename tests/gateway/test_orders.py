@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
+from websockets.asyncio.client import connect
 
 from exchange.commands import command_decoder
 from gateway import event_loop
@@ -200,6 +202,26 @@ async def test_a_resting_order_reports_its_fill_to_its_owner_only(market: Venue)
     finally:
         for client in (alice, alice_too, bob, issuer):
             await client.close()
+
+
+async def test_an_orders_answer_reaches_its_sender_before_its_execution_report(
+    market: Venue,
+) -> None:
+    # The answer and the report are released by the same durable batch; the answer is written
+    # in that loop pass, the report by the session's push writer after it.
+    headers = {"Authorization": f"Bearer {market.tokens['alice']}"}
+    async with connect(market.url, additional_headers=headers) as alice:
+        await alice.send(json.dumps({"id": "s", "method": "executions.subscribe"}))
+        assert json.loads(await alice.recv())["id"] == "s"
+        for n in range(20):
+            params = {"symbol": SYMBOL, "side": "buy", "type": "limit", "quantity": 1,
+                      "price": "95.00", "cl_ord_id": f"order-{n}"}  # fmt: skip
+            await alice.send(json.dumps({"id": str(n), "method": "order.place", "params": params}))
+            first = json.loads(await alice.recv())
+            second = json.loads(await alice.recv())
+            assert (first.get("id"), first.get("status")) == (str(n), 200), first
+            assert second["channel"] == "executions", second
+            assert second["event"]["cl_ord_id"] == f"order-{n}"
 
 
 async def test_the_client_resends_a_timed_out_order_with_the_same_client_id(
