@@ -2,8 +2,8 @@
 
 uvloop (libuv behind asyncio's API) is the default wherever it is installed: it is what the
 gateway is benchmarked and tested on. Its transports, futures, callbacks and timers are C, so
-the per-request machinery around the exchange (a future per command, its callback, a socket
-write per answer) costs less: measured against asyncio's own loop in interleaved runs
+the per-request machinery around the exchange (socket reads and writes, callbacks, the
+sequencer's wake-ups) costs less: measured against asyncio's own loop in interleaved runs
 (BENCHMARKS.md, "Gateway"), 1.11 x the acknowledged orders/s (median of 10 pairs) and 7%
 less server CPU per answer.
 

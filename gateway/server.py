@@ -14,7 +14,11 @@ Invariants:
 - A connection has at most IN_FLIGHT_MAX requests unanswered, and at most WRITE_BACKLOG_MAX
   bytes of answers written but not yet taken by the kernel; past either, its frames are not
   read until it drops below (a client that sends and never reads costs bounded memory).
-  A query is answered at once; a command when its batch is durable (no task per request).
+  A query is answered at once; a command when its batch is durable (no task per request:
+  each request is handled as its frame is parsed, gateway/connection.py). A command's answer
+  is written before the execution reports and market data of its batch.
+- Messages under 1,024 bytes go out uncompressed, larger ones deflated (gateway/compression.py);
+  permessage-deflate is negotiated as websockets' default.
 - Bad frames (malformed JSON, unknown method, wrong types, binary frames) get a typed 400
   and the connection carries on; a frame above FRAME_BYTES_MAX closes it with 1009; no
   logon within LOGON_TIMEOUT_S, or a failed logon, closes it with 1008.
