@@ -15,8 +15,10 @@ Invariants:
   protocol (1009); more than FRAGMENTS_MAX fragments also fail it with 1009, as recv() does.
 - The callback returns whether it takes another message now. When it says no, reading from
   the socket pauses and what one read already parsed is held (so held messages are bounded by
-  one read); `resume()` hands them over, then reads again. Control frames (ping, pong, close)
-  are websockets' business, as before.
+  one read); `resume()` hands them over, then reads again. Before a callback is set, reading
+  pauses while HELD_MAX messages wait for receive() (websockets' own queue does the same).
+  Control frames (ping, pong, close) are websockets' business, as before; once the
+  connection is closing, reading is never paused, so the peer's close is always read.
 - A callback that raises fails the connection with 1011: nothing a client sends can escape
   into the event loop's transport handling.
 
@@ -40,6 +42,7 @@ Message = str | bytes
 OnMessage = Callable[[Message], bool]
 
 FRAGMENTS_MAX = 4096  # As websockets' own assembler (MAX_FRAGMENTS).
+HELD_MAX = 16  # Messages waiting for receive() before reading pauses (websockets' max_queue).
 
 log = logging.getLogger("ipx.gateway")
 
@@ -52,7 +55,9 @@ class GatewayConnection(ServerConnection):
         self._on_message: OnMessage | None = None
         self._held: deque[Message] = deque()
         self._fragments: list[Frame] = []
-        self._paused = False  # Reading paused because the callback said no.
+        # Messages are held, not handed over: the callback said no (or, before deliver_to,
+        # HELD_MAX wait for receive()). Reading from the socket is paused meanwhile.
+        self._paused = False
         self._waiter: asyncio.Future[None] | None = None  # receive() waiting for a message.
 
     # What the gateway calls.
@@ -71,7 +76,10 @@ class GatewayConnection(ServerConnection):
                 await waiter
             finally:
                 self._waiter = None
-        return self._held.popleft()
+        message = self._held.popleft()
+        if self._paused and self._on_message is None and len(self._held) < HELD_MAX:
+            self._read_again()
+        return message
 
     def deliver_to(self, on_message: OnMessage) -> None:
         """Hand every message to on_message from now on, starting with those held."""
@@ -132,6 +140,8 @@ class GatewayConnection(ServerConnection):
             waiter = self._waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
+            if len(self._held) >= HELD_MAX:
+                self._pause()
         elif self._paused:
             self._held.append(message)
         elif not self._call(on_message, message):
@@ -144,16 +154,20 @@ class GatewayConnection(ServerConnection):
                 self._pause()
                 return
         if self._paused:
-            self._paused = False
-            if not self.transport.is_closing():
-                self.transport.resume_reading()
+            self._read_again()
 
     def _pause(self) -> None:
-        # Not once the connection is closing: its peer's close must still be read.
-        if not self._paused and self.protocol.state is State.OPEN:
+        # Hold what comes next (in order); stop reading unless the connection is closing:
+        # then its peer's close must still be read.
+        if not self._paused:
             self._paused = True
-            if not self.transport.is_closing():
+            if self.protocol.state is State.OPEN and not self.transport.is_closing():
                 self.transport.pause_reading()
+
+    def _read_again(self) -> None:
+        self._paused = False
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def _call(self, on_message: OnMessage, message: Message) -> bool:
         try:
