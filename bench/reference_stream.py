@@ -33,6 +33,7 @@ from __future__ import annotations
 import bisect
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 # Command kinds: the first field of each command tuple.
 LIMIT = 0  # (LIMIT, order_id, owner, side, price_ticks, quantity_units); GTC limit.
@@ -120,6 +121,9 @@ class ReferenceStream:
     measured_stats: SectionStats
 
 
+_Order = list[Any]  # [order_id, owner, side, price, leaves, index in `resting`]
+
+
 class _ModelBook:
     """A small price-time book: just enough to know what rests and what trades.
 
@@ -129,9 +133,9 @@ class _ModelBook:
     """
 
     def __init__(self) -> None:
-        self.levels: tuple[dict[int, dict[int, list]], dict[int, dict[int, list]]] = ({}, {})
+        self.levels: tuple[dict[int, dict[int, _Order]], dict[int, dict[int, _Order]]] = ({}, {})
         self.prices: tuple[list[int], list[int]] = ([], [])  # Ascending, per side.
-        self.orders: dict[int, list] = {}
+        self.orders: dict[int, _Order] = {}
         self.resting: list[int] = []
         self.trades = 0
         self.volume_units = 0
@@ -153,7 +157,7 @@ class _ModelBook:
         self.orders[order_id] = order
         self.resting.append(order_id)
 
-    def remove(self, order: list) -> None:
+    def remove(self, order: _Order) -> None:
         order_id, _, side, price = order[0], order[1], order[2], order[3]
         level = self.levels[side][price]
         del level[order_id]
@@ -168,10 +172,10 @@ class _ModelBook:
             self.resting[index] = last_id
             self.orders[last_id][5] = index
 
-    def _makers(self, side: int, price: int) -> list[list]:
+    def _makers(self, side: int, price: int) -> list[_Order]:
         """Opposite orders a taker at `price` could meet, best first, FIFO (lazily enough)."""
         opposite = 1 - side
-        found: list[list] = []
+        found: list[_Order] = []
         prices = self.prices[opposite]
         ordered = prices if side == BUY else reversed(prices)
         for level_price in ordered:

@@ -80,11 +80,11 @@ def test_noise_arrivals_are_exponential() -> None:
     assert 0.33 < beyond < 0.40
 
 
-def scripted_run(seed: int) -> list[object]:
+def scripted_run(seed: int) -> list[tuple[str, float, list[agents.Action]]]:
     """Feed every agent the same 40 observations; return every intended action in order."""
     script = random.Random(1234)  # The observations: fixed, whatever the agents' seed.
     population = agents.population(seed, [SYMBOL], agents.DEFAULT_POPULATION)
-    intended: list[object] = []
+    intended: list[tuple[str, float, list[agents.Action]]] = []
     prices: list[int] = []
     for step in range(40):
         last = 700 + script.randint(-6, 6)
@@ -110,7 +110,7 @@ def test_same_seed_same_intended_actions() -> None:
     print(f"seeds {SEED} and {SEED + 1}")
     first, second = scripted_run(SEED), scripted_run(SEED)
     assert first == second
-    assert sum(len(actions) for _, _, actions in first) > 40  # type: ignore[misc]
+    assert sum(len(actions) for _, _, actions in first) > 40
     assert scripted_run(SEED + 1) != first
 
 

@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -160,8 +161,8 @@ async def wait_for_phase(client: IpxClient, phase: str) -> None:
 
 
 @pytest.fixture
-def venue(tmp_path: object) -> Venue:
-    return prepare_data_dir(os.fspath(tmp_path))  # type: ignore[arg-type]
+def venue(tmp_path: Path) -> Venue:
+    return prepare_data_dir(os.fspath(tmp_path))
 
 
 @pytest_asyncio.fixture

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]  # No stubs shipped.
 import msgspec
 import pytest
 
@@ -130,7 +130,7 @@ def test_every_method_and_every_push_channel_is_described() -> None:
 
 
 def test_request_frames_validate_and_unknown_fields_do_not() -> None:
-    frame = {
+    frame: dict[str, Any] = {
         "id": "7",
         "method": "order.place",
         "params": {"symbol": "RS-X", "cl_ord_id": "c1", "side": "buy", "quantity": 5},

@@ -53,6 +53,7 @@ def test_a_random_session_conflated_in_random_runs_rebuilds_the_same_books() -> 
     conflated = {symbol: LocalBook(symbol) for symbol in SYMBOLS}
     for symbol in SYMBOLS:
         snapshot = market.data.snapshot(L2, symbol)
+        assert isinstance(snapshot, BookL2)
         assert one_by_one[symbol].apply(snapshot) and conflated[symbol].apply(snapshot)
     pending: list[Message] = []
     sent = kept = 0

@@ -29,7 +29,7 @@ import pathlib
 import time
 
 import pytest
-from playwright.async_api import Dialog, Page, async_playwright
+from playwright.async_api import ConsoleMessage, Dialog, Page, async_playwright
 
 from gateway.client import RequestFailed
 from gateway.server import RunningServer
@@ -124,6 +124,10 @@ async def test_dashboard_shows_live_prices_and_halts_with_confirmation(
         dialogs.append(dialog.message)
         await dialog.accept()
 
+    def console_error(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
     try:
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(
@@ -133,10 +137,7 @@ async def test_dashboard_shows_live_prices_and_halts_with_confirmation(
                 page = await browser.new_page(viewport={"width": 1440, "height": 1000})
                 page.on("dialog", accept)
                 page.on("pageerror", lambda error: errors.append(str(error)))
-                page.on(
-                    "console",
-                    lambda message: message.type == "error" and errors.append(message.text),
-                )
+                page.on("console", console_error)
                 token = market.tokens["op"]
                 await page.goto(
                     f"http://127.0.0.1:{server.port}/dashboard#token={token}", timeout=WAIT_MS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import types
 
 import pytest
 
@@ -28,6 +29,9 @@ def test_the_default_is_uvloop_where_it_is_installed() -> None:
 
 def test_an_unknown_loop_is_refused_and_the_coroutine_never_starts() -> None:
     coroutine = _loop_name()
+    assert isinstance(
+        coroutine, types.CoroutineType
+    )  # Coroutine has no cr_frame; CoroutineType does.
     with pytest.raises(ValueError, match="unknown event loop 'trio'"):
         event_loop.run(coroutine, "trio")
     assert coroutine.cr_frame is None  # Closed, so no "never awaited" warning either.

@@ -259,7 +259,7 @@ async def test_subscribe_and_unsubscribe_by_channel(clients: dict[str, IpxClient
 
 async def test_an_investor_is_refused_every_operator_method(clients: dict[str, IpxClient]) -> None:
     bob = clients["bob"]
-    for method, params in [
+    operator_only: list[tuple[str, dict[str, Any]]] = [
         ("op.withdraw", {"account_id": "bob", "currency": "USD", "amount": "1.00"}),
         ("op.open_offering", {"symbol": SYMBOL, "units": 1, "min_price": "1.00", "end_ts_ns": 1}),
         (
@@ -270,7 +270,8 @@ async def test_an_investor_is_refused_every_operator_method(clients: dict[str, I
         ("op.cancel_all", {"account_id": "alice"}),
         ("op.start_auction", {"symbol": SYMBOL, "duration_ns": 1}),
         ("op.close_market", {"symbol": SYMBOL}),
-    ]:
+    ]
+    for method, params in operator_only:
         assert await refused(bob, method, params) == (403, "FORBIDDEN"), method
     info = await bob.request("instrument.info", {"symbol": SYMBOL})
     assert info["phase"] == "continuous"

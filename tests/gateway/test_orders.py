@@ -8,7 +8,7 @@ import json
 import pytest
 from websockets.asyncio.client import connect
 
-from exchange.commands import command_decoder
+from exchange.commands import PlaceOrder, command_decoder
 from gateway import event_loop
 from gateway.client import RequestFailed, RequestTimedOut
 from gateway.server import RunningServer, run_server
@@ -105,7 +105,7 @@ async def test_resending_the_same_order_returns_the_same_order(market: Venue) ->
 async def test_business_rejections_are_typed(market: Venue) -> None:
     alice = await market.client("alice")
     try:
-        cases = [
+        cases: list[tuple[dict[str, object], int, str]] = [
             ({"price": "150.00"}, 422, "PRICE_BAND"),
             ({"price": "99.05"}, 400, "INVALID_PRICE_INCREMENT"),
             ({"price": "99.001"}, 400, "INVALID_PRICE_INCREMENT"),
@@ -239,7 +239,8 @@ async def test_the_client_resends_a_timed_out_order_with_the_same_client_id(
             command
             for record in journal.records()
             if record.kind == "place_order"
-            and (command := command_decoder.decode(record.command)).cl_ord_id == cl_ord_id
+            and isinstance(command := command_decoder.decode(record.command), PlaceOrder)
+            and command.cl_ord_id == cl_ord_id
         ]
         assert len(sent) == 3 and sent[0] == sent[1] == sent[2]
         status = await alice.status(cl_ord_id=cl_ord_id)

@@ -260,6 +260,7 @@ async def test_connections_per_account_are_limited(venue: Venue) -> None:
         third = await venue.client("alice", bearer=False)  # N + 1: closed after logon.
         await asyncio.wait_for(third.connection.wait_closed(), 5.0)
         assert third.connection.close_code == 1008
+        assert third.connection.close_reason is not None
         assert third.connection.close_reason.startswith("LIMIT_EXCEEDED")
         bob = await venue.client("bob")  # Per account.
         assert (await bob.request("orders.open"))["orders"] == []
@@ -371,7 +372,7 @@ async def test_the_answers_a_batch_releases_leave_together_not_one_write_each(
         writes: list[int] = []
         real_write = transport.write
 
-        def counting_write(data: bytes) -> None:
+        def counting_write(data: bytes | bytearray | memoryview) -> None:
             writes.append(len(data))
             real_write(data)
 

@@ -13,11 +13,11 @@ import asyncio
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import aiomqtt
 import pytest
-from paho.mqtt.client import MQTTv5
 
 from gateway import liquidity
 from gateway.server import run_server
@@ -33,15 +33,17 @@ WAIT_S = 10.0
 
 
 async def _next_liquidity(
-    subscriber: aiomqtt.Client, done: object, timeout_s: float = WAIT_S
+    subscriber: aiomqtt.Client,
+    done: Callable[[liquidity.LiquidityMessage], bool],
+    timeout_s: float = WAIT_S,
 ) -> tuple[aiomqtt.Message, liquidity.LiquidityMessage]:
     # The next messages until one satisfies done (bounded by timeout_s).
     deadline = time.monotonic() + timeout_s
 
     async def scan() -> tuple[aiomqtt.Message, liquidity.LiquidityMessage]:
         async for message in subscriber.messages:
-            figures = liquidity.decode(bytes(message.payload))  # type: ignore[arg-type]
-            if done(figures):  # type: ignore[operator]
+            figures = liquidity.decode(bytes(message.payload))
+            if done(figures):
                 return message, figures
         raise AssertionError("the subscription ended")
 
@@ -61,7 +63,7 @@ async def test_liquidity_is_retained_per_symbol_and_follows_the_book(
         venue.url = f"ws://{running.host}:{running.port}/"
         await list_the_market(venue)
         await alice_buys_issuer_sells(venue, (5, "99.90"), (7, "100.10"))
-        async with aiomqtt.Client(host, port, protocol=MQTTv5) as subscriber:
+        async with aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as subscriber:
             await subscriber.subscribe(topic)
             # A late subscriber: the retained figures come first, then the refreshes.
             message, figures = await _next_liquidity(subscriber, lambda m: True)

@@ -126,9 +126,9 @@ class Subscriber:
 
     def receive(self, message: aiomqtt.Message) -> None:
         if str(message.topic) == self.publisher.state_topic():
-            self.states.append(bytes(message.payload))  # type: ignore[arg-type]
+            self.states.append(bytes(message.payload))
             return
-        decoded = decode(message.payload)  # type: ignore[arg-type]
+        decoded = decode(message.payload)
         if isinstance(decoded, Trades):
             self.trades[decoded.symbol] += decoded.trades
             return
@@ -265,7 +265,7 @@ async def retained(
 
 
 def seq_of(found: dict[str, aiomqtt.Message], topic: str) -> int:
-    return decode(found[topic].payload).seq  # type: ignore[arg-type]
+    return decode(found[topic].payload).seq
 
 
 async def test_a_late_subscriber_finds_status_bbo_reference_and_publisher_state(
@@ -294,20 +294,20 @@ async def test_a_late_subscriber_finds_status_bbo_reference_and_publisher_state(
                 and seq_of(found, topics["status"]) == market.data.seq(STATUS, symbol)
             ),
         )
-        status = decode(md[publisher.topic(symbol, "status")].payload)  # type: ignore[arg-type]
+        status = decode(md[publisher.topic(symbol, "status")].payload)
         assert isinstance(status, Status)
         expected = market.data.snapshot(STATUS, symbol)
         assert isinstance(expected, Status)
         assert (status.phase, status.seq) == (expected.phase, expected.seq)
-        bbo = decode(md[publisher.topic(symbol, "bbo")].payload)  # type: ignore[arg-type]
+        bbo = decode(md[publisher.topic(symbol, "bbo")].payload)
         book = market.instrument(symbol).book
         assert isinstance(bbo, Ticker)
         assert bbo.best_bid_units == (book.best_bid() or (0, 0))[1]
         assert bbo.best_ask_units == (book.best_ask() or (0, 0))[1]
-        snapshot = decode(md[publisher.topic(symbol, "l2/snapshot")].payload)  # type: ignore[arg-type]
+        snapshot = decode(md[publisher.topic(symbol, "l2/snapshot")].payload)
         assert same_book(snapshot, market.data.snapshot(L2, symbol))
         references = await retained(host, port, f"{publisher.prefix}/ref/instrument/+", 2)
-        reference = msgspec.json.decode(references[publisher.reference_topic(symbol)].payload)  # type: ignore[arg-type]
+        reference = msgspec.json.decode(references[publisher.reference_topic(symbol)].payload)
         terms = market.instrument(symbol).terms
         assert reference["patent_id"] == terms.patent_id
         assert reference["total_units"] == terms.total_units

@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import pytest_asyncio
@@ -60,6 +60,7 @@ SUBPROCESS_S = 30.0
 IPX = (sys.executable, "-m", "gateway.cli")
 
 Batch = tuple[Outcome, list[Message]]
+Entry = tuple[str, dict[str, str]]  # A stream entry as the decoding `client` reads it: id, fields.
 
 
 # The session and what its streams must hold.
@@ -99,7 +100,7 @@ def expected_streams(batches: list[Batch], prefix: str) -> dict[str, list[tuple[
             if isinstance(message, Heartbeat):
                 continue
             index = indexes[message.symbol] = indexes.get(message.symbol, -1) + 1
-            fields = {
+            fields: dict[str, object] = {
                 "journal_seq": str(outcome.seq),
                 "channel": channel_of(message),
                 "symbol": message.symbol,
@@ -114,11 +115,20 @@ def expected_streams(batches: list[Batch], prefix: str) -> dict[str, list[tuple[
     return streams
 
 
+def xrange(client: redis.Redis, key: str) -> list[Entry]:
+    """XRANGE of the whole stream, oldest first, typed as a decoding client reads it.
+
+    redis-py types one reply for every client (bytes or str, and None for the fields of an entry
+    XCLAIM finds deleted); a decoding client's XRANGE answers str, every entry with its fields.
+    """
+    return cast(list[Entry], client.xrange(key))
+
+
 def stored_streams(client: redis.Redis, keys: list[str]) -> dict[str, list[tuple[str, Any]]]:
     """Every entry of each stream, oldest first (operator entries without their data)."""
     stored: dict[str, list[tuple[str, Any]]] = {}
     for key in keys:
-        entries = client.xrange(key)
+        entries = xrange(client, key)
         if key.endswith(":operator:events"):
             entries = [(i, {k: v for k, v in f.items() if k != "data"}) for i, f in entries]
         stored[key] = list(entries)
@@ -290,6 +300,7 @@ async def test_a_consumer_group_reads_every_entry_exactly_once(
         replies = client.xreadgroup("readers", consumer, dict.fromkeys(keys, ">"), count=7)
         if not replies:
             break
+        assert isinstance(replies, list)  # RESP2's reply: a [key, entries] pair per stream.
         for key, entries in replies:
             for entry_id, _ in entries:
                 seen.append((key, entry_id))
@@ -297,7 +308,7 @@ async def test_a_consumer_group_reads_every_entry_exactly_once(
     assert len(seen) == len(set(seen)) == total, "an entry was read twice or not at all"
     for key in keys:
         read = [entry_id for stream, entry_id in seen if stream == key]
-        assert read == [entry_id for entry_id, _ in client.xrange(key)], "read out of order"
+        assert read == [entry_id for entry_id, _ in xrange(client, key)], "read out of order"
         assert client.xpending(key, "readers")["pending"] == 0
 
 
@@ -396,7 +407,9 @@ async def test_streams_are_trimmed_to_about_stream_max(
         # MAXLEN ~ trims whole radix-tree nodes (100 entries each by default).
         assert len(expected[key]) > 300
         assert 100 <= client.xlen(key) <= 300
-        assert client.xrevrange(key, count=1)[0] == expected[key][-1], "the newest was trimmed"
+        newest = client.xrevrange(key, count=1)
+        assert newest is not None
+        assert newest[0] == expected[key][-1], "the newest was trimmed"
 
 
 async def test_ipx_tail_prints_each_event_once_per_group(
@@ -404,7 +417,7 @@ async def test_ipx_tail_prints_each_event_once_per_group(
 ) -> None:
     await publish_and_close(url(redis_service), prefix, batches)
     symbol = SYMBOLS[0]
-    entries = client.xrange(stream_key(prefix, symbol))
+    entries = xrange(client, stream_key(prefix, symbol))
 
     def tail(*options: str) -> list[str]:
         where = ("--redis-url", url(redis_service), "--prefix", prefix, "--group", "g")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from paho.mqtt.client import MQTTv5
 
 from gateway.server import run_server
 from tests.gateway.conftest import (
@@ -33,18 +32,18 @@ async def test_a_served_trade_reaches_mqtt_and_the_status_is_retained(
     venue = prepare_data_dir(os.fspath(tmp_path))
     async with (
         run_server(venue.data_dir, mqtt_url=f"mqtt://{host}:{port}", mqtt_prefix=prefix) as running,
-        aiomqtt.Client(host, port, protocol=MQTTv5) as subscriber,
+        aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as subscriber,
     ):
         venue.url = f"ws://{running.host}:{running.port}/"
         await subscriber.subscribe(f"{prefix}/md/{SYMBOL}/trades")
         await list_the_market(venue)
         await alice_buys_issuer_sells(venue)
         message = await asyncio.wait_for(anext(aiomqtt_messages(subscriber)), WAIT_S)
-        trade = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+        trade = json.loads(bytes(message.payload))
         assert trade["channel"] == "trades" and trade["symbol"] == SYMBOL
         await subscriber.subscribe(f"{prefix}/md/{SYMBOL}/status")
         retained = await asyncio.wait_for(anext(aiomqtt_messages(subscriber)), WAIT_S)
-        assert retained.retain and json.loads(bytes(retained.payload))["channel"] == "status"  # type: ignore[arg-type]
+        assert retained.retain and json.loads(bytes(retained.payload))["channel"] == "status"
 
 
 async def aiomqtt_messages(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Message]:

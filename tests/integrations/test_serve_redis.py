@@ -6,6 +6,7 @@ import asyncio
 import os
 import secrets
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis.asyncio as redis
@@ -44,7 +45,12 @@ async def test_a_served_trade_reaches_the_instrument_stream_and_the_ticker_hash(
                 await asyncio.sleep(0.05)
             else:
                 pytest.fail(f"no ticker with the trade's price in Redis: {ticker}")
-        entries = await client.xrange(stream_key(prefix, SYMBOL))
+        # redis-py types the reply for any client (str or bytes, fields or None): this client
+        # reads bytes, and XRANGE gives every entry its fields.
+        entries = cast(
+            list[tuple[bytes, dict[bytes, bytes]]],
+            await client.xrange(stream_key(prefix, SYMBOL)),
+        )
         seqs = [int(fields[b"journal_seq"]) for _, fields in entries]
         assert seqs == sorted(seqs) and seqs, "instrument stream empty or out of journal order"
         channels = {fields[b"channel"] for _, fields in entries}
