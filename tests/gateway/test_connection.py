@@ -11,7 +11,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from gateway.connection import FRAGMENTS_MAX, GatewayConnection, Message
+from gateway.connection import FRAGMENTS_MAX, HELD_MAX, GatewayConnection, Message
 
 pytestmark = pytest.mark.asyncio
 
@@ -88,6 +88,29 @@ async def test_before_delivery_messages_wait_for_receive_and_none_is_lost() -> N
         assert await client.recv() == "logged on"
         await _until(lambda: len(taker.taken) == 3)
     assert taker.taken == ["a", "b", "c"]
+
+
+async def test_before_delivery_reading_pauses_while_messages_wait_for_receive() -> None:
+    # A client that floods before its session is open costs bounded memory: past HELD_MAX
+    # waiting messages the socket is not read, and nothing is lost once they are taken.
+    reading: list[bool] = []
+    taker = Taker(10_000)
+
+    async def handler(connection: ServerConnection) -> None:
+        assert isinstance(connection, GatewayConnection)
+        await asyncio.sleep(0.3)  # Busy elsewhere (a logon check, say) while messages come.
+        reading.append(connection.transport.is_reading())
+        connection.deliver_to(taker)
+        await connection.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, create_connection=GatewayConnection) as running:
+        port = running.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/", compression=None) as client:
+            for index in range(10 * HELD_MAX):
+                await client.send(str(index))
+            await _until(lambda: len(taker.taken) == 10 * HELD_MAX)
+    assert reading == [False]
+    assert taker.taken == [str(index) for index in range(10 * HELD_MAX)]
 
 
 async def test_a_full_callback_pauses_reading_and_resume_hands_over_what_is_held() -> None:
