@@ -31,6 +31,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -100,23 +101,23 @@ def to_commands(stream: Sequence[rs.Command]) -> list[Command]:
     for command in stream:
         kind = command[0]
         if kind == rs.LIMIT:
-            _, order_id, owner, side, price, quantity = command
-            owners[order_id] = owner  # type: ignore[assignment]
+            _, order_id, owner, side, price, quantity = cast(rs.Limit, command)
+            owners[order_id] = owner
             out.append(PlaceOrder(owner, SYMBOL, str(order_id), SIDES[side], limit, gtc,
-                                  price, quantity))  # type: ignore[arg-type]  # fmt: skip
+                                  price, quantity))  # fmt: skip
         elif kind == rs.MARKET:
-            _, order_id, owner, side, _protection, quantity = command
+            _, order_id, owner, side, _protection, quantity = cast(rs.Market, command)
             out.append(PlaceOrder(owner, SYMBOL, str(order_id), SIDES[side], market, ioc,
-                                  0, quantity))  # type: ignore[arg-type]  # fmt: skip
+                                  0, quantity))  # fmt: skip
         elif kind == rs.CANCEL:
             order_id = command[1]
             out.append(CancelOrder(owners[order_id], cl_ord_id=str(order_id)))
         else:
-            _, old_id, new_id, owner, side, price, quantity = command
-            owners[new_id] = owner  # type: ignore[assignment]
+            _, old_id, new_id, owner, side, price, quantity = cast(rs.Amend, command)
+            owners[new_id] = owner
             out.append(CancelOrder(owners[old_id], cl_ord_id=str(old_id)))
             out.append(PlaceOrder(owner, SYMBOL, str(new_id), SIDES[side], limit, gtc,
-                                  price, quantity))  # type: ignore[arg-type]  # fmt: skip
+                                  price, quantity))  # fmt: skip
     return out
 
 
@@ -252,13 +253,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line)
     progress(f"generating the reference stream (seed {spec.seed})")
     stream = rs.generate(spec)
-    owners = sorted({c[2] for c in (*stream.warmup, *stream.measured) if c[0] in (0, 1)})
-    setup = setup_commands(owners, spec.start_price_ticks)  # type: ignore[arg-type]
+    # Limit and market orders (kinds 0 and 1) share a layout: the owner is the third field.
+    owners = sorted(
+        {cast(rs.Limit, c)[2] for c in (*stream.warmup, *stream.measured) if c[0] in (0, 1)}
+    )
+    setup = setup_commands(owners, spec.start_price_ticks)
     warmup = to_commands(stream.warmup)
     measured = to_commands([*stream.warmup, *stream.measured])[len(warmup) :]
     progress(f"{len(setup):,} setup, {len(warmup):,} warm-up, {len(measured):,} measured commands")
     engine = measure_engine(stream, runs)
-    core, durable, pipelined = [], [], []
+    core: list[float] = []
+    durable: list[float] = []
+    pipelined: list[float] = []
     for run in range(runs):
         exchange, ts_ns, _ = prepared_exchange(setup, warmup)
         core.append(len(measured) / run_core(exchange, measured, ts_ns))

@@ -434,11 +434,11 @@ def report_lines(
         "| raw write+sync ms per batch |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
-    for result in pipelined:
+    for piped in pipelined:
         lines.append(
-            f"| {result.batch:,} | {result.records:,} | {result.journal_rate:,.0f} "
-            f"| {result.raw_rate:,.0f} | {result.ratio_percent:.0f}% "
-            f"| {1e3 * result.raw_seconds / result.batches:.2f} |"
+            f"| {piped.batch:,} | {piped.records:,} | {piped.journal_rate:,.0f} "
+            f"| {piped.raw_rate:,.0f} | {piped.ratio_percent:.0f}% "
+            f"| {1e3 * piped.raw_seconds / piped.batches:.2f} |"
         )
     lines += [
         "",

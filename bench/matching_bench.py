@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -137,10 +137,10 @@ def engine_subject() -> Subject:
             if kind == rs.CANCEL:
                 out.append(command)
             elif kind == rs.AMEND:
-                _, old_id, new_id, owner, side, price, quantity = command
+                _, old_id, new_id, owner, side, price, quantity = cast(rs.Amend, command)
                 out.append((kind, old_id, new_id, owner, sides[side], price, quantity))
-            else:
-                _, order_id, owner, side, price, quantity = command
+            else:  # A limit or a market order: the same layout.
+                _, order_id, owner, side, price, quantity = cast(rs.Limit, command)
                 out.append((kind, order_id, owner, sides[side], price, quantity))
         return out
 
@@ -262,10 +262,10 @@ def _library_prepare(sides: tuple[Any, Any]) -> Callable[[list[rs.Command]], lis
             if kind == rs.CANCEL:
                 out.append(command)
             elif kind == rs.AMEND:
-                _, old_id, new_id, _, side, price, quantity = command
+                _, old_id, new_id, _, side, price, quantity = cast(rs.Amend, command)
                 out.append((kind, old_id, new_id, sides[side], price, quantity))
-            else:
-                _, order_id, _, side, price, quantity = command
+            else:  # A limit or a market order: the same layout.
+                _, order_id, _, side, price, quantity = cast(rs.Limit, command)
                 out.append((kind, order_id, sides[side], price, quantity))
         return out
 
@@ -492,7 +492,7 @@ def timer_overhead_ns(samples: int = 200_000) -> list[int]:
     return sorted(deltas)
 
 
-def percentile(sorted_values: Sequence[int], fraction: float) -> int:
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile of an ascending sequence."""
     if not sorted_values:
         return 0
@@ -503,8 +503,9 @@ def percentile(sorted_values: Sequence[int], fraction: float) -> int:
 @dataclass
 class Latency:
     overhead_ns: int  # Median of two back-to-back timer calls, subtracted below.
-    overall: list[int]  # Sorted, overhead subtracted.
-    by_kind: dict[str, list[int]]  # Sorted, overhead subtracted.
+    # Floats: the overhead subtracted is the unrounded median of an even number of samples.
+    overall: list[float]  # Sorted, overhead subtracted.
+    by_kind: dict[str, list[float]]  # Sorted, overhead subtracted.
 
 
 def measure_latency(
@@ -516,7 +517,7 @@ def measure_latency(
     raw: list[int] = []
     subject.run_latency(state, measured, raw)
     net = [max(value - overhead, 0) for value in raw]
-    by_kind: dict[str, list[int]] = {name: [] for name in rs.KIND_NAMES}
+    by_kind: dict[str, list[float]] = {name: [] for name in rs.KIND_NAMES}
     for command, value in zip(measured, net, strict=True):
         by_kind[rs.KIND_NAMES[command[0]]].append(value)
     for values in by_kind.values():

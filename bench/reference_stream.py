@@ -46,7 +46,13 @@ KIND_NAMES = ("limit", "market", "cancel", "amend")
 BUY = 0
 SELL = 1
 
-Command = tuple[int, ...] | tuple[int, int, str, int, int, int] | tuple[int, int]
+# The layouts, one alias per kind. Type checkers cannot narrow the `Command` union by its
+# first field, so code that has checked the kind casts to the layout it implies.
+Limit = tuple[int, int, str, int, int, int]
+Market = tuple[int, int, str, int, int, int]
+Cancel = tuple[int, int]
+Amend = tuple[int, int, int, str, int, int, int]
+Command = Limit | Market | Cancel | Amend
 
 DEFAULT_SEED = 20_240_601
 STATS_EVERY = 1_000  # Commands between two samples of the book's depth.
@@ -266,7 +272,7 @@ class _Generator:
             index = (index + 1) % len(self.owners)
         return self.owners[index]
 
-    def resting_limit(self, stats: SectionStats) -> Command:
+    def resting_limit(self, stats: SectionStats) -> Limit:
         side = BUY if self.rng.random() < 0.5 else SELL
         distance = 1 + round(self.rng.expovariate(self.distance_rate))
         reference = self._reference(side)
@@ -275,7 +281,7 @@ class _Generator:
         owner = self.owners[int(self.rng.random() * len(self.owners))]
         return self._place_limit(stats, side, price, quantity, owner)
 
-    def crossing_limit(self, stats: SectionStats) -> Command:
+    def crossing_limit(self, stats: SectionStats) -> Limit:
         side = BUY if self.rng.random() < 0.5 else SELL
         beyond = int(self.rng.random() * (self.spec.crossing_ticks_max + 1))
         reference = self._reference(side)
@@ -288,7 +294,7 @@ class _Generator:
 
     def _place_limit(
         self, stats: SectionStats, side: int, price: int, quantity: int, owner: str
-    ) -> Command:
+    ) -> Limit:
         order_id = self._new_id()
         leaves = self.book.take(side, price, quantity)
         if leaves:
@@ -296,7 +302,7 @@ class _Generator:
         stats.kinds[LIMIT] += 1
         return (LIMIT, order_id, owner, side, price, quantity)
 
-    def market(self, stats: SectionStats) -> Command:
+    def market(self, stats: SectionStats) -> Market:
         side = BUY if self.rng.random() < 0.5 else SELL
         reference = self._reference(side)
         protection = self.spec.market_protection_ticks
@@ -308,14 +314,14 @@ class _Generator:
         stats.kinds[MARKET] += 1
         return (MARKET, order_id, owner, side, price, quantity)
 
-    def cancel(self, stats: SectionStats) -> Command:
+    def cancel(self, stats: SectionStats) -> Cancel:
         resting = self.book.resting
         order_id = resting[int(self.rng.random() * len(resting))]
         self.book.remove(self.book.orders[order_id])
         stats.kinds[CANCEL] += 1
         return (CANCEL, order_id)
 
-    def amend(self, stats: SectionStats) -> Command:
+    def amend(self, stats: SectionStats) -> Amend:
         resting = self.book.resting
         old = self.book.orders[resting[int(self.rng.random() * len(resting))]]
         old_id, owner, side, old_price, leaves = old[0], old[1], old[2], old[3], old[4]

@@ -17,10 +17,6 @@ from bench import reference_stream as rs
 SEED = int(os.environ.get("IPX_BENCH_SEED", rs.DEFAULT_SEED))
 # Small enough to generate in a fraction of a second, long enough for the mix to settle.
 SPEC = rs.StreamSpec(seed=SEED, warmup_commands=10_000, measured_commands=40_000)
-# The command layouts reference_stream documents, by kind: rs.Command does not tell them apart
-# and types an amend's owner as an int.
-Amend = tuple[int, int, int, str, int, int, int]
-Order = tuple[int, int, str, int, int, int]  # A limit or a market order.
 
 
 @pytest.fixture(scope="module")
@@ -98,10 +94,10 @@ def test_a_contract_book_replays_it_without_a_rejection(stream: rs.ReferenceStre
         if kind == rs.CANCEL:
             events = book.cancel(command[1])
         elif kind == rs.AMEND:
-            _, old_id, new_id, owner, side, price, quantity = cast(Amend, command)
+            _, old_id, new_id, owner, side, price, quantity = cast(rs.Amend, command)
             events = book.cancel(old_id) + book.place(new_id, owner, sides[side], price, quantity)
-        else:
-            _, order_id, owner, side, price, quantity = cast(Order, command)
+        else:  # A limit or a market order: one layout.
+            _, order_id, owner, side, price, quantity = cast(rs.Limit, command)
             flags = (OrderType.MARKET, TimeInForce.IOC) if kind == rs.MARKET else ()
             events = book.place(order_id, owner, sides[side], price, quantity, *flags)
         for event in events:
