@@ -44,9 +44,9 @@ Invariants:
 - After `on_outcome(o)`, each symbol's buckets hold exactly what happened in their second
   (a bucket is dropped only once it is before every later window) up to the time its current
   quote began (quote_start_ns); the current quote's stretch since then is added to the buckets
-  when the quote changes, and counted from quote_start_ns by every read. The window's total
-  equals the sum over its buckets. (A quote is added once per change, not once per outcome:
-  most outcomes leave the best prices as they were.)
+  when the quote changes or a trade adds to a later second, and counted from quote_start_ns by
+  every read. The window's total equals the sum over its buckets. (A quote is added once per
+  change, not once per outcome: most outcomes leave the best prices as they were.)
 - Nothing reads all resting orders: depth reads the book's aggregated levels from the top,
   only as far as DEPTH_BPS_MAX from mid, and only for symbols whose book changed.
 - The figures depend only on the outcomes, the exchange state and `now_ns`.
@@ -358,7 +358,8 @@ class _Symbol:
 
     def trade(self, ts_ns: int, event: TradeExecuted) -> None:
         self.roll(ts_ns)
-        self.window.evict(ts_ns)
+        # Buckets only grow at the end: the quote's stretch goes in before this later second.
+        self.advance(ts_ns)
         terms = self.instrument.terms
         notional = event.price_ticks * terms.tick_size_minor * event.quantity_units
         effective = None

@@ -235,10 +235,13 @@ def test_time_weighted_figures_equal_a_recount_of_every_quote_over_a_seeded_sess
     views = 0
     for _ in range(400):
         gap = rng.choice((1, 1_000, 300_000_000, 2 * SECOND, 9 * SECOND))
+        crossing = rng.random() < 0.2  # Trades too, at a later time than the quote began.
         if rng.random() < 0.5:
-            market.do(market.order(rng.choice((ALICE, BOB)), BUY, 1, rng.randint(985, 999)), gap)
+            price = rng.randint(1_001, 1_005) if crossing else rng.randint(985, 999)
+            market.do(market.order(rng.choice((ALICE, BOB)), BUY, 1, price), gap)
         else:
-            market.do(market.order(ISSUER, SELL, 1, rng.randint(1_001, 1_015)), gap)
+            price = rng.randint(995, 999) if crossing else rng.randint(1_001, 1_015)
+            market.do(market.order(ISSUER, SELL, 1, price), gap)
         history.append((market.ts_ns, quote()))
         if history[-1][1][2] and rng.random() < 0.3:
             figures = tracker.view(SYMBOL, market.ts_ns)
@@ -247,6 +250,7 @@ def test_time_weighted_figures_equal_a_recount_of_every_quote_over_a_seeded_sess
             assert figures.time_weighted_spread_bps == weighted
             views += 1
     assert views > 50
+    assert tracker.view(SYMBOL, market.ts_ns).day_trades > 20
 
 
 def test_the_window_forgets_an_old_one_sided_stretch() -> None:
