@@ -3,7 +3,9 @@
 For every account: the totals (available + held) of account.balances, the order ids and
 leaves of orders.open, and the (trade_id, order_id, price, quantity) of account.fills must
 equal the bot's AccountView, built only from its execution reports. Then, given the server's
-data dir, `ipx ledger verify DIR` must exit 0.
+data dir, `ipx ledger verify DIR` must exit 0; and the server's market data must still run
+(/readyz?verbose): market data that raised switches itself off and trading goes on, so only
+this says a run's figures were made without it.
 
 Invariants:
 - Compared only once every bot has stopped sending; a report still in flight is waited for
@@ -15,9 +17,12 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,10 +42,15 @@ class ConsistencyReport:
     notes: list[str] = field(default_factory=list)
     ledger_verified: bool | None = None  # None: no data dir given.
     ledger_output: str = ""
+    market_data_running: bool | None = None  # None: not asked, or the server did not say.
 
     @property
     def passed(self) -> bool:
-        return not self.mismatches and self.ledger_verified is not False
+        return (
+            not self.mismatches
+            and self.ledger_verified is not False
+            and self.market_data_running is not False
+        )
 
 
 async def exchange_answers(client: IpxClient) -> dict[str, Any]:
@@ -125,3 +135,27 @@ def verify_ledger(data_dir: str) -> tuple[bool, str]:
         check=False,
     )
     return completed.returncode == 0, (completed.stdout + completed.stderr).strip()
+
+
+MARKET_DATA_STATES = {
+    True: "running",
+    False: "SWITCHED OFF (the server's log says why)",
+    None: "unknown",
+}
+
+
+def market_data_running(url: str) -> bool | None:
+    """Ask the server at a ws:// or wss:// url whether its market data still runs.
+
+    None when it does not say (an older server, or no answer within the timeout).
+    """
+    parts = urllib.parse.urlsplit(url)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    readyz = urllib.parse.urlunsplit((scheme, parts.netloc, "/readyz", "verbose", ""))
+    try:
+        with urllib.request.urlopen(readyz, timeout=10) as response:
+            answer = json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+    running = answer.get("market_data", {}).get("running")
+    return running if isinstance(running, bool) else None

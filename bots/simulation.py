@@ -261,6 +261,7 @@ async def finish(
     if config.verify_ledger and config.data_dir is not None:
         passed, output = await asyncio.to_thread(consistency.verify_ledger, config.data_dir)
         check.ledger_verified, check.ledger_output = passed, output
+    check.market_data_running = await asyncio.to_thread(consistency.market_data_running, config.url)
     print(bots_report(bots, watcher, trades_before, check))
     if config.plot_dir:
         for path in plot_market(watcher.recorder, config.plot_dir):
@@ -304,6 +305,7 @@ def bots_report(
         lines.append(f"ipx ledger verify: {'passed' if check.ledger_verified else 'FAILED'}")
         if not check.ledger_verified:
             lines.append(check.ledger_output)
+    lines.append(f"market data: {consistency.MARKET_DATA_STATES[check.market_data_running]}")
     return "\n".join(lines)
 
 

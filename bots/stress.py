@@ -340,6 +340,7 @@ async def finish(
     if config.verify_ledger and config.data_dir is not None:
         passed, output = await asyncio.to_thread(consistency.verify_ledger, config.data_dir)
         check.ledger_verified, check.ledger_output = passed, output
+    check.market_data_running = await asyncio.to_thread(consistency.market_data_running, config.url)
     final = await market.instrument_info(operator, info.symbol)
     lines = [
         "",
@@ -362,6 +363,7 @@ async def finish(
         lines.append(f"ledger verify    {'passed' if check.ledger_verified else 'FAILED'}")
         if not check.ledger_verified:
             lines.append(check.ledger_output)
+    lines.append(f"market data      {consistency.MARKET_DATA_STATES[check.market_data_running]}")
     print("\n".join(lines), flush=True)
     if config.plot_dir:
         title = f"ack latency at {config.rate_per_s} orders/s offered"

@@ -47,8 +47,9 @@ Invariants:
 - account.fills answers from a bounded log of the day's fills kept by the gateway from
   durable batches (gateway/accounts.py says how it is bounded and from which seq complete).
 - /livez, /readyz (200 "ready" while the sequencer runs, else 503) and /metrics answer plain
-  HTTP; /readyz?verbose answers JSON: recovery, journal writable and last seq, and the state
-  of each integration (Redis: connected, backlog, dropped; MQTT: connected, buffered, dropped).
+  HTTP; /readyz?verbose answers JSON: recovery, journal writable and last seq, whether market
+  data still runs, and the state of each integration (Redis: connected, backlog, dropped;
+  MQTT: connected, buffered, dropped).
 - GET / and /dashboard... without an Upgrade header answer the operator dashboard's static
   files (gateway/dashboard_http.py); an upgrade to "/" is the WebSocket API as before.
 - Revoking a token (`ipx tokens revoke`) closes every session that logged on with it (close
@@ -416,6 +417,9 @@ class Gateway:
                 "writable": self.sequencer.running,
                 "last_seq": self.sequencer.exchange.seq,
             },
+            # Derived data that switched itself off (it raised; the log says why) leaves the
+            # exchange trading, so readiness does not depend on it; operators must see it.
+            "market_data": {"running": not self._market_data_failed},
             "integrations": self._integrations(),
         }
 

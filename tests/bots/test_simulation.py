@@ -42,6 +42,7 @@ async def test_bots_trade_and_agree_with_the_exchange(
     assert code == 0
     assert "consistency (9 accounts): passed" in output
     assert "ipx ledger verify: passed" in output
+    assert "market data: running" in output
     op = await IpxClient.connect(market.url, market.tokens["op"])
     try:
         info = await op.request("instrument.info", {"symbol": SYMBOL})
@@ -76,5 +77,6 @@ async def test_stress_acks_orders_and_ends_consistent(
     assert 0 < acked <= 900
     assert "consistency      passed" in output
     assert "ledger verify    passed" in output
+    assert "market data      running" in output
     assert "p99.9" in output
     assert (tmp_path / "latency.png").read_bytes().startswith(b"\x89PNG")

@@ -1,5 +1,5 @@
 """Operations: /readyz answers a load balancer in one word and an operator, with ?verbose, in
-JSON: recovery, the journal, and every integration's state."""
+JSON: recovery, the journal, whether market data runs, and every integration's state."""
 
 from __future__ import annotations
 
@@ -46,7 +46,32 @@ async def test_readyz_stays_one_word_and_verbose_tells_the_journal_state(
         "last_seq": server.gateway.sequencer.exchange.seq,
     }
     assert answer["journal"]["last_seq"] > 0  # The market was listed.
+    assert answer["market_data"] == {"running": True}
     assert answer["integrations"] == {}  # None configured.
+
+
+async def test_market_data_that_breaks_switches_off_its_subscribers_trading_and_readyz_go_on(
+    market: Venue, server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watcher = await market.client("bob")
+    alice = await market.client("alice")
+    try:
+        await watcher.request("md.subscribe", {"symbol": SYMBOL, "channels": ["book.l2"]})
+
+        def broken(outcome: object) -> list[object]:
+            raise AssertionError("a bug in market data")
+
+        monkeypatch.setattr(server.gateway.market_data, "on_outcome", broken)
+        placed = await alice.place(SYMBOL, "buy", 1, "95.00")  # Trading goes on ...
+        assert placed["status"] == "open"
+        await asyncio.wait_for(watcher.connection.wait_closed(), WAIT_S)
+        assert watcher.connection.close_code == 1011  # ... its subscribers are told.
+        status, _, body = await _readyz(server, "?verbose")
+        assert status == 200  # Still ready: the exchange trades without derived data.
+        assert json.loads(body)["market_data"] == {"running": False}
+    finally:
+        await watcher.close()
+        await alice.close()
 
 
 async def test_a_stopped_sequencer_answers_503_in_both_forms(
