@@ -21,6 +21,10 @@ Invariants:
   connection is closing, reading is never paused, so the peer's close is always read.
 - A callback that raises fails the connection with 1011: nothing a client sends can escape
   into the event loop's transport handling.
+- `write_texts` sends messages in one socket write, only while the connection is open. A
+  message under COMPRESS_MIN_BYTES is framed here (FIN, text, no mask, its length: the bytes
+  websockets' framing gives it, tested), at an eighth of the cost of websockets' send_text;
+  longer ones go through websockets' protocol, compressed if negotiated.
 
 Relies on websockets' asyncio implementation (13.0 to 17.x): process_event(event) per parsed
 frame, protocol.fail() + send_data() to fail a connection, as its own recv() does.
@@ -30,12 +34,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import Event, State
+
+from gateway.compression import COMPRESS_MIN_BYTES
 
 Message = str | bytes
 # Returns whether it takes another message now; False pauses reading until resume().
@@ -45,6 +52,13 @@ FRAGMENTS_MAX = 4096  # As websockets' own assembler (MAX_FRAGMENTS).
 HELD_MAX = 16  # Messages waiting for receive() before reading pauses (websockets' max_queue).
 
 log = logging.getLogger("ipx.gateway")
+
+# The header of an unfragmented, uncompressed text frame from a server, by payload length:
+# FIN + opcode 1, then the length in 7 bits, or 126 and 16 bits (RFC 6455 §5.2).
+_TEXT_HEADERS = [
+    bytes((0x81, size)) if size < 126 else struct.pack("!BBH", 0x81, 126, size)
+    for size in range(COMPRESS_MIN_BYTES)
+]
 
 
 class GatewayConnection(ServerConnection):
@@ -90,6 +104,28 @@ class GatewayConnection(ServerConnection):
         """The callback takes messages again: hand over those held, then read again."""
         if self._paused and self._on_message is not None:
             self._hand_over_held()
+
+    def write_texts(self, texts: Sequence[bytes]) -> bool:
+        """Send these UTF-8 texts, in order, in one socket write; False if not open (none sent).
+
+        As websockets' broadcast() for one message, without waiting for the socket; the caller
+        watches the write backlog.
+        """
+        protocol = self.protocol
+        if protocol.state is not State.OPEN:
+            return False
+        parts: list[bytes] = []
+        headers = _TEXT_HEADERS
+        for text in texts:
+            size = len(text)
+            if size < COMPRESS_MIN_BYTES:
+                parts.append(headers[size])
+                parts.append(text)
+            else:  # Also whatever websockets had queued (a pong), in order before it.
+                protocol.send_text(text)
+                parts.extend(protocol.data_to_send())
+        self.transport.write(b"".join(parts))
+        return True
 
     # websockets' hooks.
 

@@ -78,7 +78,6 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 
 from exchange.commands import (
     AmendOrder,
@@ -227,7 +226,7 @@ class Session:
             texts = [await outbox.get()]
             while len(texts) < PUSH_WRITE_MAX and not outbox.empty():
                 texts.append(outbox.get_nowait())
-            if not _write_text_frames(connection, texts):
+            if not connection.write_texts(texts):
                 return  # Closed: its session is being dropped.
             if _write_backlog(connection) > WRITE_BACKLOG_MAX:
                 await _written_down(connection)
@@ -938,7 +937,7 @@ class Gateway:
         for session in unsent:
             answers, session.answers = session.answers, []
             try:
-                _write_text_frames(session.connection, answers)
+                session.connection.write_texts(answers)
             except Exception as error:  # One broken connection must not cost the others.
                 log.warning("answers to %s not written: %r", session.account, error)
             finally:
@@ -1366,22 +1365,6 @@ def _write_backlog(connection: ServerConnection) -> int:
     # Bytes written to the connection and not yet taken by the kernel. websockets keeps the
     # asyncio transport as `transport` (13.0 to 17.x); no public accessor gives this.
     return connection.transport.get_write_buffer_size()
-
-
-def _write_text_frames(connection: ServerConnection, texts: Sequence[bytes]) -> bool:
-    # What websockets' broadcast() does for one message, for several: frame them with the
-    # connection's Sans-I/O protocol (which compresses them in order) and hand the bytes to
-    # the transport in one write. A connection that is no longer open gets nothing, as with
-    # broadcast(). data_to_send() holds only these frames: websockets writes out whatever it
-    # queues itself (pings, the close frame and its end of stream) at once. Returns whether the
-    # connection was open.
-    protocol = connection.protocol
-    if protocol.state is not State.OPEN:
-        return False
-    for text in texts:
-        protocol.send_text(text)
-    connection.transport.write(b"".join(protocol.data_to_send()))
-    return True
 
 
 async def _written_down(connection: ServerConnection) -> None:

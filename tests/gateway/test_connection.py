@@ -10,8 +10,16 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 
-from gateway.connection import FRAGMENTS_MAX, HELD_MAX, GatewayConnection, Message
+from gateway.compression import COMPRESS_MIN_BYTES
+from gateway.connection import (
+    _TEXT_HEADERS,
+    FRAGMENTS_MAX,
+    HELD_MAX,
+    GatewayConnection,
+    Message,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -184,3 +192,31 @@ async def test_receive_raises_once_the_connection_is_closed() -> None:
             await client.close()
         await _until(lambda: bool(outcome))
     assert isinstance(outcome[0], ConnectionClosed)
+
+
+async def test_a_small_text_is_framed_as_websockets_frames_it() -> None:
+    for size in (0, 1, 125, 126, 127, 1_000, COMPRESS_MIN_BYTES - 1):
+        text = b"x" * size
+        theirs = Frame(Opcode.TEXT, text).serialize(mask=False, extensions=[])
+        assert _TEXT_HEADERS[size] + text == theirs, size
+
+
+async def test_written_texts_arrive_whole_and_in_order_small_plain_and_large_deflated() -> None:
+    sizes = [5, 125, 126, 4 * COMPRESS_MIN_BYTES, 70_000, 20, COMPRESS_MIN_BYTES - 1]
+    texts = [(f"{index}:" + "x" * size).encode()[:size] for index, size in enumerate(sizes)]
+    written: list[bool] = []
+
+    async def handler(connection: ServerConnection) -> None:
+        assert isinstance(connection, GatewayConnection)
+        written.append(connection.write_texts(texts[:3]))
+        written.append(connection.write_texts(texts[3:]))
+        await connection.wait_closed()
+        written.append(connection.write_texts([b"too late"]))
+
+    async with serve(handler, "127.0.0.1", 0, create_connection=GatewayConnection) as running:
+        port = running.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/", max_size=None) as client:  # deflate
+            received = [await client.recv() for _ in texts]
+        await _until(lambda: len(written) == 3)
+    assert received == [text.decode() for text in texts]
+    assert written == [True, True, False]  # Nothing is written to a closed connection.
