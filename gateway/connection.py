@@ -19,6 +19,9 @@ Invariants:
   pauses while HELD_MAX messages wait for receive() (websockets' own queue does the same).
   Control frames (ping, pong, close) are websockets' business, as before; once the
   connection is closing, reading is never paused, so the peer's close is always read.
+- While more is written than the transport's write limit and not yet taken by the kernel,
+  `writable` is False (websockets' flow control); once the kernel has taken it back down to the
+  limit, the connection resumes: messages held because the callback said no are handed over.
 - A callback that raises fails the connection with 1011: nothing a client sends can escape
   into the event loop's transport handling.
 - `write_texts` sends messages in one socket write, only while the connection is open. A
@@ -105,11 +108,16 @@ class GatewayConnection(ServerConnection):
         if self._paused and self._on_message is not None:
             self._hand_over_held()
 
+    @property
+    def writable(self) -> bool:
+        """False while the write backlog is over the write limit (the transport paused us)."""
+        return not self.paused
+
     def write_texts(self, texts: Sequence[bytes]) -> bool:
         """Send these UTF-8 texts, in order, in one socket write; False if not open (none sent).
 
-        As websockets' broadcast() for one message, without waiting for the socket; the caller
-        watches the write backlog.
+        As websockets' broadcast() for one message, without waiting for the socket: past the
+        write limit `writable` turns False, and drain() waits until the kernel has taken it.
         """
         protocol = self.protocol
         if protocol.state is not State.OPEN:
@@ -138,6 +146,10 @@ class GatewayConnection(ServerConnection):
             self._frame(event)
         else:
             super().process_event(event)  # Control frames: pong acknowledgements.
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.resume()  # The callback may have said no for the backlog just taken.
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

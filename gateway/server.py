@@ -149,7 +149,6 @@ RATE_LIMITED_METHODS = frozenset({"order.place", "order.amend"})  # Cancels are 
 IN_FLIGHT_MAX = 64  # Requests of one connection awaiting their answer; then reading pauses.
 # Answers written and not yet sent (the client is not reading): then reading pauses too.
 WRITE_BACKLOG_MAX = 256 * 1024
-WRITE_BACKLOG_POLL_S = 0.005
 DRAIN_TIMEOUT_S = 10.0
 NO_SUCH_ORDER = "no such open order"  # The core's words, for an edge lookup that fails.
 TOKEN_REVOKED_CODE = 4001  # Close code of a session whose token was revoked.
@@ -166,10 +165,8 @@ class Session:
     connection: GatewayConnection
     account: str | None = None
     # Requests read and not yet answered in a write; at IN_FLIGHT_MAX reading pauses until a
-    # write frees slots (Gateway._receive, _resume_reading).
+    # write frees slots (Gateway._receive, _may_read).
     in_flight: int = 0
-    # While more than WRITE_BACKLOG_MAX of answers wait unsent: resumes reading once written.
-    backlog_watch: asyncio.Task[None] | None = None
     # Pushes (execution reports, market data): a bounded outbox drained by one writer task,
     # created by the first subscription.
     outbox: asyncio.Queue[bytes] | None = None
@@ -228,8 +225,7 @@ class Session:
                 texts.append(outbox.get_nowait())
             if not connection.write_texts(texts):
                 return  # Closed: its session is being dropped.
-            if _write_backlog(connection) > WRITE_BACKLOG_MAX:
-                await _written_down(connection)
+            await connection.drain()  # Past WRITE_BACKLOG_MAX unsent: until the kernel takes it.
 
 
 class _MqttFeed:
@@ -505,8 +501,6 @@ class Gateway:
         except ConnectionClosed:
             pass
         finally:
-            if session.backlog_watch is not None:
-                session.backlog_watch.cancel()
             self._unsubscribe(session)
             self._unregister(session)
             if session.cancel_on_disconnect:
@@ -521,21 +515,9 @@ class Gateway:
     def _may_read(self, session: Session) -> bool:
         # At IN_FLIGHT_MAX unanswered requests, the write that frees slots resumes reading
         # (_flush_answers). A client that sends and does not read its answers: none of its
-        # requests are read until the kernel has taken the backlog (_written_down).
-        if session.in_flight >= IN_FLIGHT_MAX:
-            return False
-        if _write_backlog(session.connection) <= WRITE_BACKLOG_MAX:
-            return True
-        if session.backlog_watch is None:
-            session.backlog_watch = asyncio.create_task(self._read_once_written(session))
-        return False
-
-    async def _read_once_written(self, session: Session) -> None:
-        connection = session.connection
-        await _written_down(connection)
-        session.backlog_watch = None
-        if self._may_read(session):
-            connection.resume()
+        # requests are read until the kernel has taken the backlog (the connection resumes
+        # reading itself then: GatewayConnection.resume_writing).
+        return session.in_flight < IN_FLIGHT_MAX and session.connection.writable
 
     def _register(self, session: Session) -> bool:
         assert session.account is not None
@@ -1361,19 +1343,6 @@ class Sequenced:
     answer: Callable[[Outcome], Any] = _command_answer
 
 
-def _write_backlog(connection: ServerConnection) -> int:
-    # Bytes written to the connection and not yet taken by the kernel. websockets keeps the
-    # asyncio transport as `transport` (13.0 to 17.x); no public accessor gives this.
-    return connection.transport.get_write_buffer_size()
-
-
-async def _written_down(connection: ServerConnection) -> None:
-    # Until the kernel has taken the connection's write backlog (polled: rare, and bounded by
-    # the connection's close, where the transport drops its buffer).
-    while _write_backlog(connection) > WRITE_BACKLOG_MAX and not connection.transport.is_closing():
-        await asyncio.sleep(WRITE_BACKLOG_POLL_S)
-
-
 def _log_orders(outcomes: Sequence[Outcome], debug: bool) -> None:
     for outcome in outcomes:
         for event in outcome.events:
@@ -1531,6 +1500,9 @@ async def run_server(
         max_size=frame_bytes_max,
         extensions=compression.server_extensions(),
         create_connection=GatewayConnection,
+        # The transport's flow control marks the backlog: past it, websockets' pause_writing
+        # (GatewayConnection.writable is False) until the kernel has taken it all back down.
+        write_limit=(WRITE_BACKLOG_MAX, WRITE_BACKLOG_MAX),
     )
     heartbeats = asyncio.create_task(gateway.send_heartbeats(), name="heartbeats")
     token_watch = asyncio.create_task(gateway.watch_tokens(), name="token-watch")
