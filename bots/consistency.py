@@ -137,6 +137,15 @@ def verify_ledger(data_dir: str) -> tuple[bool, str]:
     return completed.returncode == 0, (completed.stdout + completed.stderr).strip()
 
 
+async def check_server(report: ConsistencyReport, url: str, ledger_dir: str | None) -> None:
+    """Add the server's side to the report: its journal verifies (given its data dir), and its
+    market data still runs."""
+    if ledger_dir is not None:
+        verified = await asyncio.to_thread(verify_ledger, ledger_dir)
+        report.ledger_verified, report.ledger_output = verified
+    report.market_data_running = await asyncio.to_thread(market_data_running, url)
+
+
 MARKET_DATA_STATES = {
     True: "running",
     False: "SWITCHED OFF (the server's log says why)",

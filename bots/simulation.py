@@ -258,10 +258,8 @@ async def finish(
             bot.drain()
 
     check = await consistency.check_accounts([(b.view, b.client) for b in bots], drain_all)
-    if config.verify_ledger and config.data_dir is not None:
-        passed, output = await asyncio.to_thread(consistency.verify_ledger, config.data_dir)
-        check.ledger_verified, check.ledger_output = passed, output
-    check.market_data_running = await asyncio.to_thread(consistency.market_data_running, config.url)
+    ledger_dir = config.data_dir if config.verify_ledger else None
+    await consistency.check_server(check, config.url, ledger_dir)
     print(bots_report(bots, watcher, trades_before, check))
     if config.plot_dir:
         for path in plot_market(watcher.recorder, config.plot_dir):

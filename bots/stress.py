@@ -337,10 +337,8 @@ async def finish(
 
     pairs = [(views[c.account], c.client) for c in firsts]
     check = await consistency.check_accounts(pairs, drain)
-    if config.verify_ledger and config.data_dir is not None:
-        passed, output = await asyncio.to_thread(consistency.verify_ledger, config.data_dir)
-        check.ledger_verified, check.ledger_output = passed, output
-    check.market_data_running = await asyncio.to_thread(consistency.market_data_running, config.url)
+    ledger_dir = config.data_dir if config.verify_ledger else None
+    await consistency.check_server(check, config.url, ledger_dir)
     final = await market.instrument_info(operator, info.symbol)
     lines = [
         "",

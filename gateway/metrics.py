@@ -120,6 +120,7 @@ class LoopHistogram:
             raise ValueError(f"{name}: buckets must be distinct and ascending")
         self.name, self.documentation = name, documentation
         self.bounds = tuple(buckets)
+        self.labels = [*map(floatToGoString, self.bounds), "+Inf"]  # Each bucket's "le".
         self.counts = [0] * (len(self.bounds) + 1)  # The last: above every bound (+Inf only).
         self.sum = 0.0
 
@@ -133,9 +134,8 @@ class LoopHistogram:
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation)
-        labels = [*map(floatToGoString, self.bounds), "+Inf"]
         cumulative, buckets = 0, []
-        for le, count in zip(labels, self.counts, strict=True):
+        for le, count in zip(self.labels, self.counts, strict=True):
             cumulative += count
             buckets.append((le, float(cumulative)))
         family.add_metric([], buckets, self.sum)

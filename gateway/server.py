@@ -874,10 +874,9 @@ class Gateway:
             request_id = request.id
             result = self._dispatch(session, request)
             if isinstance(result, Sequenced):
-                answer_outcome = self._answer_outcome
                 self.sequencer.enqueue_call(
                     result.command,
-                    functools.partial(answer_outcome, session, request_id, result, started),
+                    functools.partial(self._answer_outcome, session, request_id, result, started),
                 )
                 return
             answer = protocol.encode_result(request_id, result)

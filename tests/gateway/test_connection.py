@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
@@ -43,27 +44,31 @@ class Taker:
         self.connection.resume()
 
 
+Handler = Callable[[ServerConnection], Awaitable[None]]
+
+
 @asynccontextmanager
-async def server(
-    before: Callable[[GatewayConnection], object] | None = None, taker: Taker | None = None
-) -> AsyncIterator[ClientConnection]:
-    """A server whose handler logs on with receive() (if asked), then delivers to taker."""
-    received: list[Message] = []
+async def connected(handler: Handler, **client_options: Any) -> AsyncIterator[ClientConnection]:
+    """A server of GatewayConnections running handler, and a client connected to it."""
+    async with serve(handler, "127.0.0.1", 0, create_connection=GatewayConnection) as running:
+        port = running.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/", **client_options) as client:
+            yield client
+
+
+def delivering(taker: Taker, *, logon: bool = False) -> Handler:
+    """A handler that takes one message with receive() (if logon), then delivers to taker."""
 
     async def handler(connection: ServerConnection) -> None:
         assert isinstance(connection, GatewayConnection)
-        if before is not None:
-            received.append(await connection.receive())
+        if logon:
+            await connection.receive()
             await connection.send("logged on")
-        if taker is not None:
-            taker.connection = connection
-            connection.deliver_to(taker)
+        taker.connection = connection
+        connection.deliver_to(taker)
         await connection.wait_closed()
 
-    async with serve(handler, "127.0.0.1", 0, create_connection=GatewayConnection) as running:
-        port = running.sockets[0].getsockname()[1]
-        async with connect(f"ws://127.0.0.1:{port}/", compression=None) as client:
-            yield client
+    return handler
 
 
 async def _until(condition: Callable[[], bool]) -> None:
@@ -76,7 +81,7 @@ async def _until(condition: Callable[[], bool]) -> None:
 
 async def test_messages_arrive_whole_once_and_in_order_text_as_str_binary_as_bytes() -> None:
     taker = Taker(10_000)
-    async with server(taker=taker) as client:
+    async with connected(delivering(taker), compression=None) as client:
         await client.send("one")
         await client.send(b"\x00two")
         await client.send(["fr", "ag", "mented"])  # One message in three frames.
@@ -90,7 +95,7 @@ async def test_before_delivery_messages_wait_for_receive_and_none_is_lost() -> N
     # The client sends its logon and, without waiting, three requests: the server takes the
     # first with receive(), the rest go to the callback, in order.
     taker = Taker(10_000)
-    async with server(before=lambda _: None, taker=taker) as client:
+    async with connected(delivering(taker, logon=True), compression=None) as client:
         for text in ("logon", "a", "b", "c"):
             await client.send(text)
         assert await client.recv() == "logged on"
@@ -111,19 +116,17 @@ async def test_before_delivery_reading_pauses_while_messages_wait_for_receive() 
         connection.deliver_to(taker)
         await connection.wait_closed()
 
-    async with serve(handler, "127.0.0.1", 0, create_connection=GatewayConnection) as running:
-        port = running.sockets[0].getsockname()[1]
-        async with connect(f"ws://127.0.0.1:{port}/", compression=None) as client:
-            for index in range(10 * HELD_MAX):
-                await client.send(str(index))
-            await _until(lambda: len(taker.taken) == 10 * HELD_MAX)
+    async with connected(handler, compression=None) as client:
+        for index in range(10 * HELD_MAX):
+            await client.send(str(index))
+        await _until(lambda: len(taker.taken) == 10 * HELD_MAX)
     assert reading == [False]
     assert taker.taken == [str(index) for index in range(10 * HELD_MAX)]
 
 
 async def test_a_full_callback_pauses_reading_and_resume_hands_over_what_is_held() -> None:
     taker = Taker(3)
-    async with server(taker=taker) as client:
+    async with connected(delivering(taker), compression=None) as client:
         for index in range(50):
             await client.send(str(index))
         await _until(lambda: len(taker.taken) == 3)
@@ -139,7 +142,7 @@ async def test_a_full_callback_pauses_reading_and_resume_hands_over_what_is_held
 
 async def test_text_that_is_not_utf8_fails_the_connection_with_1007() -> None:
     taker = Taker(10_000)
-    async with server(taker=taker) as client:
+    async with connected(delivering(taker), compression=None) as client:
         await client.send("fine")
         await client.send(b'{"id": "\xff\xfe"}', text=True)  # A text frame, not UTF-8.
         with pytest.raises(ConnectionClosed) as closed:
@@ -150,7 +153,7 @@ async def test_text_that_is_not_utf8_fails_the_connection_with_1007() -> None:
 
 async def test_too_many_fragments_fail_the_connection_with_1009() -> None:
     taker = Taker(10_000)
-    async with server(taker=taker) as client:
+    async with connected(delivering(taker), compression=None) as client:
         await client.send(["x"] * (FRAGMENTS_MAX + 1))
         with pytest.raises(ConnectionClosed) as closed:
             await client.recv()
@@ -167,12 +170,10 @@ async def test_a_callback_that_raises_fails_the_connection_with_1011() -> None:
         connection.deliver_to(broken)
         await connection.wait_closed()
 
-    async with serve(handler, "127.0.0.1", 0, create_connection=GatewayConnection) as running:
-        port = running.sockets[0].getsockname()[1]
-        async with connect(f"ws://127.0.0.1:{port}/") as client:
-            await client.send("boom")
-            with pytest.raises(ConnectionClosed) as closed:
-                await client.recv()
+    async with connected(handler) as client:
+        await client.send("boom")
+        with pytest.raises(ConnectionClosed) as closed:
+            await client.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
 
 
@@ -186,10 +187,8 @@ async def test_receive_raises_once_the_connection_is_closed() -> None:
         except ConnectionClosed as error:
             outcome.append(error)
 
-    async with serve(handler, "127.0.0.1", 0, create_connection=GatewayConnection) as running:
-        port = running.sockets[0].getsockname()[1]
-        async with connect(f"ws://127.0.0.1:{port}/") as client:
-            await client.close()
+    async with connected(handler) as client:
+        await client.close()
         await _until(lambda: bool(outcome))
     assert isinstance(outcome[0], ConnectionClosed)
 
@@ -213,10 +212,9 @@ async def test_written_texts_arrive_whole_and_in_order_small_plain_and_large_def
         await connection.wait_closed()
         written.append(connection.write_texts([b"too late"]))
 
-    async with serve(handler, "127.0.0.1", 0, create_connection=GatewayConnection) as running:
-        port = running.sockets[0].getsockname()[1]
-        async with connect(f"ws://127.0.0.1:{port}/", max_size=None) as client:  # deflate
-            received = [await client.recv() for _ in texts]
+    async with connected(handler, max_size=None) as client:  # deflate
+        received = [await client.recv() for _ in texts]
+        await client.close()
         await _until(lambda: len(written) == 3)
     assert received == [text.decode() for text in texts]
     assert written == [True, True, False]  # Nothing is written to a closed connection.
