@@ -1,8 +1,14 @@
-"""One connection's messages: whole, once, in order, as they are parsed; bad ones fail it."""
+"""One connection's messages: whole, once, in order, as they are parsed; bad ones fail it.
+
+The frame-cutting tests replay with IPX_SEED=<seed> (printed).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,7 +17,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame, Opcode
+from websockets.frames import Close, CloseCode, Frame, Opcode
+from websockets.streams import StreamReader
 
 from gateway.compression import COMPRESS_MIN_BYTES
 from gateway.connection import (
@@ -48,12 +55,56 @@ Handler = Callable[[ServerConnection], Awaitable[None]]
 
 
 @asynccontextmanager
+async def served(handler: Handler) -> AsyncIterator[int]:
+    """A server of GatewayConnections running handler; its port."""
+    async with serve(handler, "127.0.0.1", 0, create_connection=GatewayConnection) as running:
+        yield running.sockets[0].getsockname()[1]
+
+
+@asynccontextmanager
 async def connected(handler: Handler, **client_options: Any) -> AsyncIterator[ClientConnection]:
     """A server of GatewayConnections running handler, and a client connected to it."""
-    async with serve(handler, "127.0.0.1", 0, create_connection=GatewayConnection) as running:
-        port = running.sockets[0].getsockname()[1]
-        async with connect(f"ws://127.0.0.1:{port}/", **client_options) as client:
-            yield client
+    async with (
+        served(handler) as port,
+        connect(f"ws://127.0.0.1:{port}/", **client_options) as client,
+    ):
+        yield client
+
+
+async def raw_client(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP connection past the WebSocket handshake, for writing frames byte by byte."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    writer.write(request.encode())
+    response = await reader.readuntil(b"\r\n\r\n")
+    assert response.startswith(b"HTTP/1.1 101 "), response
+    return reader, writer
+
+
+def client_frame(opcode: Opcode, data: bytes, *, fin: bool = True) -> bytes:
+    """A frame as a client sends it: masked (websockets' own serialization)."""
+    return Frame(opcode, data, fin=fin).serialize(mask=True, extensions=[])
+
+
+def server_frames(stream: bytes) -> list[Frame]:
+    """The frames a server wrote, parsed by websockets."""
+    reader = StreamReader()
+    reader.feed_data(stream)
+    reader.feed_eof()
+    frames: list[Frame] = []
+    while reader.buffer:
+        parser = Frame.parse(reader.read_exact, mask=False)
+        try:
+            next(parser)
+        except StopIteration as parsed:
+            frames.append(parsed.value)
+        else:
+            raise AssertionError("a partial frame at the end of the stream")
+    return frames
 
 
 def delivering(taker: Taker, *, logon: bool = False) -> Handler:
@@ -218,3 +269,114 @@ async def test_written_texts_arrive_whole_and_in_order_small_plain_and_large_def
         await _until(lambda: len(written) == 3)
     assert received == [text.decode() for text in texts]
     assert written == [True, True, False]  # Nothing is written to a closed connection.
+
+
+# Frames cut by GatewayConnection itself: any stream of frames, in any pieces, gives the
+# messages and answers websockets' own parser gives.
+
+SEED = int(os.environ.get("IPX_SEED") or random.SystemRandom().randrange(1 << 32))
+SIZES = (0, 1, 2, 125, 126, 127, 1_023, 1_024, 5_000, 65_535, 65_536, 70_000)
+
+
+def random_session(rng: random.Random) -> tuple[bytes, list[Message], list[bytes]]:
+    """Frames of random messages (some fragmented) with pings among them, then a close.
+
+    Returns the bytes, the messages they carry and the pings' payloads.
+    """
+    stream: list[bytes] = []
+    messages: list[Message] = []
+    pings: list[bytes] = []
+
+    def maybe_ping() -> None:
+        if rng.random() < 0.15:
+            payload = rng.randbytes(rng.choice((0, 4, 125)))
+            pings.append(payload)
+            stream.append(client_frame(Opcode.PING, payload))
+
+    for _ in range(rng.randint(1, 40)):
+        size = rng.choice(SIZES) if rng.random() < 0.3 else rng.randint(0, 300)
+        message: Message
+        if rng.random() < 0.7:
+            message = "".join(rng.choice('aé€😀{}"') for _ in range(size // 2))
+            opcode, data = Opcode.TEXT, message.encode()
+        else:
+            message = rng.randbytes(size)
+            opcode, data = Opcode.BINARY, message
+        messages.append(message)
+        maybe_ping()
+        if rng.random() < 0.2 and len(data) > 1:  # Fragments cut anywhere, inside a character too.
+            cuts = sorted(rng.sample(range(1, len(data)), min(3, len(data) - 1)))
+            parts = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+            for index, part in enumerate(parts):
+                first, last = index == 0, index == len(parts) - 1
+                stream.append(client_frame(opcode if first else Opcode.CONT, part, fin=last))
+                if not last:
+                    maybe_ping()  # Control frames may come between fragments.
+        else:
+            stream.append(client_frame(opcode, data))
+    stream.append(client_frame(Opcode.CLOSE, Close(CloseCode.NORMAL_CLOSURE, "").serialize()))
+    return b"".join(stream), messages, pings
+
+
+async def write_in_pieces(writer: asyncio.StreamWriter, data: bytes, rng: random.Random) -> None:
+    """Write data in random pieces, sometimes letting the server read between them."""
+    start = 0
+    while start < len(data):
+        end = start + rng.choice((1, 2, 3, 7, 50, 700, 4_000, 100_000))
+        writer.write(data[start:end])
+        await writer.drain()
+        if rng.random() < 0.5:
+            await asyncio.sleep(0.001)
+        start = end
+
+
+async def test_any_frames_in_any_pieces_give_the_messages_in_order_and_a_pong_per_ping() -> None:
+    print(f"frame cutting: IPX_SEED={SEED}")
+    rng = random.Random(SEED)
+    for _ in range(25):
+        taker = Taker(10_000)
+        stream, messages, pings = random_session(rng)
+        async with served(delivering(taker)) as port:
+            reader, writer = await raw_client(port)
+            await write_in_pieces(writer, stream, rng)
+            answered = server_frames(await asyncio.wait_for(reader.read(), 5))
+            writer.close()
+        assert taker.taken == messages
+        assert [frame.data for frame in answered if frame.opcode is Opcode.PONG] == pings
+        assert answered[-1].opcode is Opcode.CLOSE
+        assert Close.parse(answered[-1].data).code == CloseCode.NORMAL_CLOSURE
+
+
+BAD_AFTER_GOOD = [
+    # (what, the bad frame's bytes, the close code websockets' own parser gives it)
+    ("an unmasked frame", Frame(Opcode.TEXT, b"x").serialize(mask=False), 1002),
+    ("a frame over max_size", bytes((0x81, 0xFF)) + (2**21).to_bytes(8, "big") + b"mask", 1009),
+    ("a text frame that is not UTF-8", client_frame(Opcode.TEXT, b"\xff\xfe"), 1007),
+    ("a continuation with no start", client_frame(Opcode.CONT, b"x"), 1002),
+    (
+        "a new message inside a fragmented one",
+        client_frame(Opcode.TEXT, b"a", fin=False) + client_frame(Opcode.TEXT, b"b"),
+        1002,
+    ),
+    ("an unknown opcode", bytes((0x83, 0x80)) + b"mask", 1002),
+    ("a reserved bit without an extension", bytes((0xC1, 0x80)) + b"mask", 1002),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "bad", "code"), BAD_AFTER_GOOD, ids=[b[0] for b in BAD_AFTER_GOOD]
+)
+async def test_a_bad_frame_after_good_ones_in_one_read_fails_as_websockets_fails_it(
+    what: str, bad: bytes, code: int
+) -> None:
+    taker = Taker(10_000)
+    good = client_frame(Opcode.TEXT, b"one") + client_frame(Opcode.BINARY, b"two")
+    after = client_frame(Opcode.TEXT, b"never delivered")
+    async with served(delivering(taker)) as port:
+        reader, writer = await raw_client(port)
+        writer.write(good + bad + after)
+        answered = server_frames(await asyncio.wait_for(reader.read(), 5))
+        writer.close()
+    assert taker.taken == ["one", b"two"]
+    assert [frame.opcode for frame in answered] == [Opcode.CLOSE]
+    assert Close.parse(answered[0].data).code == code
