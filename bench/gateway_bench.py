@@ -39,9 +39,10 @@ digits) filled after each phase from the raw samples, so the histogram costs not
 timing; without the package, from the sorted raw samples (the output says which).
 
 The gateway process also reports, per phase, what ran on its event loop while no frame could
-be read or answered: the journal appends (seal + write + fdatasync, and the mean records per
-append, i.e. the group-commit batch), the snapshots, and the full (generation 2) garbage
-collections; it wraps those calls to time them (ServerStats), nothing else.
+be read or answered: the journal appends (write + fdatasync; before git c01878e's successor
+they included the sealing too; and the mean records per append, i.e. the group-commit batch),
+the snapshots, and the full (generation 2) garbage collections; it wraps those calls to time
+them (ServerStats), nothing else.
 
 Ratios: "answers/s" counts every answer (place and cancel alike: one frame in, one frame out),
 so gateway / echo compares like with like; acknowledged orders/s is half of it by design.
@@ -161,15 +162,15 @@ class ServerStats:
         self.sequencer = sequencer
         self._gc_start = 0.0
         # Periodic snapshots start in a forked child: the loop is blocked for the fork only.
-        append, snapshot = sequencer.journal.append_bodies, sequencer._start_snapshot
+        append, snapshot = sequencer.journal.append_sealed, sequencer._start_snapshot
 
-        def timed_append(bodies: Any) -> Any:
+        def timed_append(batch: Any) -> Any:
             start = time.perf_counter()
             try:
-                return append(bodies)
+                return append(batch)
             finally:
                 self._add("append", time.perf_counter() - start)
-                self.totals["records"] += len(bodies)
+                self.totals["records"] += batch.last_seq - batch.first_seq + 1
 
         def timed_snapshot() -> None:
             start = time.perf_counter()
@@ -178,7 +179,7 @@ class ServerStats:
             finally:
                 self._add("snapshot", time.perf_counter() - start)
 
-        sequencer.journal.append_bodies = timed_append
+        sequencer.journal.append_sealed = timed_append
         sequencer._start_snapshot = timed_snapshot  # Private: instrumentation of this bench only.
         gc.callbacks.append(self._on_gc)
         # Every publish-lag sample the gateway takes (ms, per sink), kept raw for percentiles.
@@ -782,7 +783,7 @@ def report_lines(results: dict[str, Any]) -> list[str]:
                 f"gateway process, {name.split(', ')[1]}: {server['appends']:,.0f} journal "
                 f"appends of {server['records_per_append']:.1f} records, "
                 f"{server['append_ms_mean']:.2f} ms each, p99 {append.get('p99', 0):.2f}, "
-                f"max {append.get('max', 0):.2f} (seal + write + fdatasync, on the event loop: "
+                f"max {append.get('max', 0):.2f} (write + fdatasync, on the event loop: "
                 f"{server['append_share']:.0%} of the phase); {server['snapshots']:.0f} "
                 f"snapshots ({server['snapshot_ms_total']:.0f} ms); "
                 f"{server['gc_full_pauses']:.0f} full GC pauses ({server['gc_full_ms_total']:.0f}"

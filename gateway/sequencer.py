@@ -5,9 +5,9 @@ Invariants:
   calls `Exchange.handle`. ts_ns = max(wall clock, previous ts_ns + 1): strictly increasing,
   so replaying the journal sees the same times in the same order.
 - Durable before visible: a batch (everything queued, up to BATCH_MAX commands) is handled,
-  its record bodies are appended with ONE fsync (FileJournal.append_bodies), and only then is
-  each command's sender told (its future resolved, or its callback called) and the outcomes
-  handed to subscribers.
+  its record bodies are sealed and appended with ONE fsync (FileJournal.append_sealed), and
+  only then is each command's sender told (its future resolved, or its callback called) and
+  the outcomes handed to subscribers.
 - A full queue refuses at once (Overloaded): the command was not handled, the caller may retry.
 - A crash inside `handle` or the journal is not a rejection: the sequencer stops, every waiting
   sender gets the error (the outcome is unknown to its sender), and the process must restart,
@@ -55,6 +55,7 @@ from exchange.commands import Command, Tick
 from exchange.core import Exchange, Outcome
 from exchange.state import SEQUENCER_ACTOR
 from ledger.file_store import FileJournal
+from ledger.frames import seal_batch
 
 QUEUE_MAX = 10_000
 BATCH_MAX = 1_000
@@ -337,7 +338,12 @@ class Sequencer:
                 for observer in observers:
                     messages.extend(observer(outcome))
             started = time.perf_counter()
-            self.journal.append_bodies([outcome.record for outcome in outcomes])
+            journal = self.journal
+            # Sealed here, without the Record objects append_bodies would return and nothing
+            # here reads; append_sealed checks the batch continues the journal.
+            journal.append_sealed(
+                seal_batch(journal.last_hash, [outcome.record for outcome in outcomes])
+            )
             if self.on_journal_append is not None:
                 self.on_journal_append(time.perf_counter() - started)
         except BaseException as exc:

@@ -102,9 +102,16 @@ def seal_frames(prev_hash: bytes, bodies: Sequence[RecordBody]) -> tuple[list[Re
         ValueError: prev_hash is not HASH_BYTES long (every hash in a chain is), the seqs of
             the bodies are not consecutive, or a record is longer than FRAME_PAYLOAD_BYTES_MAX.
     """
+    hashes, data = _seal(prev_hash, bodies)
+    return _records(prev_hash, bodies, hashes), data
+
+
+def _seal(prev_hash: bytes, bodies: Sequence[RecordBody]) -> tuple[list[bytes], bytes]:
+    # The hashes and the frames of seal_frames, without the Record objects (0.45 us each,
+    # a fifth of the sealing, which a sequencer writing its batch never reads).
     if len(prev_hash) != HASH_BYTES:
         raise ValueError(f"prev_hash has {len(prev_hash)} bytes, expected {HASH_BYTES}")
-    records: list[Record] = []
+    hashes: list[bytes] = []
     parts: list[bytes] = []
     encode = _encoder.encode
     next_seq = bodies[0].seq if bodies else 0
@@ -116,17 +123,7 @@ def seal_frames(prev_hash: bytes, bodies: Sequence[RecordBody]) -> tuple[list[Re
         digest = _sha256(prev_hash)
         digest.update(canonical)
         record_digest = digest.digest()
-        records.append(
-            Record(
-                body.seq,
-                body.ts_ns,
-                body.kind,
-                body.command,
-                body.postings,
-                prev_hash,
-                record_digest,
-            )
-        )
+        hashes.append(record_digest)
         payload = b"".join(
             (_RECORD_ARRAY, canonical[1:], _HASH_FIELD, prev_hash, _HASH_FIELD, record_digest)
         )
@@ -135,33 +132,47 @@ def seal_frames(prev_hash: bytes, bodies: Sequence[RecordBody]) -> tuple[list[Re
         parts.append(_pack_header(len(payload), _crc(payload)))
         parts.append(payload)
         prev_hash = record_digest
-    return records, b"".join(parts)
+    return hashes, b"".join(parts)
+
+
+def _records(prev_hash: bytes, bodies: Sequence[RecordBody], hashes: list[bytes]) -> list[Record]:
+    prevs = [prev_hash, *hashes][: len(hashes)]  # Each record's previous hash.
+    return [
+        Record(body.seq, body.ts_ns, body.kind, body.command, body.postings, prev, digest)
+        for body, prev, digest in zip(bodies, prevs, hashes, strict=True)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
 class SealedBatch:
-    """Records sealed onto the chain after prev_hash, and their frames: the bytes of one write.
+    """Bodies sealed onto the chain after prev_hash, and their frames: the bytes of one write.
 
-    Made by seal_batch(), so records and data always agree. Sealing is pure and needs only the
+    Made by seal_batch(), so hashes and data always agree. Sealing is pure and needs only the
     previous batch's last hash, so a sequencer can seal batch N+1 while batch N is being synced
     (FileJournal.append_sealed in a writer thread): pipelined group commit.
     """
 
     prev_hash: bytes
-    records: list[Record]
+    bodies: Sequence[RecordBody]
+    hashes: list[bytes]  # Each body's record hash, in order.
     data: bytes
 
     @property
+    def records(self) -> list[Record]:
+        """The sealed records, built on demand (writing the batch does not need them)."""
+        return _records(self.prev_hash, self.bodies, self.hashes)
+
+    @property
     def first_seq(self) -> int:
-        return self.records[0].seq
+        return self.bodies[0].seq
 
     @property
     def last_seq(self) -> int:
-        return self.records[-1].seq
+        return self.bodies[-1].seq
 
     @property
     def last_hash(self) -> bytes:
-        return self.records[-1].hash
+        return self.hashes[-1]
 
 
 def seal_batch(prev_hash: bytes, bodies: Sequence[RecordBody]) -> SealedBatch:
@@ -172,8 +183,8 @@ def seal_batch(prev_hash: bytes, bodies: Sequence[RecordBody]) -> SealedBatch:
     """
     if not bodies:
         raise ValueError("a sealed batch holds at least one record")
-    records, data = seal_frames(prev_hash, bodies)
-    return SealedBatch(prev_hash, records, data)
+    hashes, data = _seal(prev_hash, bodies)
+    return SealedBatch(prev_hash, bodies, hashes, data)
 
 
 def recompute_hash(record: Record) -> bytes:
