@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -380,3 +381,84 @@ async def test_a_bad_frame_after_good_ones_in_one_read_fails_as_websockets_fails
     assert taker.taken == ["one", b"two"]
     assert [frame.opcode for frame in answered] == [Opcode.CLOSE]
     assert Close.parse(answered[0].data).code == code
+
+
+# Damaged streams: whatever a client sends, GatewayConnection answers it as websockets' own
+# ServerConnection does: the same messages, the same pongs, the same close code (or none).
+
+
+def damaged(stream: bytes, rng: random.Random) -> bytes:
+    """The stream with a few bits flipped, bytes inserted or dropped, or its end cut off."""
+    data = bytearray(stream)
+    for _ in range(rng.randint(1, 3)):
+        where = rng.randrange(len(data) + 1)
+        action = rng.random()
+        if action < 0.5 and where < len(data):
+            data[where] ^= 1 << rng.randrange(8)
+        elif action < 0.7:
+            data[where:where] = rng.randbytes(rng.randint(1, 9))
+        elif action < 0.9:
+            del data[where : where + rng.randint(1, 9)]
+        else:
+            del data[where:]
+    return bytes(data)
+
+
+async def answered_by(
+    create_connection: type[ServerConnection] | None, stream: bytes, seed: int
+) -> tuple[list[Message], list[bytes], int | None]:
+    """Send stream (in seeded pieces, then the end of the stream) to a server made of
+    create_connection (websockets' own when None); return the messages its handler got, the
+    pongs and the close code it answered (None: no close frame)."""
+    taken: list[Message] = []
+
+    async def stock(connection: ServerConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for message in connection:
+                taken.append(message)
+
+    def take(message: Message) -> bool:
+        taken.append(message)
+        return True
+
+    async def ours(connection: ServerConnection) -> None:
+        assert isinstance(connection, GatewayConnection)
+        connection.deliver_to(take)
+        await connection.wait_closed()
+
+    options: dict[str, Any] = {"close_timeout": 1}
+    if create_connection is not None:
+        options["create_connection"] = create_connection
+    handler = stock if create_connection is None else ours
+    async with serve(handler, "127.0.0.1", 0, **options) as running:
+        reader, writer = await raw_client(running.sockets[0].getsockname()[1])
+        with contextlib.suppress(ConnectionError):
+            await write_in_pieces(writer, stream, random.Random(seed))
+            writer.write_eof()
+        answered = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        await asyncio.sleep(0.01)  # The handler takes what the last read parsed.
+    frames = server_frames(answered)
+    closes = [Close.parse(frame.data).code for frame in frames if frame.opcode is Opcode.CLOSE]
+    pongs = [bytes(frame.data) for frame in frames if frame.opcode is Opcode.PONG]
+    return taken, pongs, closes[0] if closes else None
+
+
+async def test_a_damaged_stream_is_answered_as_websockets_answers_it() -> None:
+    print(f"damaged streams: IPX_SEED={SEED}")
+    rng = random.Random(SEED)
+    for _ in range(40):
+        stream, _, _ = random_session(rng)
+        stream = damaged(stream, rng)
+        pieces = rng.randrange(1 << 32)
+        their_messages, their_pongs, their_close = await answered_by(None, stream, pieces)
+        messages, pongs, close = await answered_by(GatewayConnection, stream, pieces)
+        assert messages == their_messages
+        if close == CloseCode.INVALID_DATA:
+            # The one difference: a text message that is not UTF-8 fails the connection as
+            # soon as it is whole here, where websockets finds it only when its handler reads
+            # the message, after its protocol parsed on (answering more pings, and closing on
+            # a later error, the client's close or the end of the stream: any close code).
+            assert pongs == their_pongs[: len(pongs)]
+        else:
+            assert (pongs, close) == (their_pongs, their_close)
