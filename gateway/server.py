@@ -61,7 +61,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import gc
 import http
 import importlib.metadata
 import json
@@ -112,7 +111,15 @@ from exchange.events import (
 from exchange.reasons import Reject
 from exchange.state import ExchangeState, Instrument
 from exchange.trading import find_own_order
-from gateway import accounts, compression, dashboard_http, liquidity, market_data, protocol
+from gateway import (
+    accounts,
+    compression,
+    dashboard_http,
+    heap,
+    liquidity,
+    market_data,
+    protocol,
+)
 from gateway.connection import GatewayConnection
 from gateway.metrics import Metrics, SinkCounts
 from gateway.mqtt_publisher import MqttPublisher
@@ -1453,16 +1460,7 @@ async def run_server(
         recovery.replayed_records,
         recovery.seconds,
     )
-    # The recovered state and everything imported live as long as the process: frozen, the
-    # collector's full passes skip them. Full passes are also made rare (gen2 threshold 1,000
-    # instead of 10): each one scans every long-lived object, 50-80 ms on the event loop, and
-    # with the defaults one fell in every few seconds of load. Young collections keep the
-    # default pace: measured at most ~1 ms each, where a young threshold of 100,000 gave one
-    # 40 ms pause. With bench/gateway_bench.py: closed-loop place ack p99.9 46-52 ms before,
-    # 12 ms after.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(700, 10, 1_000)
+    heap.settle()  # The recovered state and everything imported live as long as the process.
     sequencer = Sequencer(exchange, journal, queue_max=queue_max)
     gateway = Gateway(
         sequencer,
