@@ -140,6 +140,11 @@ class GatewayConnection(ServerConnection):
             self._hand_over_held()
 
     @property
+    def cutting_frames(self) -> bool:
+        """Whether frames are cut here now, rather than by websockets' parser (see above)."""
+        return self._cutting
+
+    @property
     def writable(self) -> bool:
         """False while the write backlog is over the write limit (the transport paused us)."""
         return not self.paused

@@ -331,6 +331,21 @@ async def write_in_pieces(writer: asyncio.StreamWriter, data: bytes, rng: random
         start = end
 
 
+async def test_frames_are_cut_here_once_open_and_by_websockets_once_closing() -> None:
+    # Cutting relies on websockets' internals (its parser waiting in StreamReader.at_eof): if
+    # a release changed them, cutting would silently stop (safe, but slower). This notices.
+    taker = Taker(10_000)
+    async with connected(delivering(taker), compression=None) as client:
+        await client.send("one")
+        await _until(lambda: len(taker.taken) == 1)
+        assert taker.connection is not None and taker.connection.cutting_frames
+        await client.send("two")
+        await _until(lambda: len(taker.taken) == 2)
+        await client.close()
+    assert taker.connection is not None and not taker.connection.cutting_frames
+    assert taker.taken == ["one", "two"]
+
+
 async def test_any_frames_in_any_pieces_give_the_messages_in_order_and_a_pong_per_ping() -> None:
     print(f"frame cutting: IPX_SEED={SEED}")
     rng = random.Random(SEED)
