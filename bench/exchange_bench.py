@@ -158,22 +158,23 @@ def run_durable(
     directory: str,
     batch: int,
 ) -> float:
-    """Handle and journal commands, one fsync per batch, as the sequencer's group commit."""
+    """Handle and journal commands, one fsync per batch, as the sequencer's group commit
+    (sealed with seal_batch and written with append_sealed, as gateway/sequencer.py does)."""
     handle = exchange.handle
     journal = FileJournal.open(directory)
     for first in range(0, len(earlier), batch):
         journal.append_bodies(earlier[first : first + batch])
     bodies: list[RecordBody] = []
-    append = journal.append_bodies
+    append = journal.append_sealed
     start = time.perf_counter()
     for command in commands:
         ts_ns += NS_PER_COMMAND
         bodies.append(handle(command, ts_ns).record)
         if len(bodies) == batch:
-            append(bodies)
+            append(seal_batch(journal.last_hash, bodies))
             bodies = []
     if bodies:
-        append(bodies)
+        append(seal_batch(journal.last_hash, bodies))
     elapsed = time.perf_counter() - start
     journal.close()
     return elapsed
