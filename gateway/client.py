@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import itertools
 import secrets
+import ssl
 from typing import Any
 
 import msgspec
@@ -78,16 +79,29 @@ class IpxClient:
 
     @classmethod
     async def connect(
-        cls, url: str, token: str, *, bearer: bool = True, timeout_s: float = TIMEOUT_S
+        cls,
+        url: str,
+        token: str,
+        *,
+        bearer: bool = True,
+        timeout_s: float = TIMEOUT_S,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> IpxClient:
-        """Open a session: the token as a bearer header on the upgrade, or by session.logon."""
+        """Open a session: the token as a bearer header on the upgrade, or by session.logon.
+
+        A wss:// url verifies the server against the system's CAs, or against ssl_context's
+        (gateway.tls.client_context(ca_file) trusts a self-signed server certificate).
+        """
         headers = {"Authorization": f"Bearer {token}"} if bearer else None
+        # Only when given: ssl=None would turn TLS off for a wss:// url, not choose a default.
+        tls_options: dict[str, Any] = {} if ssl_context is None else {"ssl": ssl_context}
         connection = await connect(
             url,
             additional_headers=headers,
             open_timeout=timeout_s,
             max_size=ANSWER_BYTES_MAX,
             extensions=compression.client_extensions(),
+            **tls_options,
         )
         client = cls(connection)
         if not bearer:

@@ -6,7 +6,8 @@
     ipx client ... watch SYMBOL [--seconds N]     until Ctrl-C, or for N seconds
 
 The token may come from the IPX_TOKEN environment variable instead of --token (it then stays
-out of the process list). `--json` prints the raw result of place, cancel and book.
+out of the process list). A wss:// url (`ipx serve --tls-cert --tls-key`) is verified against
+the system's CAs, or with --ca-file against the given certificates (a self-signed server's own). `--json` prints the raw result of place, cancel and book.
 `watch` follows book.l2 with a LocalBook: after every update it prints the best levels, the
 seq and the CRC32 checksum it computed, and resubscribes (a fresh snapshot) whenever the
 local book falls out of sync (a gap or a checksum that differs).
@@ -29,7 +30,7 @@ from typing import Any
 import msgspec
 from websockets.exceptions import WebSocketException
 
-from gateway import market_data
+from gateway import market_data, tls
 from gateway.client import ClientError, IpxClient, RequestFailed
 from gateway.local_book import LocalBook
 
@@ -46,6 +47,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     client.add_argument("--url", default=DEFAULT_URL, help=f"the gateway (default {DEFAULT_URL})")
     client.add_argument("--token", default=None, help="API token (default: $IPX_TOKEN)")
     client.add_argument("--json", action="store_true", help="print raw JSON results")
+    client.add_argument(
+        "--ca-file",
+        default=None,
+        help="for a wss:// url: trust these CA certificates (PEM), e.g. the server's own "
+        "self-signed certificate (default: the system's CAs)",
+    )
     commands = client.add_subparsers(dest="client_command", required=True)
     place = commands.add_parser("place", help="place a limit order")
     place.add_argument("symbol")
@@ -78,8 +85,9 @@ def run_client(arguments: argparse.Namespace) -> int:
 
 async def _run(arguments: argparse.Namespace, token: str) -> int:
     try:
-        client = await IpxClient.connect(arguments.url, token)
-    except (OSError, TimeoutError, WebSocketException) as error:
+        ssl_context = tls.client_context(arguments.ca_file) if arguments.ca_file else None
+        client = await IpxClient.connect(arguments.url, token, ssl_context=ssl_context)
+    except (OSError, TimeoutError, WebSocketException, ValueError) as error:
         print(f"ipx client: cannot connect to {arguments.url}: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE
     try:

@@ -1,7 +1,7 @@
 """`ipx serve`: run the exchange behind its WebSocket gateway until SIGTERM or SIGINT.
 
     ipx serve --data-dir DIR [--host 127.0.0.1] [--port 8700] [--log-format json|text]
-              [--event-loop uvloop|asyncio]
+              [--event-loop uvloop|asyncio] [--tls-cert CERT.pem --tls-key KEY.pem]
 
 Logs go to stderr, by default as one JSON object per line (gateway/logs.py); --log-format
 text gives the plain lines instead.
@@ -11,11 +11,13 @@ and prints a token for it, once: the operator then opens accounts, lists patents
 shares over the WebSocket API (op.* methods), so a new user needs nothing else to start.
 
 Recovers the exchange from DIR (latest snapshot + journal tail), serves ws://HOST:PORT/,
-/livez and /readyz, and on SIGTERM/SIGINT stops accepting, drains and fsyncs the queue,
+/livez and /readyz (with --tls-cert and --tls-key, all of it over TLS: wss:// and https://,
+gateway/tls.py), and on SIGTERM/SIGINT stops accepting, drains and fsyncs the queue,
 closes connections with 1001, writes a snapshot and releases the journal.
 
 Exit codes: 0 after a clean shutdown; 1 the sequencer crashed (restart recovers from the
-journal); 2 the data dir is unusable (locked by another server, or damaged).
+journal); 2 the data dir is unusable (locked by another server, or damaged), or the TLS
+certificate and key are (one without the other, unreadable, or not a pair).
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ import argparse
 import asyncio
 import logging
 import signal
+import ssl
 import sys
 from pathlib import Path
 
 from exchange.commands import Role
-from gateway import event_loop, logs, sessions
+from gateway import event_loop, logs, sessions, tls
 from gateway.admin_cli import create_account
 from gateway.server import run_server
 from ledger.errors import JournalError
@@ -66,12 +69,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--event-loop",
         "uvloop where installed (the default: faster), or asyncio's own loop",
     )
+    parser.add_argument(
+        "--tls-cert", default=None, help="serve wss:// and https://: the certificate chain (PEM)"
+    )
+    parser.add_argument("--tls-key", default=None, help="the certificate's private key (PEM)")
     parser.set_defaults(handler=run_serve)
 
 
 def run_serve(arguments: argparse.Namespace) -> int:
     logs.install(arguments.log_format, logging.INFO)
     try:
+        ssl_context = _tls(arguments.tls_cert, arguments.tls_key)
         if is_new_data_dir(arguments.data_dir):
             _bootstrap_operator(arguments.data_dir)
         return event_loop.run(
@@ -81,12 +89,22 @@ def run_serve(arguments: argparse.Namespace) -> int:
                 arguments.port,
                 arguments.redis_url,
                 arguments.mqtt_url,
+                ssl_context,
             ),
             arguments.event_loop,
         )
     except (JournalError, ValueError) as error:
         print(f"ipx serve: {error}", file=sys.stderr)
         return 2
+
+
+def _tls(cert_file: str | None, key_file: str | None) -> ssl.SSLContext | None:
+    # Checked before anything else, so a bad pair changes nothing (not even a new data dir).
+    if cert_file is None and key_file is None:
+        return None
+    if cert_file is None or key_file is None:
+        raise ValueError("--tls-cert and --tls-key go together: give both, or neither")
+    return tls.server_context(cert_file, key_file)
 
 
 def is_new_data_dir(data_dir: str) -> bool:
@@ -112,18 +130,25 @@ def _bootstrap_operator(data_dir: str) -> None:
 
 
 async def _serve(
-    data_dir: str, host: str, port: int, redis_url: str | None, mqtt_url: str | None
+    data_dir: str,
+    host: str,
+    port: int,
+    redis_url: str | None,
+    mqtt_url: str | None,
+    ssl_context: ssl.SSLContext | None,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with run_server(data_dir, host, port, redis_url=redis_url, mqtt_url=mqtt_url) as running:
+    async with run_server(
+        data_dir, host, port, redis_url=redis_url, mqtt_url=mqtt_url, ssl_context=ssl_context
+    ) as running:
         sequencer = running.gateway.sequencer
         print(
-            f"ipx serving {data_dir} at ws://{running.host}:{running.port}/ (seq "
+            f"ipx serving {data_dir} at {running.url} (seq "
             f"{sequencer.exchange.seq}, event loop {event_loop.running_event_loop()}); "
-            f"health at http://{running.host}:{running.port}/livez\n"
+            f"health at {running.http_url}livez\n"
             f"connect with: Authorization: Bearer <token> on the upgrade, or send "
             f'{{"id": "1", "method": "session.logon", "params": {{"token": "<token>"}}}}\n'
             f"tokens: ipx tokens issue --data-dir {data_dir} ACCOUNT_ID",

@@ -66,6 +66,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import ssl
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -1426,6 +1427,17 @@ class RunningServer:
     gateway: Gateway
     server: Server
     sequencer_task: asyncio.Task[None]
+    tls: bool = False
+
+    @property
+    def url(self) -> str:
+        """Where clients connect: ws://HOST:PORT/, or wss:// with TLS."""
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}/"
+
+    @property
+    def http_url(self) -> str:
+        """The same port's HTTP side (health, metrics, dashboard): http:// or https://."""
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/"
 
 
 @contextlib.asynccontextmanager
@@ -1445,8 +1457,12 @@ async def run_server(
     redis_prefix: str = "ipx",
     mqtt_url: str | None = None,
     mqtt_prefix: str = "ipx/v1",
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[RunningServer]:
     """Recover the exchange under data_dir and serve it until the block exits, then shut down.
+
+    With ssl_context (gateway/tls.py), everything on the port is served over TLS: wss:// and
+    https://.
 
     With redis_url, every durable outcome and its market data also go to Redis Streams
     (gateway/redis_publisher.py); with mqtt_url, the market data goes to an MQTT v5 broker
@@ -1500,12 +1516,15 @@ async def run_server(
         # The transport's flow control marks the backlog: past it, websockets' pause_writing
         # (GatewayConnection.writable is False) until the kernel has taken it all back down.
         write_limit=(WRITE_BACKLOG_MAX, WRITE_BACKLOG_MAX),
+        ssl=ssl_context,
     )
     heartbeats = asyncio.create_task(gateway.send_heartbeats(), name="heartbeats")
     token_watch = asyncio.create_task(gateway.watch_tokens(), name="token-watch")
     try:
         bound = server.sockets[0].getsockname()
-        yield RunningServer(bound[0], bound[1], gateway, server, sequencer_task)
+        yield RunningServer(
+            bound[0], bound[1], gateway, server, sequencer_task, ssl_context is not None
+        )
     finally:
         heartbeats.cancel()
         token_watch.cancel()

@@ -1,0 +1,200 @@
+"""Rule: with --tls-cert and --tls-key the gateway speaks only TLS, on wss:// and https://.
+
+A certificate is made for each test (self-signed, for 127.0.0.1), so a client trusts it only
+when told to (ca_file); otherwise it refuses the server, as it would any unknown certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from websockets.asyncio.client import connect
+from websockets.exceptions import WebSocketException
+
+from gateway import tls
+from gateway.client import IpxClient
+from gateway.server import RunningServer, run_server
+from tests.gateway.conftest import Venue
+
+START_TIMEOUT_S = 20
+
+
+def write_certificate(directory: Path, name: str = "server") -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and its key, as PEM files; their paths."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "IPX test gateway")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / f"{name}.crt", directory / f"{name}.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return os.fspath(cert_file), os.fspath(key_file)
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[str, str]:
+    return write_certificate(tmp_path)
+
+
+@pytest_asyncio.fixture
+async def tls_server(venue: Venue, certificate: tuple[str, str]) -> AsyncIterator[RunningServer]:
+    context = tls.server_context(*certificate)
+    async with run_server(venue.data_dir, logon_timeout_s=1.0, ssl_context=context) as running:
+        venue.url = running.url
+        yield running
+
+
+@pytest.mark.asyncio
+async def test_orders_and_health_are_served_over_tls_to_a_client_that_trusts_the_server(
+    venue: Venue, tls_server: RunningServer, certificate: tuple[str, str]
+) -> None:
+    assert venue.url.startswith("wss://127.0.0.1:")
+    trusted = tls.client_context(certificate[0])
+    op = await IpxClient.connect(venue.url, venue.tokens["op"], bearer=False, ssl_context=trusted)
+    alice = await IpxClient.connect(venue.url, venue.tokens["alice"], ssl_context=trusted)
+    try:
+        assert op.account == "op"  # session.logon over TLS, too.
+        deposit = {"account_id": "alice", "currency": "USD", "amount": "250.00"}
+        await op.request("op.deposit", deposit)
+        balances = await alice.request("account.balances")
+        assert "250.00" in str(balances), balances
+    finally:
+        await op.close()
+        await alice.close()
+
+    def livez() -> int:  # In a thread: the server answering it runs on this event loop.
+        url = f"{tls_server.http_url}livez"
+        with urllib.request.urlopen(url, timeout=10, context=trusted) as response:
+            return int(response.status)
+
+    assert await asyncio.to_thread(livez) == 200
+
+
+@pytest.mark.asyncio
+async def test_a_client_refuses_a_server_whose_certificate_it_cannot_verify(
+    venue: Venue, tls_server: RunningServer
+) -> None:
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await IpxClient.connect(venue.url, venue.tokens["alice"])  # The system's CAs only.
+
+
+@pytest.mark.asyncio
+async def test_plain_websocket_on_a_tls_port_is_refused_and_the_server_carries_on(
+    venue: Venue, tls_server: RunningServer, certificate: tuple[str, str]
+) -> None:
+    plain = venue.url.replace("wss://", "ws://")
+    with pytest.raises((WebSocketException, OSError, EOFError)):
+        async with connect(plain, open_timeout=5) as websocket:
+            await websocket.recv()
+    trusted = tls.client_context(certificate[0])
+    bob = await IpxClient.connect(venue.url, venue.tokens["bob"], ssl_context=trusted)
+    try:
+        assert await bob.request("account.balances") is not None
+    finally:
+        await bob.close()
+
+
+# `ipx serve` and `ipx client` from the command line.
+
+
+def ipx(*arguments: str, timeout_s: float = START_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
+def test_ipx_serve_refuses_half_a_pair_or_a_key_of_another_certificate(tmp_path: Path) -> None:
+    cert_file, _ = write_certificate(tmp_path, "one")
+    _, other_key = write_certificate(tmp_path, "two")
+    data_dir = tmp_path / "exchange"
+    for options in (
+        ["--tls-cert", cert_file],
+        ["--tls-cert", cert_file, "--tls-key", other_key],
+        ["--tls-cert", os.fspath(tmp_path / "missing.crt"), "--tls-key", other_key],
+    ):
+        done = ipx("serve", "--data-dir", os.fspath(data_dir), "--port", "0", *options)
+        assert done.returncode == 2, done
+        assert "tls" in done.stderr.lower(), done.stderr
+    assert not data_dir.exists()  # Refused before anything was created.
+
+
+def test_ipx_serve_with_a_certificate_serves_wss_that_ipx_client_reaches_with_its_ca_file(
+    tmp_path: Path,
+) -> None:
+    cert_file, key_file = write_certificate(tmp_path)
+    command = [
+        *("serve", "--data-dir", os.fspath(tmp_path / "exchange"), "--port", "0"),
+        *("--tls-cert", cert_file, "--tls-key", key_file),
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    try:
+        lines: list[str] = []
+        url = ""
+        for line in process.stdout:  # Bounded: the address comes within a few lines.
+            lines.append(line.strip())
+            found = re.search(r"at (wss://127\.0\.0\.1:\d+/)", line)
+            if found:
+                url = found.group(1)
+                break
+            if len(lines) > 50:
+                break
+        assert url, lines
+        assert "health at https://127.0.0.1:" in lines[-1]
+        token = lines[next(i for i, line in enumerate(lines) if "operator account" in line) + 1]
+        where = ("--url", url, "--token", token)
+        # Reached and answered (1: the exchange refused an unknown symbol), not unreachable (2).
+        trusted = ipx("client", *where, "--ca-file", cert_file, "book", "RS-NONE")
+        assert trusted.returncode == 1 and "UNKNOWN_SYMBOL" in trusted.stderr, trusted
+        untrusted = ipx("client", *where, "book", "RS-NONE")
+        assert untrusted.returncode == 2 and "certificate" in untrusted.stderr, untrusted
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=START_TIMEOUT_S) == 0
