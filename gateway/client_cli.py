@@ -7,7 +7,8 @@
 
 The token may come from the IPX_TOKEN environment variable instead of --token (it then stays
 out of the process list). A wss:// url (`ipx serve --tls-cert --tls-key`) is verified against
-the system's CAs, or with --ca-file against the given certificates (a self-signed server's own). `--json` prints the raw result of place, cancel and book.
+the system's CAs, or with --ca-file against the given certificates (a self-signed server's
+own). `--json` prints the raw result of place, cancel and book.
 `watch` follows book.l2 with a LocalBook: after every update it prints the best levels, the
 seq and the CRC32 checksum it computed, and resubscribes (a fresh snapshot) whenever the
 local book falls out of sync (a gap or a checksum that differs).
