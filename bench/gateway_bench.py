@@ -65,6 +65,7 @@ import platform
 import secrets
 import select
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -85,7 +86,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from bench.machine import cpu_model, git_revision, load_average, progress
 from exchange.commands import Role
-from gateway import event_loop, sessions
+from gateway import event_loop, sessions, tls
 from gateway.admin_cli import create_account
 from gateway.client import IpxClient
 from gateway.compression import COMPRESS_MIN_BYTES, client_extensions, server_extensions
@@ -230,6 +231,7 @@ async def _serve_gateway(arguments: argparse.Namespace) -> None:
         redis_prefix=prefix,
         mqtt_url=arguments.mqtt_url or None,
         mqtt_prefix=f"{prefix}/v1",
+        ssl_context=_server_tls(arguments),
     ) as running:
         stats = ServerStats(running.gateway, os.path.join(data_dir, STATS_FILE))
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, stats.dump)
@@ -259,10 +261,37 @@ async def _serve_echo(arguments: argparse.Namespace) -> None:
 
     stop = _stop_on_sigterm()
     async with serve(
-        echo, "127.0.0.1", 0, max_size=FRAME_BYTES_MAX, extensions=extensions
+        echo,
+        "127.0.0.1",
+        0,
+        max_size=FRAME_BYTES_MAX,
+        extensions=extensions,
+        ssl=_server_tls(arguments),
     ) as server:
         print(f"port {server.sockets[0].getsockname()[1]}", flush=True)
         await stop.wait()
+
+
+def _server_tls(arguments: argparse.Namespace) -> ssl.SSLContext | None:
+    # The certificate the load driver made (--tls), passed to the server process by path.
+    if not arguments.serve_tls_cert:
+        return None
+    return tls.server_context(arguments.serve_tls_cert, arguments.serve_tls_key)
+
+
+def _client_tls(arguments: argparse.Namespace) -> ssl.SSLContext | None:
+    return tls.client_context(arguments.tls_files[0]) if arguments.tls_files else None
+
+
+def _server_tls_options(arguments: argparse.Namespace) -> list[str]:
+    if not arguments.tls_files:
+        return []
+    cert_file, key_file = arguments.tls_files
+    return ["--serve-tls-cert", cert_file, "--serve-tls-key", key_file]
+
+
+def _scheme(arguments: argparse.Namespace) -> str:
+    return "wss" if arguments.tls_files else "ws"
 
 
 def _stop_on_sigterm() -> asyncio.Event:
@@ -356,9 +385,11 @@ def prepare_data_dir(data_dir: str, investors: list[str]) -> dict[str, str]:
     return tokens
 
 
-async def list_the_market(url: str, tokens: dict[str, str], investors: list[str]) -> None:
+async def list_the_market(
+    url: str, tokens: dict[str, str], investors: list[str], ssl_context: ssl.SSLContext | None
+) -> None:
     """List and issue the instrument, fund the investors, open trading, sell them units."""
-    op = await IpxClient.connect(url, tokens["op"])
+    op = await IpxClient.connect(url, tokens["op"], ssl_context=ssl_context)
     try:
         await op.request("op.list_asset", {
             "patent_id": PATENT, "title": "Method for verifying royalty streams",
@@ -384,11 +415,11 @@ async def list_the_market(url: str, tokens: dict[str, str], investors: list[str]
             await asyncio.sleep(0.02)
     finally:
         await op.close()
-    issuer = await IpxClient.connect(url, tokens["issuer"])
+    issuer = await IpxClient.connect(url, tokens["issuer"], ssl_context=ssl_context)
     try:
         for investor in investors:
             await issuer.place(SYMBOL, "sell", UNITS_PER_INVESTOR, "100.00")
-            buyer = await IpxClient.connect(url, tokens[investor])
+            buyer = await IpxClient.connect(url, tokens[investor], ssl_context=ssl_context)
             try:
                 order = await buyer.place(SYMBOL, "buy", UNITS_PER_INVESTOR, "100.00")
                 if order["filled"] != UNITS_PER_INVESTOR:
@@ -483,8 +514,12 @@ class Pipeline:
                 await self.send_place(now)
 
 
-async def open_connections(url: str, tokens: list[str], compression: str) -> list[Pipeline]:
+async def open_connections(
+    url: str, tokens: list[str], compression: str, ssl_context: ssl.SSLContext | None
+) -> list[Pipeline]:
     from gateway.protocol import FRAME_BYTES_MAX
+
+    tls_options: dict[str, Any] = {} if ssl_context is None else {"ssl": ssl_context}
 
     prefix = secrets.token_hex(3)
     pipes = []
@@ -497,6 +532,7 @@ async def open_connections(url: str, tokens: list[str], compression: str) -> lis
             extensions=None if compression == "none" else client_extensions(),
             max_size=FRAME_BYTES_MAX,
             open_timeout=STARTUP_TIMEOUT_S,
+            **tls_options,
         )
         pipes.append(Pipeline(connection, index, prefix))
     return pipes
@@ -615,7 +651,7 @@ async def run_phase(
     stats_path: str = "",
 ) -> dict[str, Any]:
     """Connect, run one phase (closed loop, or open loop at open_loop_rate), disconnect."""
-    pipes = await open_connections(url, tokens, arguments.compression)
+    pipes = await open_connections(url, tokens, arguments.compression, _client_tls(arguments))
     before = server.stats(stats_path) if stats_path else {}
     start_ns = time.perf_counter_ns() + int(arguments.warmup * 1e9)
     tally = Tally(start_ns, start_ns + int(arguments.duration * 1e9), arguments.orders)
@@ -687,15 +723,15 @@ async def run_gateway(arguments: argparse.Namespace, data_dir: str) -> dict[str,
         *(["--mqtt-url", arguments.mqtt_url] if arguments.mqtt_url else []),
     ]
     server = start_server(
-        ["--serve-gateway", data_dir, *integrations],
+        ["--serve-gateway", data_dir, *integrations, *_server_tls_options(arguments)],
         os.path.join(data_dir, "server.log"),
         arguments.event_loop,
     )
-    url = f"ws://127.0.0.1:{server.port}/"
+    url = f"{_scheme(arguments)}://127.0.0.1:{server.port}/"
     results: dict[str, Any] = {}
     try:
         progress(f"gateway (pid {server.process.pid}) at {url}: listing the market")
-        await list_the_market(url, tokens, investors)
+        await list_the_market(url, tokens, investors, _client_tls(arguments))
         investor_tokens = [tokens[investor] for investor in investors]
         progress(f"closed loop: {arguments.warmup:g} s warm-up + {arguments.duration:g} s")
         stats_path = os.path.join(data_dir, STATS_FILE)
@@ -724,13 +760,16 @@ async def run_gateway(arguments: argparse.Namespace, data_dir: str) -> dict[str,
 
 async def run_echo(arguments: argparse.Namespace, log_dir: str) -> dict[str, Any]:
     server = start_server(
-        ["--serve-echo", "--echo-compression", arguments.echo_compression],
+        [
+            *("--serve-echo", "--echo-compression", arguments.echo_compression),
+            *_server_tls_options(arguments),
+        ],
         os.path.join(log_dir, "echo.log"),
         arguments.event_loop,
     )
     try:
         progress(f"echo server (pid {server.process.pid}): closed loop")
-        url = f"ws://127.0.0.1:{server.port}/"
+        url = f"{_scheme(arguments)}://127.0.0.1:{server.port}/"
         tokens = [f"echo-{index}" for index in range(arguments.connections)]
         return await run_phase(url, tokens, arguments, server)
     finally:
@@ -841,6 +880,12 @@ def header_lines(arguments: argparse.Namespace, argv: Sequence[str]) -> list[str
         f"event loops: servers (gateway and echo) {arguments.event_loop}, load driver "
         f"{arguments.client_event_loop}",
         f"compression: {_compression_line(arguments)}",
+        "transport: "
+        + (
+            f"TLS ({ssl.OPENSSL_VERSION}; a self-signed P-256 certificate), both servers"
+            if arguments.tls
+            else "plain TCP"
+        ),
         f"git {git_revision('gateway', 'bench')}, load average {load_average()}",
         f"load: {arguments.connections} connections (one investor account each), "
         f"{arguments.in_flight} requests in flight per connection, "
@@ -901,9 +946,18 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         parser, "--event-loop", "the gateway's and the echo server's loop (default: as ipx serve)"
     )
     event_loop.add_argument(parser, "--client-event-loop", "the load driver's loop")
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="over TLS (wss://), the gateway and the echo server alike, with a self-signed "
+        "certificate made for the run",
+    )
     parser.add_argument("--serve-gateway", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-tls-cert", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-tls-key", default="", help=argparse.SUPPRESS)
     parser.add_argument("--serve-echo", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
+    arguments.tls_files = ()  # (cert, key) once run() has made them, with --tls.
     if arguments.duration <= 0:
         arguments.duration = 3.0 if arguments.quick else 10.0
     if arguments.warmup < 0:
@@ -917,6 +971,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 
 async def run(arguments: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ipx-gateway-bench-", dir=arguments.dir or None) as d:
+        if arguments.tls:
+            arguments.tls_files = tls.write_self_signed(d)
         results = await run_gateway(arguments, d)
         if not arguments.no_echo:
             results["echo"] = await run_echo(arguments, d)

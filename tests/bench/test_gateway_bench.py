@@ -111,3 +111,21 @@ def test_only_answers_inside_the_window_count() -> None:
     assert tally.window_end_ns == 1_701
     assert list(tally.place_ns) == [500, 100]
     assert tally.errors == {"cancel 404 UNKNOWN_ORDER": 1}
+
+
+def test_with_tls_both_servers_are_measured_over_wss(tmp_path: Path) -> None:
+    figures = tmp_path / "figures.json"
+    command = [
+        sys.executable, "bench/gateway_bench.py", "--quick", "--duration", "0.5", "--warmup",
+        "0.2", "--connections", "2", "--in-flight", "4", "--open-rate", "50", "--tls",
+        "--json", str(figures),
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "transport: TLS (" in done.stdout
+    results = json.loads(figures.read_text())
+    for phase in ("closed", "open", "echo"):
+        assert results[phase]["errors"] == {}, phase
+        assert results[phase]["orders_per_s"] > 0, phase

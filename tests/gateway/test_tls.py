@@ -7,8 +7,6 @@ when told to (ca_file); otherwise it refuses the server, as it would any unknown
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import os
 import re
 import signal
@@ -21,10 +19,6 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
@@ -38,35 +32,7 @@ START_TIMEOUT_S = 20
 
 def write_certificate(directory: Path, name: str = "server") -> tuple[str, str]:
     """A self-signed certificate for 127.0.0.1 and its key, as PEM files; their paths."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "IPX test gateway")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / f"{name}.crt", directory / f"{name}.key"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return os.fspath(cert_file), os.fspath(key_file)
+    return tls.write_self_signed(directory, name)
 
 
 @pytest.fixture
@@ -198,3 +164,8 @@ def test_ipx_serve_with_a_certificate_serves_wss_that_ipx_client_reaches_with_it
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=START_TIMEOUT_S) == 0
+
+
+def test_a_self_signed_key_is_written_readable_by_its_owner_only(tmp_path: Path) -> None:
+    _, key_file = write_certificate(tmp_path)
+    assert os.stat(key_file).st_mode & 0o077 == 0
