@@ -174,7 +174,7 @@ async def run_demo(config: DemoConfig) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with run_server(data_dir, config.host, config.port) as running:
-        url = f"ws://{running.host}:{running.port}/"
+        url = running.url
         operator = await IpxClient.connect(url, operator_token)
         try:
             symbols = await list_samples(operator)

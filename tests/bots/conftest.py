@@ -83,6 +83,6 @@ def venue(tmp_path: object) -> Venue:
 @pytest_asyncio.fixture
 async def market(venue: Venue) -> AsyncIterator[Venue]:
     async with run_server(venue.data_dir, logon_timeout_s=1.0) as running:
-        venue.url = f"ws://{running.host}:{running.port}/"
+        venue.url = running.url
         await list_pre_open(venue)
         yield venue

@@ -168,7 +168,7 @@ def venue(tmp_path: Path) -> Venue:
 @pytest_asyncio.fixture
 async def server(venue: Venue) -> AsyncIterator[RunningServer]:
     async with run_server(venue.data_dir, logon_timeout_s=1.0) as running:
-        venue.url = f"ws://{running.host}:{running.port}/"
+        venue.url = running.url
         yield running
 
 

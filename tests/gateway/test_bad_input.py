@@ -223,7 +223,7 @@ async def fast_server(venue: Venue) -> AsyncIterator[RunningServer]:
     async with run_server(
         venue.data_dir, logon_timeout_s=2.0, order_rate_per_s=10**9, order_burst=10**9
     ) as running:
-        venue.url = f"ws://{running.host}:{running.port}/"
+        venue.url = running.url
         await list_the_market(venue)
         yield running
 

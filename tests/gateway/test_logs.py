@@ -59,7 +59,7 @@ async def test_rejections_and_trades_are_logged_with_their_order_fields(
 ) -> None:
     venue = prepare_data_dir(os.fspath(tmp_path))
     async with run_server(venue.data_dir) as running:
-        venue.url = f"ws://{running.host}:{running.port}/"
+        venue.url = running.url
         await list_the_market(venue)
         alice, issuer = await venue.client("alice"), await venue.client("issuer")
         try:

@@ -133,7 +133,7 @@ async def test_a_subscriber_that_does_not_read_is_disconnected_not_waited_for(
     venue: Venue,
 ) -> None:
     async with run_server(venue.data_dir, outbox_max=20) as running:
-        venue.url = f"ws://{running.host}:{running.port}/"
+        venue.url = running.url
         await list_the_market(venue)
         alice = await venue.client("alice")
         await asyncio.gather(

@@ -126,7 +126,7 @@ async def test_business_rejections_are_typed(market: Venue) -> None:
 
 async def test_an_overloaded_exchange_answers_503_and_does_nothing(venue: Venue) -> None:
     async with run_server(venue.data_dir, queue_max=1) as running:
-        venue.url = f"ws://{running.host}:{running.port}/"
+        venue.url = running.url
         await list_the_market(venue)
         alice = await venue.client("alice")
         try:

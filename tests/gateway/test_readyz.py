@@ -30,7 +30,7 @@ def _get(url: str) -> tuple[int, str, str]:
 
 
 async def _readyz(running: RunningServer, query: str = "") -> tuple[int, str, str]:
-    return await asyncio.to_thread(_get, f"http://{running.host}:{running.port}/readyz{query}")
+    return await asyncio.to_thread(_get, f"{running.http_url}readyz{query}")
 
 
 async def test_readyz_stays_one_word_and_verbose_tells_the_journal_state(
@@ -95,7 +95,7 @@ async def test_verbose_readyz_shows_the_redis_integration(tmp_path: Path) -> Non
     client = redis.Redis.from_url(url)
     try:
         async with run_server(venue.data_dir, redis_url=url, redis_prefix=prefix) as running:
-            venue.url = f"ws://{running.host}:{running.port}/"
+            venue.url = running.url
             await list_the_market(venue)
             alice = await venue.client("alice")
             try:

@@ -69,14 +69,14 @@ def _verify(data_dir: str) -> subprocess.CompletedProcess[str]:
 
 async def test_an_acknowledged_order_survives_a_restart(venue: Venue) -> None:
     async with run_server(venue.data_dir) as running:
-        venue.url = f"ws://{running.host}:{running.port}/"
+        venue.url = running.url
         await list_the_market(venue)
         alice = await venue.client("alice")
         placed = await alice.place(SYMBOL, "buy", 7, "98.30", cl_ord_id="keep-me")
         await alice.close()
     assert os.listdir(os.path.join(venue.data_dir, SNAPSHOT_DIR))  # Written at shutdown.
     async with run_server(venue.data_dir) as running:
-        venue.url = f"ws://{running.host}:{running.port}/"
+        venue.url = running.url
         alice = await venue.client("alice")
         try:
             assert await alice.status(cl_ord_id="keep-me") == {
@@ -236,7 +236,7 @@ async def test_sigkill_under_load_loses_no_acknowledged_order_or_trade(venue: Ve
     print(f"{total} orders and {len(acks.trades)} taker fills acknowledged in {elapsed:.1f} s")
     assert total >= ACKS_MIN, f"only {total} orders were acknowledged before the kill"
     async with run_server(venue.data_dir) as running:
-        venue.url = f"ws://{running.host}:{running.port}/"
+        venue.url = running.url
         await _check_statuses(venue, acks)
     accepted, traded = _journal_counts(venue.data_dir)
     lost = [order_id for order_id in acks.orders.values() if accepted[order_id] != 1]

@@ -189,7 +189,7 @@ async def test_health_endpoints(market: Venue, server: RunningServer) -> None:
 
 async def test_orders_beyond_the_rate_get_429_but_cancels_still_pass(venue: Venue) -> None:
     async with run_server(venue.data_dir, order_rate_per_s=0.5, order_burst=5) as running:
-        venue.url = f"ws://{running.host}:{running.port}/"
+        venue.url = running.url
         await list_the_market(venue)
         alice = await venue.client("alice")
         try:
@@ -253,7 +253,7 @@ async def test_cancel_on_disconnect_cancels_the_accounts_orders(market: Venue) -
 
 async def test_connections_per_account_are_limited(venue: Venue) -> None:
     async with run_server(venue.data_dir, connections_per_account_max=2) as running:
-        venue.url = f"ws://{running.host}:{running.port}/"
+        venue.url = running.url
         first, second = await venue.client("alice"), await venue.client("alice")
         for client in (first, second):
             assert (await client.request("orders.open"))["orders"] == []  # N: both serve.

@@ -40,8 +40,8 @@ async def test_redis_publishing_shows_in_published_backlog_dropped_and_lag(
     client = redis.Redis.from_url(url)
     try:
         async with run_server(venue.data_dir, redis_url=url, redis_prefix=prefix) as running:
-            venue.url = f"ws://{running.host}:{running.port}/"
-            metrics_url = f"http://{running.host}:{running.port}/metrics"
+            venue.url = running.url
+            metrics_url = f"{running.http_url}metrics"
             first_seq = running.gateway.sequencer.exchange.seq  # Journaled before: not sent.
             await list_the_market(venue)
             await alice_buys_issuer_sells(venue)
@@ -79,8 +79,8 @@ async def test_mqtt_publishing_shows_in_metrics_and_verbose_readyz(
     venue = prepare_data_dir(os.fspath(tmp_path))
     mqtt_url = f"mqtt://{host}:{port}"
     async with run_server(venue.data_dir, mqtt_url=mqtt_url, mqtt_prefix=prefix) as running:
-        venue.url = f"ws://{running.host}:{running.port}/"
-        base = f"http://{running.host}:{running.port}"
+        venue.url = running.url
+        base = running.http_url
         await list_the_market(venue)
         alice = await venue.client("alice")
         try:
@@ -90,8 +90,8 @@ async def test_mqtt_publishing_shows_in_metrics_and_verbose_readyz(
         deadline = asyncio.get_running_loop().time() + WAIT_S
         lag_count = ("ipx_publisher_lag_seconds_count", (("sink", "mqtt"),))
         while True:
-            samples = await asyncio.to_thread(scrape_metrics, f"{base}/metrics")
-            state = json.loads(await asyncio.to_thread(http_get, f"{base}/readyz?verbose"))
+            samples = await asyncio.to_thread(scrape_metrics, f"{base}metrics")
+            state = json.loads(await asyncio.to_thread(http_get, f"{base}readyz?verbose"))
             state = state["integrations"]
             published = samples.get(("ipx_publisher_published_total", (("sink", "mqtt"),)), 0)
             if published > 0 and state["mqtt"]["buffered"] == 0 and samples.get(lag_count, 0):

@@ -60,7 +60,7 @@ async def test_liquidity_is_retained_per_symbol_and_follows_the_book(
     async with run_server(
         venue.data_dir, mqtt_url=f"mqtt://{host}:{port}", mqtt_prefix=prefix
     ) as running:
-        venue.url = f"ws://{running.host}:{running.port}/"
+        venue.url = running.url
         await list_the_market(venue)
         await alice_buys_issuer_sells(venue, (5, "99.90"), (7, "100.10"))
         async with aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as subscriber:

@@ -34,7 +34,7 @@ async def test_a_served_trade_reaches_mqtt_and_the_status_is_retained(
         run_server(venue.data_dir, mqtt_url=f"mqtt://{host}:{port}", mqtt_prefix=prefix) as running,
         aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as subscriber,
     ):
-        venue.url = f"ws://{running.host}:{running.port}/"
+        venue.url = running.url
         await subscriber.subscribe(f"{prefix}/md/{SYMBOL}/trades")
         await list_the_market(venue)
         await alice_buys_issuer_sells(venue)

@@ -34,7 +34,7 @@ async def test_a_served_trade_reaches_the_instrument_stream_and_the_ticker_hash(
     client = redis.Redis.from_url(url)
     try:
         async with run_server(venue.data_dir, redis_url=url, redis_prefix=prefix) as running:
-            venue.url = f"ws://{running.host}:{running.port}/"
+            venue.url = running.url
             await list_the_market(venue)
             await alice_buys_issuer_sells(venue)
             deadline = asyncio.get_running_loop().time() + WAIT_S
