@@ -259,7 +259,8 @@ class GatewayConnection(ServerConnection):
                     if protocol.state is not State.OPEN:
                         return self._stop_cutting(data[start:])
                 if protocol.current_size is None:
-                    self._deliver(head, apply_mask(data[mask + 4 : end], data[mask : mask + 4]))
+                    payload = apply_mask(data[mask + 4 : end], data[mask : mask + 4])
+                    self._message(head == _TEXT_FIN, payload)
                     start = end
                     if protocol.state is not State.OPEN:  # Failed: 1007 or 1011.
                         return self._stop_cutting(data[start:])
@@ -282,17 +283,6 @@ class GatewayConnection(ServerConnection):
         self._cutting_ended = True
         return b""
 
-    def _deliver(self, head: int, payload: bytes) -> None:
-        if head == _BINARY_FIN:
-            self._arrived(payload)
-            return
-        try:
-            text = payload.decode()
-        except UnicodeDecodeError as error:
-            self._fail(CloseCode.INVALID_DATA, f"{error.reason} at position {error.start}")
-            return
-        self._arrived(text)
-
     def _frame(self, frame: Frame) -> None:
         fragments = self._fragments
         if not frame.fin or fragments:
@@ -306,14 +296,20 @@ class GatewayConnection(ServerConnection):
             fragments.clear()
         else:
             first, data = frame, bytes(frame.data)
-        message: Message = data
-        if first.opcode is Opcode.TEXT:
-            try:
-                message = data.decode()
-            except UnicodeDecodeError as error:
-                self._fail(CloseCode.INVALID_DATA, f"{error.reason} at position {error.start}")
-                return
-        self._arrived(message)
+        self._message(first.opcode is Opcode.TEXT, data)
+
+    def _message(self, text: bool, data: bytes) -> None:
+        # One whole message, cut here or assembled from websockets' frames: a text must be
+        # UTF-8, else the connection fails with 1007.
+        if not text:
+            self._arrived(data)
+            return
+        try:
+            decoded = data.decode()
+        except UnicodeDecodeError as error:
+            self._fail(CloseCode.INVALID_DATA, f"{error.reason} at position {error.start}")
+            return
+        self._arrived(decoded)
 
     def _arrived(self, message: Message) -> None:
         on_message = self._on_message
