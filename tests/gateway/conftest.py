@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -158,6 +162,38 @@ async def wait_for_phase(client: IpxClient, phase: str) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"{SYMBOL} did not reach {phase} within {CONTINUOUS_WAIT_S} s")
+
+
+IPX_SERVE_TIMEOUT_S = 20
+
+
+def start_ipx_serve(data_dir: Path, *options: str) -> tuple[subprocess.Popen[str], list[str], str]:
+    """Run `ipx serve` on a free port; its process, the lines it printed, and its ws(s) url."""
+    command = ["serve", "--data-dir", str(data_dir), "--port", "0", *options]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    for line in process.stdout:  # Bounded: the server prints its address within seconds.
+        lines.append(line.rstrip("\n"))
+        found = re.search(r"at (wss?://127\.0\.0\.1:\d+/)", line)
+        if found:
+            return process, lines, found.group(1)
+        if len(lines) > 50:
+            break
+    process.kill()
+    pytest.fail(f"ipx serve did not start: {lines}")
+
+
+def stop_ipx_serve(process: subprocess.Popen[str]) -> None:
+    """Stop it as an operator would (SIGTERM); it must shut down cleanly."""
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=IPX_SERVE_TIMEOUT_S) == 0
 
 
 @pytest.fixture

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,36 +11,10 @@ from websockets.sync.client import connect
 from gateway import event_loop
 from gateway.serve_cli import is_new_data_dir
 from ledger.file_store import FileJournal
+from tests.gateway.conftest import start_ipx_serve, stop_ipx_serve
 from tests.ledger.journal_writer import body_for
 
 START_TIMEOUT_S = 20
-
-
-def _start(data_dir: Path, *options: str) -> tuple[subprocess.Popen[str], list[str], str]:
-    command = ["serve", "--data-dir", str(data_dir), "--port", "0", *options]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", *command],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stdout is not None
-    lines: list[str] = []
-    for line in process.stdout:  # Bounded: the server prints its address within seconds.
-        lines.append(line.rstrip("\n"))
-        found = re.search(r"at (ws://127\.0\.0\.1:\d+/)", line)
-        if found:
-            return process, lines, found.group(1)
-        if len(lines) > 50:
-            break
-    process.kill()
-    pytest.fail(f"ipx serve did not start: {lines}")
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=START_TIMEOUT_S) == 0
 
 
 def _logon(url: str, token: str) -> dict[str, object]:
@@ -60,7 +29,7 @@ def test_a_new_data_dir_gets_an_operator_whose_token_logs_on_and_is_shown_once(
     tmp_path: Path,
 ) -> None:
     data_dir = tmp_path / "exchange"
-    process, lines, url = _start(data_dir)
+    process, lines, url = start_ipx_serve(data_dir)
     try:
         announce = next(index for index, line in enumerate(lines) if "operator account" in line)
         token = lines[announce + 1].strip()
@@ -69,13 +38,13 @@ def test_a_new_data_dir_gets_an_operator_whose_token_logs_on_and_is_shown_once(
         assert token not in (data_dir / "tokens.json").read_text()  # Stored only as a hash.
         assert f"event loop {event_loop.default_event_loop()})" in lines[-1]  # The address line.
     finally:
-        _stop(process)
-    process, lines, url = _start(data_dir)
+        stop_ipx_serve(process)
+    process, lines, url = start_ipx_serve(data_dir)
     try:
         assert not any("operator account" in line for line in lines), lines
         assert _logon(url, token)["status"] == 200
     finally:
-        _stop(process)
+        stop_ipx_serve(process)
 
 
 @pytest.mark.parametrize("loop_name", event_loop.EVENT_LOOPS)
@@ -83,13 +52,13 @@ def test_ipx_serve_runs_on_the_event_loop_asked_for(tmp_path: Path, loop_name: s
     if loop_name == event_loop.UVLOOP and not event_loop.uvloop_available():
         pytest.skip("uvloop is not installed")
     data_dir = tmp_path / "exchange"
-    process, lines, url = _start(data_dir, "--event-loop", loop_name)
+    process, lines, url = start_ipx_serve(data_dir, "--event-loop", loop_name)
     try:
         assert f"event loop {loop_name})" in lines[-1]  # Named from the running loop's type.
         token = lines[next(i for i, line in enumerate(lines) if "operator account" in line) + 1]
         assert _logon(url, token.strip())["status"] == 200
     finally:
-        _stop(process)
+        stop_ipx_serve(process)
 
 
 def test_a_data_dir_whose_journal_holds_no_frame_is_new(tmp_path: Path) -> None:

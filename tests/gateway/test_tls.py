@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import signal
 import ssl
 import subprocess
 import sys
@@ -25,7 +23,7 @@ from websockets.exceptions import WebSocketException
 from gateway import tls
 from gateway.client import IpxClient
 from gateway.server import RunningServer, run_server
-from tests.gateway.conftest import Venue
+from tests.gateway.conftest import Venue, start_ipx_serve, stop_ipx_serve
 
 START_TIMEOUT_S = 20
 
@@ -129,41 +127,20 @@ def test_ipx_serve_with_a_certificate_serves_wss_that_ipx_client_reaches_with_it
     tmp_path: Path,
 ) -> None:
     cert_file, key_file = write_certificate(tmp_path)
-    command = [
-        *("serve", "--data-dir", os.fspath(tmp_path / "exchange"), "--port", "0"),
-        *("--tls-cert", cert_file, "--tls-key", key_file),
-    ]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", *command],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    assert process.stdout is not None
+    tls_options = ("--tls-cert", cert_file, "--tls-key", key_file)
+    process, lines, url = start_ipx_serve(tmp_path / "exchange", *tls_options)
     try:
-        lines: list[str] = []
-        url = ""
-        for line in process.stdout:  # Bounded: the address comes within a few lines.
-            lines.append(line.strip())
-            found = re.search(r"at (wss://127\.0\.0\.1:\d+/)", line)
-            if found:
-                url = found.group(1)
-                break
-            if len(lines) > 50:
-                break
-        assert url, lines
+        assert url.startswith("wss://"), lines
         assert "health at https://127.0.0.1:" in lines[-1]
         token = lines[next(i for i, line in enumerate(lines) if "operator account" in line) + 1]
-        where = ("--url", url, "--token", token)
+        where = ("--url", url, "--token", token.strip())
         # Reached and answered (1: the exchange refused an unknown symbol), not unreachable (2).
         trusted = ipx("client", *where, "--ca-file", cert_file, "book", "RS-NONE")
         assert trusted.returncode == 1 and "UNKNOWN_SYMBOL" in trusted.stderr, trusted
         untrusted = ipx("client", *where, "book", "RS-NONE")
         assert untrusted.returncode == 2 and "certificate" in untrusted.stderr, untrusted
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=START_TIMEOUT_S) == 0
+        stop_ipx_serve(process)
 
 
 def test_a_self_signed_key_is_written_readable_by_its_owner_only(tmp_path: Path) -> None:
