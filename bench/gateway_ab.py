@@ -35,8 +35,8 @@ from bench.machine import ROOT, load_average, progress
 FIGURES = ("orders/s", "us/answer", "open us/answer", "open p99 ms", "late p99 ms", "open rpa")
 
 
-def figures(tree: Path, extra: Sequence[str]) -> dict[str, float]:
-    """Run the tree's gateway bench once; return the figures compared."""
+def quick_run(tree: Path, extra: Sequence[str]) -> dict[str, Any]:
+    """Run the tree's `gateway_bench.py --quick --no-echo` once; return its --json results."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         subprocess.run(
             [sys.executable, str(tree / "bench" / "gateway_bench.py"), "--quick", "--no-echo",
@@ -45,6 +45,12 @@ def figures(tree: Path, extra: Sequence[str]) -> dict[str, float]:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         results: dict[str, Any] = json.loads(Path(out.name).read_text())
+    return results
+
+
+def figures(tree: Path, extra: Sequence[str]) -> dict[str, float]:
+    """Run the tree's gateway bench once; return the figures compared."""
+    results = quick_run(tree, extra)
     closed, open_ = results["closed"], results["open"]
     return {
         "orders/s": closed["orders_per_s"],

@@ -19,18 +19,15 @@ requests in flight with --plot.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # Run as a script from anywhere.
 
+from bench.gateway_ab import quick_run
 from bench.machine import ROOT, cpu_model, git_revision, load_average, progress
 
 DEFAULT_CONFIGS = ("4x16", "4x32", "8x32", "8x64", "16x64")
@@ -52,15 +49,8 @@ def parse_config(text: str) -> tuple[int, int]:
 
 def figures(connections: int, in_flight: int) -> dict[str, float]:
     """Run gateway_bench's closed loop once at this concurrency; return its figures."""
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run(
-            [sys.executable, str(ROOT / "bench" / "gateway_bench.py"), "--quick", "--no-echo",
-             "--open-rate", "1", "--connections", str(connections),
-             "--in-flight", str(in_flight), "--json", out.name],
-            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), check=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        closed: dict[str, Any] = json.loads(Path(out.name).read_text())["closed"]
+    options = ["--open-rate", "1", "--connections", str(connections), "--in-flight", str(in_flight)]
+    closed = quick_run(ROOT, options)["closed"]
     return {
         "orders/s": closed["orders_per_s"],
         "place p50 ms": closed["place_ms"]["p50"],
