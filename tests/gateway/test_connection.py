@@ -350,17 +350,11 @@ async def test_any_frames_in_any_pieces_give_the_messages_in_order_and_a_pong_pe
     print(f"frame cutting: IPX_SEED={SEED}")
     rng = random.Random(SEED)
     for _ in range(25):
-        taker = Taker(10_000)
         stream, messages, pings = random_session(rng)
-        async with served(delivering(taker)) as port:
-            reader, writer = await raw_client(port)
-            await write_in_pieces(writer, stream, rng)
-            answered = server_frames(await asyncio.wait_for(reader.read(), 5))
-            writer.close()
-        assert taker.taken == messages
-        assert [frame.data for frame in answered if frame.opcode is Opcode.PONG] == pings
-        assert answered[-1].opcode is Opcode.CLOSE
-        assert Close.parse(answered[-1].data).code == CloseCode.NORMAL_CLOSURE
+        taken, pongs, close = await answered_by(GatewayConnection, stream, rng.randrange(1 << 32))
+        assert taken == messages
+        assert pongs == pings
+        assert close == CloseCode.NORMAL_CLOSURE
 
 
 BAD_AFTER_GOOD = [
