@@ -210,6 +210,11 @@ class Sequencer:
         return self._accepting and self._failure is None
 
     @property
+    def failed(self) -> bool:
+        """True once a batch failed: memory may then hold effects the journal does not."""
+        return self._failure is not None
+
+    @property
     def queue_depth(self) -> int:
         """Commands waiting for the sequencer."""
         return len(self._queue)

@@ -8,6 +8,8 @@ Invariants:
 - op.* methods need the operator role (403 FORBIDDEN otherwise); the core checks it again.
 - Queries read the exchange state on the event loop between sequencer batches; because a
   batch is handled, fsynced and released without yielding, they only ever see durable state.
+  Once a batch fails (its append raised: the state in memory is ahead of the journal), every
+  request is answered 503 and nothing more is read from that state until the restart.
 - order.place and order.amend are limited per account by a token bucket (ORDER_BURST at
   once, ORDER_RATE_PER_S sustained): beyond it, 429 RATE_LIMITED with retry_after_ms, and
   nothing reaches the sequencer. Cancels are never limited.
@@ -936,6 +938,13 @@ class Gateway:
 
     def _dispatch(self, session: Session, request: protocol.Request) -> Any:
         """Check the request; return its result, or Sequenced for the sequencer."""
+        if self.sequencer.failed:
+            # The failed batch is in memory but not in the journal, and the restart will not
+            # have it: answering from memory would show what never happened.
+            raise ProtocolError(
+                503, "INTERNAL", "the exchange stopped on a failure: nothing was done; "
+                "reconnect after the restart and query the order by its cl_ord_id",
+            )  # fmt: skip
         params = protocol.decode_params(request)
         account = session.account
         assert account is not None

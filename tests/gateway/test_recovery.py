@@ -89,6 +89,49 @@ async def test_an_acknowledged_order_survives_a_restart(venue: Venue) -> None:
     assert _verify(venue.data_dir).returncode == 0
 
 
+async def test_after_a_journal_failure_nothing_that_was_not_written_is_shown(
+    venue: Venue,
+) -> None:
+    # The batch whose append failed is in memory but not on disk: the restart will not have
+    # it. Its sender hears "unknown", and no query may then show it as if it had happened.
+    async with run_server(venue.data_dir) as running:
+        venue.url = running.url
+        await list_the_market(venue)
+        alice = await venue.client("alice")
+        try:
+            await alice.place(SYMBOL, "buy", 5, "98.00", cl_ord_id="written")
+            running.gateway.sequencer.journal.close()  # The next append fails, as a dead disk.
+            order = {"symbol": SYMBOL, "cl_ord_id": "not-written", "side": "buy", "quantity": 7,
+                     "price": "99.00"}  # fmt: skip
+            with pytest.raises(RequestFailed) as unknown:
+                await alice.request("order.place", order)
+            assert unknown.value.status == 500
+            asks: list[tuple[str, dict[str, object]]] = [
+                ("order.status", {"cl_ord_id": "not-written"}),
+                ("order.status", {"cl_ord_id": "written"}),
+                ("orders.open", {}),
+                ("book.snapshot", {"symbol": SYMBOL}),
+                ("account.balances", {}),
+                ("subscribe", {"channel": "book.l2", "symbol": SYMBOL}),
+            ]
+            for method, params in asks:
+                with pytest.raises(RequestFailed) as refused:
+                    await alice.request(method, params)
+                assert (refused.value.status, refused.value.code) == (503, "INTERNAL"), method
+                assert "restart" in refused.value.message
+        finally:
+            await alice.close()
+    async with run_server(venue.data_dir) as running:
+        venue.url = running.url
+        alice = await venue.client("alice")
+        try:
+            assert (await alice.status(cl_ord_id="written"))["status"] == "open"
+            with pytest.raises(RequestFailed):
+                await alice.status(cl_ord_id="not-written")
+        finally:
+            await alice.close()
+
+
 async def test_sigterm_drains_closes_with_1001_and_exits_cleanly(venue: Venue) -> None:
     server = await ServerProcess.start(venue.data_dir)
     venue.url = server.url
