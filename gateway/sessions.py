@@ -3,8 +3,11 @@
 Invariants:
 - The token itself is printed once at issue and never stored: the file holds
   sha256(token) in hex, the account it belongs to, an id (to revoke it by) and its issue time.
-- The file is replaced atomically (temporary file, fsync, rename, directory fsync), so a reader
-  sees the old list or the new one, never half of one.
+- The file is replaced atomically (a temporary file of its own, fsync, rename, directory
+  fsync), so a reader sees the old list or the new one, never half of one.
+- Issuing and revoking read, change and replace the file under an exclusive lock on
+  DATA_DIR/tokens.lock, so two `ipx tokens` commands at once cannot lose each other's change:
+  a token shown to a user is always stored, and a revoked one never comes back.
 - The server re-reads the file when its inode, modification time or size changes, checked at every
   logon and every TOKEN_POLL_S: a revoked token stops opening sessions without a restart, and
   the sessions it opened are closed (4001 "token revoked") within TOKEN_POLL_S.
@@ -14,16 +17,20 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
 import os
 import secrets
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 TOKENS_FILE = "tokens.json"
+TOKENS_LOCK_FILE = "tokens.lock"
 TOKEN_BYTES = 32  # secrets.token_urlsafe(32): 256 bits, 43 characters.
 TOKEN_POLL_S = 0.25  # How often a running server looks for revoked tokens.
 
@@ -72,14 +79,20 @@ def save_tokens(path: str, entries: list[TokenEntry]) -> None:
     }
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    temp = path + ".tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    # A name of its own (mkstemp: owner-only, O_EXCL): a shared name would let one writer
+    # rename another's half-written file, or find its own already renamed away.
+    fd, temp = tempfile.mkstemp(prefix=TOKENS_FILE + ".", suffix=".tmp", dir=directory)
     try:
-        os.write(fd, json.dumps(document, indent=2).encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(temp, path)
+        try:
+            os.write(fd, json.dumps(document, indent=2).encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)
@@ -87,24 +100,37 @@ def save_tokens(path: str, entries: list[TokenEntry]) -> None:
         os.close(dir_fd)
 
 
+@contextlib.contextmanager
+def _tokens_locked(data_dir: str) -> Iterator[str]:
+    """Hold the token file's lock (blocking); yield the file's path."""
+    os.makedirs(data_dir, exist_ok=True)
+    lock_fd = os.open(
+        os.path.join(data_dir, TOKENS_LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+    )
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # Released when the descriptor is closed.
+        yield tokens_path(data_dir)
+    finally:
+        os.close(lock_fd)
+
+
 def issue_token(data_dir: str, account: str) -> tuple[str, TokenEntry]:
     """Create a token for account; return (the token, to show once, and its stored entry)."""
-    path = tokens_path(data_dir)
-    entries = load_tokens(path)
     token = secrets.token_urlsafe(TOKEN_BYTES)
     entry = TokenEntry("tok_" + secrets.token_hex(6), account, token_hash(token), time.time_ns())
-    save_tokens(path, [*entries, entry])
+    with _tokens_locked(data_dir) as path:
+        save_tokens(path, [*load_tokens(path), entry])
     return token, entry
 
 
 def revoke_token(data_dir: str, token_id: str) -> TokenEntry | None:
     """Remove a token by id; return what was removed, or None if there was no such id."""
-    path = tokens_path(data_dir)
-    entries = load_tokens(path)
-    kept = [entry for entry in entries if entry.token_id != token_id]
-    if len(kept) == len(entries):
-        return None
-    save_tokens(path, kept)
+    with _tokens_locked(data_dir) as path:
+        entries = load_tokens(path)
+        kept = [entry for entry in entries if entry.token_id != token_id]
+        if len(kept) == len(entries):
+            return None
+        save_tokens(path, kept)
     return next(entry for entry in entries if entry.token_id == token_id)
 
 

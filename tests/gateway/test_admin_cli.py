@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,34 @@ def test_tokens_are_shown_once_and_stored_only_as_hashes(
     assert main(["tokens", "revoke", "--data-dir", data_dir, token_id]) == 0
     assert store.account_of(token) is None  # Picked up without a restart.
     assert main(["tokens", "revoke", "--data-dir", data_dir, token_id]) == 1
+
+
+ISSUERS = 6
+TOKENS_EACH = 4
+
+
+def test_tokens_issued_and_revoked_at_once_lose_nothing_and_revive_nothing(tmp_path: Path) -> None:
+    # Administrators running `ipx tokens` at the same moment: every token shown to a user is
+    # stored, and a revoked token stays revoked. Threads call what the CLI calls; each
+    # issue and revoke opens the lock and the file anew, as separate processes do.
+    data_dir = str(tmp_path)
+    doomed = [sessions.issue_token(data_dir, "mallory")[1].token_id for _ in range(ISSUERS)]
+    issued: list[str] = []
+
+    def administrator(index: int) -> None:
+        for _ in range(TOKENS_EACH):
+            issued.append(sessions.issue_token(data_dir, f"user{index}")[0])
+        assert sessions.revoke_token(data_dir, doomed[index]) is not None
+
+    with ThreadPoolExecutor(ISSUERS) as pool:
+        list(pool.map(administrator, range(ISSUERS)))
+    store = sessions.TokenStore(data_dir)
+    assert len(issued) == ISSUERS * TOKENS_EACH
+    assert all(store.account_of(token) is not None for token in issued)
+    stored = sessions.load_tokens(sessions.tokens_path(data_dir))
+    assert {entry.account for entry in stored} == {f"user{index}" for index in range(ISSUERS)}
+    assert len(stored) == ISSUERS * TOKENS_EACH
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["tokens.json", "tokens.lock"]
 
 
 def test_serve_refuses_a_data_dir_another_server_holds(
