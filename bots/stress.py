@@ -16,9 +16,9 @@ cancels its oldest resting order beyond RESTING_PER_CONNECTION_MAX (cancels are 
 as orders).
 
 The gateway's limits shape the setup: an account may place ORDER_RATE_PER_S orders a second
-(then 429 RATE_LIMITED, counted as a rejection), and hold CONNECTIONS_PER_ACCOUNT_MAX
-connections, so the load is spread over enough accounts that each stays below
-ACCOUNT_RATE_PER_S and at most 16 connections.
+(then 429 RATE_LIMITED, counted as a rejection), and a token may hold CONNECTIONS_PER_TOKEN_MAX
+connections (each account here has one token), so the load is spread over enough accounts
+that each stays below ACCOUNT_RATE_PER_S and at most 16 connections.
 
 Invariants:
 - Each connection draws its orders from its own random.Random(seed, connection): the same
@@ -48,7 +48,7 @@ from bots.report import counts_line, format_percentiles, percentiles_ms, plot_la
 from bots.run_config import RunConfig
 from gateway import event_loop, heap
 from gateway.client import ClientError, IpxClient, RequestFailed, RequestTimedOut
-from gateway.server import CONNECTIONS_PER_ACCOUNT_MAX
+from gateway.server import CONNECTIONS_PER_TOKEN_MAX
 
 ACCOUNT_RATE_PER_S = 400  # Below the gateway's 500/s per account, with room for bursts.
 UNITS_PER_ACCOUNT = 10_000
@@ -86,7 +86,7 @@ def plan(rate_per_s: int, connections: int) -> tuple[int, int]:
     """Return (accounts, connections): enough accounts for the rate and the connections."""
     # At least two: an account's orders never trade with each other (self-trade prevention).
     accounts = max(2, math.ceil(rate_per_s / ACCOUNT_RATE_PER_S))
-    accounts = max(accounts, math.ceil(connections / CONNECTIONS_PER_ACCOUNT_MAX))
+    accounts = max(accounts, math.ceil(connections / CONNECTIONS_PER_TOKEN_MAX))
     # Connections go to accounts round-robin: a multiple of the accounts gives each the same
     # share of the rate (8 connections over 7 accounts gave one twice the share, and 429s).
     return accounts, math.ceil(max(connections, accounts) / accounts) * accounts

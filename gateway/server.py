@@ -40,9 +40,10 @@ Invariants:
   most one per LIQUIDITY_UPDATE_MIN_NS per symbol; a held-back change goes with the next
   batch or refresh), and every HEARTBEAT_INTERVAL_S a refresh, since time-weighted figures
   move with time alone. The same updates feed the liquidity sinks (MQTT's retained topic).
-- At most CONNECTIONS_PER_ACCOUNT_MAX connections per account (the next is closed with
-  1008 LIMIT_EXCEEDED). session.cancel_on_disconnect {enabled} makes the end of that
-  connection cancel every open order of the account (CancelAll), except at server shutdown.
+- At most CONNECTIONS_PER_TOKEN_MAX connections per API token (the next is closed with
+  1008 LIMIT_EXCEEDED); an account's other tokens have slots of their own.
+  session.cancel_on_disconnect {enabled} makes the end of that connection cancel every open
+  order of the account (CancelAll), except at server shutdown.
 - Shutdown (SIGTERM/SIGINT, or `stop` set): stop accepting connections and commands, let the
   sequencer drain and fsync what is queued, send those answers, close every connection with
   1001 (going away), snapshot, release the journal.
@@ -154,7 +155,7 @@ PUSH_WRITE_MAX = 256  # Pushes written to one connection at once.
 HEARTBEAT_INTERVAL_S = 1.0
 LIQUIDITY_UPDATE_MIN_NS = 100_000_000  # Per symbol, between two change-driven updates.
 SLOW_CLOSE_TIMEOUT_S = 1.0
-CONNECTIONS_PER_ACCOUNT_MAX = 16  # Beyond it a new connection is closed with 1008.
+CONNECTIONS_PER_TOKEN_MAX = 16  # Beyond it a new connection is closed with 1008.
 RATE_LIMITED_METHODS = frozenset({"order.place", "order.amend"})  # Cancels are never limited.
 IN_FLIGHT_MAX = 64  # Requests of one connection awaiting their answer; then reading pauses.
 # Answers written and not yet sent (the client is not reading): then reading pauses too.
@@ -184,7 +185,7 @@ class Session:
     executions: bool = False
     executions_seq: int = 0
     market_data: dict[tuple[str, str], None] = field(default_factory=dict)  # (channel, symbol)
-    registered: bool = False  # Counted in its account's connections.
+    registered: bool = False  # Counted in its token's connections.
     # Answers not yet written: all of this loop pass's go out in one write (_flush_answers).
     answers: list[bytes] = field(default_factory=list)
     token_sha256: str = ""  # The token it logged on with: revoking it closes the session.
@@ -293,7 +294,7 @@ class Gateway:
         *,
         logon_timeout_s: float = LOGON_TIMEOUT_S,
         rate_limiter: OrderRateLimiter | None = None,
-        connections_per_account_max: int = CONNECTIONS_PER_ACCOUNT_MAX,
+        connections_per_token_max: int = CONNECTIONS_PER_TOKEN_MAX,
         outbox_max: int = OUTBOX_MAX,
         recovery: Recovery | None = None,
     ) -> None:
@@ -301,8 +302,8 @@ class Gateway:
         self.recovery = recovery
         self.outbox_max = outbox_max
         self.tokens = tokens
-        self.connections_per_account_max = connections_per_account_max
-        self._connections: dict[str, int] = {}
+        self.connections_per_token_max = connections_per_token_max
+        self._connections: dict[str, int] = {}  # token_sha256 -> its open sessions
         self._sessions: dict[Session, None] = {}  # Logged-on sessions, to close on revocation.
         self.rate_limiter = rate_limiter or OrderRateLimiter()
         self.logon_timeout_s = logon_timeout_s
@@ -502,8 +503,8 @@ class Gateway:
             if session.account is None and not await self._logon(connection, session):
                 return
             if not self._register(session):
-                limit = self.connections_per_account_max
-                await connection.close(1008, f"LIMIT_EXCEEDED: {limit} connections per account")
+                limit = self.connections_per_token_max
+                await connection.close(1008, f"LIMIT_EXCEEDED: {limit} connections per token")
                 return
             # From here on each request is handled as its frame is parsed (_receive).
             connection.deliver_to(functools.partial(self._receive, session))
@@ -530,24 +531,25 @@ class Gateway:
         return session.in_flight < IN_FLIGHT_MAX and session.connection.writable
 
     def _register(self, session: Session) -> bool:
-        assert session.account is not None
-        count = self._connections.get(session.account, 0)
-        if count >= self.connections_per_account_max:
+        token = session.token_sha256
+        count = self._connections.get(token, 0)
+        if count >= self.connections_per_token_max:
             return False
-        self._connections[session.account] = count + 1
+        self._connections[token] = count + 1
         session.registered = True
         self._sessions[session] = None
         return True
 
     def _unregister(self, session: Session) -> None:
-        if session.registered and session.account is not None:
+        if session.registered:
             session.registered = False
             self._sessions.pop(session, None)
-            count = self._connections[session.account] - 1
+            token = session.token_sha256
+            count = self._connections[token] - 1
             if count:
-                self._connections[session.account] = count
+                self._connections[token] = count
             else:
-                del self._connections[session.account]
+                del self._connections[token]
 
     async def _cancel_on_disconnect(self, session: Session) -> None:
         # Every open order of the account, as the account itself asked (CancelAll, reason
@@ -1460,7 +1462,7 @@ async def run_server(
     queue_max: int = QUEUE_MAX,
     order_rate_per_s: float = ORDER_RATE_PER_S,
     order_burst: int = ORDER_BURST,
-    connections_per_account_max: int = CONNECTIONS_PER_ACCOUNT_MAX,
+    connections_per_token_max: int = CONNECTIONS_PER_TOKEN_MAX,
     outbox_max: int = OUTBOX_MAX,
     redis_url: str | None = None,
     redis_prefix: str = "ipx",
@@ -1492,7 +1494,7 @@ async def run_server(
         TokenStore(os.fspath(data_dir)),
         logon_timeout_s=logon_timeout_s,
         rate_limiter=OrderRateLimiter(order_rate_per_s, order_burst),
-        connections_per_account_max=connections_per_account_max,
+        connections_per_token_max=connections_per_token_max,
         outbox_max=outbox_max,
         recovery=recovery,
     )

@@ -117,7 +117,7 @@ def test_same_seed_same_intended_actions() -> None:
 def test_stress_plan_spreads_load_over_accounts() -> None:
     assert plan(300, 2) == (2, 2)
     assert plan(2_000, 4) == (5, 5)  # 2000 / 400 a second per account.
-    assert plan(100, 40) == (3, 42)  # 16 connections per account at most, as many each.
+    assert plan(100, 40) == (3, 42)  # 16 connections a token (one an account), as many each.
     assert plan(2_500, 8) == (7, 14)  # Never one account with twice the others' share.
 
 

@@ -251,8 +251,8 @@ async def test_cancel_on_disconnect_cancels_the_accounts_orders(market: Venue) -
         await other.close()
 
 
-async def test_connections_per_account_are_limited(venue: Venue) -> None:
-    async with run_server(venue.data_dir, connections_per_account_max=2) as running:
+async def test_connections_per_token_are_limited(venue: Venue) -> None:
+    async with run_server(venue.data_dir, connections_per_token_max=2) as running:
         venue.url = running.url
         first, second = await venue.client("alice"), await venue.client("alice")
         for client in (first, second):
@@ -262,8 +262,12 @@ async def test_connections_per_account_are_limited(venue: Venue) -> None:
         assert third.connection.close_code == 1008
         assert third.connection.close_reason is not None
         assert third.connection.close_reason.startswith("LIMIT_EXCEEDED")
-        bob = await venue.client("bob")  # Per account.
+        bob = await venue.client("bob")  # Per token: another account's,
         assert (await bob.request("orders.open"))["orders"] == []
+        token, _ = sessions.issue_token(venue.data_dir, "alice")  # or alice's other one.
+        desk = await IpxClient.connect(venue.url, token)
+        assert (await desk.request("orders.open"))["orders"] == []
+        await desk.close()
         await first.close()
         for _ in range(100):  # The server counts the closed one out when its handler ends.
             fourth = await venue.client("alice")
