@@ -94,6 +94,7 @@ class OrderCanceled(_Event, frozen=True, tag="order_canceled"):
     canceled_units: int
     leaves_units: int  # > 0 only when self-trade prevention reduced a live order.
     reason: CancelReason
+    cum_units: int  # Filled so far: with leaves_units, the order's status after this event.
 
 
 class OrderAmended(_Event, frozen=True, tag="order_amended"):
@@ -105,6 +106,7 @@ class OrderAmended(_Event, frozen=True, tag="order_amended"):
     quantity_units: int
     leaves_units: int
     priority_kept: bool
+    cum_units: int
 
 
 class TradeExecuted(_Event, frozen=True, tag="trade_executed"):
@@ -240,4 +242,23 @@ Event = (
     | RoyaltyPaid
     | KillSwitchChanged
     | AllOrdersCanceled
+)
+
+# The events that name an account (the private ones): each is one execution report of that
+# account, numbered by Account.execution_seq in the order the exchange made them.
+PRIVATE_EVENTS: frozenset[type] = frozenset(
+    {
+        OrderRejected,
+        OrderAccepted,
+        OrderFilled,
+        OrderCanceled,
+        OrderAmended,
+        AccountOpened,
+        CashDeposited,
+        CashWithdrawn,
+        SharesIssued,
+        RoyaltyPaid,
+        KillSwitchChanged,
+        AllOrdersCanceled,
+    }
 )

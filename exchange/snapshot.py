@@ -16,7 +16,7 @@ import hashlib
 import msgspec
 
 from exchange.commands import IssueShares, ListAsset, OpenOffering, PlaceOrder, Role
-from exchange.events import Event, Phase
+from exchange.events import Event, OrderFilled, Phase
 from exchange.state import (
     Account,
     Asset,
@@ -31,7 +31,7 @@ from matching.book import OrderBook
 from matching.orders import OrderType, Side, TimeInForce
 from matching.views import OrderView
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: accounts' execution_seq, rejected order ids, arrival fills.
 
 
 class _Row(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
@@ -43,6 +43,7 @@ class AccountRow(_Row, frozen=True):
     role: Role
     suspended: bool
     open_orders: list[int]
+    execution_seq: int
 
 
 class AssetRow(_Row, frozen=True):
@@ -99,6 +100,7 @@ class ClientOrderRow(_Row, frozen=True):
     command: PlaceOrder
     order_id: int
     reply: Event
+    fills: list[OrderFilled]
 
 
 class StateRow(_Row, frozen=True):
@@ -113,6 +115,7 @@ class StateRow(_Row, frozen=True):
     orders: list[OrderRow]
     finished_orders: list[OrderRow]
     client_orders: list[ClientOrderRow]
+    rejected_orders: list[tuple[int, str, str]]  # (order_id, account, cl_ord_id)
     balances: bytes
 
 
@@ -180,7 +183,11 @@ def encode_state(state: ExchangeState, balances: Balances) -> bytes:
         state.next_order_id,
         [
             AccountRow(
-                account.account_id, account.role, account.suspended, list(account.open_orders)
+                account.account_id,
+                account.role,
+                account.suspended,
+                list(account.open_orders),
+                account.execution_seq,
             )
             for account in state.accounts.values()
         ],
@@ -192,8 +199,19 @@ def encode_state(state: ExchangeState, balances: Balances) -> bytes:
         [_order_row(order) for order in state.orders.values()],
         [_order_row(order) for order in state.finished_orders.values()],
         [
-            ClientOrderRow(account, cl_ord_id, client.command, client.order_id, client.reply)
+            ClientOrderRow(
+                account,
+                cl_ord_id,
+                client.command,
+                client.order_id,
+                client.reply,
+                list(client.fills),
+            )
             for (account, cl_ord_id), client in state.client_orders.items()
+        ],
+        [
+            (order_id, account, cl_ord_id)
+            for order_id, (account, cl_ord_id) in state.rejected_orders.items()
         ],
         balances.to_bytes(),
     )
@@ -264,6 +282,7 @@ def decode_state(data: bytes) -> tuple[ExchangeState, Balances]:
         account = Account(account_row.account_id, account_row.role)
         account.suspended = account_row.suspended
         account.open_orders = dict.fromkeys(account_row.open_orders)
+        account.execution_seq = account_row.execution_seq
         state.accounts[account.account_id] = account
     for asset_row in row.assets:
         asset = Asset(asset_row.listing, asset_row.expiry_ts_ns)
@@ -278,6 +297,9 @@ def decode_state(data: bytes) -> tuple[ExchangeState, Balances]:
         state.finished_orders[order_row.order_id] = _restore_order(order_row, state.instruments)
     for client in row.client_orders:
         state.client_orders[(client.account, client.cl_ord_id)] = ClientOrder(
-            client.command, client.order_id, client.reply
+            client.command, client.order_id, client.reply, tuple(client.fills)
         )
+    state.rejected_orders = {
+        order_id: (account, cl_ord_id) for order_id, account, cl_ord_id in row.rejected_orders
+    }
     return state, Balances.from_bytes(row.balances)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import msgspec
 
 from exchange.commands import IssueShares, ListAsset, OpenOffering, PlaceOrder, Role
-from exchange.events import Event, Phase
+from exchange.events import Event, OrderFilled, Phase
 from exchange.money import BPS_DENOMINATOR
 from matching.book import OrderBook
 from matching.orders import OrderType, Side, TimeInForce
@@ -35,13 +35,16 @@ def band_edges(center_ticks: int, band_bps: int) -> tuple[int, int]:
 
 
 class Account:
-    __slots__ = ("account_id", "open_orders", "role", "suspended")
+    __slots__ = ("account_id", "execution_seq", "open_orders", "role", "suspended")
 
     def __init__(self, account_id: str, role: Role) -> None:
         self.account_id = account_id
         self.role = role
         self.suspended = False  # Kill switch engaged: no order entry.
         self.open_orders: dict[int, None] = {}  # Insertion-ordered set of order ids.
+        # How many private events (execution reports) the account has had since it opened:
+        # the seq of the last one. Part of the state, so it survives restarts.
+        self.execution_seq = 0
 
 
 class Asset:
@@ -177,6 +180,7 @@ class ClientOrder(msgspec.Struct, gc=False):
     command: PlaceOrder
     order_id: int
     reply: Event
+    fills: tuple[OrderFilled, ...] = ()  # The order's fills on arrival (as the taker).
 
 
 class ExchangeState:
@@ -192,6 +196,7 @@ class ExchangeState:
         "next_order_id",
         "next_timer_ns",
         "orders",
+        "rejected_orders",
         "seq",
         "trading_day",
     )
@@ -212,3 +217,7 @@ class ExchangeState:
         self.finished_orders: dict[int, LiveOrder] = {}
         # (account, cl_ord_id) -> the first outcome, for idempotent resends within the day.
         self.client_orders: dict[tuple[str, str], ClientOrder] = {}
+        # Orders the book refused after they got an id (FOK not fillable, post-only that
+        # would trade, ...): id -> (account, cl_ord_id), so a status query by that id finds
+        # them; cleared at the day roll.
+        self.rejected_orders: dict[int, tuple[str, str]] = {}

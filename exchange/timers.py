@@ -73,6 +73,7 @@ def roll_day(state: ExchangeState, ctx: Context) -> None:
         if client_order.order_id in open_orders
     }
     state.finished_orders.clear()
+    state.rejected_orders.clear()
 
 
 def auction_reference_price(instrument: Instrument) -> int:

@@ -197,6 +197,7 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
         reason = _BOOK_REJECTS[first.reason]
         reply = _order_rejected(ctx, command, reason, first.message, order_id)
         client_orders[key] = ClientOrder(command, order_id, reply)
+        state.rejected_orders[order_id] = key
         return reply
     state.orders[order_id] = LiveOrder(
         order_id,
@@ -213,8 +214,17 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
     if time_in_force is _GTD:
         ctx.timers_changed = True
     ctx.postings.append(ctx.balances.hold(actor, asset, reservation))
+    emitted = len(ctx.events)
     reply = apply_book_events(state, ctx, instrument, book_result)
-    client_orders[key] = ClientOrder(command, order_id, reply)
+    if len(book_result) == 1:  # Accepted, nothing more: the commonest case.
+        client_orders[key] = ClientOrder(command, order_id, reply)
+    else:  # A resend is answered with these fills too (its own outcome has none).
+        fills = tuple(
+            event
+            for event in ctx.events[emitted:]
+            if isinstance(event, OrderFilled) and event.order_id == order_id
+        )
+        client_orders[key] = ClientOrder(command, order_id, reply, fills)
     return reply
 
 
@@ -458,6 +468,7 @@ def apply_book_events(
                     result.quantity_units,  # type: ignore[union-attr]
                     result.leaves_units,  # type: ignore[union-attr]
                     result.priority_kept,  # type: ignore[union-attr]
+                    order.cum_units,
                 )
             )
         elif kind is book_events.AuctionUncrossed:
@@ -583,6 +594,7 @@ def _release_canceled(
             units,
             leaves,
             canceled.reason,
+            order.cum_units,
         )
     )
     if leaves == 0:

@@ -10,7 +10,8 @@ After every command the market checks what must hold whatever the scenario:
   price x tick x leaves plus the larger of the maker and taker fee on that, rounded down; a
   sell holds its leaves;
 - every live order of every book is in `state.orders` and in its account's `open_orders`, and
-  nothing else is; its filled units and quantity agree with the exchange's record of it.
+  nothing else is; its filled units and quantity agree with the exchange's record of it;
+- each account's execution_seq counts the private events it has had (its execution reports).
 
 `checked_market()` (the `market` fixture of each test module) also replays the whole journal
 into a fresh exchange at the end of the test: every record must give back its postings, and
@@ -49,6 +50,7 @@ from exchange.commands import (
 )
 from exchange.core import ADMIN_ACTOR, Exchange, Outcome
 from exchange.events import (
+    PRIVATE_EVENTS,
     CashDeposited,
     CashWithdrawn,
     CommandRejected,
@@ -162,6 +164,7 @@ class Market:
         self.ts_ns = START_TS_NS
         self.records: list[RecordBody] = []
         self.outside: dict[str, int] = {}  # Per asset: deposited - withdrawn, or issued.
+        self.reports: dict[str, int] = {}  # Per account: the private events it has had.
         self._next_cl = 0
 
     # Driving the exchange.
@@ -178,6 +181,9 @@ class Market:
                 self._count(event.currency, -event.amount_minor)
             elif isinstance(event, SharesIssued):
                 self._count(event.symbol, event.total_units)
+            if type(event) in PRIVATE_EVENTS:
+                account = getattr(event, "account")  # noqa: B009  # mypy: Event has no .account
+                self.reports[account] = self.reports.get(account, 0) + 1
         self.check()
         return outcome
 
@@ -380,6 +386,9 @@ class Market:
             needed = need.pop((account, asset), 0)
             assert held == needed, f"{account} holds {held} {asset}, its orders need {needed}"
         assert not need, f"open orders need reservations that are not held: {need}"
+        for owner, record in self.exchange.state.accounts.items():
+            reports = self.reports.get(owner, 0)
+            assert record.execution_seq == reports, f"{owner} had {reports} reports"
 
     def _reservations_needed(self) -> dict[tuple[str, str], int]:
         state = self.exchange.state
