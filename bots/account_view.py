@@ -2,7 +2,9 @@
 
 Invariants:
 - Built only from the account's execution reports (channel "executions"), applied in their
-  seq order; a gap in seq is recorded (`gaps`), never papered over.
+  seq order from the seq that executions.subscribe answered (`last_seq` at the start: the
+  account's reports are numbered from its opening); a gap in seq is recorded (`gaps`), never
+  papered over.
 - Cash totals (available + held) per currency in minor units: deposits and royalties in,
   withdrawals out, a buy pays price x units + fee, a sell receives price x units - fee.
 - Units per symbol: + bought, - sold. Open orders: order id -> leaves units (accepted adds,

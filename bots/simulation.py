@@ -182,11 +182,11 @@ async def set_up(
         role = "market_maker" if agent.kind == "market_maker" else "investor"
         token = await market.open_bot_account(operator, config.data_dir, account, role)
         client = await IpxClient.connect(config.url, token)
-        await client.subscribe_executions()
+        view = AccountView(account, terms, last_seq=(await client.subscribe_executions())["seq"])
         for currency in currencies:
             cash = CASH_MINOR.get(agent.kind, DEFAULT_CASH_MINOR)
             await market.deposit(operator, account, currency, cash)
-        bots.append(Bot(agent, account, client, AccountView(account, terms), currencies[0]))
+        bots.append(Bot(agent, account, client, view, currencies[0]))
     return bots, infos
 
 

@@ -254,7 +254,7 @@ async def set_up(
         account = f"stress-{run_id}-{index % accounts}"
         client = await IpxClient.connect(config.url, tokens[account])
         if index < accounts:  # The first connection of each account keeps its view.
-            await client.subscribe_executions()
+            views[account].last_seq = (await client.subscribe_executions())["seq"]
             await market.deposit(operator, account, "USD", CASH_PER_ACCOUNT_MINOR)
             # A bid resting in pre-open joins the offering opened below.
             await client.place(symbol, "buy", UNITS_PER_ACCOUNT, "100.00")

@@ -1,4 +1,5 @@
-"""Account and instrument views the core does not keep: fills of the day, royalties, patent info.
+"""Account and instrument views the core does not keep: fills of the day, royalties, patent info,
+balances as the wire shows them.
 
 Invariants:
 - The fill log is built only from durable batches (the sequencer's subscribers), so a fill is
@@ -14,12 +15,16 @@ Invariants:
   Per unit they are given with PER_UNIT_EXTRA_DIGITS more decimals than the currency, rounded
   down; the yield at the last price is a percentage with YIELD_DIGITS decimals, rounded down.
   Both are absent (None) when they cannot be computed (no units, no trade yet).
+- A balance is shown as {available, held, kind}: units of an instrument as integers, cash as
+  decimal strings of its currency. `balance_changes` names every (account, asset) that a
+  batch's postings touched, from the journal records themselves, so a balance that changed
+  is never left out of an update.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from exchange.calendar import NS_PER_DAY, trading_day
@@ -203,3 +208,42 @@ def instrument_info(state: ExchangeState, instrument: Instrument) -> dict[str, A
         "volume_units": instrument.volume_units,
         "royalties": trailing_royalties(instrument, state.last_ts_ns),
     }
+
+
+def balance_view(
+    asset: str, available: int, held: int, instruments: dict[str, Any]
+) -> dict[str, Any]:
+    """One balance as the wire shows it."""
+    if asset in instruments:
+        return {"available": available, "held": held, "kind": "units"}
+    return {
+        "available": protocol.minor_to_amount(available, asset),
+        "held": protocol.minor_to_amount(held, asset),
+        "kind": "cash",
+    }
+
+
+def balances_view(balances: Balances, instruments: dict[str, Any], account: str) -> dict[str, Any]:
+    """Every balance of the account, by asset."""
+    # entries() walks every balance in sorted order: fine for this version's scale.
+    return {
+        asset: balance_view(asset, available, held, instruments)
+        for owner, asset, available, held in balances.entries()
+        if owner == account
+    }
+
+
+def balance_changes(
+    outcomes: Sequence[Outcome], accounts: Collection[str]
+) -> dict[str, tuple[int, dict[str, None]]]:
+    """For each of these accounts that the outcomes' postings touched: the journal seq of the
+    last record that did, and the assets touched (in the order first touched)."""
+    changes: dict[str, tuple[int, dict[str, None]]] = {}
+    for outcome in outcomes:
+        for posting in outcome.record.postings:
+            for account in (posting.debit_account, posting.credit_account):
+                if account in accounts:
+                    assets = changes[account][1] if account in changes else {}
+                    assets[posting.asset] = None
+                    changes[account] = (outcome.seq, assets)
+    return changes

@@ -17,8 +17,9 @@ Methods (params in the Struct of METHODS; prices and cash as decimal strings):
     executions.subscribe {}                 push the account's private events
     md.subscribe / md.unsubscribe {symbol, channels}   book.l2, book.l3, trades, ticker, status,
                                             liquidity
-    subscribe / unsubscribe {channel, symbol?}  the same, one channel at a time: "executions"
-                                            (no symbol) or a market-data channel (symbol)
+    subscribe / unsubscribe {channel, symbol?}  the same, one channel at a time: the private
+                                            "executions" and "balances" (no symbol: the
+                                            caller's account) or a market-data channel
     op.open_account, op.deposit, op.withdraw, op.list_asset, op.issue_shares,
     op.open_offering, op.distribute_royalty, op.kill_switch, op.cancel_all, op.halt,
     op.resume, op.start_auction, op.close_market  (operator)
@@ -212,7 +213,7 @@ class SymbolParams(_Params, frozen=True):
 
 
 SubscriptionChannel = Literal[
-    "executions", "book.l2", "book.l3", "trades", "ticker", "status", "liquidity"
+    "executions", "balances", "book.l2", "book.l3", "trades", "ticker", "status", "liquidity"
 ]
 
 

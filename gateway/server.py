@@ -26,8 +26,14 @@ Invariants:
   logon within LOGON_TIMEOUT_S, or a failed logon, closes it with 1008.
 - Execution reports (after executions.subscribe): every private event of the session's account
   (accepted, filled, amended, canceled, cash) is pushed once its batch is durable, on the
-  channel "executions" with per-session seq/prev_seq; a session whose outbox holds OUTBOX_MAX
-  unread reports is closed with 1008 SLOW_CONSUMER rather than slowing the sequencer.
+  channel "executions" with the account's seq/prev_seq (the same in every session of the
+  account and across restarts) and, for orders, exec_type and ord_status
+  (gateway/execution_reports.py); a session whose outbox holds OUTBOX_MAX unread reports is
+  closed with 1008 SLOW_CONSUMER rather than slowing the sequencer.
+- Balances (subscribe {channel: "balances"}): a snapshot of every balance of the session's
+  account, then after each durable batch that posted to it an update with the balances it
+  changed (absolute values, so a client never sums deltas), with per-session seq/prev_seq;
+  each subscribe starts again with a snapshot.
 - Market data (md.subscribe {symbol, channels}): the channels of gateway/market_data.py. Its
   messages are computed in the sequencer right after each command and released with the
   batch once durable; a subscription queues the channel's snapshot first, so every update
@@ -104,6 +110,7 @@ from exchange.commands import (
 )
 from exchange.core import Outcome
 from exchange.events import (
+    PRIVATE_EVENTS,
     CommandRejected,
     Event,
     OrderAccepted,
@@ -119,6 +126,7 @@ from gateway import (
     accounts,
     compression,
     dashboard_http,
+    execution_reports,
     heap,
     liquidity,
     market_data,
@@ -146,6 +154,7 @@ from gateway.sessions import (
     TokenStore,
     token_hash,
 )
+from ledger.balances import Balances
 from matching.orders import OrderType
 
 BOOK_CHANNELS = frozenset({market_data.L2, market_data.L3})  # Followed only on demand.
@@ -183,7 +192,8 @@ class Session:
     outbox: asyncio.Queue[bytes] | None = None
     writer: asyncio.Task[None] | None = None
     executions: bool = False
-    executions_seq: int = 0
+    balances: bool = False  # Subscribed to the account's "balances" channel.
+    balances_seq: int = 0  # Per session: each subscription starts with a snapshot.
     market_data: dict[tuple[str, str], None] = field(default_factory=dict)  # (channel, symbol)
     registered: bool = False  # Counted in its token's connections.
     # Answers not yet written: all of this loop pass's go out in one write (_flush_answers).
@@ -207,9 +217,8 @@ class Session:
             return False
         return True
 
-    def push_execution(self, journal_seq: int, event: dict[str, Any]) -> bool:
-        """Queue one execution report with the session's next executions seq."""
-        seq = self.executions_seq + 1
+    def push_execution(self, journal_seq: int, seq: int, event: dict[str, Any]) -> bool:
+        """Queue one execution report: the account's report number seq (execution_seq)."""
         message = {
             "channel": "executions",
             "type": "update",
@@ -218,9 +227,22 @@ class Session:
             "journal_seq": journal_seq,
             "event": event,
         }
+        return self.push_text(protocol.encode_push(message))
+
+    def push_balances(self, kind: str, journal_seq: int, balances: dict[str, Any]) -> bool:
+        """Queue a "balances" snapshot (every balance) or update (the ones that changed)."""
+        seq = self.balances_seq + 1
+        message = {
+            "channel": "balances",
+            "type": kind,
+            "seq": seq,
+            "prev_seq": seq - 1,
+            "journal_seq": journal_seq,
+            "balances": balances,
+        }
         if not self.push_text(protocol.encode_push(message)):
             return False
-        self.executions_seq = seq
+        self.balances_seq = seq
         return True
 
     async def _write(self) -> None:
@@ -311,6 +333,7 @@ class Gateway:
         self._unsent: dict[Session, None] = {}  # Sessions with answers, in the order they came.
         # Sessions subscribed to their account's execution reports.
         self._subscribed: dict[str, dict[Session, None]] = {}
+        self._balance_subscribed: dict[str, dict[Session, None]] = {}  # account -> sessions
         # Books are followed for book.l2/book.l3 only while subscribed (or once a publisher
         # takes every message): see "Books on demand" in gateway/market_data.py.
         self.market_data = market_data.MarketData(
@@ -375,6 +398,10 @@ class Gateway:
     @property
     def state(self) -> ExchangeState:
         return self.sequencer.exchange.state
+
+    @property
+    def _balances_store(self) -> Balances:
+        return self.sequencer.exchange.balances
 
     # HTTP before the upgrade: health endpoints and the bearer token.
 
@@ -574,7 +601,47 @@ class Gateway:
             session.open_outbox(self.outbox_max)
             session.executions = True
             self._subscribed.setdefault(session.account, {})[session] = None
-        return {"channel": "executions", "seq": session.executions_seq}
+        # The number of the account's last report: the next one pushed is seq + 1.
+        return {"channel": "executions", "seq": self.state.accounts[session.account].execution_seq}
+
+    def _subscribe_balances(self, session: Session) -> dict[str, Any]:
+        # A snapshot of every balance first (again at each subscribe: a resync), then, after
+        # each durable batch, the balances it changed, absolute.
+        account = session.account
+        assert account is not None
+        session.open_outbox(self.outbox_max)
+        session.balances = True
+        self._balance_subscribed.setdefault(account, {})[session] = None
+        balances = accounts.balances_view(self._balances_store, self.state.instruments, account)
+        if not session.push_balances("snapshot", self.state.seq, balances):
+            self._disconnect_slow(session)
+        return {"channel": "balances", "seq": session.balances_seq}
+
+    def _drop_balances(self, session: Session) -> None:
+        if not session.balances:
+            return
+        session.balances = False
+        sessions = self._balance_subscribed.get(session.account or "")
+        if sessions is not None:
+            sessions.pop(session, None)
+            if not sessions:
+                del self._balance_subscribed[session.account or ""]
+
+    def _route_balances(self, outcomes: Sequence[Outcome]) -> None:
+        subscribed = self._balance_subscribed
+        store, instruments = self._balances_store, self.state.instruments
+        for account, (journal_seq, assets) in accounts.balance_changes(
+            outcomes, subscribed
+        ).items():
+            balances = {
+                asset: accounts.balance_view(
+                    asset, store.available(account, asset), store.held(account, asset), instruments
+                )
+                for asset in assets
+            }
+            for session in list(subscribed[account]):
+                if not session.push_balances("update", journal_seq, balances):
+                    self._disconnect_slow(session)
 
     def _subscribe_market_data(
         self, session: Session, params: protocol.MarketDataParams
@@ -625,9 +692,11 @@ class Gateway:
         self, session: Session, params: protocol.ChannelParams
     ) -> dict[str, Any]:
         # `subscribe {channel, symbol?}`: the issue's spelling of the two subscriptions.
-        if params.channel == "executions":
+        if params.channel == "executions" or params.channel == "balances":
             if params.symbol:
-                raise protocol.validation_error("the executions channel takes no symbol")
+                raise protocol.validation_error(f"the {params.channel} channel takes no symbol")
+            if params.channel == "balances":
+                return self._subscribe_balances(session)
             return self._subscribe_executions(session)
         if not params.symbol:
             raise protocol.validation_error(f"channel {params.channel} needs a symbol")
@@ -649,6 +718,8 @@ class Gateway:
                 sessions.pop(session, None)
                 if not sessions:
                     del self._subscribed[session.account or ""]
+        elif params.channel == "balances":
+            self._drop_balances(session)
         else:
             self._drop_market_data(session, (params.channel, params.symbol))
         return {"channel": params.channel, "symbol": params.symbol}
@@ -661,6 +732,7 @@ class Gateway:
                 sessions.pop(session, None)
                 if not sessions:
                     del self._subscribed[session.account]
+        self._drop_balances(session)
         for key in list(session.market_data):
             self._drop_market_data(session, key)
         if session.writer is not None:
@@ -690,6 +762,8 @@ class Gateway:
             self._publish(outcomes, messages)
         if self._subscribed:
             self._route_executions(outcomes)
+        if self._balance_subscribed:
+            self._route_balances(outcomes)
         if self._market_data_sessions:
             self._route_market_data(messages)
         if outcomes and not self._market_data_failed:
@@ -713,16 +787,29 @@ class Gateway:
 
     def _route_executions(self, outcomes: Sequence[Outcome]) -> None:
         subscribed = self._subscribed
-        for outcome in outcomes:
-            for event in outcome.events:
-                account = getattr(event, "account", None)
-                sessions = subscribed.get(account) if account is not None else None
-                if not sessions:
-                    continue
-                view = self._private_event_view(event)
-                for session in list(sessions):
-                    if not session.push_execution(outcome.seq, view):
-                        self._disconnect_slow(session)
+        reports = [
+            (outcome.seq, event)
+            for outcome in outcomes
+            for event in outcome.events
+            if event.__class__ in PRIVATE_EVENTS and event.account in subscribed  # type: ignore[union-attr]
+        ]
+        if not reports:
+            return
+        # Released before the next batch is handled, so an account's execution_seq is the
+        # number of its last report in this batch: count back to its first one.
+        accounts = self.state.accounts
+        next_seq = {account: accounts[account].execution_seq + 1 for account in subscribed}
+        for _, event in reports:
+            next_seq[event.account] -= 1  # type: ignore[union-attr]
+        instruments = self.state.instruments
+        for journal_seq, event in reports:
+            account = event.account  # type: ignore[union-attr]
+            seq = next_seq[account]
+            next_seq[account] = seq + 1
+            view = execution_reports.report_view(event, instruments)
+            for session in list(subscribed[account]):
+                if not session.push_execution(journal_seq, seq, view):
+                    self._disconnect_slow(session)
 
     def _route_market_data(self, messages: Sequence[market_data.Message]) -> None:
         subscribers = self._market_data_sessions
@@ -829,22 +916,6 @@ class Gateway:
         # connection open. It gets SLOW_CLOSE_TIMEOUT_S to read the close, then is dropped.
         session.connection.close_timeout = SLOW_CLOSE_TIMEOUT_S
         self._close_later(session, 1008, reason)
-
-    def _private_event_view(self, event: Event) -> dict[str, Any]:
-        # The event as it is, plus decimal strings beside its ticks and minor units.
-        view: dict[str, Any] = msgspec.to_builtins(event)
-        instrument = self.state.instruments.get(view.get("symbol", ""))
-        if instrument is not None:
-            currency, tick = instrument.terms.currency, instrument.terms.tick_size_minor
-        else:
-            currency, tick = view.get("currency", ""), 0
-        if "price_ticks" in view and tick:
-            view["price"] = protocol.ticks_to_price(view["price_ticks"], currency, tick)
-        if "fee_minor" in view and currency:
-            view["fee"] = protocol.minor_to_amount(view["fee_minor"], currency)
-        if "amount_minor" in view and currency:
-            view["amount"] = protocol.minor_to_amount(view["amount_minor"], currency)
-        return view
 
     async def _logon(self, connection: GatewayConnection, session: Session) -> bool:
         # The first frame of an unauthenticated connection must be a good session.logon.
@@ -1036,9 +1107,15 @@ class Gateway:
         assert reply is not None and hasattr(reply, "order_id")
         order_id: int = reply.order_id
         view = self._order_view(account, order_id)
+        events: Sequence[Event] = outcome.events
+        if not any(event is reply for event in events):
+            # A resend: the exchange answered with the first outcome's reply, and keeps that
+            # outcome's fills with it.
+            client_order = self.state.client_orders.get((account, view["cl_ord_id"]))
+            events = client_order.fills if client_order is not None else ()
         view["fills"] = [
             self._fill_view(event)
-            for event in outcome.events
+            for event in events
             if isinstance(event, OrderFilled) and event.order_id == order_id
         ]
         return view
@@ -1077,23 +1154,28 @@ class Gateway:
 
     def _status(self, account: str, params: protocol.OrderRefParams) -> Any:
         _require_reference(params.order_id, params.cl_ord_id)
-        order_id = params.order_id
-        if order_id == 0:
-            client_order = self.state.client_orders.get((account, params.cl_ord_id))
-            if client_order is None:
-                raise protocol.rejection(Reject.UNKNOWN_ORDER, NO_SUCH_ORDER)
-            reply = client_order.reply
-            if isinstance(reply, OrderRejected):
-                return {
-                    "order_id": client_order.order_id,
-                    "cl_ord_id": params.cl_ord_id,
-                    "symbol": reply.symbol,
-                    "status": "rejected",
-                    "reason": reply.reason.value,
-                    "message": reply.message,
-                }
-            order_id = client_order.order_id
-        return self._order_view(account, order_id)
+        state = self.state
+        order_id, cl_ord_id = params.order_id, params.cl_ord_id
+        if order_id:
+            # An order the book refused got an id but never lived: found by it all the same.
+            rejected = state.rejected_orders.get(order_id)
+            if rejected is None or rejected[0] != account:
+                return self._order_view(account, order_id)
+            cl_ord_id = rejected[1]
+        client_order = state.client_orders.get((account, cl_ord_id))
+        if client_order is None:
+            raise protocol.rejection(Reject.UNKNOWN_ORDER, NO_SUCH_ORDER)
+        reply = client_order.reply
+        if isinstance(reply, OrderRejected):
+            return {
+                "order_id": client_order.order_id,
+                "cl_ord_id": cl_ord_id,
+                "symbol": reply.symbol,
+                "status": "rejected",
+                "reason": reply.reason.value,
+                "message": reply.message,
+            }
+        return self._order_view(account, client_order.order_id)
 
     def _open_orders(self, account: str, params: protocol.SymbolFilterParams) -> Any:
         state = self.state
@@ -1167,20 +1249,7 @@ class Gateway:
         return accounts.instrument_info(self.state, self._instrument(params.symbol))
 
     def _balances(self, account: str, params: protocol.NoParams) -> Any:
-        instruments = self.state.instruments
-        balances: dict[str, dict[str, Any]] = {}
-        # entries() walks every balance in sorted order: fine for this version's scale.
-        for owner, asset, available, held in self.sequencer.exchange.balances.entries():
-            if owner != account:
-                continue
-            if asset in instruments:
-                balances[asset] = {"available": available, "held": held, "kind": "units"}
-            else:
-                balances[asset] = {
-                    "available": protocol.minor_to_amount(available, asset),
-                    "held": protocol.minor_to_amount(held, asset),
-                    "kind": "cash",
-                }
+        balances = accounts.balances_view(self._balances_store, self.state.instruments, account)
         return {"account": account, "balances": balances}
 
     def _instruments(self, account: str, params: protocol.NoParams) -> Any:

@@ -169,39 +169,84 @@ async def test_an_overloaded_exchange_answers_503_and_does_nothing(venue: Venue)
 
 
 async def test_a_resting_order_reports_its_fill_to_its_owner_only(market: Venue) -> None:
+    # Reports are numbered per account: every session of Alice's numbers them alike, and the
+    # numbering goes on in a later session (it counts from her account's opening: the account
+    # and its deposit were her first two).
     alice = await market.client("alice")
     alice_too = await market.client("alice", bearer=False)  # A second session of Alice's.
     bob = await market.client("bob")
     issuer = await market.client("issuer")
     try:
         for client in (alice, alice_too, bob):
-            assert await client.subscribe_executions() == {"channel": "executions", "seq": 0}
+            assert await client.subscribe_executions() == {"channel": "executions", "seq": 2}
         resting = await alice.place(SYMBOL, "buy", 4, "99.90")
         await issuer.place(SYMBOL, "sell", 4, "99.90")
         for session in (alice, alice_too):
             reports = [await asyncio.wait_for(session.pushes.get(), 5.0) for _ in range(2)]
             assert [(r["seq"], r["prev_seq"], r["channel"]) for r in reports] == [
-                (1, 0, "executions"),
-                (2, 1, "executions"),
+                (3, 2, "executions"),
+                (4, 3, "executions"),
             ]
             accepted, filled = (report["event"] for report in reports)
             assert (accepted["type"], accepted["order_id"]) == (
                 "order_accepted",
                 resting["order_id"],
             )
+            assert (accepted["exec_type"], accepted["ord_status"]) == ("new", "open")
             assert filled["type"] == "order_filled"
             assert (filled["price"], filled["quantity_units"], filled["leaves_units"]) == (
                 "99.90",
                 4,
                 0,
             )
+            assert (filled["exec_type"], filled["ord_status"]) == ("trade", "filled")
             assert (filled["liquidity"], filled["fee"]) == ("maker", "0.39")  # 10 bps of 399.60.
         assert (await alice.status(order_id=resting["order_id"]))["status"] == "filled"
         await asyncio.sleep(0.1)
         assert bob.pushes.empty()
+        later = await market.client("alice")
+        assert await later.subscribe_executions() == {"channel": "executions", "seq": 4}
+        await later.close()
     finally:
         for client in (alice, alice_too, bob, issuer):
             await client.close()
+
+
+async def test_each_report_says_what_happened_and_the_orders_status_after_it(
+    market: Venue,
+) -> None:
+    alice = await market.client("alice")
+    issuer = await market.client("issuer")
+    try:
+        await alice.subscribe_executions()
+        bid = await alice.place(SYMBOL, "buy", 10, "99.00")
+        await issuer.place(SYMBOL, "sell", 4, "99.00")
+        await alice.amend(order_id=bid["order_id"], quantity=8, price="99.00")
+        await alice.cancel(order_id=bid["order_id"])
+        refused_cl = alice.next_cl_ord_id()
+        with pytest.raises(RequestFailed):
+            await alice.place(SYMBOL, "buy", 50, "99.00", cl_ord_id=refused_cl, time_in_force="fok")
+        refused = (await alice.status(cl_ord_id=refused_cl))["order_id"]
+        by_id = await alice.status(order_id=refused)  # The refused order has an id: found by it.
+        assert (by_id["status"], by_id["reason"], by_id["cl_ord_id"]) == (
+            "rejected",
+            "FOK_NOT_FILLABLE",
+            refused_cl,
+        )
+        seen = []
+        for _ in range(5):
+            event = (await asyncio.wait_for(alice.pushes.get(), 5.0))["event"]
+            seen.append((event["type"], event["exec_type"], event["ord_status"]))
+        assert seen == [
+            ("order_accepted", "new", "open"),
+            ("order_filled", "trade", "partially_filled"),
+            ("order_amended", "replaced", "partially_filled"),
+            ("order_canceled", "canceled", "canceled"),
+            ("order_rejected", "rejected", "rejected"),
+        ]
+    finally:
+        await alice.close()
+        await issuer.close()
 
 
 async def test_an_orders_answer_reaches_its_sender_before_its_execution_report(
