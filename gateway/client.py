@@ -3,6 +3,10 @@
     async with await IpxClient.connect("ws://127.0.0.1:8700/", token) as client:
         order = await client.place("RS-US10123456B2", "buy", 10, "100.10")
         await client.cancel(order_id=order["order_id"])
+        book = await client.follow_book("RS-US10123456B2")   # A LocalBook kept up to date.
+        await book.next_change()
+        async for report in await client.follow_executions():
+            ...                                              # report.gap: one was missed.
 
 Invariants:
 - Every order gets a cl_ord_id (generated unless given): a random per-client prefix and a
@@ -11,6 +15,19 @@ Invariants:
   sent again with the SAME cl_ord_id and parameters: the exchange answers a resend of
   order.place with the first outcome, never a second order. 429 RATE_LIMITED is retried after
   its retry_after_ms. Other rejections (4xx) are raised at once as RequestFailed.
+- One reader task reads every frame, in order. An answer goes to its request; a push goes to
+  its follower when one claims it, else to `pushes` (in arrival order, as before followers):
+  - book.l2 messages and heartbeats of a followed symbol go to its FollowedBook, which
+    applies them as gateway/local_book.py says. Whenever the book is out of sync (a gap, a
+    heartbeat ahead of it, a checksum that differs) and no snapshot is awaited, the client
+    sends md.subscribe again, which queues a fresh snapshot (gateway/server.py), and counts
+    it in `resyncs`; a resubscription that fails is tried again on the next message.
+  - execution reports go to the FollowedExecutions, if any. Each report whose prev_seq is
+    not the seq of the report before it (or, first, the seq executions.subscribe answered)
+    is handed over with `gap` set: a report was missed and is never silently skipped.
+    Nothing else is assumed of the numbering than that seqs rise.
+- When the connection ends, every request still waiting and every follower's waiter gets a
+  ClientError.
 """
 
 from __future__ import annotations
@@ -20,12 +37,15 @@ import contextlib
 import itertools
 import secrets
 import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 
-from gateway import compression
+from gateway import compression, market_data
+from gateway.local_book import LocalBook
 
 TIMEOUT_S = 5.0
 # The server's answers can be far larger than a request: account.fills holds up to 10,000
@@ -61,6 +81,141 @@ class RequestTimedOut(ClientError):
 
 
 _encoder = msgspec.json.Encoder()
+BookMessage = market_data.BookL2 | market_data.Heartbeat
+BookListener = Callable[["FollowedBook", BookMessage], None]
+
+
+class FollowedBook(LocalBook):
+    """A LocalBook that an IpxClient keeps up to date from book.l2 (IpxClient.follow_book).
+
+    Read it at any time (bids, asks, seq, in_sync, problem) or await next_change(); `resyncs`
+    counts the fresh snapshots asked for after it fell out of sync.
+    """
+
+    def __init__(self, symbol: str, listener: BookListener | None = None) -> None:
+        super().__init__(symbol)
+        self.resyncs = 0
+        self._listener = listener
+        self._awaiting_snapshot = True  # Asked for one (subscribed) and not yet applied.
+        self._changed = asyncio.Event()
+        self._ended = ""  # Why it is no longer followed; "" while it is.
+
+    async def next_change(self) -> None:
+        """Wait until a book.l2 message or a heartbeat changes the book or its sync state.
+
+        Raises:
+            ClientError: the book is no longer followed (unfollowed, or the connection ended).
+        """
+        if not self._ended:
+            await self._changed.wait()
+        if self._ended:
+            raise ClientError(f"book {self.symbol} is no longer followed: {self._ended}")
+
+    def _handle(self, message: BookMessage) -> bool:
+        # Apply a book.l2 message or check a heartbeat; return whether to ask for a snapshot.
+        before = (self.seq, self.problem)
+        if isinstance(message, market_data.BookL2):
+            self.apply(message)
+            if message.type == "snapshot":
+                self._awaiting_snapshot = False
+        else:
+            self.check_heartbeat(message)
+        resync = not self.in_sync and not self._awaiting_snapshot
+        if resync:
+            self.resyncs += 1
+            self._awaiting_snapshot = True
+        if (self.seq, self.problem) != before:
+            self._wake()
+        if self._listener is not None:
+            self._listener(self, message)
+        return resync
+
+    def _end(self, reason: str) -> None:
+        if not self._ended:
+            self._ended = reason
+            self._wake()
+
+    def _wake(self) -> None:
+        # A fresh Event per change: waiters of this one wake, later ones wait for the next.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionReport:
+    """One execution report as pushed, and whether reports were missed just before it."""
+
+    message: dict[str, Any]  # channel, type, seq, prev_seq, journal_seq, event.
+    gap: bool  # Its prev_seq is not the seq of the report before it: one or more were missed.
+
+    @property
+    def seq(self) -> int:
+        return int(self.message["seq"])
+
+    @property
+    def prev_seq(self) -> int:
+        return int(self.message["prev_seq"])
+
+    @property
+    def event(self) -> dict[str, Any]:
+        event: dict[str, Any] = self.message["event"]
+        return event
+
+
+class FollowedExecutions:
+    """This account's execution reports, in order (IpxClient.follow_executions).
+
+    `async for report in executions` (it ends when unfollowed) or `await executions.get()`.
+    `seq` is the last report's (at first, the one executions.subscribe answered); `gaps`
+    counts the reports handed over with `gap` set.
+    """
+
+    def __init__(self) -> None:
+        self.seq: int | None = None
+        self.gaps = 0
+        self._queue: asyncio.Queue[dict[str, Any] | str] = asyncio.Queue()  # str: ended.
+        self._unfollowed = False
+        self._ended = False
+
+    async def get(self) -> ExecutionReport:
+        """Return the next report, its `gap` set when its prev_seq is not the last seq.
+
+        Raises:
+            ClientError: no longer followed (unfollowed, or the connection ended).
+        """
+        item = await self._queue.get()
+        if isinstance(item, str):
+            self._queue.put_nowait(item)  # Every later get() ends the same way.
+            raise ClientError(f"executions are no longer followed: {item}")
+        assert self.seq is not None, "set before follow_executions returns"
+        if item["seq"] <= self.seq:
+            # Pushed before executions.subscribe answered, so within the seq it answered.
+            return ExecutionReport(item, gap=False)
+        report = ExecutionReport(item, gap=item["prev_seq"] != self.seq)
+        self.gaps += report.gap
+        self.seq = report.seq
+        return report
+
+    def __aiter__(self) -> FollowedExecutions:
+        return self
+
+    async def __anext__(self) -> ExecutionReport:
+        try:
+            return await self.get()
+        except ClientError:
+            if self._unfollowed:
+                raise StopAsyncIteration from None
+            raise
+
+    def _end(self, reason: str, *, unfollowed: bool = False) -> None:
+        # Reports queued before the end are still handed over, then get() raises.
+        if not self._ended:
+            self._ended, self._unfollowed = True, unfollowed
+            self._queue.put_nowait(reason)
+
+
+def _book_params(symbol: str) -> dict[str, Any]:
+    return {"symbol": symbol, "channels": [market_data.L2]}
 
 
 class IpxClient:
@@ -70,7 +225,11 @@ class IpxClient:
         self.connection = connection
         self.account: str | None = None
         self.role: str | None = None
-        self.pushes: asyncio.Queue[Any] = asyncio.Queue()  # Messages without a request id.
+        # Messages without a request id that no follower claims.
+        self.pushes: asyncio.Queue[Any] = asyncio.Queue()
+        self._books: dict[str, FollowedBook] = {}
+        self._executions: FollowedExecutions | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # Resubscriptions under way.
         self._pending: dict[str, asyncio.Future[Any]] = {}
         self._request_ids = itertools.count(1)
         self._cl_ord_prefix = secrets.token_hex(6)
@@ -117,9 +276,12 @@ class IpxClient:
 
     async def close(self) -> None:
         await self.connection.close()
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
+        for task in (self._reader, *self._tasks):
+            task.cancel()
+        for task in (self._reader, *self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._end_followers("client closed")
 
     def next_cl_ord_id(self) -> str:
         return f"{self._cl_ord_prefix}-{next(self._cl_ord_ids)}"
@@ -225,21 +387,130 @@ class IpxClient:
         """Receive this account's execution reports in `pushes` from now on."""
         return await self.request("executions.subscribe")
 
+    async def follow_book(
+        self, symbol: str, *, listener: BookListener | None = None, timeout_s: float = TIMEOUT_S
+    ) -> FollowedBook:
+        """Follow symbol's L2 book: subscribe to book.l2, return once its snapshot is applied.
+
+        From then on the reader applies each update and checks each heartbeat of the symbol
+        (they no longer reach `pushes`), resubscribes by itself when the book falls out of
+        sync, and calls listener(book, message), if given, after each one; the listener runs
+        in the reader, so it must neither block nor raise. Following a followed symbol
+        returns the same book.
+
+        Raises:
+            RequestFailed: the server refused (an unknown symbol, market data unavailable).
+            RequestTimedOut: no answer, or no snapshot, within timeout_s.
+        """
+        book = self._books.get(symbol)
+        if book is not None:
+            return book
+        # Claim its messages before subscribing: the snapshot may come before the answer.
+        book = self._books[symbol] = FollowedBook(symbol, listener)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.request("md.subscribe", _book_params(symbol), timeout_s=timeout_s)
+                while book.seq is None:
+                    await book.next_change()
+        except TimeoutError:
+            self._forget(book, "no snapshot")
+            message = f"no {market_data.L2} snapshot of {symbol} in {timeout_s} s"
+            raise RequestTimedOut(message) from None
+        except BaseException:
+            self._forget(book, "following failed")
+            raise
+        return book
+
+    async def unfollow_book(self, symbol: str) -> None:
+        """Stop following symbol's book: unsubscribe from book.l2; next_change() raises."""
+        book = self._books.get(symbol)
+        if book is not None:
+            self._forget(book, "unfollowed")
+            await self.request("md.unsubscribe", _book_params(symbol))
+
+    async def follow_executions(self, *, timeout_s: float = TIMEOUT_S) -> FollowedExecutions:
+        """Subscribe to this account's execution reports and hand them over, gaps flagged.
+
+        From the call on, reports go to the returned follower instead of `pushes`. Following
+        again returns the same follower.
+        """
+        if self._executions is not None:
+            return self._executions
+        executions = self._executions = FollowedExecutions()
+        try:
+            answer = await self.request("executions.subscribe", timeout_s=timeout_s)
+        except BaseException:
+            self._executions = None
+            while not executions._queue.empty():  # Claimed meanwhile: hide none of them.
+                self.pushes.put_nowait(executions._queue.get_nowait())
+            raise
+        executions.seq = answer["seq"]
+        return executions
+
+    async def unfollow_executions(self) -> None:
+        """Unsubscribe from execution reports; the follower hands over those it holds, then ends."""
+        executions, self._executions = self._executions, None
+        if executions is not None:
+            executions._end("unfollowed", unfollowed=True)
+            await self.request("unsubscribe", {"channel": "executions"})
+
+    def _forget(self, book: FollowedBook, reason: str) -> None:
+        if self._books.get(book.symbol) is book:
+            del self._books[book.symbol]
+        book._end(reason)
+
+    def _end_followers(self, reason: str) -> None:
+        for book in list(self._books.values()):
+            self._forget(book, reason)
+        if self._executions is not None:
+            self._executions._end(reason)
+
+    async def _resubscribe(self, book: FollowedBook) -> None:
+        # The server queues a fresh snapshot on every md.subscribe, even of a channel the
+        # session has: no unsubscribe first, so heartbeats keep coming if this one fails.
+        if self._books.get(book.symbol) is not book:
+            return  # Unfollowed meanwhile: do not subscribe again.
+        try:
+            await self.request("md.subscribe", _book_params(book.symbol))
+        except ClientError:
+            book._awaiting_snapshot = False  # The book's next message asks again.
+
+    def _route(self, message: Any, frame: str | bytes) -> None:
+        # A push: to the follower that claims it, else to `pushes`.
+        channel = message.get("channel") if isinstance(message, dict) else None
+        if channel == "executions" and self._executions is not None:
+            self._executions._queue.put_nowait(message)
+            return
+        if channel in (market_data.L2, market_data.HEARTBEAT):
+            book = self._books.get(message.get("symbol", ""))
+            if book is not None:
+                typed = market_data.decode(frame)
+                assert isinstance(typed, market_data.BookL2 | market_data.Heartbeat)
+                if book._handle(typed):
+                    task = asyncio.create_task(self._resubscribe(book))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                return
+        self.pushes.put_nowait(message)
+
     async def _read(self) -> None:
+        reason = "connection closed"
         try:
             async for frame in self.connection:
                 message = msgspec.json.decode(frame)
                 request_id = message.get("id") if isinstance(message, dict) else None
-                future = self._pending.get(request_id) if request_id is not None else None
+                if request_id is None:
+                    self._route(message, frame)
+                    continue
+                future = self._pending.get(request_id)
                 if future is not None and not future.done():
                     future.set_result(message)
-                elif request_id is None:
-                    self.pushes.put_nowait(message)
-        except Exception as error:  # The connection closed: fail whatever still waits.
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(ClientError(f"connection lost: {error!r}"))
-            return
+        except Exception as error:  # The connection closed, or a frame could not be handled.
+            reason = f"connection lost: {error!r}"
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(ClientError("connection closed"))
+                future.set_exception(ClientError(reason))
+        self._end_followers(reason)
+        # Nothing reads answers any more: close, so later requests fail at once, not by timing
+        # out (a no-op when the connection is already closed).
+        await self.connection.close(1011, "the client stopped reading")

@@ -9,9 +9,10 @@ The token may come from the IPX_TOKEN environment variable instead of --token (i
 out of the process list). A wss:// url (`ipx serve --tls-cert --tls-key`) is verified against
 the system's CAs, or with --ca-file against the given certificates (a self-signed server's
 own). `--json` prints the raw result of place, cancel and book.
-`watch` follows book.l2 with a LocalBook: after every update it prints the best levels, the
-seq and the CRC32 checksum it computed, and resubscribes (a fresh snapshot) whenever the
-local book falls out of sync (a gap or a checksum that differs).
+`watch` follows book.l2 with the client's follow_book (a LocalBook the client resyncs by
+itself, with a fresh snapshot, when it falls out of sync: a gap or a checksum that differs):
+after every book.l2 message it prints the best levels, the seq and the CRC32 checksum it
+computed, and a `resync:` line with the reason whenever the client resubscribes.
 
 Exit codes: 0 done; 1 the exchange refused (its status, code and message are printed on
 stderr); 2 no connection, or no answer in time.
@@ -25,14 +26,12 @@ import contextlib
 import json
 import os
 import sys
-import time
 from typing import Any
 
-import msgspec
 from websockets.exceptions import WebSocketException
 
 from gateway import market_data, tls
-from gateway.client import ClientError, IpxClient, RequestFailed
+from gateway.client import ClientError, FollowedBook, IpxClient, RequestFailed
 from gateway.local_book import LocalBook
 
 EXIT_OK = 0
@@ -150,29 +149,22 @@ def _book_text(symbol: str, phase: str, seq: int, book: dict[str, Any]) -> str:
 
 
 async def _watch(client: IpxClient, symbol: str, seconds: float | None) -> None:
-    params = {"symbol": symbol, "channels": [market_data.L2]}
-    await client.request("md.subscribe", params)
-    book = LocalBook(symbol)
-    deadline = None if seconds is None else time.monotonic() + seconds
-    while deadline is None or time.monotonic() < deadline:
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        try:
-            raw = await asyncio.wait_for(client.pushes.get(), timeout)
-        except TimeoutError:
-            break
-        message = market_data.decode(msgspec.json.encode(raw))
-        if isinstance(message, market_data.Heartbeat):
-            in_sync = book.check_heartbeat(message)
-        elif isinstance(message, market_data.BookL2) and message.symbol == symbol:
-            in_sync = book.apply(message)
+    # The client keeps the book and resyncs it; here each book.l2 message and resync is shown.
+    resyncs = 0
+
+    def show(book: FollowedBook, message: market_data.BookL2 | market_data.Heartbeat) -> None:
+        nonlocal resyncs
+        if isinstance(message, market_data.BookL2):
             _print_watch_line(book, message.type)
-        else:
-            continue
-        if not in_sync:
+        if book.resyncs > resyncs:
+            resyncs = book.resyncs
             print(f"resync: {book.problem}", flush=True)
-            with contextlib.suppress(RequestFailed):
-                await client.request("md.unsubscribe", params)
-            await client.request("md.subscribe", params)
+
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):  # None: until Ctrl-C or the connection ends.
+            book = await client.follow_book(symbol, listener=show)
+            while True:
+                await book.next_change()
 
 
 def _print_watch_line(book: LocalBook, kind: str) -> None:

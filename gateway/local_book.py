@@ -6,7 +6,8 @@ asks for a resync (resubscribe: a fresh snapshot), when:
 - a heartbeat reports a later seq than it applied (the lost message was the last one);
 - after a book.l2 message, its own CRC32 of the top 10 levels differs from the message's.
 Updates whose seq is not above the last applied one are already in the snapshot and skipped.
-Until the next snapshot, updates are ignored.
+Until the next snapshot, updates are ignored. IpxClient.follow_book (gateway/client.py) keeps
+a LocalBook this way from a live session and resubscribes by itself; this module does no I/O.
 
 Invariants:
 - `in_sync` is True only after a snapshot and an unbroken chain of updates (seq = prev + 1)
