@@ -65,7 +65,7 @@ from exchange.state import (
 )
 from matching import events as book_events
 from matching.limits import QUANTITY_UNITS_MAX
-from matching.orders import CancelReason, OrderType, RejectReason, Side, TimeInForce
+from matching.orders import CancelReason, OrderType, RejectReason, Side, StpMode, TimeInForce
 
 CL_ORD_ID_LENGTH_MAX = 36
 OFFERING_CL_ORD_ID = "offering"  # The issuer's sell order in an offering auction.
@@ -80,6 +80,7 @@ _LIMIT = OrderType.LIMIT
 _GTC = TimeInForce.GTC
 _GTD = TimeInForce.GTD
 _USER = CancelReason.USER
+_EXPIRE_MAKER = StpMode.EXPIRE_MAKER
 _OPERATOR = Role.OPERATOR
 _BOOK_REJECTED = book_events.OrderRejected
 _BOOK_FILLED = book_events.OrderFilled
@@ -283,7 +284,9 @@ def _check_new_order(
     if (
         continuous
         and not command.post_only
-        and _would_trade_through(instrument, side, price_ticks, quantity)
+        and _would_trade_through(
+            state, instrument, command.actor, side, price_ticks, quantity, command.stp_mode
+        )
     ):
         start_auction(ctx, instrument, "volatility", terms.volatility_auction_ns)
         tif = command.time_in_force
@@ -362,13 +365,23 @@ def _check_price(instrument: Instrument, price_ticks: int) -> None:
         )
 
 
-def _would_trade_through(instrument: Instrument, side: Side, price: int, quantity: int) -> bool:
+def _would_trade_through(
+    state: ExchangeState,
+    instrument: Instrument,
+    account: str,
+    side: Side,
+    price: int,
+    quantity: int,
+    stp_mode: StpMode,
+) -> bool:
     """Tell whether a taker would print outside the bands.
 
     The guard is the tighter of the dynamic band (around the last price) and the static band
     (around the reference). Prints happen at the makers' prices, so a taker priced inside the
     band can still print outside it: against a resting order entered under an older reference.
-    Self-trade prevention is ignored here, so this errs towards starting an auction.
+    The taker's own resting orders count as liquidity it takes, which errs towards starting
+    an auction (the taker stops at them, or is reduced by them), except under EXPIRE_MAKER:
+    that cancels them and the taker sweeps on, so they are left out of the depth it walks.
     """
     low, high = instrument.guard_low, instrument.guard_high
     book = instrument.book
@@ -391,6 +404,7 @@ def _would_trade_through(instrument: Instrument, side: Side, price: int, quantit
             return True
         if price >= low:
             return False
+    own = _own_units_by_price(state, instrument, account, side) if stp_mode is _EXPIRE_MAKER else {}
     depth = 16
     while True:
         bids, asks = book.l2(depth)
@@ -399,14 +413,35 @@ def _would_trade_through(instrument: Instrument, side: Side, price: int, quantit
         for level_price, level_units in levels:
             if (buying and level_price > price) or (not buying and level_price < price):
                 return False
+            others = level_units - own.get(level_price, 0)
+            if others <= 0:
+                continue  # Only the taker's own orders: canceled, nothing prints here.
             if (buying and level_price > high) or (not buying and level_price < low):
                 return True
-            remaining -= level_units
+            remaining -= others
             if remaining <= 0:
                 return False
         if len(levels) < depth:
             return False
         depth *= 4
+
+
+def _own_units_by_price(
+    state: ExchangeState, instrument: Instrument, account: str, taker_side: Side
+) -> dict[int, int]:
+    """The leaves of the account's resting orders a taker on taker_side would meet, by price."""
+    units: dict[int, int] = {}
+    owner = state.accounts.get(account)
+    if owner is None:
+        return units
+    book = instrument.book
+    for order_id in owner.open_orders:
+        order = state.orders[order_id]
+        if order.instrument is instrument and order.side is not taker_side:
+            view = book.order(order_id)
+            if view is not None:
+                units[view.price_ticks] = units.get(view.price_ticks, 0) + view.leaves_units
+    return units
 
 
 def _order_rejected(
@@ -703,7 +738,7 @@ def amend_order(state: ExchangeState, ctx: Context, command: AmendOrder) -> Even
             ctx, command.actor, "amend_order", Reject.UNKNOWN_ORDER, "no such open order"
         )
     try:
-        delta = _check_amend(ctx, order, command)
+        delta = _check_amend(state, ctx, order, command)
     except Rejection as rejection:
         return _command_rejected(
             ctx, command.actor, "amend_order", rejection.reason, rejection.message
@@ -729,7 +764,7 @@ def amend_order(state: ExchangeState, ctx: Context, command: AmendOrder) -> Even
     return apply_book_events(state, ctx, instrument, results)
 
 
-def _check_amend(ctx: Context, order: LiveOrder, command: AmendOrder) -> int:
+def _check_amend(state: ExchangeState, ctx: Context, order: LiveOrder, command: AmendOrder) -> int:
     """Check an amend; return the change in reservation it needs (negative: it frees)."""
     instrument = order.instrument
     _check_phase_allows_entry(instrument)
@@ -759,7 +794,15 @@ def _check_amend(ctx: Context, order: LiveOrder, command: AmendOrder) -> int:
     if (
         instrument.phase is Phase.CONTINUOUS
         and not view.post_only
-        and _would_trade_through(instrument, order.side, command.price_ticks, new_leaves)
+        and _would_trade_through(
+            state,
+            instrument,
+            order.account,
+            order.side,
+            command.price_ticks,
+            new_leaves,
+            view.stp_mode,
+        )
     ):
         start_auction(ctx, instrument, "volatility", instrument.terms.volatility_auction_ns)
     return delta

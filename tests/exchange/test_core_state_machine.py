@@ -86,7 +86,7 @@ from exchange.events import (
     TradeExecuted,
 )
 from exchange.reasons import Reject
-from exchange.state import SEQUENCER_ACTOR, Instrument
+from exchange.state import SEQUENCER_ACTOR, Instrument, band_edges
 from ledger.records import GENESIS_HASH, Record, seal
 from matching.orders import OrderType, Side, StpMode, TimeInForce
 from tests.exchange.rulebook import (
@@ -322,10 +322,12 @@ def check_command(exchange: Exchange, before: Before, outcome: Outcome) -> tuple
     # The reference in force, per symbol: the day roll makes the last price the reference
     # before anything trades; an auction's uncross makes its price the reference after its
     # own trades.
-    in_force: dict[str, tuple[int, int]] = {}  # symbol -> (reference, offering minimum)
+    # symbol -> (reference, offering minimum, centre of the dynamic band: the last price)
+    in_force: dict[str, tuple[int, int, int]] = {}
     for symbol, (phase, reference, last, offering_min) in before.instruments.items():
         reference = last if rolled and last else reference
-        in_force[symbol] = (reference, offering_min if phase is Phase.OFFERING else 0)
+        offering_min = offering_min if phase is Phase.OFFERING else 0
+        in_force[symbol] = (reference, offering_min, last or reference)
     fills: dict[tuple[str, int], list[OrderFilled]] = {}
     trades: list[TradeExecuted] = []
     stale_prints = 0
@@ -335,11 +337,11 @@ def check_command(exchange: Exchange, before: Before, outcome: Outcome) -> tuple
         elif isinstance(event, TradeExecuted):
             trades.append(event)
             instrument = exchange.state.instruments[event.symbol]
-            assert _inside_static_band(instrument, event, in_force), (
-                f"trade {event} printed outside the static band in force"
+            assert _inside_bands(instrument, event, in_force), (
+                f"trade {event} printed outside the bands in force {in_force[event.symbol]}"
             )
         elif isinstance(event, AuctionUncrossed) and event.volume_units:
-            in_force[event.symbol] = (event.price_ticks, 0)
+            in_force[event.symbol] = (event.price_ticks, 0, event.price_ticks)
     assert sorted(fills) == sorted((t.symbol, t.trade_id) for t in trades), (
         f"fills {sorted(fills)} and trades {trades} do not pair up"
     )
@@ -358,23 +360,28 @@ def check_command(exchange: Exchange, before: Before, outcome: Outcome) -> tuple
     return len(trades), stale_prints
 
 
-def _inside_static_band(
-    instrument: Instrument, trade: TradeExecuted, in_force: dict[str, tuple[int, int]]
+def _inside_bands(
+    instrument: Instrument, trade: TradeExecuted, in_force: dict[str, tuple[int, int, int]]
 ) -> bool:
     """Tell whether a trade printed where the rules allow.
 
-    Continuous prints stay inside the static band in force. An auction's single price is how
-    the price may move past the band (its uncross becomes the new reference, see
-    exchange/phases.py): it is not bound by the band, only by the orders that cross.
+    Continuous prints stay inside the static band in force and inside the dynamic band around
+    the last price before the command (a print beyond it is a trade-through: a volatility
+    auction instead). An auction's single price is how the price may move past the bands (its
+    uncross becomes the new reference, see exchange/phases.py): it is not bound by them, only
+    by the orders that cross.
     """
-    reference, offering_min = in_force[trade.symbol]
+    reference, offering_min, last = in_force[trade.symbol]
     price = trade.price_ticks
     if offering_min:
         assert price >= offering_min, f"offering trade {trade} below its minimum {offering_min}"
         return True
-    width = reference * instrument.terms.static_band_bps // 10_000  # Edges round inwards.
-    low, high = max(1, reference - width), reference + width
-    return trade.aggressor_side is None or low <= price <= high
+    if trade.aggressor_side is None:
+        return True
+    terms = instrument.terms
+    low, high = band_edges(reference, terms.static_band_bps)
+    dynamic_low, dynamic_high = band_edges(last, terms.dynamic_band_bps)
+    return max(low, dynamic_low) <= price <= min(high, dynamic_high)
 
 
 def check_phases(exchange: Exchange, ts_ns: int) -> None:

@@ -24,7 +24,7 @@ from exchange.events import (
     TradeExecuted,
 )
 from exchange.reasons import Reject
-from matching.orders import CancelReason
+from matching.orders import CancelReason, StpMode
 from tests.exchange import rulebook
 from tests.exchange.rulebook import (
     BUY,
@@ -111,6 +111,20 @@ def test_a_trade_through_the_dynamic_band_starts_a_volatility_auction_instead(
     assert market.instrument().phase_until_ns == market.ts_ns + VOLATILITY_AUCTION_NS
     assert events(outcome, IndicativeUpdated) == [IndicativeUpdated(SYMBOL, 1_060, 20, 0)]
     assert market.cash("alice")[1] == buy_need(1_060, 20)
+
+
+def test_a_taker_sweeping_past_its_own_canceled_orders_is_held_to_the_band(
+    market: Market,
+) -> None:
+    # With expire_maker, the taker's own asks are canceled rather than traded, so they do not
+    # stand between it and an ask beyond the band: that print would be a trade-through.
+    market.trading()
+    market.give_units("alice", 10)
+    market.rest("alice", SELL, 10, 1_000)
+    market.rest(ISSUER, SELL, 10, 1_060)  # Beyond 1,000 + 5%.
+    outcome = market.buy("alice", 10, 1_060, stp=StpMode.EXPIRE_MAKER)
+    assert events(outcome, TradeExecuted) == []
+    assert _phase_changes(outcome) == [(Phase.AUCTION, "volatility auction")]
 
 
 def test_a_volatility_auction_uncrosses_at_its_end_then_trading_continues(
