@@ -374,6 +374,16 @@ def open_offering(state: ExchangeState, ctx: Context, command: OpenOffering) -> 
         Reject.INSUFFICIENT_SHARES,
         f"the issuer has {available} units available",
     )
+    # The offering's order would meet the issuer's own bids: self-trade prevention would
+    # cancel one side, and the offering could end with its order gone.
+    _require(
+        not any(
+            state.orders[order_id].instrument is instrument
+            for order_id in state.accounts[issuer].open_orders
+        ),
+        Reject.VALIDATION_ERROR,
+        "the issuer has orders in this instrument: cancel them before its offering",
+    )
     order_id = state.next_order_id
     state.next_order_id += 1
     order = LiveOrder(

@@ -13,15 +13,21 @@ Invariants:
 - A business rejection changes nothing, except one documented case: an order that would trade
   through the dynamic band starts a volatility auction even when it is itself rejected.
 
-Precedence of PlaceOrder rejections (the first failing check wins):
+Precedence of PlaceOrder rejections (the first failing check wins). Over the wire the gateway
+first turns a request into a command, and refuses what it cannot turn: a malformed request
+(VALIDATION_ERROR), an unknown symbol (UNKNOWN_SYMBOL: it needs the symbol's tick), a market
+order with a price or a limit order without one (VALIDATION_ERROR), a price that is not a
+whole number of ticks (INVALID_PRICE_INCREMENT). Those come before every check below, and a
+request refused there is not a command: nothing is journaled and no cl_ord_id is taken.
  1. FORBIDDEN (unknown actor, or an operator account) / ACCOUNT_SUSPENDED (kill switch)
  2. VALIDATION_ERROR: cl_ord_id empty or longer than CL_ORD_ID_LENGTH_MAX
  3. idempotency: the same cl_ord_id today with the same command returns the first outcome;
     with a different command: DUPLICATE_CL_ORD_ID
  4. UNKNOWN_SYMBOL
  5. MARKET_CLOSED (closed, delisted) / TRADING_HALTED (halted)
- 6. VALIDATION_ERROR: a sell in an offering; a market order with a price; post-only with
-    IOC/FOK or market; market with GTC/GTD/DAY; GTD without a future expiry; expiry without GTD
+ 6. VALIDATION_ERROR: a sell in an offering, or a bid of its issuer; a market order with a
+    price; post-only with IOC/FOK or market; market with GTC/GTD/DAY; GTD without a future
+    expiry; expiry without GTD
  7. INVALID_QUANTITY: quantity < 1, above the book limit, or not a multiple of the lot size
  8. PRICE_BAND: a limit price <= 0, outside the static band, or below an offering's minimum
  9. INSUFFICIENT_BALANCE (buy) / INSUFFICIENT_SHARES (sell)
@@ -321,8 +327,13 @@ def _check_phase_allows_entry(instrument: Instrument) -> None:
 
 def _check_order_shape(instrument: Instrument, command: PlaceOrder, now_ts_ns: int) -> None:
     tif = command.time_in_force
-    if instrument.phase is Phase.OFFERING and command.side is not _BUY:
-        raise Rejection(Reject.VALIDATION_ERROR, "an offering takes only bids")
+    if instrument.phase is Phase.OFFERING:
+        if command.side is not _BUY:
+            raise Rejection(Reject.VALIDATION_ERROR, "an offering takes only bids")
+        if command.actor == instrument.terms.issuer_account:
+            # Its bid would meet its own offering order, which self-trade prevention could
+            # cancel: the offering would go on without anything to sell.
+            raise Rejection(Reject.VALIDATION_ERROR, "the issuer may not bid in its own offering")
     if command.order_type is _MARKET:
         if command.price_ticks != 0:
             raise Rejection(Reject.VALIDATION_ERROR, "a market order takes no price")

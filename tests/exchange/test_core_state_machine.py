@@ -400,6 +400,9 @@ def check_phases(exchange: Exchange, ts_ns: int) -> None:
         else:
             assert instrument.phase_until_ns == 0, f"{symbol} is {phase.value} with a timer"
         assert (phase is Phase.OFFERING) == (instrument.offering is not None), symbol
+        if phase is Phase.OFFERING:  # Its order sells until the offering ends, whatever else.
+            offering_order = book.order(instrument.offering_order_id)
+            assert offering_order is not None, f"{symbol}'s offering lost its order"
         if ts_ns >= instrument.asset.expiry_ts_ns:
             assert phase is Phase.DELISTED, f"{symbol}'s patent expired but it is {phase.value}"
         if phase is Phase.DELISTED:

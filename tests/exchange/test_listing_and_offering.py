@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from exchange.calendar import parse_date
-from exchange.commands import CancelOrder, IssueShares, OpenOffering, TradingMode
+from exchange.commands import CancelOrder, Deposit, IssueShares, OpenOffering, TradingMode
 from exchange.events import (
     AssetListed,
     AuctionUncrossed,
@@ -26,7 +26,7 @@ from exchange.events import (
 )
 from exchange.reasons import Reject
 from ledger.records import ISSUANCE_ACCOUNT, Bucket, Posting
-from matching.orders import CancelReason
+from matching.orders import CancelReason, StpMode
 from tests.exchange import rulebook
 from tests.exchange.rulebook import (
     BUY,
@@ -41,6 +41,7 @@ from tests.exchange.rulebook import (
     SELL,
     SYMBOL,
     TOTAL_UNITS,
+    USD,
     Market,
     accepted,
     buy_need,
@@ -253,6 +254,27 @@ def test_an_offering_cannot_open_over_the_issuers_own_resting_ask(market: Market
     market.rest(ISSUER, SELL, 10, 950)
     command = OpenOffering(OPERATOR, SYMBOL, 100, 900, market.ts_ns + HOUR, False)
     market.refused(command, Reject.MARKET_CLOSED, "no sell orders")
+
+
+def test_an_offering_cannot_open_over_the_issuers_own_resting_bid(market: Market) -> None:
+    # Self-trade prevention between the offering's order and its issuer's bid would cancel
+    # one of them: the offering could run on with nothing to sell.
+    market.pre_open()
+    market.do(Deposit(OPERATOR, ISSUER, USD, CASH))
+    bid = market.rest(ISSUER, BUY, 10, 950)
+    command = OpenOffering(OPERATOR, SYMBOL, 100, 900, market.ts_ns + HOUR, False)
+    market.refused(command, Reject.VALIDATION_ERROR, "cancel them")
+    market.cancel(ISSUER, bid)
+    market.offering(100, 900)
+
+
+@pytest.mark.parametrize("stp", list(StpMode))
+def test_the_issuer_cannot_bid_in_its_own_offering(market: Market, stp: StpMode) -> None:
+    market.pre_open()
+    market.do(Deposit(OPERATOR, ISSUER, USD, CASH))
+    market.offering(100, 900)
+    market.refused(market.order(ISSUER, BUY, 10, 950, stp=stp), Reject.VALIDATION_ERROR, "issuer")
+    assert market.book_order(market.instrument().offering_order_id) is not None
 
 
 def test_an_offerings_indicative_price_is_the_price_it_clears_at(market: Market) -> None:
