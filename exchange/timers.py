@@ -4,8 +4,15 @@ Invariants:
 - Time is an input: timers fire at the start of the first command whose ts_ns reaches them
   (a Tick command exists only to carry time), and that command's record holds their postings,
   so replaying the journal fires the same timers at the same point.
-- Timers fire in a fixed order: the day roll first, then per instrument in listing order:
-  GTD expiries, the end of a timed phase, then delisting at the patent's expiry.
+- Timers fire in time order, each at its own time, whenever the command that carries them
+  arrives: what they do does not depend on how late that is. A timer that starts a timed
+  phase (an offering's end starts the opening auction) starts it at the timer's time, so its
+  end may fall due within the same command. Timers due at the same nanosecond fire in a fixed
+  order: the day roll first, then per instrument in listing order: GTD expiries, the end of a
+  timed phase, then delisting at the patent's expiry.
+- A periodic auction's uncrosses keep to their grid (first end + k x interval); the ends that
+  fall inside one gap between commands are one uncross, since a book just uncrossed with no
+  order since has nothing more to cross.
 """
 
 from __future__ import annotations
@@ -30,22 +37,34 @@ def advance_clock(state: ExchangeState, ctx: Context) -> None:
     if ts_ns < state.next_timer_ns:
         return  # Nothing is due: the common case, kept to one comparison.
     ctx.timers_changed = True
-    day = ts_ns // NS_PER_DAY
+    if state.trading_day < 0:
+        state.trading_day = ts_ns // NS_PER_DAY  # The first command: no day to roll yet.
+    try:
+        while (due := next_timer_ns(state)) <= ts_ns:
+            ctx.ts_ns = due  # What a timer starts, it starts at its own time.
+            _fire_timers(state, ctx, due, ts_ns)
+    finally:
+        ctx.ts_ns = ts_ns
+
+
+def _fire_timers(state: ExchangeState, ctx: Context, due: int, now: int) -> None:
+    # Every timer due at `due` (each pass of advance_clock's loop fires at least one, or drops
+    # a stale GTD entry, so the loop ends).
+    day = due // NS_PER_DAY
     if day != state.trading_day:
-        if state.trading_day >= 0:
-            roll_day(state, ctx)
-        state.trading_day = day
+        roll_day(state, ctx)
+        state.trading_day = state.trading_day + 1
     for instrument in state.instruments.values():
-        expired = instrument.book.expire(ts_ns)
+        expired = instrument.book.expire(due)
         if expired:
             apply_book_events(state, ctx, instrument, expired)
         until = instrument.phase_until_ns
-        if until and ts_ns >= until:
+        if until and due >= until:
             if instrument.phase is Phase.OFFERING:
                 close_offering(state, ctx, instrument)
             else:
-                uncross_auction(state, ctx, instrument)
-        if ts_ns >= instrument.asset.expiry_ts_ns and instrument.phase is not Phase.DELISTED:
+                uncross_auction(state, ctx, instrument, now)
+        if due >= instrument.asset.expiry_ts_ns and instrument.phase is not Phase.DELISTED:
             delist(state, ctx, instrument)
 
 
@@ -90,8 +109,14 @@ def auction_reference_price(instrument: Instrument) -> int:
     return offering.min_price_ticks if best_bid is None else best_bid[0]
 
 
-def uncross_auction(state: ExchangeState, ctx: Context, instrument: Instrument) -> None:
-    """Clear a call auction at one price, then continue trading in the instrument's mode."""
+def uncross_auction(
+    state: ExchangeState, ctx: Context, instrument: Instrument, now: int = 0
+) -> None:
+    """Clear a call auction at one price, then continue trading in the instrument's mode.
+
+    `now` is the time of the command that carries the timer (ctx.ts_ns is the timer's own):
+    a periodic auction's next end is the first of its grid after it.
+    """
     results = instrument.book.uncross(instrument.reference_price_ticks)
     apply_book_events(state, ctx, instrument, results)
     uncrossed = next(r for r in results if r.__class__ is AuctionUncrossed)
@@ -102,7 +127,9 @@ def uncross_auction(state: ExchangeState, ctx: Context, instrument: Instrument) 
         ctx.events.append(IndicativeUpdated(instrument.terms.symbol, 0, 0, 0))
     terms = instrument.terms
     if terms.trading_mode is TradingMode.PERIODIC_AUCTION:
-        start_auction(ctx, instrument, "periodic", terms.auction_interval_ns)
+        interval = terms.auction_interval_ns
+        skipped = max(0, now - ctx.ts_ns) // interval  # Whole empty cycles inside the gap.
+        start_auction(ctx, instrument, "periodic", interval * (skipped + 1))
     else:
         set_phase(ctx, instrument, Phase.CONTINUOUS, "auction uncrossed")
 

@@ -390,10 +390,13 @@ def test_a_successful_offering_opens_with_an_auction_then_continuous_trading(
     market: Market,
 ) -> None:
     _standard_offering(market)
-    closing = market.tick(HOUR)
+    offering = market.instrument().offering
+    assert offering is not None
+    closing = market.tick(HOUR)  # A little after the offering's end.
     opening = events(closing, PhaseChanged)[-1]
     assert (opening.phase, opening.reason) == (Phase.AUCTION, "opening auction")
-    assert opening.until_ts_ns == market.ts_ns + OPENING_AUCTION_NS
+    # It opens when the offering ends, however late the command that carries the end comes.
+    assert opening.until_ts_ns == offering.end_ts_ns + OPENING_AUCTION_NS
     # In the opening auction orders rest without matching, then uncross at one price.
     accepted(market.sell("alice", 20, 930))
     accepted(market.buy("dave", 10, 940))

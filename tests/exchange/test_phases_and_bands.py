@@ -12,7 +12,15 @@ from collections.abc import Iterator
 import pytest
 
 from exchange.calendar import NS_PER_DAY, parse_date
-from exchange.commands import AmendOrder, CancelOrder, Halt, Resume, StartAuction, TradingMode
+from exchange.commands import (
+    AmendOrder,
+    CancelOrder,
+    Halt,
+    OpenOffering,
+    Resume,
+    StartAuction,
+    TradingMode,
+)
 from exchange.core import Outcome
 from exchange.events import (
     AuctionUncrossed,
@@ -43,6 +51,7 @@ from tests.exchange.rulebook import (
     VOLATILITY_AUCTION_NS,
     Market,
     accepted,
+    accepted_reply,
     buy_need,
     events,
     issuance,
@@ -398,3 +407,86 @@ def test_a_sell_through_the_dynamic_band_starts_a_volatility_auction(market: Mar
     assert market.phase() is Phase.AUCTION
     uncross = market.tick(VOLATILITY_AUCTION_NS)
     assert events(uncross, AuctionUncrossed) == [AuctionUncrossed(SYMBOL, 940, 20, 0)]
+
+
+# Time: timers fire in time order, each at its own time, however late the command that carries
+# them comes (the gateway ticks an idle exchange, but a busy one carries timers on orders).
+
+LATE = pytest.mark.parametrize(
+    "late_ns", [pytest.param(1, id="at-once"), pytest.param(HOUR, id="an-hour-late")]
+)
+
+
+@LATE
+def test_an_auction_ending_before_midnight_trades_before_the_day_roll(
+    market: Market, late_ns: int
+) -> None:
+    market.trading()
+    midnight = parse_date("2030-01-16")
+    market.tick_to(midnight - 2 * VOLATILITY_AUCTION_NS)
+    accepted_reply(market.do(StartAuction(OPERATOR, SYMBOL, VOLATILITY_AUCTION_NS)))
+    end = market.instrument().phase_until_ns
+    market.rest("alice", BUY, 10, 1_000, tif=DAY)  # Would expire at the day roll.
+    market.rest(ISSUER, SELL, 10, 1_000)
+    outcome = market.tick_to(end - 1 + late_ns)
+    assert events(outcome, AuctionUncrossed) == [AuctionUncrossed(SYMBOL, 1_000, 10, 0)]
+    assert market.units("alice") == (10, 0)
+
+
+@LATE
+def test_a_gtd_order_that_expired_before_midnight_frees_its_cl_ord_id_the_next_day(
+    market: Market, late_ns: int
+) -> None:
+    market.trading()
+    midnight = parse_date("2030-01-16")
+    market.rest("alice", BUY, 10, 990, tif=GTD, expire_ts_ns=midnight - SECOND, cl="daily")
+    market.tick_to(midnight - SECOND - 1 + late_ns)
+    market.tick_to(max(market.ts_ns + 1, midnight + 1))
+    accepted(market.buy("alice", 5, 990, cl="daily"))  # Yesterday's id, free today.
+
+
+@LATE
+def test_an_offering_ending_after_the_patents_expiry_never_clears(
+    market: Market, late_ns: int
+) -> None:
+    market.accounts()
+    market.do(listing(expiry_date="2030-01-16"))
+    market.do(issuance())
+    expiry = parse_date("2030-01-16")
+    end = expiry + SECOND
+    accepted_reply(market.do(OpenOffering(OPERATOR, SYMBOL, 100, 900, end, False)))
+    market.buy("alice", 50, 950)
+    outcome = market.tick_to(expiry - 1 + late_ns)
+    assert events(outcome, OfferingClosed) == []
+    assert events(outcome, TradeExecuted) == []
+    assert market.phase() is Phase.DELISTED
+    assert (market.units("alice"), market.cash("alice")) == ((0, 0), (CASH, 0))
+
+
+@LATE
+def test_an_offering_and_its_opening_auction_both_end_in_one_late_command(
+    market: Market, late_ns: int
+) -> None:
+    # The opening auction starts when the offering ends, not when a command notices it: a
+    # command after both ends fires both, in order, and trading is continuous.
+    market.pre_open()
+    market.offering(100, 900)
+    market.buy("alice", 60, 950)
+    offering_end = market.instrument().phase_until_ns
+    outcome = market.tick_to(offering_end + OPENING_AUCTION_NS - 1 + late_ns)
+    assert [event.succeeded for event in events(outcome, OfferingClosed)] == [True]
+    assert [(change.phase, change.until_ts_ns) for change in events(outcome, PhaseChanged)] == [
+        (Phase.AUCTION, offering_end + OPENING_AUCTION_NS),
+        (Phase.CONTINUOUS, 0),
+    ]
+    assert market.units("alice") == (60, 0)
+
+
+def test_a_periodic_auction_keeps_its_grid_across_a_gap(market: Market) -> None:
+    _periodic(market)
+    first_end = market.instrument().phase_until_ns
+    market.rest(ISSUER, SELL, 10, 1_000)
+    market.rest("alice", BUY, 4, 1_000)
+    outcome = market.tick_to(first_end + 35 * SECOND)  # Three ends and a half later.
+    assert events(outcome, AuctionUncrossed) == [AuctionUncrossed(SYMBOL, 1_000, 4, -6)]
+    assert market.instrument().phase_until_ns == first_end + 40 * SECOND
