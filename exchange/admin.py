@@ -40,6 +40,7 @@ from exchange.events import (
     CashWithdrawn,
     Event,
     KillSwitchChanged,
+    OfferingClosed,
     OfferingOpened,
     Phase,
     RoyaltyDistributed,
@@ -57,6 +58,7 @@ from exchange.state import (
     LiveOrder,
     RoyaltyPeriod,
 )
+from exchange.timers import cancel_book
 from exchange.trading import (
     OFFERING_CL_ORD_ID,
     Rejection,
@@ -481,12 +483,25 @@ def distribute_royalty(state: ExchangeState, ctx: Context, command: DistributeRo
 def halt(state: ExchangeState, ctx: Context, command: Halt) -> Event:
     instrument = _existing_instrument(state, command.symbol)
     _require(
-        instrument.phase not in (Phase.DELISTED, Phase.HALTED, Phase.OFFERING),
+        instrument.phase not in (Phase.DELISTED, Phase.HALTED),
         Reject.MARKET_CLOSED,
         f"{command.symbol} is {instrument.phase.value}",
     )
-    set_phase(ctx, instrument, Phase.HALTED, f"halted by {command.actor}")
+    why = f"halted by {command.actor}"
+    if instrument.phase is Phase.OFFERING:
+        _withdraw_offering(state, ctx, instrument, why)
+    set_phase(ctx, instrument, Phase.HALTED, why)
     return ctx.events[-1]
+
+
+def _withdraw_offering(
+    state: ExchangeState, ctx: Context, instrument: Instrument, why: str
+) -> None:
+    # An operator stops an offering before its end: nothing is sold, every bid is canceled
+    # and its cash released, the issuer's units go back to available.
+    cancel_book(state, ctx, instrument, CancelReason.OPERATOR)
+    instrument.offering = None
+    ctx.events.append(OfferingClosed(instrument.terms.symbol, False, 0, 0, f"withdrawn: {why}"))
 
 
 def resume(state: ExchangeState, ctx: Context, command: Resume) -> Event:
@@ -515,14 +530,17 @@ def start_volatility_auction(state: ExchangeState, ctx: Context, command: StartA
 def close_market(state: ExchangeState, ctx: Context, command: CloseMarket) -> Event:
     instrument = _existing_instrument(state, command.symbol)
     _require(
-        instrument.phase not in (Phase.DELISTED, Phase.CLOSED, Phase.OFFERING),
+        instrument.phase not in (Phase.DELISTED, Phase.CLOSED),
         Reject.MARKET_CLOSED,
         f"{command.symbol} is {instrument.phase.value}",
     )
+    why = f"closed by {command.actor}"
+    if instrument.phase is Phase.OFFERING:
+        _withdraw_offering(state, ctx, instrument, why)
     expired = instrument.book.expire_day()
     if expired:
         apply_book_events(state, ctx, instrument, expired)
-    set_phase(ctx, instrument, Phase.CLOSED, f"closed by {command.actor}")
+    set_phase(ctx, instrument, Phase.CLOSED, why)
     return ctx.events[-1]
 
 

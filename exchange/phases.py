@@ -17,6 +17,8 @@ The moves (operator commands in capitals, timers in lower case):
   CONTINUOUS --StartAuction, or a trade through the dynamic band--> AUCTION (volatility)
   periodic-auction mode: AUCTION --auction end--> AUCTION (next period)
   any but DELISTED --Halt--> HALTED; --CloseMarket--> CLOSED; --patent expiry--> DELISTED
+  (a Halt or CloseMarket of an OFFERING withdraws the offering: every bid canceled, nothing
+  sold, OfferingClosed with succeeded false)
 """
 
 from __future__ import annotations

@@ -9,7 +9,15 @@ import msgspec
 import pytest
 
 from exchange.calendar import parse_date
-from exchange.commands import CancelOrder, Deposit, IssueShares, OpenOffering, TradingMode
+from exchange.commands import (
+    CancelOrder,
+    CloseMarket,
+    Deposit,
+    Halt,
+    IssueShares,
+    OpenOffering,
+    TradingMode,
+)
 from exchange.events import (
     AssetListed,
     AuctionUncrossed,
@@ -275,6 +283,31 @@ def test_the_issuer_cannot_bid_in_its_own_offering(market: Market, stp: StpMode)
     market.offering(100, 900)
     market.refused(market.order(ISSUER, BUY, 10, 950, stp=stp), Reject.VALIDATION_ERROR, "issuer")
     assert market.book_order(market.instrument().offering_order_id) is not None
+
+
+@pytest.mark.parametrize(
+    ("command", "phase"),
+    [(Halt(OPERATOR, SYMBOL), Phase.HALTED), (CloseMarket(OPERATOR, SYMBOL), Phase.CLOSED)],
+)
+def test_an_operator_can_stop_a_running_offering_and_nothing_is_sold(
+    market: Market, command: Halt | CloseMarket, phase: Phase
+) -> None:
+    market.pre_open()
+    market.offering(100, 900)
+    bid = accepted(market.buy("alice", 60, 950))
+    outcome = market.do(command)
+    assert events(outcome, OfferingClosed) == [
+        OfferingClosed(SYMBOL, False, 0, 0, f"withdrawn: {phase.value} by {OPERATOR}")
+    ]
+    assert [(event.order_id, event.reason) for event in events(outcome, OrderCanceled)] == [
+        (bid, CancelReason.OPERATOR),
+        (market.instrument().offering_order_id, CancelReason.OPERATOR),
+    ]
+    assert events(outcome, TradeExecuted) == []
+    assert (market.phase(), market.instrument().offering) == (phase, None)
+    assert market.units(ISSUER) == (TOTAL_UNITS, 0)
+    assert market.cash("alice") == (CASH, 0)
+    assert market.tick(2 * HOUR).events == []  # The offering's end is no timer any more.
 
 
 def test_an_offerings_indicative_price_is_the_price_it_clears_at(market: Market) -> None:
