@@ -6,7 +6,9 @@
 
 Methods (params in the Struct of METHODS; prices and cash as decimal strings):
     session.logon {token}                   first frame, unless `Authorization: Bearer` was sent
-    session.cancel_on_disconnect {enabled}  cancel the account's orders when this one closes
+    session.cancel_on_disconnect {enabled, scope?}  when this connection ends, cancel the orders
+                                            it placed (scope "session") or all the account's
+                                            ("account")
     order.place {symbol, cl_ord_id, side, quantity, price?, type?, time_in_force?, post_only?,
                  stp_mode?, expire_ts_ns?}  resending the same cl_ord_id returns the same order
     order.cancel / order.status {order_id | cl_ord_id}
@@ -117,8 +119,13 @@ class LogonParams(_Params, frozen=True):
     token: Annotated[str, Meta(min_length=1, max_length=200)]
 
 
+CancelScope = Literal["session", "account"]
+
+
 class CancelOnDisconnectParams(_Params, frozen=True):
     enabled: bool
+    # "session": the orders this session placed; "account": every order of the account.
+    scope: CancelScope = "session"
 
 
 class PlaceParams(_Params, frozen=True):

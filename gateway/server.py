@@ -48,8 +48,11 @@ Invariants:
   move with time alone. The same updates feed the liquidity sinks (MQTT's retained topic).
 - At most CONNECTIONS_PER_TOKEN_MAX connections per API token (the next is closed with
   1008 LIMIT_EXCEEDED); an account's other tokens have slots of their own.
-  session.cancel_on_disconnect {enabled} makes the end of that connection cancel every open
-  order of the account (CancelAll), except at server shutdown.
+  session.cancel_on_disconnect {enabled, scope} makes the end of that connection cancel the
+  open orders this session placed (scope "session", the default; also those whose answer
+  comes after the end), or every open order of the account (scope "account", CancelAll);
+  under overload the cancels are retried for up to CANCEL_ON_DISCONNECT_S; not at server
+  shutdown (the orders stay in the journal for the restart).
 - Shutdown (SIGTERM/SIGINT, or `stop` set): stop accepting connections and commands, let the
   sequencer drain and fsync what is queued, send those answers, close every connection with
   1001 (going away), snapshot, release the journal.
@@ -78,7 +81,7 @@ import os
 import ssl
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,6 +173,8 @@ IN_FLIGHT_MAX = 64  # Requests of one connection awaiting their answer; then rea
 # Answers written and not yet sent (the client is not reading): then reading pauses too.
 WRITE_BACKLOG_MAX = 256 * 1024
 DRAIN_TIMEOUT_S = 10.0
+CANCEL_ON_DISCONNECT_S = 5.0  # How long a cancel-on-disconnect is retried while overloaded.
+PLACED_PRUNE_AT = 1024  # Session.placed is pruned of finished orders from this size on.
 NO_SUCH_ORDER = "no such open order"  # The core's words, for an edge lookup that fails.
 TOKEN_REVOKED_CODE = 4001  # Close code of a session whose token was revoked.
 
@@ -199,7 +204,11 @@ class Session:
     # Answers not yet written: all of this loop pass's go out in one write (_flush_answers).
     answers: list[bytes] = field(default_factory=list)
     token_sha256: str = ""  # The token it logged on with: revoking it closes the session.
-    cancel_on_disconnect: bool = False
+    cancel_on_disconnect: str = ""  # "", "session" or "account" (protocol.CancelScope).
+    # Order ids this session placed, answered and open then; pruned of finished ones as it
+    # grows (_note_placed), so it stays near the session's open orders.
+    placed: dict[int, None] = field(default_factory=dict)
+    ended: bool = False  # The connection is gone; answers still due are not written.
 
     def open_outbox(self, outbox_max: int) -> None:
         if self.writer is not None and self.writer.done():
@@ -541,6 +550,7 @@ class Gateway:
         finally:
             self._unsubscribe(session)
             self._unregister(session)
+            session.ended = True
             if session.cancel_on_disconnect:
                 await self._cancel_on_disconnect(session)
 
@@ -579,21 +589,57 @@ class Gateway:
                 del self._connections[token]
 
     async def _cancel_on_disconnect(self, session: Session) -> None:
-        # Every open order of the account, as the account itself asked (CancelAll, reason
-        # user). Not while the server shuts down: the sequencer takes no more commands, and
-        # the orders stay in the journal for the restart.
-        assert session.account is not None
-        command = CancelAll(session.account, session.account)
-        try:
-            await self.sequencer.submit(command)
-        except (Overloaded, Unavailable, SequencerStopped) as error:
-            log.warning("cancel on disconnect of %s not done: %s", session.account, error)
+        # As the account itself would cancel (reason user). Not while the server shuts down:
+        # the sequencer takes no more commands, and the orders stay for the restart.
+        account = session.account
+        assert account is not None
+        if session.cancel_on_disconnect == "account":
+            await self._cancel_for(session, CancelAll(account, account))
+            return
+        for order_id in list(session.placed):
+            if self._is_open(account, order_id):
+                await self._cancel_for(session, CancelOrder(account, order_id))
+
+    async def _cancel_for(self, session: Session, command: Command) -> None:
+        deadline = time.monotonic() + CANCEL_ON_DISCONNECT_S
+        while True:
+            try:
+                await self.sequencer.submit(command)
+                return
+            except Overloaded as error:  # A full queue: wait a little, the cancel matters.
+                if time.monotonic() >= deadline:
+                    log.warning("cancel on disconnect of %s not done: %s", session.account, error)
+                    return
+                await asyncio.sleep(0.01)
+            except (Unavailable, SequencerStopped) as error:
+                log.warning("cancel on disconnect of %s not done: %s", session.account, error)
+                return
+
+    def _is_open(self, account: str, order_id: int) -> bool:
+        order = self.state.orders.get(order_id)
+        return order is not None and order.account == account
+
+    def _note_placed(self, session: Session, outcome: Outcome) -> None:
+        # An order.place answered: remember its order while open, for cancel-on-disconnect.
+        account = session.account
+        order_id = getattr(outcome.reply, "order_id", 0)
+        if account is None or not self._is_open(account, order_id):
+            return
+        if session.ended:  # Answered after the connection ended: cancel it now, if asked.
+            if session.cancel_on_disconnect == "session":
+                self._track(self._cancel_for(session, CancelOrder(account, order_id)))
+            return
+        placed = session.placed
+        placed[order_id] = None
+        if len(placed) >= PLACED_PRUNE_AT and len(placed) & (len(placed) - 1) == 0:
+            # At each power of two past PLACED_PRUNE_AT: keep the open ones (amortized O(1)).
+            session.placed = {i: None for i in placed if self._is_open(account, i)}
 
     def _set_cancel_on_disconnect(
         self, session: Session, params: protocol.CancelOnDisconnectParams
     ) -> dict[str, Any]:
-        session.cancel_on_disconnect = params.enabled
-        return {"cancel_on_disconnect": params.enabled}
+        session.cancel_on_disconnect = params.scope if params.enabled else ""
+        return {"cancel_on_disconnect": params.enabled, "scope": params.scope}
 
     def _subscribe_executions(self, session: Session) -> dict[str, Any]:
         assert session.account is not None
@@ -902,7 +948,11 @@ class Gateway:
                 self._close_later(session, TOKEN_REVOKED_CODE, "token revoked")
 
     def _close_later(self, session: Session, code: int, reason: str) -> None:
-        task = asyncio.create_task(session.connection.close(code, reason))
+        self._track(session.connection.close(code, reason))
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        # A task kept until done (the loop holds only weak references to tasks).
+        task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -979,6 +1029,8 @@ class Gateway:
         try:
             if isinstance(outcome, BaseException):
                 raise outcome
+            if sequenced.command.__class__ is PlaceOrder:
+                self._note_placed(session, outcome)
             answer = protocol.encode_result(request_id, sequenced.answer(outcome))
         except Exception as error:
             answer = self._error_answer(request_id, error)

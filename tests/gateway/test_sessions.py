@@ -9,6 +9,7 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
@@ -224,21 +225,74 @@ async def test_orders_beyond_the_rate_get_429_but_cancels_still_pass(venue: Venu
             await alice.close()
 
 
-async def test_cancel_on_disconnect_cancels_the_accounts_orders(market: Venue) -> None:
+async def _open_orders_once_settled(client: IpxClient, expected: int) -> list[dict[str, Any]]:
+    # The cancels of a disconnect are sent when the server sees the connection end.
+    for _ in range(100):
+        orders: list[dict[str, Any]] = (await client.request("orders.open"))["orders"]
+        if len(orders) == expected:
+            break
+        await asyncio.sleep(0.02)
+    return orders
+
+
+async def test_cancel_on_disconnect_cancels_the_orders_that_session_placed(
+    market: Venue,
+) -> None:
+    careful = await market.client("alice")
+    other = await market.client("alice")  # Another session of the same account.
+    try:
+        assert await careful.request("session.cancel_on_disconnect", {"enabled": True}) == {
+            "cancel_on_disconnect": True,
+            "scope": "session",
+        }
+        await careful.place(SYMBOL, "buy", 1, "98.00")
+        await careful.place(SYMBOL, "buy", 1, "97.50")
+        kept = await other.place(SYMBOL, "buy", 1, "97.00")
+        await careful.close()
+        orders = await _open_orders_once_settled(other, 1)
+        assert [order["order_id"] for order in orders] == [kept["order_id"]]
+    finally:
+        await careful.close()
+        await other.close()
+
+
+async def test_cancel_on_disconnect_also_cancels_an_order_answered_after_the_end(
+    market: Venue,
+) -> None:
+    headers = {"Authorization": f"Bearer {market.tokens['alice']}"}
+    careful = await connect(market.url, additional_headers=headers)
+    enable = {"enabled": True}
+    await careful.send(json.dumps({"id": "c", "method": "session.cancel_on_disconnect",
+                                   "params": enable}))  # fmt: skip
+    assert json.loads(await careful.recv())["status"] == 200
+    params = {"symbol": SYMBOL, "cl_ord_id": "in-flight", "side": "buy", "quantity": 1,
+              "price": "98.00"}  # fmt: skip
+    await careful.send(json.dumps({"id": "p", "method": "order.place", "params": params}))
+    await careful.close()  # Without waiting for the answer.
+    alice = await market.client("alice")
+    try:
+        assert await _open_orders_once_settled(alice, 0) == []
+        status = await alice.status(cl_ord_id="in-flight")
+        assert status["status"] == "canceled"
+    finally:
+        await alice.close()
+
+
+async def test_cancel_on_disconnect_of_the_account_cancels_every_order_of_it(
+    market: Venue,
+) -> None:
     careful = await market.client("alice")
     other = await market.client("alice")
     try:
-        assert await careful.request("session.cancel_on_disconnect", {"enabled": True}) == {
-            "cancel_on_disconnect": True
+        params = {"enabled": True, "scope": "account"}
+        assert await careful.request("session.cancel_on_disconnect", params) == {
+            "cancel_on_disconnect": True,
+            "scope": "account",
         }
         await careful.place(SYMBOL, "buy", 1, "98.00")
         await other.place(SYMBOL, "buy", 1, "97.00")
         await careful.close()
-        for _ in range(100):
-            if not (await other.request("orders.open"))["orders"]:
-                break
-            await asyncio.sleep(0.02)
-        assert (await other.request("orders.open"))["orders"] == []
+        assert await _open_orders_once_settled(other, 0) == []
         await other.place(SYMBOL, "buy", 1, "96.00")  # The other session has no such flag.
         await other.close()
         again = await market.client("alice")
