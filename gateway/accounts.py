@@ -25,7 +25,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, Literal
+
+import msgspec
 
 from exchange.calendar import NS_PER_DAY, trading_day
 from exchange.core import Outcome
@@ -210,20 +212,36 @@ def instrument_info(state: ExchangeState, instrument: Instrument) -> dict[str, A
     }
 
 
-def balance_view(
-    asset: str, available: int, held: int, instruments: dict[str, Any]
-) -> dict[str, Any]:
+class Balance(msgspec.Struct, frozen=True):
+    """One balance: units of an instrument (integers) or cash (decimal strings)."""
+
+    available: int | str
+    held: int | str
+    kind: Literal["units", "cash"]
+
+
+class BalancesPush(msgspec.Struct, frozen=True, tag_field="channel", tag="balances"):
+    """The account's balances: every one (snapshot), or those a durable batch changed
+    (update), absolute; seq and prev_seq count this session's balances messages."""
+
+    type: Literal["snapshot", "update"]
+    seq: int
+    prev_seq: int
+    journal_seq: int  # The last journal record the balances include.
+    balances: dict[str, Balance]
+
+
+def balance_view(asset: str, available: int, held: int, instruments: dict[str, Any]) -> Balance:
     """One balance as the wire shows it."""
     if asset in instruments:
-        return {"available": available, "held": held, "kind": "units"}
-    return {
-        "available": protocol.minor_to_amount(available, asset),
-        "held": protocol.minor_to_amount(held, asset),
-        "kind": "cash",
-    }
+        return Balance(available, held, "units")
+    amount = protocol.minor_to_amount
+    return Balance(amount(available, asset), amount(held, asset), "cash")
 
 
-def balances_view(balances: Balances, instruments: dict[str, Any], account: str) -> dict[str, Any]:
+def balances_view(
+    balances: Balances, instruments: dict[str, Any], account: str
+) -> dict[str, Balance]:
     """Every balance of the account, by asset."""
     # entries() walks every balance in sorted order: fine for this version's scale.
     return {

@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from gateway import liquidity, market_data, mqtt_publisher, protocol
+from gateway import accounts, execution_reports, liquidity, market_data, mqtt_publisher, protocol
 
 VERSION = "0.1.0"
 DOCUMENT_PATH = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.json"
@@ -64,8 +64,13 @@ PUSH_TYPES: tuple[type[Any], ...] = (
     market_data.Status,
     market_data.Heartbeat,
 )
-# Pushes computed outside market_data (gateway/liquidity.py), on channels subscribed alike.
-OTHER_PUSH_TYPES: tuple[type[Any], ...] = (liquidity.LiquidityMessage,)
+# Pushes computed outside market_data: liquidity (gateway/liquidity.py), subscribed alike,
+# and the private channels of the session's account.
+OTHER_PUSH_TYPES: tuple[type[Any], ...] = (
+    liquidity.LiquidityMessage,
+    execution_reports.ExecutionReportPush,
+    accounts.BalancesPush,
+)
 ERROR_CODES = sorted(
     {reason.value for reason in protocol.REJECT_STATUS}
     | {"UNAUTHORIZED", "FORBIDDEN", "RATE_LIMITED", "INTERNAL", "OVERLOADED", "VALIDATION_ERROR"}

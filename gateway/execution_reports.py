@@ -22,7 +22,7 @@ Invariants:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -39,6 +39,19 @@ from gateway import protocol
 from matching.orders import CancelReason
 
 _EXPIRIES = (CancelReason.GTD_EXPIRED, CancelReason.DAY_EXPIRED)
+
+
+class ExecutionReportPush(msgspec.Struct, frozen=True, tag_field="channel", tag="executions"):
+    """One private event of the account: seq/prev_seq number the account's reports (the same
+    in every session, across restarts); journal_seq is the record that made it. The event is
+    the exchange's (exchange/events.py: its `type` and fields), with decimal strings beside
+    ticks and minor units, and for orders exec_type and ord_status."""
+
+    type: Literal["update"]
+    seq: int
+    prev_seq: int
+    journal_seq: int
+    event: dict[str, Any]
 
 
 def order_status(cum_units: int, leaves_units: int) -> str:

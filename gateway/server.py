@@ -83,7 +83,7 @@ import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -228,27 +228,18 @@ class Session:
 
     def push_execution(self, journal_seq: int, seq: int, event: dict[str, Any]) -> bool:
         """Queue one execution report: the account's report number seq (execution_seq)."""
-        message = {
-            "channel": "executions",
-            "type": "update",
-            "seq": seq,
-            "prev_seq": seq - 1,
-            "journal_seq": journal_seq,
-            "event": event,
-        }
-        return self.push_text(protocol.encode_push(message))
+        report = execution_reports.ExecutionReportPush("update", seq, seq - 1, journal_seq, event)
+        return self.push_text(protocol.encode_push(report))
 
-    def push_balances(self, kind: str, journal_seq: int, balances: dict[str, Any]) -> bool:
+    def push_balances(
+        self,
+        kind: Literal["snapshot", "update"],
+        journal_seq: int,
+        balances: dict[str, accounts.Balance],
+    ) -> bool:
         """Queue a "balances" snapshot (every balance) or update (the ones that changed)."""
         seq = self.balances_seq + 1
-        message = {
-            "channel": "balances",
-            "type": kind,
-            "seq": seq,
-            "prev_seq": seq - 1,
-            "journal_seq": journal_seq,
-            "balances": balances,
-        }
+        message = accounts.BalancesPush(kind, seq, seq - 1, journal_seq, balances)
         if not self.push_text(protocol.encode_push(message)):
             return False
         self.balances_seq = seq

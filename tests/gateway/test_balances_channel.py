@@ -9,6 +9,7 @@ import pytest
 
 from gateway.client import IpxClient, RequestFailed
 from tests.gateway.conftest import SYMBOL, Venue
+from tests.gateway.test_asyncapi import validate
 
 pytestmark = pytest.mark.asyncio
 
@@ -33,12 +34,14 @@ async def test_a_subscriber_gets_a_snapshot_then_every_balance_a_batch_changes(
         }
         await bob.request("subscribe", {"channel": "balances"})
         snapshot = await _next_balances(alice)
+        validate(snapshot, "BalancesPush")  # As the AsyncAPI document describes it.
         assert (snapshot["type"], snapshot["seq"], snapshot["prev_seq"]) == ("snapshot", 1, 0)
         assert snapshot["balances"] == (await alice.request("account.balances"))["balances"]
         await _next_balances(bob)  # Bob's own snapshot.
 
         await alice.place(SYMBOL, "buy", 10, "100.00")  # Cash moves to held.
         update = await _next_balances(alice)
+        validate(update, "BalancesPush")
         assert (update["type"], update["seq"], update["prev_seq"]) == ("update", 2, 1)
         # 10 x 100.00 held, plus the larger fee (25 bps): 2.50.
         assert update["balances"] == {

@@ -13,6 +13,7 @@ from gateway import event_loop
 from gateway.client import RequestFailed, RequestTimedOut
 from gateway.server import RunningServer, run_server
 from tests.gateway.conftest import SYMBOL, Venue, list_the_market
+from tests.gateway.test_asyncapi import validate
 
 # On both loops: these hold the session rules and limits, which lean on the loop most.
 pytestmark = pytest.mark.asyncio(loop_factories=list(event_loop.EVENT_LOOPS))
@@ -235,7 +236,9 @@ async def test_each_report_says_what_happened_and_the_orders_status_after_it(
         )
         seen = []
         for _ in range(5):
-            event = (await asyncio.wait_for(alice.pushes.get(), 5.0))["event"]
+            report = await asyncio.wait_for(alice.pushes.get(), 5.0)
+            validate(report, "ExecutionReportPush")  # As the AsyncAPI document describes it.
+            event = report["event"]
             seen.append((event["type"], event["exec_type"], event["ord_status"]))
         assert seen == [
             ("order_accepted", "new", "open"),
