@@ -78,6 +78,7 @@ SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.-]{1,31}$")
 PERIOD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$")
 TEXT_LENGTH_MAX = 200
 LICENSEES_MAX = 100
+FAMILY_MAX = 50  # Other members of a listed patent's family.
 FEE_BPS_MAX = 1_000  # 10%: a fee schedule above that is a typo, not a business decision.
 BAND_BPS_MAX = 10_000
 AMOUNT_MINOR_MAX = 10**15  # Per command: far above any real deposit or royalty payment.
@@ -187,16 +188,30 @@ def withdraw(state: ExchangeState, ctx: Context, command: Withdraw) -> Event:
 # Listing and issuance.
 
 
+def _family_of(listing: ListAsset) -> tuple[str, ...]:
+    return (listing.patent_id, *listing.family)
+
+
 def list_asset(state: ExchangeState, ctx: Context, command: ListAsset) -> Event:
     _require(
         PATENT_ID.match(command.patent_id) is not None,
         Reject.VALIDATION_ERROR,
         f"patent id {command.patent_id!r} is not like US10123456B2",
     )
+    family = (command.patent_id, *command.family)
     _require(
-        command.patent_id not in state.assets,
+        len(command.family) <= FAMILY_MAX
+        and all(PATENT_ID.match(member) is not None for member in command.family)
+        and len(set(family)) == len(family),
+        Reject.VALIDATION_ERROR,
+        f"a family lists at most {FAMILY_MAX} other patents like US10123456B2, each once",
+    )
+    listed = {member for asset in state.assets.values() for member in _family_of(asset.listing)}
+    already = [member for member in family if member in listed]
+    _require(
+        not already,
         Reject.ALREADY_EXISTS,
-        f"patent {command.patent_id} is already listed",
+        f"patent {already[0] if already else ''} is already listed (itself or in a family)",
     )
     for text, what in (
         (command.title, "title"),

@@ -80,6 +80,9 @@ class ListAsset(_Command, frozen=True, tag="list_asset"):
     royalty_terms: str
     currency: str
     trailing_royalties_minor: int  # Royalties received in the twelve months before listing.
+    # The other members of the patent's family (e.g. its EP and KR counterparts): one asset,
+    # one royalty stream, so none of them can be listed apart.
+    family: tuple[str, ...] = ()
 
 
 class IssueShares(_Command, frozen=True, tag="issue_shares"):

@@ -180,6 +180,7 @@ def instrument_info(state: ExchangeState, instrument: Instrument) -> dict[str, A
         "symbol": terms.symbol,
         "patent": {
             "patent_id": listing.patent_id,
+            "family": list(listing.family),
             "title": listing.title,
             "jurisdiction": listing.jurisdiction,
             "owner_account": listing.owner_account,

@@ -186,6 +186,7 @@ class ListAssetParams(_Params, frozen=True):
     licensees: Annotated[list[Text], Meta(max_length=100)] = []
     royalty_terms: Text = ""
     trailing_royalties: Decimal = "0"
+    family: Annotated[list[Symbol], Meta(max_length=50)] = []  # The family's other patents.
 
 
 class IssueSharesParams(_Params, frozen=True):

@@ -1372,6 +1372,7 @@ class Gateway:
             params.royalty_terms,
             params.currency,
             trailing,
+            tuple(params.family),
         )
         return Sequenced(command)
 

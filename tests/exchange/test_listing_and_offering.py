@@ -95,6 +95,10 @@ def test_a_valid_patent_lists_and_moves_nothing(market: Market) -> None:
         ({"title": ""}, Reject.VALIDATION_ERROR, "title"),
         ({"jurisdiction": "USA"}, Reject.VALIDATION_ERROR, "jurisdiction"),
         ({"trailing_royalties_minor": -1}, Reject.VALIDATION_ERROR, "trailing royalties"),
+        ({"family": ("EP-3012345",)}, Reject.VALIDATION_ERROR, "family"),
+        ({"family": ("EP3012345B1", "EP3012345B1")}, Reject.VALIDATION_ERROR, "each once"),
+        ({"family": (PATENT,)}, Reject.VALIDATION_ERROR, "each once"),
+        ({"family": tuple(f"EP30{n:05d}B1" for n in range(51))}, Reject.VALIDATION_ERROR, "50"),
     ],
     ids=lambda value: str(value) if not isinstance(value, dict) else "-".join(value),
 )
@@ -110,6 +114,21 @@ def test_a_patent_lists_once(market: Market) -> None:
     market.accounts()
     market.do(listing())
     market.refused(listing(title="The same patent again"), Reject.ALREADY_EXISTS, PATENT)
+
+
+def test_a_patent_family_lists_as_one_asset_and_none_of_it_lists_apart(market: Market) -> None:
+    # One royalty stream: listing a member on its own would sell the same stream twice.
+    market.accounts()
+    family = ("EP3012345B1", "KR1020150001234")
+    market.do(listing(family=family))
+    assert market.exchange.state.assets[PATENT].listing.family == family
+    for member in family:
+        market.refused(listing(patent_id=member), Reject.ALREADY_EXISTS, member)
+    market.refused(
+        listing(patent_id="JP2016123456A", family=("KR1020150001234",)),
+        Reject.ALREADY_EXISTS,
+        "KR1020150001234",
+    )
 
 
 def test_a_patent_expiring_tomorrow_still_lists(market: Market) -> None:

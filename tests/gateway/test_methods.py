@@ -153,6 +153,7 @@ async def test_op_open_offering_opens_a_pre_open_instrument(
             "cpc_class": "H01M 4/04",
             "royalty_terms": "2% of net sales",
             "currency": "USD",
+            "family": ["US10987654B2", "KR1020180004321"],  # One asset with its counterparts.
         },
     )
     await op.request(
@@ -178,6 +179,7 @@ async def test_op_open_offering_opens_a_pre_open_instrument(
     assert (opened["units"], opened["min_price_ticks"]) == (500, 950)
     info = await op.request("instrument.info", {"symbol": OTHER_SYMBOL})
     assert info["phase"] == "offering"
+    assert info["patent"]["family"] == ["US10987654B2", "KR1020180004321"]
     assert await refused(op, "op.open_offering", offering) == (422, "MARKET_CLOSED")
 
 
