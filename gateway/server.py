@@ -834,10 +834,15 @@ class Gateway:
             return
         # Released before the next batch is handled, so an account's execution_seq is the
         # number of its last report in this batch: count back to its first one.
-        accounts = self.state.accounts
-        next_seq = {account: accounts[account].execution_seq + 1 for account in subscribed}
+        in_batch: dict[str, int] = {}
         for _, event in reports:
-            next_seq[event.account] -= 1  # type: ignore[union-attr]
+            account = event.account  # type: ignore[union-attr]
+            in_batch[account] = in_batch.get(account, 0) + 1
+        accounts = self.state.accounts
+        next_seq = {
+            account: accounts[account].execution_seq - count + 1
+            for account, count in in_batch.items()
+        }
         instruments = self.state.instruments
         for journal_seq, event in reports:
             account = event.account  # type: ignore[union-attr]
