@@ -587,9 +587,14 @@ class Gateway:
         if session.cancel_on_disconnect == "account":
             await self._cancel_for(session, CancelAll(account, account))
             return
-        for order_id in list(session.placed):
-            if self._is_open(account, order_id):
-                await self._cancel_for(session, CancelOrder(account, order_id))
+        # All queued at once (one batch, one fsync), not one round trip each.
+        await asyncio.gather(
+            *(
+                self._cancel_for(session, CancelOrder(account, order_id))
+                for order_id in list(session.placed)
+                if self._is_open(account, order_id)
+            )
+        )
 
     async def _cancel_for(self, session: Session, command: Command) -> None:
         deadline = time.monotonic() + CANCEL_ON_DISCONNECT_S
