@@ -116,6 +116,14 @@ def _check_amount(amount_minor: int, what: str) -> None:
 # Accounts and cash.
 
 
+def _report(state: ExchangeState, ctx: Context, account_id: str, event: Event) -> None:
+    # A private event: emitted, and numbered in its account's execution reports.
+    ctx.events.append(event)
+    account = state.accounts.get(account_id)
+    if account is not None:
+        account.execution_seq += 1
+
+
 def open_account(state: ExchangeState, ctx: Context, command: OpenAccount) -> Event:
     account_id = command.account_id
     _require(
@@ -130,7 +138,7 @@ def open_account(state: ExchangeState, ctx: Context, command: OpenAccount) -> Ev
     )
     state.accounts[account_id] = Account(account_id, command.role)
     event = AccountOpened(account_id, command.role)
-    ctx.events.append(event)
+    _report(state, ctx, account_id, event)
     return event
 
 
@@ -155,7 +163,7 @@ def deposit(state: ExchangeState, ctx: Context, command: Deposit) -> Event:
         ]
     )
     event = CashDeposited(command.account_id, command.currency, command.amount_minor)
-    ctx.events.append(event)
+    _report(state, ctx, command.account_id, event)
     return event
 
 
@@ -181,7 +189,7 @@ def withdraw(state: ExchangeState, ctx: Context, command: Withdraw) -> Event:
         ]
     )
     event = CashWithdrawn(command.account_id, command.currency, command.amount_minor)
-    ctx.events.append(event)
+    _report(state, ctx, command.account_id, event)
     return event
 
 
@@ -354,7 +362,7 @@ def issue_shares(state: ExchangeState, ctx: Context, command: IssueShares) -> Ev
     event = SharesIssued(
         command.symbol, command.patent_id, command.issuer_account, command.total_units
     )
-    ctx.events.append(event)
+    _report(state, ctx, command.issuer_account, event)
     set_phase(ctx, instrument, Phase.PRE_OPEN, "shares issued")
     return event
 
@@ -477,9 +485,8 @@ def distribute_royalty(state: ExchangeState, ctx: Context, command: DistributeRo
     )
     total_units = sum(holdings.values())
     for account, amount in shares.items():
-        ctx.events.append(
-            RoyaltyPaid(account, symbol, command.period_id, holdings[account], amount)
-        )
+        paid = RoyaltyPaid(account, symbol, command.period_id, holdings[account], amount)
+        _report(state, ctx, account, paid)
     period = RoyaltyPeriod(
         command.period_id, ctx.seq, ctx.ts_ns, command.amount_minor, total_units, payer
     )
@@ -565,5 +572,5 @@ def kill_switch(state: ExchangeState, ctx: Context, command: KillSwitch) -> Even
     if command.engaged:
         cancel_orders_of(state, ctx, command.account_id, "", CancelReason.KILL_SWITCH)
     event = KillSwitchChanged(command.account_id, command.engaged)
-    ctx.events.append(event)
+    _report(state, ctx, command.account_id, event)
     return event

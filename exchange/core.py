@@ -9,7 +9,8 @@ Invariants:
   records through `handle` reproduces their postings exactly (`replay` checks it).
 - Each account's private events (exchange.events.PRIVATE_EVENTS) are numbered 1, 2, 3, ...
   in the order `handle` makes them: after a command, Account.execution_seq is the number of
-  the account's last one (the gateway's per-account seq of execution reports).
+  the account's last one (the gateway's per-account seq of execution reports). Each is
+  counted where it is made (trading.py, admin.py); the rulebook checks every scenario.
 - Operator commands are refused (FORBIDDEN) unless the actor is an operator account or the
   local administrator (ADMIN_ACTOR, the host's command line; never a network client).
 - A broken invariant is a crash (AssertionError, PostingRejected out of settlement), never a
@@ -50,7 +51,7 @@ from exchange.commands import (
     command_kind_of,
 )
 from exchange.context import Context
-from exchange.events import PRIVATE_EVENTS, CommandRejected, Event, IndicativeUpdated, Phase
+from exchange.events import CommandRejected, Event, IndicativeUpdated, Phase
 from exchange.reasons import Reject
 from exchange.state import ExchangeState
 from exchange.timers import advance_clock, auction_reference_price, next_timer_ns
@@ -141,12 +142,6 @@ class Exchange:
         except Rejection as rejection:
             reply = CommandRejected(command.actor, kind, rejection.reason, rejection.message)
             ctx.events.append(reply)
-        accounts = state.accounts
-        for event in ctx.events:  # Number the private events: each account's own sequence.
-            if event.__class__ in PRIVATE_EVENTS:
-                owner = accounts.get(event.account)  # type: ignore[union-attr]
-                if owner is not None:  # None: an order from no account, refused.
-                    owner.execution_seq += 1
         if ctx.touched:
             self._publish_indicatives(ctx)
         if ctx.timers_changed:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import msgspec
 
 from exchange.commands import IssueShares, ListAsset, OpenOffering, PlaceOrder, Role
-from exchange.events import Event, OrderFilled, Phase
+from exchange.events import Event, Phase
 from exchange.money import BPS_DENOMINATOR
 from matching.book import OrderBook
 from matching.orders import OrderType, Side, TimeInForce
@@ -180,7 +180,9 @@ class ClientOrder(msgspec.Struct, gc=False):
     command: PlaceOrder
     order_id: int
     reply: Event
-    fills: tuple[OrderFilled, ...] = ()  # The order's fills on arrival (as the taker).
+    # What its arrival did, when it traded: the events from its acceptance on (fills of both
+    # sides, prints), so a resend can be answered with its fills.
+    arrival: tuple[Event, ...] = ()
 
 
 class ExchangeState:

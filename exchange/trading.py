@@ -87,6 +87,7 @@ _GTC = TimeInForce.GTC
 _GTD = TimeInForce.GTD
 _USER = CancelReason.USER
 _EXPIRE_MAKER = StpMode.EXPIRE_MAKER
+_NO_UNITS: dict[int, int] = {}  # Read only: no own orders to leave out.
 _OPERATOR = Role.OPERATOR
 _BOOK_REJECTED = book_events.OrderRejected
 _BOOK_FILLED = book_events.OrderFilled
@@ -154,11 +155,12 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
     if account is None or account.role is _OPERATOR or account.suspended:
         refusal = _actor_refusal(actor, account)
         # Not remembered: nobody who may trade sent it, so there is nothing to be idempotent about.
-        return _order_rejected(ctx, command, refusal.reason, refusal.message)
+        return _order_rejected(ctx, account, command, refusal.reason, refusal.message)
     cl_ord_id = command.cl_ord_id
     if not 0 < len(cl_ord_id) <= CL_ORD_ID_LENGTH_MAX:
         return _order_rejected(
             ctx,
+            account,
             command,
             Reject.VALIDATION_ERROR,
             f"cl_ord_id must have 1 to {CL_ORD_ID_LENGTH_MAX} characters",
@@ -171,6 +173,7 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
             return previous.reply
         return _order_rejected(
             ctx,
+            account,
             command,
             Reject.DUPLICATE_CL_ORD_ID,
             f"cl_ord_id {cl_ord_id!r} was already used today for another order",
@@ -178,7 +181,7 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
     try:
         instrument, price_ticks, asset, reservation = _check_new_order(state, ctx, command)
     except Rejection as rejection:
-        reply = _order_rejected(ctx, command, rejection.reason, rejection.message)
+        reply = _order_rejected(ctx, account, command, rejection.reason, rejection.message)
         client_orders[key] = ClientOrder(command, 0, reply)
         return reply
     order_id = state.next_order_id
@@ -202,7 +205,7 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
     first = book_result[0]
     if first.__class__ is _BOOK_REJECTED:
         reason = _BOOK_REJECTS[first.reason]
-        reply = _order_rejected(ctx, command, reason, first.message, order_id)
+        reply = _order_rejected(ctx, account, command, reason, first.message, order_id)
         client_orders[key] = ClientOrder(command, order_id, reply)
         state.rejected_orders[order_id] = key
         return reply
@@ -225,13 +228,8 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
     reply = apply_book_events(state, ctx, instrument, book_result)
     if len(book_result) == 1:  # Accepted, nothing more: the commonest case.
         client_orders[key] = ClientOrder(command, order_id, reply)
-    else:  # A resend is answered with these fills too (its own outcome has none).
-        fills = tuple(
-            event
-            for event in ctx.events[emitted:]
-            if isinstance(event, OrderFilled) and event.order_id == order_id
-        )
-        client_orders[key] = ClientOrder(command, order_id, reply, fills)
+    else:  # A resend is answered with its arrival's fills too (its own outcome has none).
+        client_orders[key] = ClientOrder(command, order_id, reply, tuple(ctx.events[emitted:]))
     return reply
 
 
@@ -415,7 +413,11 @@ def _would_trade_through(
             return True
         if price >= low:
             return False
-    own = _own_units_by_price(state, instrument, account, side) if stp_mode is _EXPIRE_MAKER else {}
+    own = (
+        _own_units_by_price(state, instrument, account, side)
+        if stp_mode is _EXPIRE_MAKER
+        else _NO_UNITS
+    )
     depth = 16
     while True:
         bids, asks = book.l2(depth)
@@ -456,12 +458,19 @@ def _own_units_by_price(
 
 
 def _order_rejected(
-    ctx: Context, command: PlaceOrder, reason: Reject, message: str, order_id: int = 0
+    ctx: Context,
+    account: Account | None,
+    command: PlaceOrder,
+    reason: Reject,
+    message: str,
+    order_id: int = 0,
 ) -> Event:
     event = OrderRejected(
         command.actor, command.symbol, command.cl_ord_id, order_id, reason, message
     )
     ctx.events.append(event)
+    if account is not None:  # None: nobody who may trade sent it.
+        account.execution_seq += 1
     return event
 
 
@@ -480,6 +489,7 @@ def apply_book_events(
     if instrument.phase is not _CONTINUOUS:
         ctx.touched[symbol] = None  # Its auction indicative may have moved.
     orders = state.orders
+    accounts = state.accounts
     emit = ctx.events.append
     for result in results:
         kind = result.__class__
@@ -489,6 +499,7 @@ def apply_book_events(
             _release_canceled(state, ctx, result)  # type: ignore[arg-type]
         elif kind is _BOOK_ACCEPTED:
             order = orders[result.order_id]  # type: ignore[union-attr]
+            accounts[order.account].execution_seq += 1
             emit(
                 OrderAccepted(
                     order.account,
@@ -504,6 +515,7 @@ def apply_book_events(
             )
         elif kind is book_events.OrderAmended:
             order = orders[result.order_id]  # type: ignore[union-attr]
+            accounts[order.account].execution_seq += 1
             emit(
                 OrderAmended(
                     order.account,
@@ -588,6 +600,9 @@ def _settle_fill(
     instrument.trade_count += 1
     instrument.volume_units += units
     trade_id = fill.trade_id
+    accounts = state.accounts
+    accounts[buyer].execution_seq += 1
+    accounts[seller].execution_seq += 1
     events = ctx.events
     events += (
         OrderFilled(buyer, symbol, buy.cl_ord_id, buy.order_id, trade_id, _BUY, price, units,
@@ -630,6 +645,7 @@ def _release_canceled(
     account = order.account
     if freed:
         ctx.postings.append(ctx.balances.release(account, asset, freed))
+    state.accounts[account].execution_seq += 1
     ctx.events.append(
         OrderCanceled(
             account,
@@ -738,6 +754,7 @@ def cancel_all(state: ExchangeState, ctx: Context, command: CancelAll) -> Event:
     count = cancel_orders_of(state, ctx, command.account_id, command.symbol, reason)
     reply = AllOrdersCanceled(command.account_id, command.symbol, count)
     ctx.events.append(reply)
+    state.accounts[command.account_id].execution_seq += 1
     return reply
 
 

@@ -1162,10 +1162,10 @@ class Gateway:
         view = self._order_view(account, order_id)
         events: Sequence[Event] = outcome.events
         if not any(event is reply for event in events):
-            # A resend: the exchange answered with the first outcome's reply, and keeps that
-            # outcome's fills with it.
+            # A resend: the exchange answered with the first outcome's reply, and keeps what
+            # that arrival did with it.
             client_order = self.state.client_orders.get((account, view["cl_ord_id"]))
-            events = client_order.fills if client_order is not None else ()
+            events = client_order.arrival if client_order is not None else ()
         view["fills"] = [
             self._fill_view(event)
             for event in events
