@@ -681,7 +681,7 @@ class Gateway:
                 )
                 for asset in assets
             }
-            for session in list(subscribed[account]):
+            for session in list(subscribed.get(account, ())):  # Some may have been dropped.
                 if not session.push_balances("update", journal_seq, balances):
                     self._disconnect_slow(session)
 
@@ -853,8 +853,11 @@ class Gateway:
             account = event.account  # type: ignore[union-attr]
             seq = next_seq[account]
             next_seq[account] = seq + 1
+            sessions = subscribed.get(account)
+            if not sessions:  # Its last session was dropped as slow earlier in this batch.
+                continue
             view = execution_reports.report_view(event, instruments)
-            for session in list(subscribed[account]):
+            for session in list(sessions):
                 if not session.push_execution(journal_seq, seq, view):
                     self._disconnect_slow(session)
 

@@ -162,3 +162,43 @@ async def test_a_subscriber_that_does_not_read_is_disconnected_not_waited_for(
         assert slow.close_code == 1008
         assert slow.close_reason == "SLOW_CONSUMER: more than 20 pushes unread"
         await alice.close()
+
+
+async def test_a_slow_consumer_dropped_in_the_middle_of_a_batch_costs_no_one_else_a_push(
+    venue: Venue,
+) -> None:
+    # Alice's slow session is dropped at her first report of a batch; her later reports of
+    # the same batch, and everyone else's pushes, still go out.
+    async with run_server(venue.data_dir) as running:
+        venue.url = running.url
+        await list_the_market(venue)
+        issuer, alice, alice_slow = [
+            await venue.client(name) for name in ("issuer", "alice", "alice")
+        ]
+        await issuer.place(SYMBOL, "sell", 5, "100.00")
+        await issuer.subscribe_executions()
+        await issuer.request("md.subscribe", {"symbol": SYMBOL, "channels": ["book.l2"]})
+        await alice_slow.subscribe_executions()
+        gateway = running.gateway
+        [slow] = gateway._subscribed["alice"]
+        # The state of a session that stopped reading: its writer stuck, its outbox full.
+        assert slow.writer is not None
+        slow.writer.cancel()
+        slow.writer = stuck = asyncio.create_task(asyncio.sleep(3600))
+        slow.outbox = asyncio.Queue(1)
+        slow.outbox.put_nowait(b"unread")
+        try:
+            while not issuer.pushes.empty():  # The book's snapshot.
+                issuer.pushes.get_nowait()
+            await alice.place(SYMBOL, "buy", 5, "100.00")  # Alice: accepted, filled.
+            seen: set[tuple[str, str]] = set()
+            async with asyncio.timeout(PUSH_WAIT_S):  # Heartbeats come meanwhile: a deadline.
+                while {("executions", "order_filled"), ("book.l2", "update")} - seen:
+                    message = await _push(issuer)
+                    seen.add((message["channel"], message.get("event", message)["type"]))
+            assert "alice" not in gateway._subscribed
+        finally:
+            stuck.cancel()
+            for client in (issuer, alice, alice_slow):
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.close(), 2.0)
