@@ -148,11 +148,17 @@ class Instrument:
 
     def next_timer_ns(self) -> int:
         """Return the earliest ts_ns at which a timer of this instrument may fire."""
+        soonest = self.next_phase_timer_ns()
+        gtd = self.book.next_expiry_ts_ns
+        return min(soonest, gtd) if gtd else soonest
+
+    def next_phase_timer_ns(self) -> int:
+        """Return when this instrument's phase next changes by itself: the end of a timed
+        phase, or delisting at the patent's expiry (GTD expiries aside)."""
         soonest = self.phase_until_ns or NO_TIMER_NS
         if self.phase is not Phase.DELISTED:
             soonest = min(soonest, self.asset.expiry_ts_ns)
-        gtd = self.book.next_expiry_ts_ns
-        return min(soonest, gtd) if gtd else soonest
+        return soonest
 
 
 class LiveOrder(msgspec.Struct, gc=False):

@@ -10,6 +10,8 @@ Invariants:
   end may fall due within the same command. Timers due at the same nanosecond fire in a fixed
   order: the day roll first, then per instrument in listing order: GTD expiries, the end of a
   timed phase, then delisting at the patent's expiry.
+- GTD expiries between two other timers (or before the command) fire in one pass per book:
+  they do not act on one another, so the state is as if each fired at its own instant.
 - A periodic auction's uncrosses keep to their grid (first end + k x interval); the ends that
   fall inside one gap between commands are one uncross, since a book just uncrossed with no
   order since has nothing more to cross.
@@ -41,10 +43,31 @@ def advance_clock(state: ExchangeState, ctx: Context) -> None:
         state.trading_day = ts_ns // NS_PER_DAY  # The first command: no day to roll yet.
     try:
         while (due := next_timer_ns(state)) <= ts_ns:
+            other = _next_phase_or_day_timer_ns(state)
+            if due < other:
+                # Only GTD expiries come before the next other timer. They do not act on one
+                # another, so each book expires every order due before that timer in one
+                # pass (one instant at a time would cost a pass over every book per instant).
+                _expire_gtd(state, ctx, min(other - 1, ts_ns))
+                continue
             ctx.ts_ns = due  # What a timer starts, it starts at its own time.
             _fire_timers(state, ctx, due, ts_ns)
     finally:
         ctx.ts_ns = ts_ns
+
+
+def _next_phase_or_day_timer_ns(state: ExchangeState) -> int:
+    soonest = (state.trading_day + 1) * NS_PER_DAY
+    for instrument in state.instruments.values():
+        soonest = min(soonest, instrument.next_phase_timer_ns())
+    return soonest
+
+
+def _expire_gtd(state: ExchangeState, ctx: Context, horizon_ns: int) -> None:
+    for instrument in state.instruments.values():
+        expired = instrument.book.expire(horizon_ns)
+        if expired:
+            apply_book_events(state, ctx, instrument, expired)
 
 
 def _fire_timers(state: ExchangeState, ctx: Context, due: int, now: int) -> None:
@@ -55,7 +78,7 @@ def _fire_timers(state: ExchangeState, ctx: Context, due: int, now: int) -> None
         roll_day(state, ctx)
         state.trading_day = state.trading_day + 1
     for instrument in state.instruments.values():
-        expired = instrument.book.expire(due)
+        expired = instrument.book.expire(due)  # Those due at this very instant.
         if expired:
             apply_book_events(state, ctx, instrument, expired)
         until = instrument.phase_until_ns

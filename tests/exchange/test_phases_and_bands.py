@@ -8,6 +8,7 @@ The standard instrument: reference 1,000 ticks, static band 10% ([900, 1100]), d
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -32,6 +33,7 @@ from exchange.events import (
     TradeExecuted,
 )
 from exchange.reasons import Reject
+from matching.book import OrderBook
 from matching.orders import CancelReason, StpMode
 from tests.exchange import rulebook
 from tests.exchange.rulebook import (
@@ -490,3 +492,39 @@ def test_a_periodic_auction_keeps_its_grid_across_a_gap(market: Market) -> None:
     outcome = market.tick_to(first_end + 35 * SECOND)  # Three ends and a half later.
     assert events(outcome, AuctionUncrossed) == [AuctionUncrossed(SYMBOL, 1_000, 4, -6)]
     assert market.instrument().phase_until_ns == first_end + 40 * SECOND
+
+
+def test_gtd_expiries_and_an_auction_end_in_one_gap_fire_in_time_order(market: Market) -> None:
+    market.trading()
+    accepted_reply(market.do(StartAuction(OPERATOR, SYMBOL, VOLATILITY_AUCTION_NS)))
+    end = market.instrument().phase_until_ns
+    early = market.rest("alice", BUY, 10, 1_000, tif=GTD, expire_ts_ns=end - SECOND)
+    market.rest("bob", BUY, 10, 1_000, tif=GTD, expire_ts_ns=end + SECOND)
+    market.rest(ISSUER, SELL, 10, 1_000)
+    outcome = market.tick_to(end + 10 * SECOND)
+    canceled = [(event.order_id, event.reason) for event in events(outcome, OrderCanceled)]
+    assert canceled == [(early, CancelReason.GTD_EXPIRED)]  # Before the uncross: no trade.
+    assert (market.units("alice"), market.units("bob")) == ((0, 0), (10, 0))
+
+
+def test_many_gtd_expiries_in_one_gap_take_one_pass_per_book(
+    market: Market, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A client may give every order its own expiry instant: the command that carries them all
+    # must not walk every book once per instant.
+    market.trading()
+    start = market.ts_ns
+    for index in range(200):
+        market.rest("alice", BUY, 1, 990, tif=GTD, expire_ts_ns=start + SECOND + index)
+    calls = []
+    expire = OrderBook.expire
+
+    def counted(book: OrderBook, now_ts_ns: int) -> Any:
+        calls.append(now_ts_ns)
+        return expire(book, now_ts_ns)
+
+    monkeypatch.setattr(OrderBook, "expire", counted)
+    outcome = market.tick_to(start + 2 * SECOND)
+    assert len(events(outcome, OrderCanceled)) == 200
+    assert len(calls) == 1  # One book, one pass.
+    assert market.cash("alice") == (CASH, 0)
