@@ -51,6 +51,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from exchange.commands import Command, Tick
 from exchange.core import Exchange, Outcome
 from exchange.state import SEQUENCER_ACTOR
@@ -145,14 +147,20 @@ def recover(data_dir: str | os.PathLike[str]) -> tuple[Exchange, FileJournal, Re
     started = time.perf_counter()
     journal = FileJournal.open(data_dir)
     try:
+        exchange, snapshot_seq = Exchange(), 0
         snapshot = journal.latest_snapshot()
-        if snapshot is None:
-            exchange, snapshot_seq = Exchange(), 0
-        else:
-            exchange, snapshot_seq = Exchange.from_snapshot(snapshot.state), snapshot.seq
-            if exchange.state_hash() != snapshot.state_hash:
-                log.warning("snapshot %d does not match its state hash: full replay", snapshot.seq)
-                exchange, snapshot_seq = Exchange(), 0
+        if snapshot is not None:
+            try:
+                restored = Exchange.from_snapshot(snapshot.state)
+            except (msgspec.DecodeError, ValueError) as error:  # Another version's, or damaged.
+                log.warning("snapshot %d cannot be read (%s): full replay", snapshot.seq, error)
+            else:
+                if restored.state_hash() == snapshot.state_hash:
+                    exchange, snapshot_seq = restored, snapshot.seq
+                else:
+                    log.warning(
+                        "snapshot %d does not match its state hash: full replay", snapshot.seq
+                    )
         replayed = exchange.replay(journal.records(snapshot_seq + 1))
     except BaseException:
         journal.close()

@@ -10,10 +10,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from exchange.commands import OpenAccount, Role
 from exchange.core import ADMIN_ACTOR, Exchange, Outcome
+from exchange.snapshot import SNAPSHOT_VERSION
 from gateway import sequencer as sequencer_module
 from gateway.sequencer import (
     Overloaded,
@@ -287,3 +289,30 @@ async def test_the_forked_snapshot_writer_runs_only_when_a_core_would_be_idle() 
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("kind", ["older-version", "damaged"])
+async def test_a_snapshot_this_code_cannot_read_is_skipped_for_a_full_replay(
+    tmp_path: Path, kind: str
+) -> None:
+    # A snapshot only shortens recovery: one written by another version of the state (or one
+    # whose bytes are not a state at all) must not keep the exchange from starting.
+    exchange = Exchange()
+    journal = FileJournal.open(tmp_path)
+    for index in range(5):
+        journal.append_bodies([exchange.handle(_open(index), 1_000 + index).record])
+    state = exchange.snapshot()
+    if kind == "older-version":
+        row = msgspec.msgpack.decode(state)
+        row[0] = SNAPSHOT_VERSION - 1
+        state = msgspec.msgpack.encode(row)
+    else:
+        state = b"\x93not a state"
+    journal.write_snapshot(5, exchange.state_hash(), state)
+    journal.close()
+    recovered, journal_again, recovery = recover(tmp_path)
+    try:
+        assert (recovery.snapshot_seq, recovery.replayed_records) == (0, 5)
+        assert recovered.state_hash() == exchange.state_hash()
+    finally:
+        journal_again.close()
