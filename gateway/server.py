@@ -9,7 +9,9 @@ Invariants:
 - Queries read the exchange state on the event loop between sequencer batches; because a
   batch is handled, fsynced and released without yielding, they only ever see durable state.
   Once a batch fails (its append raised: the state in memory is ahead of the journal), every
-  request is answered 503 and nothing more is read from that state until the restart.
+  request is answered 503, a new session is closed (1011), heartbeats and liquidity stop, and
+  /readyz reports the journal's last durable seq: nothing more is read from that state until
+  the restart.
 - order.place and order.amend are limited per account by a token bucket (ORDER_BURST at
   once, ORDER_RATE_PER_S sustained): beyond it, 429 RATE_LIMITED with retry_after_ms, and
   nothing reaches the sequencer. Cancels are never limited.
@@ -448,7 +450,7 @@ class Gateway:
             # The sequencer stops at the first journal failure: running means writable.
             "journal": {
                 "writable": self.sequencer.running,
-                "last_seq": self.sequencer.exchange.seq,
+                "last_seq": self.sequencer.journal.last_seq,  # Durable: memory may be ahead.
             },
             # Derived data that switched itself off (it raised; the log says why) leaves the
             # exchange trading, so readiness does not depend on it; operators must see it.
@@ -528,6 +530,9 @@ class Gateway:
             session.token_sha256 = token_hash(_bearer_token(header) or "")
         try:
             if session.account is None and not await self._logon(connection, session):
+                return
+            if self.sequencer.failed:  # Nothing more is served from memory (see _dispatch).
+                await connection.close(1011, "the exchange stopped: reconnect after its restart")
                 return
             if not self._register(session):
                 limit = self.connections_per_token_max
@@ -920,8 +925,8 @@ class Gateway:
         """
         while True:
             await asyncio.sleep(interval_s)
-            if self._market_data_failed:
-                continue
+            if self._market_data_failed or self.sequencer.failed:
+                continue  # After a journal failure memory is ahead of the journal: say nothing.
             by_symbol: dict[str, dict[Session, None]] = {}
             for (_, symbol), sessions in self._market_data_sessions.items():
                 by_symbol.setdefault(symbol, {}).update(sessions)
@@ -994,6 +999,8 @@ class Gateway:
             return False
         session.account = account
         session.token_sha256 = token_hash(params.token)
+        if self.sequencer.failed:
+            return True  # Closed by the caller without an answer read from memory.
         await connection.send(
             _text(protocol.encode_result(request_id, self._logon_result(account)))
         )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +24,9 @@ from exchange.events import OrderAccepted, TradeExecuted
 from gateway import sessions
 from gateway.admin_cli import create_account
 from gateway.client import ClientError, IpxClient, RequestFailed
-from gateway.server import run_server
+from gateway.server import HEARTBEAT_INTERVAL_S, run_server
 from ledger.file_store import SNAPSHOT_DIR, FileJournal
-from tests.gateway.conftest import SYMBOL, Venue, list_the_market
+from tests.gateway.conftest import SYMBOL, Venue, http_get, list_the_market
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 20.0
@@ -98,8 +100,11 @@ async def test_after_a_journal_failure_nothing_that_was_not_written_is_shown(
         venue.url = running.url
         await list_the_market(venue)
         alice = await venue.client("alice")
+        watcher = await venue.client("bob")
         try:
+            await watcher.request("subscribe", {"channel": "book.l2", "symbol": SYMBOL})
             await alice.place(SYMBOL, "buy", 5, "98.00", cl_ord_id="written")
+            durable_seq = running.gateway.sequencer.journal.last_seq
             running.gateway.sequencer.journal.close()  # The next append fails, as a dead disk.
             order = {"symbol": SYMBOL, "cl_ord_id": "not-written", "side": "buy", "quantity": 7,
                      "price": "99.00"}  # fmt: skip
@@ -119,8 +124,22 @@ async def test_after_a_journal_failure_nothing_that_was_not_written_is_shown(
                     await alice.request(method, params)
                 assert (refused.value.status, refused.value.code) == (503, "INTERNAL"), method
                 assert "restart" in refused.value.message
+            # Nor do pushes, health or a new session: no heartbeat carries the lost batch's seq.
+            with pytest.raises(urllib.error.HTTPError) as not_ready:  # 503: not ready.
+                await asyncio.to_thread(http_get, running.http_url + "readyz?verbose")
+            readiness = json.loads(not_ready.value.read())
+            assert readiness["journal"] == {"writable": False, "last_seq": durable_seq}
+            late = await venue.client("alice")
+            await asyncio.wait_for(late.connection.wait_closed(), 5.0)
+            assert late.connection.close_code == 1011
+            await late.close()
+            while not watcher.pushes.empty():
+                watcher.pushes.get_nowait()
+            await asyncio.sleep(2.5 * HEARTBEAT_INTERVAL_S)
+            assert watcher.pushes.empty()
         finally:
             await alice.close()
+            await watcher.close()
     async with run_server(venue.data_dir) as running:
         venue.url = running.url
         alice = await venue.client("alice")
