@@ -12,13 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from exchange.events import Event
+from exchange.events import Event, OrderFilled
 from ledger.balances import Balances
 from ledger.records import Posting
 
 
 class Context:
-    __slots__ = ("balances", "events", "postings", "seq", "timers_changed", "touched", "ts_ns")
+    __slots__ = (
+        "balances",
+        "events",
+        "postings",
+        "seq",
+        "taker_fills",
+        "timers_changed",
+        "touched",
+        "ts_ns",
+    )
 
     def __init__(self, balances: Balances, seq: int, ts_ns: int) -> None:
         self.balances = balances
@@ -26,6 +35,8 @@ class Context:
         self.ts_ns = ts_ns
         self.postings: list[Posting] = []
         self.events: list[Event] = []
+        # The fills of this command's order as the taker (continuous trading), in order.
+        self.taker_fills: list[OrderFilled] = []
         # Symbols whose book this command changed: their auction indicatives may have moved.
         self.touched: dict[str, None] = {}
         # Set when this command may have set or fired a timer: the next due time is recomputed.

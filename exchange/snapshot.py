@@ -16,7 +16,7 @@ import hashlib
 import msgspec
 
 from exchange.commands import IssueShares, ListAsset, OpenOffering, PlaceOrder, Role
-from exchange.events import Event, Phase
+from exchange.events import Event, OrderFilled, Phase
 from exchange.state import (
     Account,
     Asset,
@@ -31,7 +31,7 @@ from matching.book import OrderBook
 from matching.orders import OrderType, Side, TimeInForce
 from matching.views import OrderView
 
-SNAPSHOT_VERSION = 2  # 2: accounts' execution_seq, rejected order ids, arrival events.
+SNAPSHOT_VERSION = 2  # 2: accounts' execution_seq, rejected order ids, arrival fills.
 
 
 class _Row(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
@@ -100,7 +100,7 @@ class ClientOrderRow(_Row, frozen=True):
     command: PlaceOrder
     order_id: int
     reply: Event
-    arrival: list[Event]
+    fills: list[OrderFilled]
 
 
 class StateRow(_Row, frozen=True):
@@ -205,7 +205,7 @@ def encode_state(state: ExchangeState, balances: Balances) -> bytes:
                 client.command,
                 client.order_id,
                 client.reply,
-                list(client.arrival),
+                list(client.fills),
             )
             for (account, cl_ord_id), client in state.client_orders.items()
         ],
@@ -297,7 +297,7 @@ def decode_state(data: bytes) -> tuple[ExchangeState, Balances]:
         state.finished_orders[order_row.order_id] = _restore_order(order_row, state.instruments)
     for client in row.client_orders:
         state.client_orders[(client.account, client.cl_ord_id)] = ClientOrder(
-            client.command, client.order_id, client.reply, tuple(client.arrival)
+            client.command, client.order_id, client.reply, tuple(client.fills)
         )
     state.rejected_orders = {
         order_id: (account, cl_ord_id) for order_id, account, cl_ord_id in row.rejected_orders

@@ -15,7 +15,7 @@ from __future__ import annotations
 import msgspec
 
 from exchange.commands import IssueShares, ListAsset, OpenOffering, PlaceOrder, Role
-from exchange.events import Event, Phase
+from exchange.events import Event, OrderFilled, Phase
 from exchange.money import BPS_DENOMINATOR
 from matching.book import OrderBook
 from matching.orders import OrderType, Side, TimeInForce
@@ -186,9 +186,7 @@ class ClientOrder(msgspec.Struct, gc=False):
     command: PlaceOrder
     order_id: int
     reply: Event
-    # What its arrival did, when it traded: the events from its acceptance on (fills of both
-    # sides, prints), so a resend can be answered with its fills.
-    arrival: tuple[Event, ...] = ()
+    fills: tuple[OrderFilled, ...] = ()  # Its own fills on arrival, for a resend's answer.
 
 
 class ExchangeState:

@@ -224,12 +224,12 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
     if time_in_force is _GTD:
         ctx.timers_changed = True
     ctx.postings.append(ctx.balances.hold(actor, asset, reservation))
-    emitted = len(ctx.events)
     reply = apply_book_events(state, ctx, instrument, book_result)
-    if len(book_result) == 1:  # Accepted, nothing more: the commonest case.
+    fills = ctx.taker_fills
+    if fills:  # A resend is answered with these fills too (its own outcome has none).
+        client_orders[key] = ClientOrder(command, order_id, reply, tuple(fills))
+    else:
         client_orders[key] = ClientOrder(command, order_id, reply)
-    else:  # A resend is answered with its arrival's fills too (its own outcome has none).
-        client_orders[key] = ClientOrder(command, order_id, reply, tuple(ctx.events[emitted:]))
     return reply
 
 
@@ -603,14 +603,13 @@ def _settle_fill(
     accounts = state.accounts
     accounts[buyer].execution_seq += 1
     accounts[seller].execution_seq += 1
-    events = ctx.events
-    events += (
-        OrderFilled(buyer, symbol, buy.cl_ord_id, buy.order_id, trade_id, _BUY, price, units,
-                    buy_cum, buy_leaves, buy_liquidity, buy_fee),
-        OrderFilled(seller, symbol, sell.cl_ord_id, sell.order_id, trade_id, _SELL, price, units,
-                    sell_cum, sell_leaves, sell_liquidity, sell_fee),
-        TradeExecuted(symbol, trade_id, price, units, aggressor),
-    )  # fmt: skip
+    bought = OrderFilled(buyer, symbol, buy.cl_ord_id, buy.order_id, trade_id, _BUY, price,
+                         units, buy_cum, buy_leaves, buy_liquidity, buy_fee)  # fmt: skip
+    sold = OrderFilled(seller, symbol, sell.cl_ord_id, sell.order_id, trade_id, _SELL, price,
+                       units, sell_cum, sell_leaves, sell_liquidity, sell_fee)  # fmt: skip
+    ctx.events += (bought, sold, TradeExecuted(symbol, trade_id, price, units, aggressor))
+    if aggressor is not None:  # The taker's own fills, kept with its order for resends.
+        ctx.taker_fills.append(bought if aggressor is _BUY else sold)
     if buy_leaves == 0:
         _finish(state, buy)
     if sell_leaves == 0:

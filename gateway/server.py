@@ -210,6 +210,7 @@ class Session:
     # Order ids this session placed, answered and open then; pruned of finished ones as it
     # grows (_note_placed), so it stays near the session's open orders.
     placed: dict[int, None] = field(default_factory=dict)
+    prune_at: int = PLACED_PRUNE_AT
     ended: bool = False  # The connection is gone; answers still due are not written.
 
     def open_outbox(self, outbox_max: int) -> None:
@@ -632,9 +633,11 @@ class Gateway:
             return
         placed = session.placed
         placed[order_id] = None
-        if len(placed) >= PLACED_PRUNE_AT and len(placed) & (len(placed) - 1) == 0:
-            # At each power of two past PLACED_PRUNE_AT: keep the open ones (amortized O(1)).
+        if len(placed) >= session.prune_at:
+            # Keep the open ones, and prune next at twice what is left: each pass over n ids
+            # follows at least n/2 places (amortized O(1) per place, memory within 2 x open).
             session.placed = {i: None for i in placed if self._is_open(account, i)}
+            session.prune_at = max(PLACED_PRUNE_AT, 2 * len(session.placed))
 
     def _set_cancel_on_disconnect(
         self, session: Session, params: protocol.CancelOnDisconnectParams
@@ -1172,10 +1175,10 @@ class Gateway:
         view = self._order_view(account, order_id)
         events: Sequence[Event] = outcome.events
         if not any(event is reply for event in events):
-            # A resend: the exchange answered with the first outcome's reply, and keeps what
-            # that arrival did with it.
+            # A resend: the exchange answered with the first outcome's reply, and keeps the
+            # fills of that arrival with it.
             client_order = self.state.client_orders.get((account, view["cl_ord_id"]))
-            events = client_order.arrival if client_order is not None else ()
+            events = client_order.fills if client_order is not None else ()
         view["fills"] = [
             self._fill_view(event)
             for event in events
