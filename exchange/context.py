@@ -35,10 +35,11 @@ class Context:
         self.ts_ns = ts_ns
         self.postings: list[Posting] = []
         self.events: list[Event] = []
+        # Made on first use (most commands have neither): one allocation less each.
         # The fills of this command's order as the taker (continuous trading), in order.
-        self.taker_fills: list[OrderFilled] = []
+        self.taker_fills: list[OrderFilled] | None = None
         # Symbols whose book this command changed: their auction indicatives may have moved.
-        self.touched: dict[str, None] = {}
+        self.touched: dict[str, None] | None = None
         # Set when this command may have set or fired a timer: the next due time is recomputed.
         self.timers_changed = False
 

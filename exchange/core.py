@@ -143,7 +143,7 @@ class Exchange:
             reply = CommandRejected(command.actor, kind, rejection.reason, rejection.message)
             ctx.events.append(reply)
         if ctx.touched:
-            self._publish_indicatives(ctx)
+            self._publish_indicatives(ctx, ctx.touched)
         if ctx.timers_changed:
             state.next_timer_ns = next_timer_ns(state)
         state.seq = seq
@@ -157,9 +157,9 @@ class Exchange:
         if account is None or account.role is not Role.OPERATOR:
             raise Rejection(Reject.FORBIDDEN, "this command needs an operator")
 
-    def _publish_indicatives(self, ctx: Context) -> None:
+    def _publish_indicatives(self, ctx: Context, touched: dict[str, None]) -> None:
         instruments = self.state.instruments
-        for symbol in ctx.touched:
+        for symbol in touched:
             instrument = instruments[symbol]
             if instrument.phase not in _CALL_PHASES:
                 continue

@@ -487,7 +487,11 @@ def apply_book_events(
     first_index = len(ctx.events)
     symbol = instrument.terms.symbol
     if instrument.phase is not _CONTINUOUS:
-        ctx.touched[symbol] = None  # Its auction indicative may have moved.
+        touched = ctx.touched  # Its auction indicative may have moved.
+        if touched is None:
+            ctx.touched = {symbol: None}
+        else:
+            touched[symbol] = None
     orders = state.orders
     accounts = state.accounts
     emit = ctx.events.append
@@ -609,7 +613,11 @@ def _settle_fill(
                        units, sell_cum, sell_leaves, sell_liquidity, sell_fee)  # fmt: skip
     ctx.events += (bought, sold, TradeExecuted(symbol, trade_id, price, units, aggressor))
     if aggressor is not None:  # The taker's own fills, kept with its order for resends.
-        ctx.taker_fills.append(bought if aggressor is _BUY else sold)
+        taker_fill = bought if aggressor is _BUY else sold
+        if ctx.taker_fills is None:
+            ctx.taker_fills = [taker_fill]
+        else:
+            ctx.taker_fills.append(taker_fill)
     if buy_leaves == 0:
         _finish(state, buy)
     if sell_leaves == 0:
