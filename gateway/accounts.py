@@ -244,11 +244,9 @@ def balances_view(
     balances: Balances, instruments: dict[str, Any], account: str
 ) -> dict[str, Balance]:
     """Every balance of the account, by asset."""
-    # entries() walks every balance in sorted order: fine for this version's scale.
     return {
         asset: balance_view(asset, available, held, instruments)
-        for owner, asset, available, held in balances.entries()
-        if owner == account
+        for asset, available, held in balances.of_account(account)
     }
 
 

@@ -55,12 +55,17 @@ def _is_world(account: str) -> bool:
 class Balances:
     """Available and held balances per (account, asset), changed only by postings."""
 
-    __slots__ = ("_balances",)
+    __slots__ = ("_assets_of", "_balances")
 
     def __init__(self) -> None:
         # (account, asset) -> [available, held]. One dict with a tuple key measured as fast as
         # nested dicts and keeps sorting for the canonical encoding trivial.
         self._balances: dict[tuple[str, str], list[int]] = {}
+        # account -> the assets it has (had) an entry in: one account's balances are found
+        # without walking every account's. Kept where an entry is made (never the hot path:
+        # only a pair's first posting makes one); an entry undone leaves a name that finds
+        # nothing.
+        self._assets_of: dict[str, dict[str, None]] = {}
 
     def available(self, account: str, asset: str) -> int:
         """Return what the account can spend or reserve now."""
@@ -106,10 +111,10 @@ class Balances:
                 asset = posting.asset
                 debit = balances.get((debit_account, asset))
                 if debit is None:
-                    debit = balances[(debit_account, asset)] = [0, 0]
+                    debit = self._new_entry(debit_account, asset)
                 credit = balances.get((credit_account, asset))
                 if credit is None:
-                    credit = balances[(credit_account, asset)] = [0, 0]
+                    credit = self._new_entry(credit_account, asset)
                 debit[debit_held] -= amount
                 credit[credit_held] += amount
                 done += 1
@@ -150,13 +155,13 @@ class Balances:
                 available, held = (0, 0) if debit is None else debit
                 raise PostingRejected(_shortfall_reason((posting,), debit_key, available, held))
             if debit is None:
-                debit = balances[debit_key] = [0, 0]
+                debit = self._new_entry(debit_account, posting.asset)
         # The credit entry is created after the debit one: when both are the same account (a
         # hold or a release), the lookup finds the debit entry rather than making a second.
         credit_key = (credit_account, posting.asset)
         credit = balances.get(credit_key)
         if credit is None:
-            credit = balances[credit_key] = [0, 0]
+            credit = self._new_entry(credit_account, posting.asset)
         debit[debit_held] -= amount
         credit[credit_held] += amount
 
@@ -258,13 +263,13 @@ class Balances:
         seller_units[1] -= units
         buyer_units = balances.get((buyer, symbol))
         if buyer_units is None:
-            buyer_units = balances[(buyer, symbol)] = [0, 0]
+            buyer_units = self._new_entry(buyer, symbol)
         buyer_units[0] += units
         buyer_cash[1] -= spent
         buyer_cash[0] += unspent
         seller_cash = balances.get((seller, currency))
         if seller_cash is None:
-            seller_cash = balances[(seller, currency)] = [0, 0]
+            seller_cash = self._new_entry(seller, currency)
         seller_cash[0] += notional - seller_fee
         postings = [
             Posting(symbol, units, seller, _HELD, buyer, _AVAILABLE),
@@ -273,7 +278,7 @@ class Balances:
         if buyer_fee or seller_fee:
             fees = balances.get((fee_account, currency))
             if fees is None:
-                fees = balances[(fee_account, currency)] = [0, 0]
+                fees = self._new_entry(fee_account, currency)
             fees[0] += buyer_fee + seller_fee
             if buyer_fee:
                 postings.append(Posting(currency, buyer_fee, buyer, _HELD, fee_account, _AVAILABLE))
@@ -292,6 +297,25 @@ class Balances:
             if not _is_world(account):
                 totals[asset] = totals.get(asset, 0) + available + held
         return {asset: total for asset, total in sorted(totals.items()) if total}
+
+    def of_account(self, account: str) -> list[tuple[str, int, int]]:
+        """(asset, available, held) of every nonzero balance of one account, by asset."""
+        balances = self._balances
+        found = []
+        for asset in sorted(self._assets_of.get(account, ())):
+            balance = balances.get((account, asset))
+            if balance is not None and (balance[0] or balance[1]):
+                found.append((asset, balance[0], balance[1]))
+        return found
+
+    def _new_entry(self, account: str, asset: str) -> list[int]:
+        entry = self._balances[(account, asset)] = [0, 0]
+        assets = self._assets_of.get(account)
+        if assets is None:
+            self._assets_of[account] = {asset: None}
+        else:
+            assets[asset] = None
+        return entry
 
     def entries(self) -> Iterator[Entry]:
         """Yield (account, asset, available, held) for every nonzero balance, in sorted order."""
@@ -329,7 +353,7 @@ class Balances:
                 raise ValueError(f"world account {account} holds {held} {asset}")
             if not _is_world(account) and (available < 0 or held < 0):
                 raise ValueError(f"negative balance for internal account {key}")
-            balances._balances[key] = [available, held]
+            balances._new_entry(account, asset)[:] = (available, held)
         return balances
 
     def __eq__(self, other: object) -> bool:

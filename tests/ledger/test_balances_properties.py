@@ -299,6 +299,15 @@ class BalancesMachine(RuleBasedStateMachine):
                 )
 
     @invariant()
+    def an_accounts_balances_are_found_without_walking_the_others(self) -> None:
+        for account in ACCOUNTS:
+            assert self.balances.of_account(account) == [
+                (asset, available, held)
+                for owner, asset, available, held in self.balances.entries()
+                if owner == account
+            ]
+
+    @invariant()
     def no_internal_balance_is_negative(self) -> None:
         for account, _, available, held in self.balances.entries():
             if not account.startswith(WORLD_PREFIX):
