@@ -337,6 +337,8 @@ class Gateway:
         # Sessions subscribed to their account's execution reports.
         self._subscribed: dict[str, dict[Session, None]] = {}
         self._balance_subscribed: dict[str, dict[Session, None]] = {}  # account -> sessions
+        # (channel, symbol) -> ((journal seq, channel seq), the encoded snapshot then).
+        self._snapshots: dict[tuple[str, str], tuple[tuple[int, int], bytes]] = {}
         # Books are followed for book.l2/book.l3 only while subscribed (or once a publisher
         # takes every message): see "Books on demand" in gateway/market_data.py.
         self.market_data = market_data.MarketData(
@@ -714,12 +716,25 @@ class Gateway:
                 figures = self.liquidity.view(params.symbol, time.time_ns())
                 text, seq = liquidity.encode(figures), figures.seq
             else:
-                snapshot = self.market_data.snapshot(channel, params.symbol)
-                text, seq = market_data.encode(snapshot), snapshot.seq
+                text, seq = self._snapshot_text(channel, params.symbol)
             if not session.push_text(text):
                 self._disconnect_slow(session)
             seqs[channel] = seq
         return {"symbol": params.symbol, "channels": seqs}
+
+    def _snapshot_text(self, channel: str, symbol: str) -> tuple[bytes, int]:
+        # Made and encoded once per state of the exchange: a burst of subscribes (or one
+        # client repeating them: a book.l3 snapshot walks every resting order) costs one
+        # snapshot per channel and symbol between two batches, not one each.
+        seq = self.market_data.seq(channel, symbol)
+        version = (self.state.seq, seq)
+        cached = self._snapshots.get((channel, symbol))
+        if cached is not None and cached[0] == version:
+            return cached[1], seq
+        snapshot = self.market_data.snapshot(channel, symbol)
+        text = market_data.encode(snapshot)
+        self._snapshots[(channel, symbol)] = (version, text)
+        return text, snapshot.seq
 
     def _unsubscribe_market_data(
         self, session: Session, params: protocol.MarketDataParams

@@ -202,3 +202,35 @@ async def test_a_slow_consumer_dropped_in_the_middle_of_a_batch_costs_no_one_els
             for client in (issuer, alice, alice_slow):
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(client.close(), 2.0)
+
+
+async def test_repeated_subscribes_between_two_batches_make_one_snapshot(
+    market: Venue, server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A book.l3 snapshot walks every resting order: a client repeating subscribes must not
+    # make the gateway walk them again while nothing changed.
+    made: list[tuple[str, str]] = []
+    snapshot = market_data.MarketData.snapshot
+
+    def counted(data: market_data.MarketData, channel: str, symbol: str) -> Any:
+        made.append((channel, symbol))
+        return snapshot(data, channel, symbol)
+
+    monkeypatch.setattr(market_data.MarketData, "snapshot", counted)
+    alice = await market.client("alice")
+    try:
+        await alice.place(SYMBOL, "buy", 3, "95.00")
+        params = {"symbol": SYMBOL, "channels": ["book.l3"]}
+        for _ in range(5):
+            await alice.request("md.subscribe", params)
+        texts = []
+        while len(texts) < 5:
+            message = await _push(alice)
+            if message["channel"] == "book.l3":  # Not a heartbeat.
+                texts.append(json.dumps(message))
+        assert made == [("book.l3", SYMBOL)] and len(set(texts)) == 1
+        await alice.place(SYMBOL, "buy", 2, "94.00")  # The book changed: a fresh snapshot.
+        await alice.request("md.subscribe", params)
+        assert made == [("book.l3", SYMBOL)] * 2
+    finally:
+        await alice.close()
