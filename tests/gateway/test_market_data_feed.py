@@ -223,7 +223,7 @@ async def test_repeated_subscribes_between_two_batches_make_one_snapshot(
         params = {"symbol": SYMBOL, "channels": ["book.l3"]}
         for _ in range(5):
             await alice.request("md.subscribe", params)
-        texts = []
+        texts: list[str] = []
         while len(texts) < 5:
             message = await _push(alice)
             if message["channel"] == "book.l3":  # Not a heartbeat.
