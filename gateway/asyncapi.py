@@ -73,7 +73,8 @@ OTHER_PUSH_TYPES: tuple[type[Any], ...] = (
 )
 ERROR_CODES = sorted(
     {reason.value for reason in protocol.REJECT_STATUS}
-    | {"UNAUTHORIZED", "FORBIDDEN", "RATE_LIMITED", "INTERNAL", "OVERLOADED", "VALIDATION_ERROR"}
+    | {"UNAUTHORIZED", "FORBIDDEN", "RATE_LIMITED", "INTERNAL", "OVERLOADED", "UNAVAILABLE"}
+    | {"VALIDATION_ERROR"}
 )
 
 

@@ -27,8 +27,9 @@ Methods (params in the Struct of METHODS; prices and cash as decimal strings):
     op.resume, op.start_auction, op.close_market  (operator)
 Statuses: 400 malformed or invalid, 401 not logged on, 403 not allowed, 404 unknown (also
 someone else's order), 409 duplicate or too late, 422 refused by the market's rules, 429 rate
-limited (retry_after_ms), 500 outcome unknown (query the order by cl_ord_id), 503 overloaded
-or shutting down (nothing was done).
+limited (retry_after_ms), 500 INTERNAL: outcome unknown (query the order by cl_ord_id), 503
+OVERLOADED (retry soon) or UNAVAILABLE (shutting down, stopped, or the part asked for is off;
+reconnect later): nothing was done.
 
 Invariants:
 - Malformed input never reaches the core: every frame is decoded by msgspec into a frozen

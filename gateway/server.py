@@ -215,7 +215,7 @@ class Session:
 
     def open_outbox(self, outbox_max: int) -> None:
         if self.writer is not None and self.writer.done():
-            raise ProtocolError(503, "INTERNAL", "this session is being closed")
+            raise ProtocolError(503, "UNAVAILABLE", "this session is being closed")
         if self.outbox is None:
             self.outbox = asyncio.Queue(outbox_max)
             self.writer = asyncio.create_task(self._write())
@@ -701,7 +701,7 @@ class Gateway:
         # Snapshots go into the outbox now, between two batches: every update queued after
         # them has a higher seq, so the client applies them in order.
         if self._market_data_failed:
-            raise ProtocolError(503, "INTERNAL", "market data is unavailable")
+            raise ProtocolError(503, "UNAVAILABLE", "market data is unavailable")
         self._instrument(params.symbol)
         session.open_outbox(self.outbox_max)
         seqs = {}
@@ -1096,7 +1096,7 @@ class Gateway:
             # The failed batch is in memory but not in the journal, and the restart will not
             # have it: answering from memory would show what never happened.
             raise ProtocolError(
-                503, "INTERNAL", "the exchange stopped on a failure: nothing was done; "
+                503, "UNAVAILABLE", "the exchange stopped on a failure: nothing was done; "
                 "reconnect after the restart and query the order by its cl_ord_id",
             )  # fmt: skip
         params = protocol.decode_params(request)
@@ -1122,7 +1122,7 @@ class Gateway:
         if isinstance(error, Overloaded):
             return _error_bytes(request_id, ProtocolError(503, "OVERLOADED", str(error)))
         if isinstance(error, Unavailable):
-            return _error_bytes(request_id, ProtocolError(503, "INTERNAL", str(error)))
+            return _error_bytes(request_id, ProtocolError(503, "UNAVAILABLE", str(error)))
         if isinstance(error, SequencerStopped):
             message = f"{error}: query the order by its client id"
             return _error_bytes(request_id, ProtocolError(500, "INTERNAL", message))

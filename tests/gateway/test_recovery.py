@@ -122,7 +122,7 @@ async def test_after_a_journal_failure_nothing_that_was_not_written_is_shown(
             for method, params in asks:
                 with pytest.raises(RequestFailed) as refused:
                     await alice.request(method, params)
-                assert (refused.value.status, refused.value.code) == (503, "INTERNAL"), method
+                assert (refused.value.status, refused.value.code) == (503, "UNAVAILABLE"), method
                 assert "restart" in refused.value.message
             # Nor do pushes, health or a new session: no heartbeat carries the lost batch's seq.
             with pytest.raises(urllib.error.HTTPError) as not_ready:  # 503: not ready.
