@@ -10,14 +10,17 @@ Invariants:
   end may fall due within the same command. Timers due at the same nanosecond fire in a fixed
   order: the day roll first, then per instrument in listing order: GTD expiries, the end of a
   timed phase, then delisting at the patent's expiry.
-- GTD expiries between two other timers (or before the command) fire in one pass per book:
-  they do not act on one another, so the state is as if each fired at its own instant.
+- GTD expiries between two other timers (or before the command) fire in time order across
+  books, each book expiring everything it has due by its turn at once: no pass over every
+  book per instant.
 - A periodic auction's uncrosses keep to their grid (first end + k x interval); the ends that
   fall inside one gap between commands are one uncross, since a book just uncrossed with no
   order since has nothing more to cross.
 """
 
 from __future__ import annotations
+
+from heapq import heapify, heappop, heappush
 
 from exchange.calendar import NS_PER_DAY
 from exchange.commands import TradingMode
@@ -64,10 +67,25 @@ def _next_phase_or_day_timer_ns(state: ExchangeState) -> int:
 
 
 def _expire_gtd(state: ExchangeState, ctx: Context, horizon_ns: int) -> None:
-    for instrument in state.instruments.values():
-        expired = instrument.book.expire(horizon_ns)
+    # In time order across books, as one instant at a time would (ties in listing order): a
+    # heap of (next expiry, listing index) over the books with one due by the horizon; each
+    # book expires all it has due by its turn's instant, then waits for its next one.
+    instruments = list(state.instruments.values())
+    due = [
+        (instrument.book.next_expiry_ts_ns, index)
+        for index, instrument in enumerate(instruments)
+        if 0 < instrument.book.next_expiry_ts_ns <= horizon_ns
+    ]
+    heapify(due)
+    while due:
+        at_ns, index = heappop(due)
+        instrument = instruments[index]
+        expired = instrument.book.expire(at_ns)
         if expired:
             apply_book_events(state, ctx, instrument, expired)
+        following = instrument.book.next_expiry_ts_ns
+        if 0 < following <= horizon_ns:
+            heappush(due, (following, index))
 
 
 def _fire_timers(state: ExchangeState, ctx: Context, due: int, now: int) -> None:

@@ -507,14 +507,18 @@ def test_gtd_expiries_and_an_auction_end_in_one_gap_fire_in_time_order(market: M
     assert (market.units("alice"), market.units("bob")) == ((0, 0), (10, 0))
 
 
-def test_many_gtd_expiries_in_one_gap_take_one_pass_per_book(
+def test_many_gtd_expiries_in_one_gap_walk_only_the_books_that_have_them(
     market: Market, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A client may give every order its own expiry instant: the command that carries them all
-    # must not walk every book once per instant.
+    # must not walk every book at each of those instants.
     market.trading()
+    for number in range(4):  # Four more books, with nothing to expire.
+        patent = f"US2000000{number}B2"
+        market.do(listing(patent))
+        market.do(issuance(symbol=f"RS-{patent}", patent_id=patent))
     start = market.ts_ns
-    for index in range(200):
+    for index in range(40):
         market.rest("alice", BUY, 1, 990, tif=GTD, expire_ts_ns=start + SECOND + index)
     calls = []
     expire = OrderBook.expire
@@ -525,6 +529,22 @@ def test_many_gtd_expiries_in_one_gap_take_one_pass_per_book(
 
     monkeypatch.setattr(OrderBook, "expire", counted)
     outcome = market.tick_to(start + 2 * SECOND)
-    assert len(events(outcome, OrderCanceled)) == 200
-    assert len(calls) == 1  # One book, one pass.
+    assert len(events(outcome, OrderCanceled)) == 40
+    assert len(calls) == 40  # One per instant in the one book that has them, not 5 x 40.
     assert market.cash("alice") == (CASH, 0)
+
+
+def test_gtd_expiries_of_several_books_in_one_gap_fire_in_time_order(market: Market) -> None:
+    other_symbol, other_patent = "RS-US10123457B2", "US10123457B2"
+    market.trading()
+    market.do(listing(other_patent))
+    market.do(issuance(symbol=other_symbol, patent_id=other_patent))
+    market.open_trading(other_symbol)
+    start = market.ts_ns
+    later = market.rest("alice", BUY, 1, 990, tif=GTD, expire_ts_ns=start + 2 * SECOND)
+    sooner = market.rest(
+        "bob", BUY, 1, 990, tif=GTD, expire_ts_ns=start + SECOND, symbol=other_symbol
+    )
+    outcome = market.tick_to(start + 3 * SECOND)
+    # The book listed second expires first: its order's time came first.
+    assert [event.order_id for event in events(outcome, OrderCanceled)] == [sooner, later]
