@@ -143,6 +143,7 @@ from gateway.mqtt_publisher import MqttPublisher
 from gateway.protocol import ProtocolError
 from gateway.redis_publisher import RedisPublisher
 from gateway.sequencer import (
+    BATCH_MAX,
     QUEUE_MAX,
     Overloaded,
     Recovery,
@@ -356,7 +357,7 @@ class Gateway:
             sequencer.exchange.state.instruments,
             version=_package_version(),
             queue_depth=lambda: sequencer.queue_depth,
-            journal_seq=lambda: sequencer.exchange.seq,
+            journal_seq=lambda: sequencer.journal.last_seq,  # Durable: memory may be ahead.
             connections=lambda: len(self._sessions),
             sinks=self._sink_counts,
             liquidity=self._liquidity_figures,
@@ -595,14 +596,16 @@ class Gateway:
         if session.cancel_on_disconnect == "account":
             await self._cancel_for(session, CancelAll(account, account))
             return
-        # All queued at once (one batch, one fsync), not one round trip each.
-        await asyncio.gather(
-            *(
-                self._cancel_for(session, CancelOrder(account, order_id))
-                for order_id in list(session.placed)
-                if self._is_open(account, order_id)
+        # Queued a batch's worth at a time (one fsync each), not one round trip each, nor all
+        # at once: tens of thousands at once overflowed the queue, for everyone.
+        open_ids = [i for i in session.placed if self._is_open(account, i)]
+        for start in range(0, len(open_ids), BATCH_MAX):
+            await asyncio.gather(
+                *(
+                    self._cancel_for(session, CancelOrder(account, order_id))
+                    for order_id in open_ids[start : start + BATCH_MAX]
+                )
             )
-        )
 
     async def _cancel_for(self, session: Session, command: Command) -> None:
         deadline = time.monotonic() + CANCEL_ON_DISCONNECT_S
@@ -819,6 +822,7 @@ class Gateway:
 
     def _on_batch(self, outcomes: Sequence[Outcome], messages: Sequence[Any]) -> None:
         # Called by the sequencer once the batch is durable.
+        self._snapshots.clear()  # All of another state: none could be served again.
         self.fills.record(outcomes)
         self.metrics.observe_outcomes(outcomes)
         if order_log.isEnabledFor(logging.INFO):  # Off the hot path unless wanted.
@@ -930,8 +934,9 @@ class Gateway:
         }
 
     def _liquidity_figures(self) -> list[liquidity.LiquidityMessage]:
-        # For /metrics, read when scraped (on the event loop, between two batches).
-        if self._market_data_failed:
+        # For /metrics, read when scraped (on the event loop, between two batches); not after
+        # a journal failure, when the figures may include the lost batch.
+        if self._market_data_failed or self.sequencer.failed:
             return []
         now_ns = time.time_ns()
         return [self.liquidity.view(symbol, now_ns) for symbol in self.liquidity.symbols]

@@ -26,7 +26,7 @@ from gateway.admin_cli import create_account
 from gateway.client import ClientError, IpxClient, RequestFailed
 from gateway.server import HEARTBEAT_INTERVAL_S, run_server
 from ledger.file_store import SNAPSHOT_DIR, FileJournal
-from tests.gateway.conftest import SYMBOL, Venue, http_get, list_the_market
+from tests.gateway.conftest import SYMBOL, Venue, http_get, list_the_market, scrape_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 20.0
@@ -129,6 +129,8 @@ async def test_after_a_journal_failure_nothing_that_was_not_written_is_shown(
                 await asyncio.to_thread(http_get, running.http_url + "readyz?verbose")
             readiness = json.loads(not_ready.value.read())
             assert readiness["journal"] == {"writable": False, "last_seq": durable_seq}
+            metrics = await asyncio.to_thread(scrape_metrics, running.http_url + "metrics")
+            assert metrics[("ipx_journal_seq", ())] == durable_seq
             late = await venue.client("alice")
             await asyncio.wait_for(late.connection.wait_closed(), 5.0)
             assert late.connection.close_code == 1011
