@@ -9,9 +9,10 @@ Invariants:
 - Queries read the exchange state on the event loop between sequencer batches; because a
   batch is handled, fsynced and released without yielding, they only ever see durable state.
   Once a batch fails (its append raised: the state in memory is ahead of the journal), every
-  request is answered 503, a new session is closed (1011), heartbeats and liquidity stop, and
-  /readyz reports the journal's last durable seq: nothing more is read from that state until
-  the restart.
+  request is answered 503, a new connection's upgrade is refused (HTTP 503) and a session not
+  yet logged on is closed (1011) before any account is looked up, heartbeats and liquidity
+  stop, and /readyz and /metrics report the journal's last durable seq: nothing more is read
+  from that state until the restart.
 - order.place and order.amend are limited per account by a token bucket (ORDER_BURST at
   once, ORDER_RATE_PER_S sustained): beyond it, 429 RATE_LIMITED with retry_after_ms, and
   nothing reaches the sequencer. Cancels are never limited.
@@ -430,6 +431,9 @@ class Gateway:
                 response.headers["Content-Type"] = "application/json"
                 return response
             return connection.respond(status, "ready\n" if ready else "not ready\n")
+        if self.sequencer.failed:  # Nothing is served from memory ahead of the journal.
+            message = "the exchange stopped: reconnect after its restart\n"
+            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, message)
         header = request.headers.get("Authorization")
         if header is not None and self._bearer_account(header) is None:
             return connection.respond(http.HTTPStatus.UNAUTHORIZED, "invalid bearer token\n")
@@ -1013,6 +1017,9 @@ class Gateway:
             if request.method != "session.logon":
                 raise protocol.unauthorized("log on first: session.logon {token}")
             params = protocol.decode_params(request)
+            if self.sequencer.failed:  # Not even whether the account exists (see _dispatch).
+                await connection.close(1011, "the exchange stopped: reconnect after its restart")
+                return False
             account = self._account_of(params.token)
             if account is None:
                 raise protocol.unauthorized("unknown or revoked token")
@@ -1022,8 +1029,6 @@ class Gateway:
             return False
         session.account = account
         session.token_sha256 = token_hash(params.token)
-        if self.sequencer.failed:
-            return True  # Closed by the caller without an answer read from memory.
         await connection.send(
             _text(protocol.encode_result(request_id, self._logon_result(account)))
         )

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from exchange.commands import Role, command_decoder
 from exchange.core import Exchange
@@ -131,10 +131,10 @@ async def test_after_a_journal_failure_nothing_that_was_not_written_is_shown(
             assert readiness["journal"] == {"writable": False, "last_seq": durable_seq}
             metrics = await asyncio.to_thread(scrape_metrics, running.http_url + "metrics")
             assert metrics[("ipx_journal_seq", ())] == durable_seq
-            late = await venue.client("alice")
-            await asyncio.wait_for(late.connection.wait_closed(), 5.0)
-            assert late.connection.close_code == 1011
-            await late.close()
+            for bearer in (True, False):  # No new session: its upgrade is refused.
+                with pytest.raises(InvalidStatus) as upgrade:
+                    await venue.client("alice", bearer=bearer)
+                assert upgrade.value.response.status_code == 503
             while not watcher.pushes.empty():
                 watcher.pushes.get_nowait()
             await asyncio.sleep(2.5 * HEARTBEAT_INTERVAL_S)
