@@ -117,6 +117,8 @@ def _tokens_locked(data_dir: str) -> Iterator[str]:
 def issue_token(data_dir: str, account: str) -> tuple[str, TokenEntry]:
     """Create a token for account; return (the token, to show once, and its stored entry)."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
+    while token.startswith("-"):  # `ipx client --token -x...` would read it as an option.
+        token = secrets.token_urlsafe(TOKEN_BYTES)
     entry = TokenEntry("tok_" + secrets.token_hex(6), account, token_hash(token), time.time_ns())
     with _tokens_locked(data_dir) as path:
         save_tokens(path, [*load_tokens(path), entry])

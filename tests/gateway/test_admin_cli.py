@@ -57,6 +57,14 @@ def test_tokens_are_shown_once_and_stored_only_as_hashes(
     assert main(["tokens", "revoke", "--data-dir", data_dir, token_id]) == 1
 
 
+def test_a_token_never_starts_like_a_command_line_option(tmp_path: Path) -> None:
+    # It is pasted after `--token` on a command line: a leading "-" would make it an option
+    # (one token in 64 did, and `ipx client` refused it).
+    tokens = [sessions.issue_token(str(tmp_path), "alice")[0] for _ in range(400)]
+    assert not [token for token in tokens if token.startswith("-")]
+    assert len(set(tokens)) == 400
+
+
 ISSUERS = 6
 TOKENS_EACH = 4
 
