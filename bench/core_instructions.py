@@ -34,6 +34,7 @@ from typing import cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # Run as a script from anywhere.
 
+# Only what older checkouts' bench/machine.py has too: this file runs inside the base's tree.
 from bench.machine import ROOT, progress
 
 WARMUP_COMMANDS = 10_000
@@ -101,23 +102,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"command: python bench/core_instructions.py {' '.join(sys.argv[1:])}")
     print(f"A = {arguments.base} (a worktree), B = this checkout; valgrind callgrind, GC off")
     sys.stdout.flush()
-    with tempfile.TemporaryDirectory(prefix="ipx-ab-") as parent:
-        base = Path(parent) / "base"
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", str(base), arguments.base],
-            cwd=ROOT, check=True, capture_output=True,
-        )  # fmt: skip
+    from bench.machine import base_worktree  # This checkout's (see the imports above).
+
+    with base_worktree(arguments.base) as base:
         # The base may predate this script: it runs with this checkout's copy.
         (base / "bench" / "core_instructions.py").write_text(Path(__file__).read_text())
-        try:
-            progress(f"both checkouts under callgrind ({arguments.measured:,} measured commands)")
-            with ThreadPoolExecutor(2) as pool:
-                sizes = (arguments.warmup, arguments.measured)
-                a, b = pool.map(lambda tree: per_command(tree, sizes), (base, ROOT))
-        finally:
-            subprocess.run(
-                ["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, capture_output=True
-            )
+        progress(f"both checkouts under callgrind ({arguments.measured:,} measured commands)")
+        sizes = (arguments.warmup, arguments.measured)
+        with ThreadPoolExecutor(2) as pool:
+            a, b = pool.map(lambda tree: per_command(tree, sizes), (base, ROOT))
     print(f"A {a:,.0f} instructions per command")
     print(f"B {b:,.0f} instructions per command")
     print(f"B/A {b / a:.4f}")

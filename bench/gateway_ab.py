@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # Run as a script from anywhere.
 
-from bench.machine import ROOT, load_average, progress
+from bench.machine import ROOT, base_worktree, load_average, progress
 
 FIGURES = ("orders/s", "us/answer", "open us/answer", "open p99 ms", "late p99 ms", "open rpa")
 
@@ -77,29 +77,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     print(f"command: python bench/gateway_ab.py {' '.join(sys.argv[1:])}")
     print(f"A = {arguments.base} (a worktree), B = this checkout; load {load_average()}")
-    with tempfile.TemporaryDirectory(prefix="ipx-ab-") as parent:
-        base = Path(parent) / "base"
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", str(base), arguments.base],
-            cwd=ROOT, check=True, capture_output=True,
-        )  # fmt: skip
-        try:
-            pairs = []
-            for index in range(arguments.pairs):
-                order = [("A", base), ("B", ROOT)] if index % 2 == 0 else [("B", ROOT), ("A", base)]
-                pair = {}
-                for name, tree in order:
-                    progress(f"pair {index + 1}/{arguments.pairs}: {name}")
-                    pair[name] = figures(tree, extra)
-                pairs.append(pair)
-                ratio = pair["B"]["orders/s"] / pair["A"]["orders/s"]
-                print(f"pair {index + 1}: B/A {ratio:.3f}")
-                print("  " + line("A", pair["A"]))
-                print("  " + line("B", pair["B"]), flush=True)
-        finally:
-            subprocess.run(
-                ["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, capture_output=True
-            )
+    with base_worktree(arguments.base) as base:
+        pairs = []
+        for index in range(arguments.pairs):
+            order = [("A", base), ("B", ROOT)] if index % 2 == 0 else [("B", ROOT), ("A", base)]
+            pair = {}
+            for name, tree in order:
+                progress(f"pair {index + 1}/{arguments.pairs}: {name}")
+                pair[name] = figures(tree, extra)
+            pairs.append(pair)
+            ratio = pair["B"]["orders/s"] / pair["A"]["orders/s"]
+            print(f"pair {index + 1}: B/A {ratio:.3f}")
+            print("  " + line("A", pair["A"]))
+            print("  " + line("B", pair["B"]), flush=True)
     ratios = [pair["B"]["orders/s"] / pair["A"]["orders/s"] for pair in pairs]
     print(
         f"median B/A orders/s {statistics.median(ratios):.3f} "

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,3 +62,20 @@ def load_average() -> str:
         return "unknown"
     busy = " (other work is running: figures may be low and noisy)" if one_minute > 0.5 else ""
     return f"{one_minute:.2f}{busy}"
+
+
+@contextlib.contextmanager
+def base_worktree(revision: str) -> Iterator[Path]:
+    """Check revision out in a temporary git worktree (for A/B runs); remove it afterwards."""
+    with tempfile.TemporaryDirectory(prefix="ipx-ab-") as parent:
+        base = Path(parent) / "base"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(base), revision],
+            cwd=ROOT, check=True, capture_output=True,
+        )  # fmt: skip
+        try:
+            yield base
+        finally:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, capture_output=True
+            )
