@@ -146,12 +146,6 @@ class Instrument:
         self.guard_low = max(self.static_low, self.dynamic_low)
         self.guard_high = min(self.static_high, self.dynamic_high)
 
-    def next_timer_ns(self) -> int:
-        """Return the earliest ts_ns at which a timer of this instrument may fire."""
-        soonest = self.next_phase_timer_ns()
-        gtd = self.book.next_expiry_ts_ns
-        return min(soonest, gtd) if gtd else soonest
-
     def next_phase_timer_ns(self) -> int:
         """Return when this instrument's phase next changes by itself: the end of a timed
         phase, or delisting at the patent's expiry (GTD expiries aside)."""

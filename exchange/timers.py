@@ -45,12 +45,14 @@ def advance_clock(state: ExchangeState, ctx: Context) -> None:
     if state.trading_day < 0:
         state.trading_day = ts_ns // NS_PER_DAY  # The first command: no day to roll yet.
     try:
-        while (due := next_timer_ns(state)) <= ts_ns:
-            other = _next_phase_or_day_timer_ns(state)
+        while True:
+            due, other = _next_timers_ns(state)
+            if due > ts_ns:
+                break
             if due < other:
-                # Only GTD expiries come before the next other timer. They do not act on one
-                # another, so each book expires every order due before that timer in one
-                # pass (one instant at a time would cost a pass over every book per instant).
+                # Only GTD expiries come before the next other timer: they go in time order
+                # across the books at once (_expire_gtd), not with a pass over every book per
+                # instant.
                 _expire_gtd(state, ctx, min(other - 1, ts_ns))
                 continue
             ctx.ts_ns = due  # What a timer starts, it starts at its own time.
@@ -59,11 +61,16 @@ def advance_clock(state: ExchangeState, ctx: Context) -> None:
         ctx.ts_ns = ts_ns
 
 
-def _next_phase_or_day_timer_ns(state: ExchangeState) -> int:
-    soonest = (state.trading_day + 1) * NS_PER_DAY
+def _next_timers_ns(state: ExchangeState) -> tuple[int, int]:
+    """(the earliest timer of any kind, the earliest that is not a GTD expiry)."""
+    other = (state.trading_day + 1) * NS_PER_DAY  # The day roll.
+    soonest = other
     for instrument in state.instruments.values():
-        soonest = min(soonest, instrument.next_phase_timer_ns())
-    return soonest
+        other = min(other, instrument.next_phase_timer_ns())
+        gtd = instrument.book.next_expiry_ts_ns
+        if gtd and gtd < soonest:
+            soonest = gtd
+    return min(soonest, other), other
 
 
 def _expire_gtd(state: ExchangeState, ctx: Context, horizon_ns: int) -> None:
@@ -111,10 +118,7 @@ def _fire_timers(state: ExchangeState, ctx: Context, due: int, now: int) -> None
 
 def next_timer_ns(state: ExchangeState) -> int:
     """Return the earliest ts_ns at which any timer may fire: a day roll or an instrument's."""
-    soonest = (state.trading_day + 1) * NS_PER_DAY
-    for instrument in state.instruments.values():
-        soonest = min(soonest, instrument.next_timer_ns())
-    return soonest
+    return _next_timers_ns(state)[0]
 
 
 def roll_day(state: ExchangeState, ctx: Context) -> None:
