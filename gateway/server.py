@@ -181,6 +181,7 @@ CANCEL_ON_DISCONNECT_S = 5.0  # How long a cancel-on-disconnect is retried while
 PLACED_PRUNE_AT = 1024  # Session.placed is pruned of finished orders from this size on.
 NO_SUCH_ORDER = "no such open order"  # The core's words, for an edge lookup that fails.
 TOKEN_REVOKED_CODE = 4001  # Close code of a session whose token was revoked.
+STOPPED = "the exchange stopped: reconnect after its restart"  # After a journal failure.
 
 log = logging.getLogger("ipx.gateway")
 # Per durable batch: INFO per rejected order and per fill (each side of a trade), DEBUG per
@@ -339,8 +340,8 @@ class Gateway:
         # Sessions subscribed to their account's execution reports.
         self._subscribed: dict[str, dict[Session, None]] = {}
         self._balance_subscribed: dict[str, dict[Session, None]] = {}  # account -> sessions
-        # (channel, symbol) -> ((journal seq, channel seq), the encoded snapshot then).
-        self._snapshots: dict[tuple[str, str], tuple[tuple[int, int], bytes]] = {}
+        # (channel, symbol) -> its snapshot in this state: encoded, and its seq.
+        self._snapshots: dict[tuple[str, str], tuple[bytes, int]] = {}
         # Books are followed for book.l2/book.l3 only while subscribed (or once a publisher
         # takes every message): see "Books on demand" in gateway/market_data.py.
         self.market_data = market_data.MarketData(
@@ -432,8 +433,7 @@ class Gateway:
                 return response
             return connection.respond(status, "ready\n" if ready else "not ready\n")
         if self.sequencer.failed:  # Nothing is served from memory ahead of the journal.
-            message = "the exchange stopped: reconnect after its restart\n"
-            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, message)
+            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, STOPPED + "\n")
         header = request.headers.get("Authorization")
         if header is not None and self._bearer_account(header) is None:
             return connection.respond(http.HTTPStatus.UNAUTHORIZED, "invalid bearer token\n")
@@ -540,7 +540,7 @@ class Gateway:
             if session.account is None and not await self._logon(connection, session):
                 return
             if self.sequencer.failed:  # Nothing more is served from memory (see _dispatch).
-                await connection.close(1011, "the exchange stopped: reconnect after its restart")
+                await connection.close(1011, STOPPED)
                 return
             if not self._register(session):
                 limit = self.connections_per_token_max
@@ -732,16 +732,16 @@ class Gateway:
     def _snapshot_text(self, channel: str, symbol: str) -> tuple[bytes, int]:
         # Made and encoded once per state of the exchange: a burst of subscribes (or one
         # client repeating them: a book.l3 snapshot walks every resting order) costs one
-        # snapshot per channel and symbol between two batches, not one each.
-        seq = self.market_data.seq(channel, symbol)
-        version = (self.state.seq, seq)
+        # snapshot per channel and symbol between two batches, not one each. The state moves
+        # only by batches, and _on_batch empties the cache at each.
         cached = self._snapshots.get((channel, symbol))
-        if cached is not None and cached[0] == version:
-            return cached[1], seq
-        snapshot = self.market_data.snapshot(channel, symbol)
-        text = market_data.encode(snapshot)
-        self._snapshots[(channel, symbol)] = (version, text)
-        return text, snapshot.seq
+        if cached is None:
+            snapshot = self.market_data.snapshot(channel, symbol)
+            cached = self._snapshots[(channel, symbol)] = (
+                market_data.encode(snapshot),
+                snapshot.seq,
+            )
+        return cached
 
     def _unsubscribe_market_data(
         self, session: Session, params: protocol.MarketDataParams
@@ -826,7 +826,7 @@ class Gateway:
 
     def _on_batch(self, outcomes: Sequence[Outcome], messages: Sequence[Any]) -> None:
         # Called by the sequencer once the batch is durable.
-        self._snapshots.clear()  # All of another state: none could be served again.
+        self._snapshots.clear()  # All of the state before this batch.
         self.fills.record(outcomes)
         self.metrics.observe_outcomes(outcomes)
         if order_log.isEnabledFor(logging.INFO):  # Off the hot path unless wanted.
@@ -1018,7 +1018,7 @@ class Gateway:
                 raise protocol.unauthorized("log on first: session.logon {token}")
             params = protocol.decode_params(request)
             if self.sequencer.failed:  # Not even whether the account exists (see _dispatch).
-                await connection.close(1011, "the exchange stopped: reconnect after its restart")
+                await connection.close(1011, STOPPED)
                 return False
             account = self._account_of(params.token)
             if account is None:
