@@ -127,6 +127,9 @@ class PlaceOrder(_Command, frozen=True, tag="place_order"):
     post_only: bool = False
     stp_mode: StpMode = StpMode.EXPIRE_TAKER
     expire_ts_ns: int = 0  # GTD only.
+    # The gateway session that sent it (exchange/disconnect.py: its end may cancel the order);
+    # "" from elsewhere. Not part of the order: a resend from another session is the same order.
+    session_id: str = ""
 
 
 class CancelOrder(_Command, frozen=True, tag="cancel_order"):
@@ -185,6 +188,20 @@ class CloseMarket(_Command, frozen=True, tag="close_market"):
     symbol: str
 
 
+class SetCancelOnDisconnect(_Command, frozen=True, tag="set_cancel_on_disconnect"):
+    """Say what the end of the actor's gateway session cancels (exchange/disconnect.py)."""
+
+    session_id: str
+    scope: str  # "session": the orders it placed; "account": all the account's; "": nothing.
+
+
+class EndSession(_Command, frozen=True, tag="end_session"):
+    """A gateway session ended (its connection closed, or the server stopped): apply its
+    cancel-on-disconnect and forget it."""
+
+    session_id: str
+
+
 class Tick(_Command, frozen=True, tag="tick"):
     """Let time pass: timers due at the record's ts_ns fire (expiries, auction ends)."""
 
@@ -206,6 +223,8 @@ Command = (
     | Resume
     | StartAuction
     | CloseMarket
+    | SetCancelOnDisconnect
+    | EndSession
     | Tick
 )
 

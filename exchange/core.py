@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from exchange import admin, snapshot, trading
+from exchange import admin, disconnect, snapshot, trading
 from exchange.commands import (
     OPERATOR_COMMANDS,
     AmendOrder,
@@ -34,6 +34,7 @@ from exchange.commands import (
     Command,
     Deposit,
     DistributeRoyalty,
+    EndSession,
     Halt,
     IssueShares,
     KillSwitch,
@@ -43,6 +44,7 @@ from exchange.commands import (
     PlaceOrder,
     Resume,
     Role,
+    SetCancelOnDisconnect,
     StartAuction,
     Tick,
     Withdraw,
@@ -87,6 +89,8 @@ _HANDLERS: dict[type, Handler] = {
     StartAuction: admin.start_volatility_auction,
     CloseMarket: admin.close_market,
     KillSwitch: admin.kill_switch,
+    SetCancelOnDisconnect: disconnect.set_cancel_on_disconnect,
+    EndSession: disconnect.end_session,
     Tick: _tick,
 }
 # Per command class, what handle() needs of it in one lookup: its handler, its record kind,

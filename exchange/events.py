@@ -220,6 +220,22 @@ class AllOrdersCanceled(_Event, frozen=True, tag="all_orders_canceled"):
     orders_canceled: int
 
 
+class CancelOnDisconnectSet(_Event, frozen=True, tag="cancel_on_disconnect_set"):
+    """The reply to SetCancelOnDisconnect."""
+
+    account: str
+    session_id: str
+    scope: str  # "" when switched off.
+
+
+class SessionEnded(_Event, frozen=True, tag="session_ended"):
+    """The reply to EndSession: how many open orders its cancel-on-disconnect canceled."""
+
+    account: str
+    session_id: str
+    orders_canceled: int
+
+
 Event = (
     CommandRejected
     | OrderRejected
@@ -242,6 +258,8 @@ Event = (
     | RoyaltyPaid
     | KillSwitchChanged
     | AllOrdersCanceled
+    | CancelOnDisconnectSet
+    | SessionEnded
 )
 
 # The events that name an account (the private ones): each is one execution report of that
@@ -260,5 +278,7 @@ PRIVATE_EVENTS: frozenset[type] = frozenset(
         RoyaltyPaid,
         KillSwitchChanged,
         AllOrdersCanceled,
+        CancelOnDisconnectSet,
+        SessionEnded,
     }
 )

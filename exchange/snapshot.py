@@ -22,6 +22,7 @@ from exchange.state import (
     Asset,
     ClientOrder,
     ExchangeState,
+    GatewaySession,
     Instrument,
     LiveOrder,
     RoyaltyPeriod,
@@ -31,7 +32,7 @@ from matching.book import OrderBook
 from matching.orders import OrderType, Side, TimeInForce
 from matching.views import OrderView
 
-SNAPSHOT_VERSION = 2  # 2: accounts' execution_seq, rejected order ids, arrival fills.
+SNAPSHOT_VERSION = 3  # 2: accounts' execution_seq, rejected order ids, arrival fills. 3: sessions.
 
 
 class _Row(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
@@ -103,6 +104,13 @@ class ClientOrderRow(_Row, frozen=True):
     fills: list[OrderFilled]
 
 
+class SessionRow(_Row, frozen=True):
+    session_id: str
+    account: str
+    cancel_scope: str
+    open_orders: list[int]
+
+
 class StateRow(_Row, frozen=True):
     version: int
     seq: int
@@ -116,6 +124,7 @@ class StateRow(_Row, frozen=True):
     finished_orders: list[OrderRow]
     client_orders: list[ClientOrderRow]
     rejected_orders: list[tuple[int, str, str]]  # (order_id, account, cl_ord_id)
+    sessions: list[SessionRow]
     balances: bytes
 
 
@@ -213,6 +222,10 @@ def encode_state(state: ExchangeState, balances: Balances) -> bytes:
             (order_id, account, cl_ord_id)
             for order_id, (account, cl_ord_id) in state.rejected_orders.items()
         ],
+        [
+            SessionRow(session_id, session.account, session.cancel_scope, list(session.open_orders))
+            for session_id, session in state.sessions.items()
+        ],
         balances.to_bytes(),
     )
     return _encoder.encode(row)
@@ -302,4 +315,10 @@ def decode_state(data: bytes) -> tuple[ExchangeState, Balances]:
     state.rejected_orders = {
         order_id: (account, cl_ord_id) for order_id, account, cl_ord_id in row.rejected_orders
     }
+    for session_row in row.sessions:
+        state.sessions[session_row.session_id] = GatewaySession(
+            session_row.account, session_row.cancel_scope, dict.fromkeys(session_row.open_orders)
+        )
+        for order_id in session_row.open_orders:
+            state.order_sessions[order_id] = session_row.session_id
     return state, Balances.from_bytes(row.balances)

@@ -183,6 +183,15 @@ class ClientOrder(msgspec.Struct, gc=False):
     fills: tuple[OrderFilled, ...] = ()  # Its own fills on arrival, for a resend's answer.
 
 
+class GatewaySession(msgspec.Struct, gc=False):
+    """A gateway session that has open orders or asked for cancel-on-disconnect
+    (exchange/disconnect.py). gc=False: it holds a string and a dict of ints, no cycle."""
+
+    account: str
+    cancel_scope: str = ""  # "", "session" or "account": what its end cancels.
+    open_orders: dict[int, None] = msgspec.field(default_factory=dict)  # Those it placed.
+
+
 class ExchangeState:
     """Everything the exchange knows, apart from the balances (which live in ledger.Balances)."""
 
@@ -195,9 +204,11 @@ class ExchangeState:
         "last_ts_ns",
         "next_order_id",
         "next_timer_ns",
+        "order_sessions",
         "orders",
         "rejected_orders",
         "seq",
+        "sessions",
         "trading_day",
     )
 
@@ -221,3 +232,7 @@ class ExchangeState:
         # would trade, ...): id -> (account, cl_ord_id), so a status query by that id finds
         # them; cleared at the day roll.
         self.rejected_orders: dict[int, tuple[str, str]] = {}
+        # Gateway sessions with open orders or cancel-on-disconnect, and the session of each
+        # open order placed through one (exchange/disconnect.py).
+        self.sessions: dict[str, GatewaySession] = {}
+        self.order_sessions: dict[int, str] = {}

@@ -42,6 +42,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import msgspec
+
 from exchange.commands import AmendOrder, CancelAll, CancelOrder, PlaceOrder, Role
 from exchange.context import Context
 from exchange.events import (
@@ -66,6 +68,7 @@ from exchange.state import (
     Account,
     ClientOrder,
     ExchangeState,
+    GatewaySession,
     Instrument,
     LiveOrder,
 )
@@ -169,7 +172,7 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
     client_orders = state.client_orders
     previous = client_orders.get(key)
     if previous is not None:
-        if previous.command == command:
+        if previous.command == command or _same_order(previous.command, command):
             return previous.reply
         return _order_rejected(
             ctx,
@@ -221,6 +224,8 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
         quantity,
     )
     account.open_orders[order_id] = None
+    if command.session_id:
+        _note_session_order(state, actor, command.session_id, order_id)
     if time_in_force is _GTD:
         ctx.timers_changed = True
     ctx.postings.append(ctx.balances.hold(actor, asset, reservation))
@@ -231,6 +236,37 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
     else:
         client_orders[key] = ClientOrder(command, order_id, reply)
     return reply
+
+
+def _same_order(first: PlaceOrder, again: PlaceOrder) -> bool:
+    # A resend through another gateway session (a reconnect) is the same order: the session
+    # only says whose end may cancel it, and that stays the first one's.
+    return first.session_id != again.session_id and first == msgspec.structs.replace(
+        again, session_id=first.session_id
+    )
+
+
+def _note_session_order(state: ExchangeState, account: str, session_id: str, order_id: int) -> None:
+    # The order was placed through this gateway session: its end may cancel it
+    # (exchange/disconnect.py). A session id is the gateway's, never another account's.
+    session = state.sessions.get(session_id)
+    if session is None:
+        session = state.sessions[session_id] = GatewaySession(account)
+    elif session.account != account:
+        return
+    session.open_orders[order_id] = None
+    state.order_sessions[order_id] = session_id
+
+
+def forget_session_order(state: ExchangeState, order_id: int) -> None:
+    """An order left the book: its session no longer has it (nor is kept for it alone)."""
+    session_id = state.order_sessions.pop(order_id, None)
+    if session_id is None:
+        return
+    session = state.sessions[session_id]
+    del session.open_orders[order_id]
+    if not session.open_orders and not session.cancel_scope:
+        del state.sessions[session_id]
 
 
 def _actor_refusal(actor: str, account: Account | None) -> Rejection:
@@ -674,6 +710,8 @@ def _finish(state: ExchangeState, order: LiveOrder) -> None:
     del state.orders[order.order_id]
     del state.accounts[order.account].open_orders[order.order_id]
     state.finished_orders[order.order_id] = order
+    if state.order_sessions:  # Orders placed through gateway sessions (exchange/disconnect.py).
+        forget_session_order(state, order.order_id)
 
 
 # Cancelling and amending.
@@ -723,9 +761,18 @@ def cancel_orders_of(
     state: ExchangeState, ctx: Context, account: str, symbol: str, reason: CancelReason
 ) -> int:
     """Cancel every open order of an account (in one symbol, or all); return how many."""
-    owner = state.accounts[account]
+    return cancel_open_orders(state, ctx, list(state.accounts[account].open_orders), symbol, reason)
+
+
+def cancel_open_orders(
+    state: ExchangeState, ctx: Context, order_ids: Sequence[int], symbol: str, reason: CancelReason
+) -> int:
+    """Cancel these open orders, in this order (in one symbol, or all); return how many.
+
+    An offering's own order is left alone: it ends with the offering.
+    """
     canceled = 0
-    for order_id in list(owner.open_orders):
+    for order_id in order_ids:
         order = state.orders[order_id]
         instrument = order.instrument
         if symbol and instrument.terms.symbol != symbol:

@@ -72,3 +72,4 @@ class CancelReason(enum.Enum):
     AUCTION_REMAINDER = "auction_remainder"
     DELISTED = "delisted"
     KILL_SWITCH = "kill_switch"
+    DISCONNECT = "disconnect"  # Cancel-on-disconnect: the session that asked for it ended.

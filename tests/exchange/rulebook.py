@@ -273,6 +273,7 @@ class Market:
         post_only: bool = False,
         stp: StpMode = StpMode.EXPIRE_TAKER,
         expire_ts_ns: int = 0,
+        session: str = "",
     ) -> PlaceOrder:
         """Return a PlaceOrder command (a fresh cl_ord_id unless one is given)."""
         if cl is None:
@@ -290,6 +291,7 @@ class Market:
             post_only,
             stp,
             expire_ts_ns,
+            session,
         )
 
     def buy(self, account: str, quantity: int, price: int, **options: Any) -> Outcome:
@@ -389,6 +391,21 @@ class Market:
         for owner, record in self.exchange.state.accounts.items():
             reports = self.reports.get(owner, 0)
             assert record.execution_seq == reports, f"{owner} had {reports} reports"
+        self._check_sessions()
+
+    def _check_sessions(self) -> None:
+        # Sessions are kept exactly while they have an open order or a cancel scope, and each
+        # open order placed through one is that session's and its account's.
+        state = self.exchange.state
+        placed = {}
+        for session_id, session in state.sessions.items():
+            assert session.open_orders or session.cancel_scope, f"{session_id} kept for nothing"
+            for order_id in session.open_orders:
+                order = state.orders.get(order_id)
+                assert order is not None, f"session {session_id} holds finished order {order_id}"
+                assert order.account == session.account, f"{session_id} has another's order"
+                placed[order_id] = session_id
+        assert state.order_sessions == placed, "order_sessions and sessions disagree"
 
     def _reservations_needed(self) -> dict[tuple[str, str], int]:
         state = self.exchange.state
