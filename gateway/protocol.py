@@ -8,7 +8,7 @@ Methods (params in the Struct of METHODS; prices and cash as decimal strings):
     session.logon {token}                   first frame, unless `Authorization: Bearer` was sent
     session.cancel_on_disconnect {enabled, scope?}  when this connection ends, cancel the orders
                                             it placed (scope "session") or all the account's
-                                            ("account")
+                                            ("account"); a server restart ends it too
     order.place {symbol, cl_ord_id, side, quantity, price?, type?, time_in_force?, post_only?,
                  stp_mode?, expire_ts_ns?}  resending the same cl_ord_id returns the same order
     order.cancel / order.status {order_id | cl_ord_id}

@@ -2,8 +2,9 @@
 
 Invariants:
 - Every state-changing command goes through one bounded queue to this one task; nothing else
-  calls `Exchange.handle`. ts_ns = max(wall clock, previous ts_ns + 1): strictly increasing,
-  so replaying the journal sees the same times in the same order.
+  calls `Exchange.handle` while it runs (before it starts, end_stale_sessions does).
+  ts_ns = max(wall clock, previous ts_ns + 1): strictly increasing, so replaying the journal
+  sees the same times in the same order.
 - Durable before visible: a batch (everything queued, up to BATCH_MAX commands) is handled,
   its record bodies are sealed and appended with ONE fsync (FileJournal.append_sealed), and
   only then is each command's sender told (its future resolved, or its callback called) and
@@ -53,7 +54,7 @@ from typing import Any
 
 import msgspec
 
-from exchange.commands import Command, Tick
+from exchange.commands import Command, EndSession, Tick
 from exchange.core import Exchange, Outcome
 from exchange.state import SEQUENCER_ACTOR
 from ledger.file_store import FileJournal
@@ -135,6 +136,8 @@ class Recovery:
     last_seq: int
     torn_bytes_truncated: int
     seconds: float
+    # Gateway sessions of the last run, ended at the start (end_stale_sessions).
+    sessions_ended: int = 0
 
 
 def recover(data_dir: str | os.PathLike[str]) -> tuple[Exchange, FileJournal, Recovery]:
@@ -173,6 +176,30 @@ def recover(data_dir: str | os.PathLike[str]) -> tuple[Exchange, FileJournal, Re
         time.perf_counter() - started,
     )
     return exchange, journal, recovery
+
+
+def end_stale_sessions(exchange: Exchange, journal: FileJournal) -> int:
+    """End every gateway session the recovered state still holds; return how many.
+
+    Every session of the last run ended with it, so their cancel-on-disconnect is due
+    (exchange/disconnect.py). Called once, after recovery and before the sequencer starts, so
+    the cancels come before any client's command. They are handled at the time of the last
+    record, so no timer fires first (an auction that ended while the server was down uncrosses
+    without the orders of sessions that asked for them to be canceled), and journaled in one
+    batch (one fsync) before anything is served.
+
+    Raises:
+        ledger.errors.JournalError: the batch could not be made durable.
+    """
+    sessions = [
+        (session.account, session_id) for session_id, session in exchange.state.sessions.items()
+    ]
+    if not sessions:
+        return 0
+    ts_ns = exchange.state.last_ts_ns
+    bodies = [exchange.handle(EndSession(*names), ts_ns).record for names in sessions]
+    journal.append_sealed(seal_batch(journal.last_hash, bodies))
+    return len(sessions)
 
 
 class Sequencer:

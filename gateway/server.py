@@ -53,9 +53,12 @@ Invariants:
   1008 LIMIT_EXCEEDED); an account's other tokens have slots of their own.
   session.cancel_on_disconnect {enabled, scope} makes the end of that connection cancel the
   open orders this session placed (scope "session", the default; also those whose answer
-  comes after the end), or every open order of the account (scope "account", CancelAll);
-  under overload the cancels are retried for up to CANCEL_ON_DISCONNECT_S; not at server
-  shutdown (the orders stay in the journal for the restart).
+  comes after the end), or every open order of the account (scope "account"). The exchange
+  keeps it in its journaled state (exchange/disconnect.py): the gateway names each session
+  (PlaceOrder.session_id) and tells the exchange when one ends (EndSession, retried for up to
+  END_SESSION_RETRY_S under overload), and the cancels are made in that one command, with
+  reason "disconnect". A server that stops, cleanly or not, ends every session: the restart
+  ends those its state still holds before it serves anyone (sequencer.end_stale_sessions).
 - Shutdown (SIGTERM/SIGINT, or `stop` set): stop accepting connections and commands, let the
   sequencer drain and fsync what is queued, send those answers, close every connection with
   1001 (going away), snapshot, release the journal.
@@ -75,12 +78,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import http
 import importlib.metadata
+import itertools
 import json
 import logging
 import os
+import secrets
 import ssl
 import time
 import urllib.parse
@@ -102,6 +108,7 @@ from exchange.commands import (
     Command,
     Deposit,
     DistributeRoyalty,
+    EndSession,
     Halt,
     IssueShares,
     KillSwitch,
@@ -111,6 +118,7 @@ from exchange.commands import (
     PlaceOrder,
     Resume,
     Role,
+    SetCancelOnDisconnect,
     StartAuction,
     Withdraw,
 )
@@ -144,13 +152,13 @@ from gateway.mqtt_publisher import MqttPublisher
 from gateway.protocol import ProtocolError
 from gateway.redis_publisher import RedisPublisher
 from gateway.sequencer import (
-    BATCH_MAX,
     QUEUE_MAX,
     Overloaded,
     Recovery,
     Sequencer,
     SequencerStopped,
     Unavailable,
+    end_stale_sessions,
     recover,
 )
 from gateway.sessions import (
@@ -177,8 +185,7 @@ IN_FLIGHT_MAX = 64  # Requests of one connection awaiting their answer; then rea
 # Answers written and not yet sent (the client is not reading): then reading pauses too.
 WRITE_BACKLOG_MAX = 256 * 1024
 DRAIN_TIMEOUT_S = 10.0
-CANCEL_ON_DISCONNECT_S = 5.0  # How long a cancel-on-disconnect is retried while overloaded.
-PLACED_PRUNE_AT = 1024  # Session.placed is pruned of finished orders from this size on.
+END_SESSION_RETRY_S = 5.0  # How long a session's end is retried while the queue is full.
 NO_SUCH_ORDER = "no such open order"  # The core's words, for an edge lookup that fails.
 TOKEN_REVOKED_CODE = 4001  # Close code of a session whose token was revoked.
 STOPPED = "the exchange stopped: reconnect after its restart"  # After a journal failure.
@@ -209,11 +216,12 @@ class Session:
     # Answers not yet written: all of this loop pass's go out in one write (_flush_answers).
     answers: list[bytes] = field(default_factory=list)
     token_sha256: str = ""  # The token it logged on with: revoking it closes the session.
-    cancel_on_disconnect: str = ""  # "", "session" or "account" (protocol.CancelScope).
-    # Order ids this session placed, answered and open then; pruned of finished ones as it
-    # grows (_note_placed), so it stays near the session's open orders.
-    placed: dict[int, None] = field(default_factory=dict)
-    prune_at: int = PLACED_PRUNE_AT
+    # Its name in the exchange's state (exchange/disconnect.py): which open orders it placed,
+    # and what its end cancels. Unique across restarts (a random prefix per server start).
+    session_id: str = ""
+    # Whether it ever asked for cancel-on-disconnect. Its end is told to the exchange
+    # (EndSession) if so, or if the exchange holds open orders it placed.
+    asked_cancel_on_disconnect: bool = False
     ended: bool = False  # The connection is gone; answers still due are not written.
 
     def open_outbox(self, outbox_max: int) -> None:
@@ -333,6 +341,9 @@ class Gateway:
         self.connections_per_token_max = connections_per_token_max
         self._connections: dict[str, int] = {}  # token_sha256 -> its open sessions
         self._sessions: dict[Session, None] = {}  # Logged-on sessions, to close on revocation.
+        # Session ids: a random prefix per server start, so none names an earlier one's.
+        self._boot_id = secrets.token_hex(4)
+        self._session_numbers = itertools.count(1)
         self.rate_limiter = rate_limiter or OrderRateLimiter()
         self.logon_timeout_s = logon_timeout_s
         self._tasks: set[asyncio.Task[None]] = set()  # Connections being closed.
@@ -453,6 +464,7 @@ class Gateway:
                     "snapshot_seq": recovery.snapshot_seq,
                     "replayed_records": recovery.replayed_records,
                     "seconds": round(recovery.seconds, 6),
+                    "sessions_ended": recovery.sessions_ended,
                 }
             ),
             # The sequencer stops at the first journal failure: running means writable.
@@ -531,7 +543,7 @@ class Gateway:
 
     async def handle_connection(self, connection: ServerConnection) -> None:
         assert isinstance(connection, GatewayConnection), "serve(create_connection=...) makes it"
-        session = Session(connection)
+        session = Session(connection, session_id=f"{self._boot_id}-{next(self._session_numbers)}")
         header = _authorization(connection.request.headers if connection.request else None)
         if header is not None:
             session.account = self._bearer_account(header)
@@ -555,8 +567,8 @@ class Gateway:
             self._unsubscribe(session)
             self._unregister(session)
             session.ended = True
-            if session.cancel_on_disconnect:
-                await self._cancel_on_disconnect(session)
+            if session.asked_cancel_on_disconnect or session.session_id in self.state.sessions:
+                await self._end_session(session)
 
     def _receive(self, session: Session, frame: str | bytes) -> bool:
         # Called by the connection for each request as it is parsed; says whether to read on.
@@ -592,67 +604,36 @@ class Gateway:
             else:
                 del self._connections[token]
 
-    async def _cancel_on_disconnect(self, session: Session) -> None:
-        # As the account itself would cancel (reason user). Not while the server shuts down:
-        # the sequencer takes no more commands, and the orders stay for the restart.
+    async def _end_session(self, session: Session) -> None:
+        # The exchange applies the session's cancel-on-disconnect (exchange/disconnect.py), in
+        # one command, after every command the session sent. Not while the server shuts down:
+        # the restart ends every session the state still holds (end_stale_sessions).
         account = session.account
         assert account is not None
-        if session.cancel_on_disconnect == "account":
-            await self._cancel_for(session, CancelAll(account, account))
-            return
-        # Queued a batch's worth at a time (one fsync each), not one round trip each, nor all
-        # at once: tens of thousands at once overflowed the queue, for everyone.
-        open_ids = [i for i in session.placed if self._is_open(account, i)]
-        for start in range(0, len(open_ids), BATCH_MAX):
-            await asyncio.gather(
-                *(
-                    self._cancel_for(session, CancelOrder(account, order_id))
-                    for order_id in open_ids[start : start + BATCH_MAX]
-                )
-            )
-
-    async def _cancel_for(self, session: Session, command: Command) -> None:
-        deadline = time.monotonic() + CANCEL_ON_DISCONNECT_S
+        command = EndSession(account, session.session_id)
+        deadline = time.monotonic() + END_SESSION_RETRY_S
         while True:
             try:
                 await self.sequencer.submit(command)
                 return
-            except Overloaded as error:  # A full queue: wait a little, the cancel matters.
+            except Overloaded as error:  # A full queue: wait a little, the cancels matter.
                 if time.monotonic() >= deadline:
-                    log.warning("cancel on disconnect of %s not done: %s", session.account, error)
+                    log.warning("the end of session %s not told: %s", session.session_id, error)
                     return
                 await asyncio.sleep(0.01)
             except (Unavailable, SequencerStopped) as error:
-                log.warning("cancel on disconnect of %s not done: %s", session.account, error)
+                log.warning("the end of session %s not told: %s", session.session_id, error)
                 return
-
-    def _is_open(self, account: str, order_id: int) -> bool:
-        order = self.state.orders.get(order_id)
-        return order is not None and order.account == account
-
-    def _note_placed(self, session: Session, outcome: Outcome) -> None:
-        # An order.place answered: remember its order while open, for cancel-on-disconnect.
-        account = session.account
-        order_id = getattr(outcome.reply, "order_id", 0)
-        if account is None or not self._is_open(account, order_id):
-            return
-        if session.ended:  # Answered after the connection ended: cancel it now, if asked.
-            if session.cancel_on_disconnect == "session":
-                self._track(self._cancel_for(session, CancelOrder(account, order_id)))
-            return
-        placed = session.placed
-        placed[order_id] = None
-        if len(placed) >= session.prune_at:
-            # Keep the open ones, and prune next at twice what is left: each pass over n ids
-            # follows at least n/2 places (amortized O(1) per place, memory within 2 x open).
-            session.placed = {i: None for i in placed if self._is_open(account, i)}
-            session.prune_at = max(PLACED_PRUNE_AT, 2 * len(session.placed))
 
     def _set_cancel_on_disconnect(
         self, session: Session, params: protocol.CancelOnDisconnectParams
-    ) -> dict[str, Any]:
-        session.cancel_on_disconnect = params.scope if params.enabled else ""
-        return {"cancel_on_disconnect": params.enabled, "scope": params.scope}
+    ) -> Sequenced:
+        assert session.account is not None
+        session.asked_cancel_on_disconnect = True
+        scope = params.scope if params.enabled else ""
+        command = SetCancelOnDisconnect(session.account, session.session_id, scope)
+        answer = {"cancel_on_disconnect": params.enabled, "scope": params.scope}
+        return Sequenced(command, functools.partial(_fixed_answer, answer))
 
     def _subscribe_executions(self, session: Session) -> dict[str, Any]:
         assert session.account is not None
@@ -1068,8 +1049,6 @@ class Gateway:
         try:
             if isinstance(outcome, BaseException):
                 raise outcome
-            if sequenced.command.__class__ is PlaceOrder:
-                self._note_placed(session, outcome)
             answer = protocol.encode_result(request_id, sequenced.answer(outcome))
         except Exception as error:
             answer = self._error_answer(request_id, error)
@@ -1122,6 +1101,8 @@ class Gateway:
             self._require_operator(account)
         if request.method in RATE_LIMITED_METHODS:
             self._admit(account)
+        if request.method == "order.place":  # Named with its session: its end may cancel it.
+            return self._place(account, params, session.session_id)
         return self._methods[request.method](account, params)
 
     @staticmethod
@@ -1163,7 +1144,7 @@ class Gateway:
             raise protocol.rejection(Reject.UNKNOWN_SYMBOL, f"no instrument {symbol!r}")
         return instrument
 
-    def _place(self, account: str, params: protocol.PlaceParams) -> Any:
+    def _place(self, account: str, params: protocol.PlaceParams, session_id: str = "") -> Any:
         instrument = self._instrument(params.symbol)
         terms = instrument.terms
         if params.type is OrderType.MARKET:
@@ -1188,6 +1169,7 @@ class Gateway:
             params.post_only,
             params.stp_mode,
             params.expire_ts_ns,
+            session_id,
         )
         return Sequenced(command, functools.partial(self._placed, account))
 
@@ -1497,7 +1479,7 @@ class Gateway:
         self._flush_answers()
 
 
-SESSION_METHODS: dict[str, Callable[[Gateway, Session, Any], dict[str, Any]]] = {
+SESSION_METHODS: dict[str, Callable[[Gateway, Session, Any], Any]] = {
     "executions.subscribe": lambda gateway, session, _: gateway._subscribe_executions(session),
     "md.subscribe": Gateway._subscribe_market_data,
     "md.unsubscribe": Gateway._unsubscribe_market_data,
@@ -1512,6 +1494,11 @@ def _command_answer(outcome: Outcome) -> Any:
     if isinstance(reply, CommandRejected):
         raise protocol.rejection(reply.reason, reply.message)
     return _event_view(reply)
+
+
+def _fixed_answer(answer: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    _command_answer(outcome)  # Raises the rejection, if it was one.
+    return answer
 
 
 @dataclass(slots=True)  # Not frozen: one per command, and a frozen __init__ costs more.
@@ -1648,6 +1635,14 @@ async def run_server(
         recovery.replayed_records,
         recovery.seconds,
     )
+    try:
+        ended = end_stale_sessions(exchange, journal)
+    except BaseException:
+        journal.close()
+        raise
+    if ended:
+        log.info("ended %d sessions of the last run (their cancel-on-disconnect)", ended)
+        recovery = dataclasses.replace(recovery, sessions_ended=ended)
     heap.settle()  # The recovered state and everything imported live as long as the process.
     sequencer = Sequencer(exchange, journal, queue_max=queue_max)
     gateway = Gateway(

@@ -295,6 +295,11 @@ async def test_ten_thousand_bad_frames_change_nothing(
     victim = await issuer.place(SYMBOL, "sell", 10, "101.00")
     await alice.close()
     await issuer.close()
+    for _ in range(250):  # Their sessions' ends (EndSession) are journaled before the watch.
+        if not gateway.state.sessions:
+            break
+        await asyncio.sleep(0.01)
+    assert not gateway.state.sessions
     gateway.sequencer.observe(watch)
     before = market_digest(gateway.sequencer.exchange)
     generator = Generator(random.Random(seed), victim["order_id"])

@@ -169,6 +169,72 @@ async def test_sigterm_drains_closes_with_1001_and_exits_cleanly(venue: Venue) -
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+async def _protected_orders(venue: Venue) -> list[IpxClient]:
+    """Alice's orders from three sessions: one that asks the end of the session to cancel
+    what it placed (a1, a2), one that asks nothing (kept), and bob's, whose session asks for
+    every order of his account (b1, and b2 from a session of his that asks nothing)."""
+    careful, casual = await venue.client("alice"), await venue.client("alice")
+    bob, bobs_other = await venue.client("bob"), await venue.client("bob")
+    await careful.request("session.cancel_on_disconnect", {"enabled": True})
+    await bob.request("session.cancel_on_disconnect", {"enabled": True, "scope": "account"})
+    await careful.place(SYMBOL, "buy", 1, "98.00", cl_ord_id="a1")
+    await careful.place(SYMBOL, "buy", 2, "97.50", cl_ord_id="a2")
+    await casual.place(SYMBOL, "buy", 3, "97.00", cl_ord_id="kept")
+    await bob.place(SYMBOL, "buy", 4, "96.50", cl_ord_id="b1")
+    await bobs_other.place(SYMBOL, "buy", 5, "96.00", cl_ord_id="b2")
+    return [careful, casual, bob, bobs_other]
+
+
+async def _only_unprotected_orders_are_open(venue: Venue, server_url: str) -> None:
+    venue.url = server_url
+    alice, bob = await venue.client("alice"), await venue.client("bob")
+    try:
+        open_ids = [order["cl_ord_id"] for order in (await alice.request("orders.open"))["orders"]]
+        assert open_ids == ["kept"]
+        assert (await bob.request("orders.open"))["orders"] == []
+        for cl_ord_id in ("a1", "a2"):
+            assert (await alice.status(cl_ord_id=cl_ord_id))["status"] == "canceled"
+        for cl_ord_id in ("b1", "b2"):
+            assert (await bob.status(cl_ord_id=cl_ord_id))["status"] == "canceled"
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_cancel_on_disconnect_outlives_a_clean_restart(venue: Venue) -> None:
+    async with run_server(venue.data_dir) as running:
+        venue.url = running.url
+        await list_the_market(venue)
+        clients = await _protected_orders(venue)
+        # The server stops with every session connected: none could be ended then.
+    for client in clients:
+        await client.close()
+    async with run_server(venue.data_dir) as running:
+        assert running.gateway.recovery is not None
+        assert running.gateway.recovery.sessions_ended == 4  # Every session that placed.
+        assert running.gateway.state.sessions == {}
+        await _only_unprotected_orders_are_open(venue, running.url)
+    assert _verify(venue.data_dir).returncode == 0
+
+
+async def test_cancel_on_disconnect_outlives_a_sigkill(venue: Venue) -> None:
+    server = await ServerProcess.start(venue.data_dir)
+    venue.url = server.url
+    await list_the_market(venue)
+    clients = await _protected_orders(venue)
+    server.process.kill()  # No session ends: no EndSession can be journaled.
+    await asyncio.wait_for(server.process.wait(), START_TIMEOUT_S)
+    for client in clients:
+        await client.close()
+    restarted = await ServerProcess.start(venue.data_dir)
+    try:
+        await _only_unprotected_orders_are_open(venue, restarted.url)
+    finally:
+        code, _ = await restarted.stop(signal.SIGTERM)
+    assert code == 0
+    assert _verify(venue.data_dir).returncode == 0
+
+
 KILL_AT_ACKS = 21_000  # SIGKILL once this many orders are acknowledged; the load goes on.
 ACKS_MIN = 20_000
 LOAD_DEADLINE_S = 25.0

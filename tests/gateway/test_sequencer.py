@@ -13,9 +13,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from exchange.commands import OpenAccount, Role
+from exchange.commands import OpenAccount, Resume, Role, SetCancelOnDisconnect, Tick
 from exchange.core import ADMIN_ACTOR, Exchange, Outcome
+from exchange.events import TradeExecuted
 from exchange.snapshot import SNAPSHOT_VERSION
+from exchange.state import SEQUENCER_ACTOR
 from gateway import sequencer as sequencer_module
 from gateway.sequencer import (
     Overloaded,
@@ -25,6 +27,7 @@ from gateway.sequencer import (
     recover,
 )
 from ledger.file_store import FileJournal, read_journal
+from tests.exchange import rulebook
 
 pytestmark = pytest.mark.asyncio
 
@@ -316,3 +319,34 @@ async def test_a_snapshot_this_code_cannot_read_is_skipped_for_a_full_replay(
         assert recovered.state_hash() == exchange.state_hash()
     finally:
         journal_again.close()
+
+
+async def test_the_restart_ends_the_last_runs_sessions_before_any_timer_fires(
+    tmp_path: Path,
+) -> None:
+    # The last run stopped during an opening auction, with alice's protected bid and the
+    # issuer's offer crossing. The auction ended while it was down: the restart cancels
+    # alice's bid at the time of the last record, so the uncross after it has nothing to trade.
+    market = rulebook.Market()
+    market.pre_open()
+    market.do(Resume(rulebook.OPERATOR, rulebook.SYMBOL))
+    market.rest("alice", rulebook.BUY, 5, rulebook.REFERENCE, session="s-alice")
+    market.do(SetCancelOnDisconnect("alice", "s-alice", "session"))
+    market.rest(rulebook.ISSUER, rulebook.SELL, 5, rulebook.REFERENCE)
+    auction_end = market.instrument().phase_until_ns
+    journal = FileJournal.open(tmp_path)
+    journal.append_bodies(market.records)
+    journal.close()
+    exchange, journal, _ = recover(tmp_path)
+    try:
+        assert sequencer_module.end_stale_sessions(exchange, journal) == 1
+        assert exchange.state.last_ts_ns < auction_end  # No time passed: no timer fired.
+        assert exchange.state.accounts["alice"].open_orders == {}
+        uncross = exchange.handle(Tick(SEQUENCER_ACTOR), auction_end + 1)
+        assert not [event for event in uncross.events if isinstance(event, TradeExecuted)]
+        assert sequencer_module.end_stale_sessions(exchange, journal) == 0
+    finally:
+        journal.close()
+    again, journal, _ = recover(tmp_path)  # The ends were journaled.
+    journal.close()
+    assert again.state.sessions == {} and again.state.accounts["alice"].open_orders == {}
