@@ -62,6 +62,7 @@ from exchange.commands import (
     Command,
     Deposit,
     DistributeRoyalty,
+    EndSession,
     Halt,
     KillSwitch,
     OpenAccount,
@@ -69,6 +70,7 @@ from exchange.commands import (
     PlaceOrder,
     Resume,
     Role,
+    SetCancelOnDisconnect,
     StartAuction,
     Tick,
     TradingMode,
@@ -201,6 +203,11 @@ NEXT_TIMER, NEXT_GTD, NEXT_DAY = -1, -2, -3
 JUMPS_NS = (1, SECOND, 10 * SECOND, 16 * SECOND, 31 * SECOND, 61 * SECOND, 300 * SECOND,
             HOUR, NEXT_TIMER, NEXT_GTD, NEXT_DAY)  # fmt: skip
 CANCEL_KINDS = ("own", "own_by_cl_ord_id", "another's", "unknown")
+# Gateway sessions orders are placed through ("": none), and what a session may do: set its
+# cancel-on-disconnect scope, clear it, or end (exchange/disconnect.py). Session ids are shared
+# by every account here, which the gateway never does: the core must keep them apart anyway.
+SESSIONS = ("", "s1", "s2")
+SESSION_ACTIONS = ("session", "account", "", "end", "end")
 PERIODS = ("2030-Q1", "2030-Q2", "2030-Q3", "not a period!")
 PAYERS = (LICENSEE, LICENSEE, ISSUER, "alice", GHOST)
 CONTROLS = ("halt", "resume", "start_auction", "close")
@@ -503,6 +510,7 @@ class Driver:
         expiry_s: int,
         malformed: int,
         after_ns: int,
+        session: str = "",
     ) -> Outcome:
         """Send an order; malformed 1 gives a market order a price, 2 gives a bad expiry."""
         instrument = self.exchange.state.instruments[symbol]
@@ -529,6 +537,7 @@ class Driver:
             post_only=post_only,
             stp=stp,
             expire_ts_ns=expire_ts_ns,
+            session=session,
         )
         self.sent.append(command)
         return self.do(command, after_ns)
@@ -568,6 +577,32 @@ class Driver:
                 reply = outcome.reply
                 assert isinstance(reply, OrderRejected), f"reused cl_ord_id got {reply!r}"
                 assert reply.reason is Reject.DUPLICATE_CL_ORD_ID, reply
+        return outcome
+
+    def session(self, account: str, session: str, action: str, after_ns: int) -> Outcome:
+        """Set a session's cancel-on-disconnect scope ("session", "account", ""), or end it
+        ("end"): then none of the orders its scope covers may stay open."""
+        if action != "end":
+            return self.do(SetCancelOnDisconnect(account, session, action), after_ns)
+        state = self.exchange.state
+        known = state.sessions.get(session)
+        mine = known is not None and known.account == account
+        scope = known.cancel_scope if known is not None and mine else ""
+        covered = (
+            list(state.accounts[account].open_orders)
+            if scope == "account"
+            else list(known.open_orders) if known is not None and scope == "session" else []
+        )
+        outcome = self.do(EndSession(account, session), after_ns)
+        if account in state.accounts:
+            still_open = [
+                order_id
+                for order_id in covered
+                if order_id in state.orders
+                and order_id != state.orders[order_id].instrument.offering_order_id
+            ]
+            assert not still_open, f"the end of {session} left {still_open} open"
+        assert session not in state.sessions or not mine, f"{session} outlived its end"
         return outcome
 
     def _open_orders(self, accounts: tuple[str, ...]) -> list[int]:
@@ -739,6 +774,7 @@ place_parameters: dict[str, Any] = {
     "expiry_s": st.sampled_from(EXPIRIES_S),
     "malformed": st.sampled_from(MALFORMED),
     "after_ns": afters,
+    "session": st.sampled_from(SESSIONS),
 }
 take_parameters: dict[str, Any] = {
     "account": traders,
@@ -799,6 +835,15 @@ class CoreMachine(RuleBasedStateMachine):
     )
     def quote(self, account: str, symbol: str, spread_ticks: int, lots: int, after_ns: int) -> None:
         self._step().quote(account, symbol, spread_ticks, lots, after_ns)
+
+    @rule(
+        account=st.sampled_from((*TRADERS, GHOST)),
+        session=st.sampled_from(SESSIONS[1:]),
+        action=st.sampled_from(SESSION_ACTIONS),
+        after_ns=afters,
+    )
+    def session(self, account: str, session: str, action: str, after_ns: int) -> None:
+        self._step().session(account, session, action, after_ns)
 
     @rule(pick=picks, changed=st.booleans(), after_ns=afters)
     def resend(self, pick: int, changed: bool, after_ns: int) -> None:

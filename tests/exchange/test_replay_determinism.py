@@ -56,6 +56,8 @@ from tests.exchange.test_core_state_machine import (
     OPERATOR,
     PAYERS,
     PERIODS,
+    SESSION_ACTIONS,
+    SESSIONS,
     SHAPES,
     STP_MODES,
     SYMBOLS,
@@ -107,7 +109,13 @@ def _place(driver: Driver, rng: random.Random) -> None:
         rng.choice(EXPIRIES_S),
         rng.choice(MALFORMED),
         rng.choice(AFTERS_NS),
+        rng.choice(SESSIONS),
     )
+
+
+def _session(driver: Driver, rng: random.Random) -> None:
+    account = rng.choice((*TRADERS, GHOST))
+    driver.session(account, rng.choice(SESSIONS[1:]), rng.choice(SESSION_ACTIONS), 1)
 
 
 def _take(driver: Driver, rng: random.Random) -> None:
@@ -206,6 +214,7 @@ STEPS: tuple[tuple[Callable[[Driver, random.Random], None], int], ...] = (
     (_take, 20),
     (_quote, 5),
     (_resend, 3),
+    (_session, 2),
     (_cancel, 12),
     (_amend, 6),
     (_move_cash, 4),
