@@ -203,11 +203,13 @@ NEXT_TIMER, NEXT_GTD, NEXT_DAY = -1, -2, -3
 JUMPS_NS = (1, SECOND, 10 * SECOND, 16 * SECOND, 31 * SECOND, 61 * SECOND, 300 * SECOND,
             HOUR, NEXT_TIMER, NEXT_GTD, NEXT_DAY)  # fmt: skip
 CANCEL_KINDS = ("own", "own_by_cl_ord_id", "another's", "unknown")
-# Gateway sessions orders are placed through ("": none), and what a session may do: set its
-# cancel-on-disconnect scope, clear it, or end (exchange/disconnect.py). Session ids are shared
-# by every account here, which the gateway never does: the core must keep them apart anyway.
-SESSIONS = ("", "s1", "s2")
-SESSION_ACTIONS = ("session", "account", "", "end", "end")
+# Gateway sessions orders are placed through ("": none; each account has its own s1 and s2),
+# and what a session may do: set its cancel-on-disconnect scope, clear it, or end
+# (exchange/disconnect.py). "other" names alice's s1 from any account, which the gateway never
+# does: the core must keep accounts apart anyway.
+SESSIONS = ("", "s1", "s1", "s2")
+SESSION_NAMES = ("s1", "s2", "s1", "s2", "other")
+SESSION_ACTIONS = ("session", "session", "account", "", "end", "end")
 PERIODS = ("2030-Q1", "2030-Q2", "2030-Q3", "not a period!")
 PAYERS = (LICENSEE, LICENSEE, ISSUER, "alice", GHOST)
 CONTROLS = ("halt", "resume", "start_auction", "close")
@@ -537,7 +539,7 @@ class Driver:
             post_only=post_only,
             stp=stp,
             expire_ts_ns=expire_ts_ns,
-            session=session,
+            session=f"{account}-{session}" if session else "",
         )
         self.sent.append(command)
         return self.do(command, after_ns)
@@ -581,7 +583,9 @@ class Driver:
 
     def session(self, account: str, session: str, action: str, after_ns: int) -> Outcome:
         """Set a session's cancel-on-disconnect scope ("session", "account", ""), or end it
-        ("end"): then none of the orders its scope covers may stay open."""
+        ("end"): then none of the orders its scope covers may stay open. Mostly the account's
+        own session; "other" names alice's s1 whoever sends it."""
+        session = "alice-s1" if session == "other" else f"{account}-{session}"
         if action != "end":
             return self.do(SetCancelOnDisconnect(account, session, action), after_ns)
         state = self.exchange.state
@@ -591,7 +595,9 @@ class Driver:
         covered = (
             list(state.accounts[account].open_orders)
             if scope == "account"
-            else list(known.open_orders) if known is not None and scope == "session" else []
+            else list(known.open_orders)
+            if known is not None and scope == "session"
+            else []
         )
         outcome = self.do(EndSession(account, session), after_ns)
         if account in state.accounts:
@@ -838,7 +844,7 @@ class CoreMachine(RuleBasedStateMachine):
 
     @rule(
         account=st.sampled_from((*TRADERS, GHOST)),
-        session=st.sampled_from(SESSIONS[1:]),
+        session=st.sampled_from(SESSION_NAMES),
         action=st.sampled_from(SESSION_ACTIONS),
         after_ns=afters,
     )

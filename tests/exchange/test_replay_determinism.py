@@ -57,6 +57,7 @@ from tests.exchange.test_core_state_machine import (
     PAYERS,
     PERIODS,
     SESSION_ACTIONS,
+    SESSION_NAMES,
     SESSIONS,
     SHAPES,
     STP_MODES,
@@ -115,7 +116,7 @@ def _place(driver: Driver, rng: random.Random) -> None:
 
 def _session(driver: Driver, rng: random.Random) -> None:
     account = rng.choice((*TRADERS, GHOST))
-    driver.session(account, rng.choice(SESSIONS[1:]), rng.choice(SESSION_ACTIONS), 1)
+    driver.session(account, rng.choice(SESSION_NAMES), rng.choice(SESSION_ACTIONS), 1)
 
 
 def _take(driver: Driver, rng: random.Random) -> None:
@@ -214,7 +215,7 @@ STEPS: tuple[tuple[Callable[[Driver, random.Random], None], int], ...] = (
     (_take, 20),
     (_quote, 5),
     (_resend, 3),
-    (_session, 2),
+    (_session, 6),
     (_cancel, 12),
     (_amend, 6),
     (_move_cash, 4),
