@@ -621,8 +621,8 @@ class Gateway:
                     log.warning("the end of session %s not told: %s", session.session_id, error)
                     return
                 await asyncio.sleep(0.01)
-            except (Unavailable, SequencerStopped) as error:
-                log.warning("the end of session %s not told: %s", session.session_id, error)
+            except (Unavailable, SequencerStopped):  # Shutting down: the restart ends it.
+                log.info("session %s is left for the restart to end", session.session_id)
                 return
 
     def _set_cancel_on_disconnect(
