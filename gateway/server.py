@@ -55,9 +55,9 @@ Invariants:
   open orders this session placed (scope "session", the default; also those whose answer
   comes after the end), or every open order of the account (scope "account"). The exchange
   keeps it in its journaled state (exchange/disconnect.py): the gateway names each session
-  (PlaceOrder.session_id) and tells the exchange when one ends (EndSession, retried for up to
-  END_SESSION_RETRY_S under overload), and the cancels are made in that one command, with
-  reason "disconnect". A server that stops, cleanly or not, ends every session: the restart
+  (PlaceOrder.session_id) and tells the exchange when one ends (EndSession, retried while the
+  queue is full, for as long as the exchange runs); the cancels are made in that one command,
+  with reason "disconnect". A server that stops, cleanly or not, ends every session: the restart
   ends those its state still holds before it serves anyone (sequencer.end_stale_sessions).
 - Shutdown (SIGTERM/SIGINT, or `stop` set): stop accepting connections and commands, let the
   sequencer drain and fsync what is queued, send those answers, close every connection with
@@ -185,7 +185,10 @@ IN_FLIGHT_MAX = 64  # Requests of one connection awaiting their answer; then rea
 # Answers written and not yet sent (the client is not reading): then reading pauses too.
 WRITE_BACKLOG_MAX = 256 * 1024
 DRAIN_TIMEOUT_S = 10.0
-END_SESSION_RETRY_S = 5.0  # How long a session's end is retried while the queue is full.
+# A session's end meets a full queue: retried after this, doubling up to the max (its
+# cancels matter more than any new order, and each waiting end is one small coroutine).
+END_SESSION_RETRY_S = 0.01
+END_SESSION_RETRY_MAX_S = 0.2
 NO_SUCH_ORDER = "no such open order"  # The core's words, for an edge lookup that fails.
 TOKEN_REVOKED_CODE = 4001  # Close code of a session whose token was revoked.
 STOPPED = "the exchange stopped: reconnect after its restart"  # After a journal failure.
@@ -611,16 +614,14 @@ class Gateway:
         account = session.account
         assert account is not None
         command = EndSession(account, session.session_id)
-        deadline = time.monotonic() + END_SESSION_RETRY_S
+        wait_s = END_SESSION_RETRY_S
         while True:
             try:
                 await self.sequencer.submit(command)
                 return
-            except Overloaded as error:  # A full queue: wait a little, the cancels matter.
-                if time.monotonic() >= deadline:
-                    log.warning("the end of session %s not told: %s", session.session_id, error)
-                    return
-                await asyncio.sleep(0.01)
+            except Overloaded:  # A full queue: wait a little and retry, never give up.
+                await asyncio.sleep(wait_s)
+                wait_s = min(2 * wait_s, END_SESSION_RETRY_MAX_S)
             except (Unavailable, SequencerStopped):  # Shutting down: the restart ends it.
                 log.info("session %s is left for the restart to end", session.session_id)
                 return

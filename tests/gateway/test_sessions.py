@@ -15,8 +15,11 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from exchange.commands import Command, EndSession
+from exchange.core import Outcome
 from gateway import event_loop, sessions
 from gateway.client import ClientError, IpxClient, RequestFailed
+from gateway.sequencer import Overloaded
 from gateway.server import IN_FLIGHT_MAX, WRITE_BACKLOG_MAX, RunningServer, Session, run_server
 from tests.gateway.conftest import SYMBOL, Venue, list_the_market
 
@@ -300,6 +303,37 @@ async def test_cancel_on_disconnect_of_the_account_cancels_every_order_of_it(
             assert len((await again.request("orders.open"))["orders"]) == 1
         finally:
             await again.close()
+    finally:
+        await careful.close()
+        await other.close()
+
+
+async def test_the_end_of_a_session_that_meets_a_full_queue_is_retried_until_taken(
+    market: Venue, server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sequencer = server.gateway.sequencer
+    submit = sequencer.submit
+    refusals = 0
+
+    async def full_for_a_while(command: Command) -> Outcome:
+        nonlocal refusals
+        if isinstance(command, EndSession) and refusals < 8:  # ~1.5 s of a full queue.
+            refusals += 1
+            raise Overloaded("the command queue is full")
+        return await submit(command)
+
+    monkeypatch.setattr(sequencer, "submit", full_for_a_while)
+    careful, other = await market.client("alice"), await market.client("alice")
+    try:
+        await careful.request("session.cancel_on_disconnect", {"enabled": True})
+        await careful.place(SYMBOL, "buy", 1, "98.00")
+        await careful.close()
+        for _ in range(400):  # Bounded: 4 s.
+            if not (await other.request("orders.open"))["orders"]:
+                break
+            await asyncio.sleep(0.01)
+        assert (await other.request("orders.open"))["orders"] == []
+        assert refusals == 8
     finally:
         await careful.close()
         await other.close()
