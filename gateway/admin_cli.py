@@ -26,7 +26,7 @@ from exchange.commands import OpenAccount, Role
 from exchange.core import ADMIN_ACTOR
 from exchange.events import CommandRejected, Event
 from gateway import sessions
-from gateway.sequencer import recover
+from gateway.sequencer import end_stale_sessions, recover
 from ledger.errors import JournalError
 
 EXIT_OK = 0
@@ -67,6 +67,8 @@ def create_account(data_dir: str, account_id: str, role: Role) -> Event:
     """
     exchange, journal, _ = recover(data_dir)
     try:
+        # The last run's sessions first, as `ipx serve` would: before any timer can fire.
+        end_stale_sessions(exchange, journal)
         ts_ns = max(time.time_ns(), exchange.state.last_ts_ns + 1)
         outcome = exchange.handle(OpenAccount(ADMIN_ACTOR, account_id, role), ts_ns)
         journal.append_bodies([outcome.record])

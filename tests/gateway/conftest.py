@@ -26,11 +26,13 @@ import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
-from exchange.commands import Role
+from exchange.commands import Resume, Role, SetCancelOnDisconnect
 from gateway import sessions
 from gateway.admin_cli import create_account
 from gateway.client import IpxClient
 from gateway.server import RunningServer, run_server
+from ledger.file_store import FileJournal
+from tests.exchange import rulebook
 
 SYMBOL = "RS-US10123456B2"
 PATENT = "US10123456B2"
@@ -212,3 +214,19 @@ async def server(venue: Venue) -> AsyncIterator[RunningServer]:
 async def market(venue: Venue, server: RunningServer) -> Venue:
     await list_the_market(venue)
     return venue
+
+
+def stopped_in_an_auction(data_dir: Path, start_ts_ns: int) -> int:
+    """Journal into data_dir a run that stopped during an opening auction, with alice's bid
+    (placed through a session with cancel-on-disconnect) and the issuer's offer crossing, as
+    the rulebook's standard market from start_ts_ns; return when the auction ends."""
+    market = rulebook.Market()
+    market.ts_ns = start_ts_ns
+    market.pre_open()
+    market.do(Resume(rulebook.OPERATOR, rulebook.SYMBOL))
+    market.rest("alice", rulebook.BUY, 5, rulebook.REFERENCE, session="s-alice")
+    market.do(SetCancelOnDisconnect("alice", "s-alice", "session"))
+    market.rest(rulebook.ISSUER, rulebook.SELL, 5, rulebook.REFERENCE)
+    with FileJournal.open(data_dir) as journal:
+        journal.append_bodies(market.records)
+    return market.instrument().phase_until_ns

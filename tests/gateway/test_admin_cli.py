@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from exchange.events import Phase
 from gateway import sessions
 from gateway.cli import main
 from gateway.sequencer import recover
 from ledger.file_store import FileJournal
+from tests.exchange.rulebook import SYMBOL
+from tests.gateway.conftest import stopped_in_an_auction
 
 
 def test_accounts_create_journals_an_account(
@@ -27,6 +31,24 @@ def test_accounts_create_journals_an_account(
     journal.close()
     assert exchange.state.accounts["ops"].role.value == "operator"
     assert main(["ledger", "verify", data_dir]) == 0
+
+
+def test_accounts_create_first_ends_the_last_runs_sessions_as_a_server_start_would(
+    tmp_path: Path,
+) -> None:
+    # The journal stopped an hour ago, in an auction that has ended since: opening an account
+    # now lets that auction's timer fire, and alice's protected bid must be gone before it.
+    auction_end = stopped_in_an_auction(tmp_path, time.time_ns() - 3_600 * 10**9)
+    assert auction_end < time.time_ns()
+    assert (
+        main(["accounts", "create", "--data-dir", str(tmp_path), "zed", "--role", "investor"]) == 0
+    )
+    exchange, journal, _ = recover(str(tmp_path))
+    journal.close()
+    assert exchange.state.sessions == {}
+    assert exchange.state.instruments[SYMBOL].phase is Phase.CONTINUOUS  # The timer fired.
+    assert exchange.state.instruments[SYMBOL].trade_count == 0
+    assert exchange.state.accounts["alice"].open_orders == {}
 
 
 def test_accounts_create_refuses_while_a_server_holds_the_journal(

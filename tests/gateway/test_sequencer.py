@@ -13,7 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from exchange.commands import OpenAccount, Resume, Role, SetCancelOnDisconnect, Tick
+from exchange.commands import OpenAccount, Role, Tick
 from exchange.core import ADMIN_ACTOR, Exchange, Outcome
 from exchange.events import TradeExecuted
 from exchange.snapshot import SNAPSHOT_VERSION
@@ -28,6 +28,7 @@ from gateway.sequencer import (
 )
 from ledger.file_store import FileJournal, read_journal
 from tests.exchange import rulebook
+from tests.gateway.conftest import stopped_in_an_auction
 
 pytestmark = pytest.mark.asyncio
 
@@ -324,19 +325,9 @@ async def test_a_snapshot_this_code_cannot_read_is_skipped_for_a_full_replay(
 async def test_the_restart_ends_the_last_runs_sessions_before_any_timer_fires(
     tmp_path: Path,
 ) -> None:
-    # The last run stopped during an opening auction, with alice's protected bid and the
-    # issuer's offer crossing. The auction ended while it was down: the restart cancels
-    # alice's bid at the time of the last record, so the uncross after it has nothing to trade.
-    market = rulebook.Market()
-    market.pre_open()
-    market.do(Resume(rulebook.OPERATOR, rulebook.SYMBOL))
-    market.rest("alice", rulebook.BUY, 5, rulebook.REFERENCE, session="s-alice")
-    market.do(SetCancelOnDisconnect("alice", "s-alice", "session"))
-    market.rest(rulebook.ISSUER, rulebook.SELL, 5, rulebook.REFERENCE)
-    auction_end = market.instrument().phase_until_ns
-    journal = FileJournal.open(tmp_path)
-    journal.append_bodies(market.records)
-    journal.close()
+    # The auction ended while the exchange was down: the restart cancels alice's bid at the
+    # time of the last record, so the uncross after it has nothing to trade.
+    auction_end = stopped_in_an_auction(tmp_path, rulebook.START_TS_NS)
     exchange, journal, _ = recover(tmp_path)
     try:
         assert sequencer_module.end_stale_sessions(exchange, journal) == 1
