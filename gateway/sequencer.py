@@ -2,9 +2,10 @@
 
 Invariants:
 - Every state-changing command goes through one bounded queue to this one task; nothing else
-  calls `Exchange.handle` while it runs (before it starts, end_stale_sessions does).
-  ts_ns = max(wall clock, previous ts_ns + 1): strictly increasing, so replaying the journal
-  sees the same times in the same order.
+  calls `Exchange.handle` while it runs. ts_ns = max(wall clock, previous ts_ns + 1): strictly
+  increasing, so replaying the journal sees the same times in the same order. The one
+  exception is the first batch of a restart (end_stale_sessions): the last run's sessions
+  end at the time of its last record, so that no timer fires before their cancels.
 - Durable before visible: a batch (everything queued, up to BATCH_MAX commands) is handled,
   its record bodies are sealed and appended with ONE fsync (FileJournal.append_sealed), and
   only then is each command's sender told (its future resolved, or its callback called) and
@@ -178,28 +179,33 @@ def recover(data_dir: str | os.PathLike[str]) -> tuple[Exchange, FileJournal, Re
     return exchange, journal, recovery
 
 
-def end_stale_sessions(exchange: Exchange, journal: FileJournal) -> int:
-    """End every gateway session the recovered state still holds; return how many.
+def stale_session_ends(exchange: Exchange) -> list[EndSession]:
+    """An EndSession for every gateway session the recovered state still holds.
 
     Every session of the last run ended with it, so their cancel-on-disconnect is due
-    (exchange/disconnect.py). Called once, after recovery and before the sequencer starts, so
-    the cancels come before any client's command. They are handled at the time of the last
-    record, so no timer fires first (an auction that ended while the server was down uncrosses
-    without the orders of sessions that asked for them to be canceled), and journaled in one
-    batch (one fsync) before anything is served.
+    (exchange/disconnect.py). They are to be handled first, before any client's command, and
+    at the time of the last record, so that no timer fires first: an auction that ended while
+    the server was down must uncross without the orders whose sessions asked for them to be
+    canceled (Sequencer.end_stale_sessions; end_stale_sessions for a stopped exchange).
+    """
+    return [
+        EndSession(session.account, session_id)
+        for session_id, session in exchange.state.sessions.items()
+    ]
+
+
+def end_stale_sessions(exchange: Exchange, journal: FileJournal) -> int:
+    """On a stopped exchange: handle and journal stale_session_ends (one fsync); return how many.
 
     Raises:
         ledger.errors.JournalError: the batch could not be made durable.
     """
-    sessions = [
-        (session.account, session_id) for session_id, session in exchange.state.sessions.items()
-    ]
-    if not sessions:
-        return 0
-    ts_ns = exchange.state.last_ts_ns
-    bodies = [exchange.handle(EndSession(*names), ts_ns).record for names in sessions]
-    journal.append_sealed(seal_batch(journal.last_hash, bodies))
-    return len(sessions)
+    ends = stale_session_ends(exchange)
+    if ends:
+        ts_ns = exchange.state.last_ts_ns
+        bodies = [exchange.handle(end, ts_ns).record for end in ends]
+        journal.append_sealed(seal_batch(journal.last_hash, bodies))
+    return len(ends)
 
 
 class Sequencer:
@@ -363,7 +369,20 @@ class Sequencer:
         if self._clock() >= self.exchange.state.next_timer_ns and self._failure is None:
             self._process([(Tick(SEQUENCER_ACTOR), _ignore)])
 
-    def _process(self, batch: list[tuple[Command, OnOutcome]]) -> None:
+    def end_stale_sessions(self) -> int:
+        """Handle stale_session_ends as the first batch, at the last record's time; return how
+        many. Called once, before run() and before anyone is served: its outcomes reach the
+        observers and subscribers (market data, publishers) like any batch's.
+
+        Raises:
+            ledger.errors.JournalError: the batch could not be made durable.
+        """
+        ends = stale_session_ends(self.exchange)
+        if ends:
+            self._process([(end, _ignore) for end in ends], self.exchange.state.last_ts_ns)
+        return len(ends)
+
+    def _process(self, batch: list[tuple[Command, OnOutcome]], at_ts_ns: int = 0) -> None:
         # Handle, then one fsync, then release: no await in between (see the module docstring).
         exchange = self.exchange
         outcomes: list[Outcome] = []
@@ -371,7 +390,7 @@ class Sequencer:
         observers = self._observers
         try:
             for command, _ in batch:
-                ts_ns = max(self._clock(), self._last_ts_ns + 1)
+                ts_ns = at_ts_ns or max(self._clock(), self._last_ts_ns + 1)
                 self._last_ts_ns = ts_ns
                 outcome = exchange.handle(command, ts_ns)
                 outcomes.append(outcome)

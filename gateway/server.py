@@ -158,7 +158,6 @@ from gateway.sequencer import (
     Sequencer,
     SequencerStopped,
     Unavailable,
-    end_stale_sessions,
     recover,
 )
 from gateway.sessions import (
@@ -1636,14 +1635,6 @@ async def run_server(
         recovery.replayed_records,
         recovery.seconds,
     )
-    try:
-        ended = end_stale_sessions(exchange, journal)
-    except BaseException:
-        journal.close()
-        raise
-    if ended:
-        log.info("ended %d sessions of the last run (their cancel-on-disconnect)", ended)
-        recovery = dataclasses.replace(recovery, sessions_ended=ended)
     heap.settle()  # The recovered state and everything imported live as long as the process.
     sequencer = Sequencer(exchange, journal, queue_max=queue_max)
     gateway = Gateway(
@@ -1672,6 +1663,16 @@ async def run_server(
         mqtt.start()
         gateway.add_publisher(_MqttFeed(mqtt))
         gateway.liquidity_sinks.append(mqtt.publish_liquidity)
+    # Before anyone is served, and through the gateway's observers and publishers like any
+    # batch: the last run's sessions end, and their cancel-on-disconnect is applied.
+    try:
+        ended = sequencer.end_stale_sessions()
+    except BaseException:
+        journal.close()
+        raise
+    if ended:
+        log.info("ended %d sessions of the last run (their cancel-on-disconnect)", ended)
+        gateway.recovery = dataclasses.replace(recovery, sessions_ended=ended)
     sequencer_task = asyncio.create_task(sequencer.run(), name="sequencer")
     server = await serve(
         gateway.handle_connection,

@@ -30,7 +30,7 @@ from exchange.commands import Resume, Role, SetCancelOnDisconnect
 from gateway import sessions
 from gateway.admin_cli import create_account
 from gateway.client import IpxClient
-from gateway.server import RunningServer, run_server
+from gateway.server import Gateway, RunningServer, run_server
 from ledger.file_store import FileJournal
 from tests.exchange import rulebook
 
@@ -230,3 +230,13 @@ def stopped_in_an_auction(data_dir: Path, start_ts_ns: int) -> int:
     with FileJournal.open(data_dir) as journal:
         journal.append_bodies(market.records)
     return market.instrument().phase_until_ns
+
+
+async def sessions_ended(gateway: Gateway) -> None:
+    """Wait (bounded) until the exchange holds no gateway session: the EndSession a closed
+    client's connection sends (it had open orders) is journaled."""
+    for _ in range(250):
+        if not gateway.state.sessions:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"sessions not ended: {list(gateway.state.sessions)}")

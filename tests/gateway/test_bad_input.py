@@ -34,7 +34,7 @@ from exchange.core import Exchange, Outcome
 from exchange.events import CommandRejected, OrderRejected
 from gateway import protocol
 from gateway.server import RunningServer, run_server
-from tests.gateway.conftest import SYMBOL, Venue, list_the_market
+from tests.gateway.conftest import SYMBOL, Venue, list_the_market, sessions_ended
 
 pytestmark = pytest.mark.asyncio
 
@@ -295,11 +295,7 @@ async def test_ten_thousand_bad_frames_change_nothing(
     victim = await issuer.place(SYMBOL, "sell", 10, "101.00")
     await alice.close()
     await issuer.close()
-    for _ in range(250):  # Their sessions' ends (EndSession) are journaled before the watch.
-        if not gateway.state.sessions:
-            break
-        await asyncio.sleep(0.01)
-    assert not gateway.state.sessions
+    await sessions_ended(gateway)  # Their EndSession records come before the watch.
     gateway.sequencer.observe(watch)
     before = market_digest(gateway.sequencer.exchange)
     generator = Generator(random.Random(seed), victim["order_id"])

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gateway.server import RunningServer, run_server
-from tests.gateway.conftest import SYMBOL, Venue, list_the_market, prepare_data_dir
+from tests.gateway.conftest import SYMBOL, Venue, list_the_market, prepare_data_dir, sessions_ended
 from tests.integrations.conftest import REDIS_HOST, REDIS_PORT, require_service
 
 pytestmark = pytest.mark.asyncio
@@ -102,6 +102,7 @@ async def test_verbose_readyz_shows_the_redis_integration(tmp_path: Path) -> Non
                 await alice.place(SYMBOL, "buy", 10, "100.00")
             finally:
                 await alice.close()
+            await sessions_ended(running.gateway)
             last_seq = running.gateway.sequencer.exchange.seq
             deadline = asyncio.get_running_loop().time() + WAIT_S
             while True:

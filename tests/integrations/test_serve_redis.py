@@ -11,7 +11,7 @@ from typing import cast
 import pytest
 import redis.asyncio as redis
 
-from gateway.redis_publisher import operator_key, stream_key, ticker_key
+from gateway.redis_publisher import bbo_key, operator_key, stream_key, ticker_key
 from gateway.server import run_server
 from tests.gateway.conftest import (
     SYMBOL,
@@ -61,3 +61,45 @@ async def test_a_served_trade_reaches_the_instrument_stream_and_the_ticker_hash(
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+async def test_the_restarts_cancel_on_disconnect_reaches_redis_like_any_batch(
+    tmp_path: Path, redis_service: tuple[str, int]
+) -> None:
+    # The last run stopped with alice's protected bid the best; the restart cancels it before
+    # it serves anyone, and subscribers of Redis see the bid go as they see any cancel.
+    host, port = redis_service
+    url = f"redis://{host}:{port}/0"
+    prefix = f"ipx-test-{secrets.token_hex(4)}"
+    venue = prepare_data_dir(os.fspath(tmp_path))
+    client = redis.Redis.from_url(url)
+    try:
+        async with run_server(venue.data_dir, redis_url=url, redis_prefix=prefix) as running:
+            venue.url = running.url
+            await list_the_market(venue)
+            alice = await venue.client("alice")
+            await alice.request("session.cancel_on_disconnect", {"enabled": True})
+            await alice.place(SYMBOL, "buy", 3, "98.00")
+            await _bbo_best_bid(client, prefix, b"98.00")
+        await alice.close()  # The server stopped with the session open.
+        async with run_server(venue.data_dir, redis_url=url, redis_prefix=prefix) as running:
+            ended_at = running.gateway.sequencer.exchange.seq
+            assert running.gateway.recovery is not None
+            assert running.gateway.recovery.sessions_ended == 1
+            bbo = await _bbo_best_bid(client, prefix, b"")
+            assert int(bbo[b"journal_seq"]) == ended_at
+    finally:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+async def _bbo_best_bid(client: redis.Redis, prefix: str, price: bytes) -> dict[bytes, bytes]:
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while asyncio.get_running_loop().time() < deadline:
+        bbo = cast(dict[bytes, bytes], await client.hgetall(bbo_key(prefix, SYMBOL)))
+        if bbo.get(b"best_bid") == price:
+            return bbo
+        await asyncio.sleep(0.05)
+    pytest.fail(f"the bbo hash never had best_bid {price!r}: {bbo}")
