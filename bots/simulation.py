@@ -183,7 +183,7 @@ async def set_up(
         token = await market.open_bot_account(operator, config.data_dir, account, role)
         client = await IpxClient.connect(config.url, token)
         if agent.kind == "market_maker":  # As real ones do: no stale quotes after a drop.
-            await client.request("session.cancel_on_disconnect", {"enabled": True})
+            await client.cancel_on_disconnect()
         view = AccountView(account, terms, last_seq=(await client.subscribe_executions())["seq"])
         for currency in currencies:
             cash = CASH_MINOR.get(agent.kind, DEFAULT_CASH_MINOR)

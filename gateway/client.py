@@ -383,6 +383,12 @@ class IpxClient:
         params: dict[str, Any] = {"order_id": order_id} if order_id else {"cl_ord_id": cl_ord_id}
         return await self.request("order.status", params)
 
+    async def cancel_on_disconnect(self, scope: str = "session", *, enabled: bool = True) -> Any:
+        """Have this connection's end (a server restart included) cancel the open orders it
+        placed (scope "session") or every open order of the account ("account")."""
+        params = {"enabled": enabled, "scope": scope}
+        return await self.request("session.cancel_on_disconnect", params)
+
     async def subscribe_executions(self) -> Any:
         """Receive this account's execution reports in `pushes` from now on."""
         return await self.request("executions.subscribe")

@@ -176,7 +176,7 @@ async def _protected_orders(venue: Venue) -> list[IpxClient]:
     careful, casual = await venue.client("alice"), await venue.client("alice")
     bob, bobs_other = await venue.client("bob"), await venue.client("bob")
     await careful.request("session.cancel_on_disconnect", {"enabled": True})
-    await bob.request("session.cancel_on_disconnect", {"enabled": True, "scope": "account"})
+    await bob.cancel_on_disconnect("account")  # The client's helper for the same request.
     await careful.place(SYMBOL, "buy", 1, "98.00", cl_ord_id="a1")
     await careful.place(SYMBOL, "buy", 2, "97.50", cl_ord_id="a2")
     await casual.place(SYMBOL, "buy", 3, "97.00", cl_ord_id="kept")
