@@ -179,7 +179,8 @@ HEARTBEAT_INTERVAL_S = 1.0
 LIQUIDITY_UPDATE_MIN_NS = 100_000_000  # Per symbol, between two change-driven updates.
 SLOW_CLOSE_TIMEOUT_S = 1.0
 CONNECTIONS_PER_TOKEN_MAX = 16  # Beyond it a new connection is closed with 1008.
-RATE_LIMITED_METHODS = frozenset({"order.place", "order.amend"})  # Cancels are never limited.
+# Cancels are never limited; session.cancel_on_disconnect is charged in its handler.
+RATE_LIMITED_METHODS = frozenset({"order.place", "order.amend"})
 IN_FLIGHT_MAX = 64  # Requests of one connection awaiting their answer; then reading pauses.
 # Answers written and not yet sent (the client is not reading): then reading pauses too.
 WRITE_BACKLOG_MAX = 256 * 1024
@@ -629,6 +630,7 @@ class Gateway:
         self, session: Session, params: protocol.CancelOnDisconnectParams
     ) -> Sequenced:
         assert session.account is not None
+        self._admit(session.account)  # Journaled like an order: the same budget.
         session.asked_cancel_on_disconnect = True
         scope = params.scope if params.enabled else ""
         command = SetCancelOnDisconnect(session.account, session.session_id, scope)

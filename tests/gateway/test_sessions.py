@@ -224,6 +224,10 @@ async def test_orders_beyond_the_rate_get_429_but_cancels_still_pass(venue: Venu
             for order in placed:
                 canceled = await alice.cancel(order_id=order["order_id"])
                 assert canceled["status"] == "canceled"
+            # Each setting of cancel-on-disconnect is journaled: it spends the same budget.
+            with pytest.raises(RequestFailed) as refused:
+                await alice.cancel_on_disconnect()
+            assert (refused.value.status, refused.value.code) == (429, "RATE_LIMITED")
         finally:
             await alice.close()
 
