@@ -28,11 +28,15 @@ from exchange.context import Context
 from exchange.events import CancelOnDisconnectSet, Event, SessionEnded
 from exchange.reasons import Reject
 from exchange.state import Account, ExchangeState, GatewaySession
-from exchange.trading import Rejection, cancel_open_orders, cancel_orders_of
+from exchange.trading import (
+    SESSION_ID_LENGTH_MAX,
+    Rejection,
+    cancel_open_orders,
+    cancel_orders_of,
+)
 from matching.orders import CancelReason
 
 SCOPES = ("", "session", "account")
-SESSION_ID_LENGTH_MAX = 64
 _DISCONNECT = CancelReason.DISCONNECT
 
 

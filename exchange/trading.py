@@ -20,9 +20,11 @@ order with a price or a limit order without one (VALIDATION_ERROR), a price that
 whole number of ticks (INVALID_PRICE_INCREMENT). Those come before every check below, and a
 request refused there is not a command: nothing is journaled and no cl_ord_id is taken.
  1. FORBIDDEN (unknown actor, or an operator account) / ACCOUNT_SUSPENDED (kill switch)
- 2. VALIDATION_ERROR: cl_ord_id empty or longer than CL_ORD_ID_LENGTH_MAX
+ 2. VALIDATION_ERROR: cl_ord_id empty or longer than CL_ORD_ID_LENGTH_MAX, or a session_id
+    longer than SESSION_ID_LENGTH_MAX
  3. idempotency: the same cl_ord_id today with the same command returns the first outcome;
     with a different command: DUPLICATE_CL_ORD_ID
+ 3a. LIMIT_EXCEEDED: the account already has OPEN_ORDERS_PER_ACCOUNT_MAX open orders
  4. UNKNOWN_SYMBOL
  5. MARKET_CLOSED (closed, delisted) / TRADING_HALTED (halted)
  6. VALIDATION_ERROR: a sell in an offering, or a bid of its issuer; a market order with a
@@ -77,6 +79,13 @@ from matching.limits import QUANTITY_UNITS_MAX
 from matching.orders import CancelReason, OrderType, RejectReason, Side, StpMode, TimeInForce
 
 CL_ORD_ID_LENGTH_MAX = 36
+SESSION_ID_LENGTH_MAX = 64
+# Open orders per account. It bounds what one command may have to cancel (CancelAll, the kill
+# switch, the end of a session with cancel-on-disconnect) to one journal record of about
+# 3.5 MB, well inside a frame (ledger/frames.py: FRAME_PAYLOAD_BYTES_MAX, 16 MiB; ~35 bytes a
+# canceled order). Without it, a session's end over ~480,000 orders could not be journaled,
+# and a restart, which must end that session first, could never complete.
+OPEN_ORDERS_PER_ACCOUNT_MAX = 100_000
 OFFERING_CL_ORD_ID = "offering"  # The issuer's sell order in an offering auction.
 
 _BUY = Side.BUY
@@ -168,6 +177,14 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
             Reject.VALIDATION_ERROR,
             f"cl_ord_id must have 1 to {CL_ORD_ID_LENGTH_MAX} characters",
         )
+    if len(command.session_id) > SESSION_ID_LENGTH_MAX:  # One no EndSession could name.
+        return _order_rejected(
+            ctx,
+            account,
+            command,
+            Reject.VALIDATION_ERROR,
+            f"session_id must have at most {SESSION_ID_LENGTH_MAX} characters",
+        )
     key = (actor, cl_ord_id)
     client_orders = state.client_orders
     previous = client_orders.get(key)
@@ -182,6 +199,11 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
             f"cl_ord_id {cl_ord_id!r} was already used today for another order",
         )
     try:
+        if len(account.open_orders) >= OPEN_ORDERS_PER_ACCOUNT_MAX:
+            raise Rejection(
+                Reject.LIMIT_EXCEEDED,
+                f"the account has {OPEN_ORDERS_PER_ACCOUNT_MAX} open orders, the most it may",
+            )
         instrument, price_ticks, asset, reservation = _check_new_order(state, ctx, command)
     except Rejection as rejection:
         reply = _order_rejected(ctx, account, command, rejection.reason, rejection.message)

@@ -1648,10 +1648,11 @@ async def run_server(
         outbox_max=outbox_max,
         recovery=recovery,
     )
+    writers: list[Callable[[], object]] = []  # The publishers' writer tasks, to start.
     if redis_url:
         redis = RedisPublisher(redis_url, prefix=redis_prefix)
-        redis.start()
         gateway.add_publisher(redis)
+        writers.append(redis.start)
     if mqtt_url:
         mqtt_host, mqtt_port = _mqtt_address(mqtt_url)
         mqtt = MqttPublisher(
@@ -1662,9 +1663,9 @@ async def run_server(
             prefix=mqtt_prefix,
             identifier=f"ipx-gateway-{os.getpid()}",
         )
-        mqtt.start()
         gateway.add_publisher(_MqttFeed(mqtt))
         gateway.liquidity_sinks.append(mqtt.publish_liquidity)
+        writers.append(mqtt.start)
     # Before anyone is served, and through the gateway's observers and publishers like any
     # batch: the last run's sessions end, and their cancel-on-disconnect is applied.
     try:
@@ -1675,6 +1676,10 @@ async def run_server(
     if ended:
         log.info("ended %d sessions of the last run (their cancel-on-disconnect)", ended)
         gateway.recovery = dataclasses.replace(recovery, sessions_ended=ended)
+    # The publishers' writers start only now: they send what was queued, that batch included,
+    # and a failure above leaves nothing running.
+    for start in writers:
+        start()
     sequencer_task = asyncio.create_task(sequencer.run(), name="sequencer")
     server = await serve(
         gateway.handle_connection,

@@ -6,17 +6,28 @@ from collections.abc import Iterator
 
 import pytest
 
-from exchange.commands import EndSession, SetCancelOnDisconnect
+from exchange import trading
+from exchange.commands import Deposit, EndSession, SetCancelOnDisconnect
 from exchange.core import Exchange, Outcome
-from exchange.events import CancelOnDisconnectSet, OrderCanceled, SessionEnded
+from exchange.events import (
+    CancelOnDisconnectSet,
+    OrderAccepted,
+    OrderCanceled,
+    OrderRejected,
+    SessionEnded,
+)
 from exchange.reasons import Reject
+from ledger.frames import FRAME_PAYLOAD_BYTES_MAX, seal_batch
+from ledger.records import GENESIS_HASH, encode_record
 from matching.orders import CancelReason
 from tests.exchange import rulebook
 from tests.exchange.rulebook import (
     BUY,
     CASH,
     ISSUER,
+    OPERATOR,
     SELL,
+    USD,
     Market,
     accepted,
     buy_need,
@@ -172,3 +183,47 @@ def test_sessions_survive_a_snapshot_and_end_the_same_after_it(market: Market) -
         assert restored.handle(EndSession(account, session), ts_ns).events == expected.events
         ts_ns += 1
     assert restored.state_hash() == market.exchange.state_hash()
+
+
+def test_a_session_id_no_end_could_name_is_refused(market: Market) -> None:
+    market.trading()
+    market.refused(
+        market.order("alice", BUY, 1, 990, session="s" * 65), Reject.VALIDATION_ERROR, "session_id"
+    )
+    assert market.exchange.state.sessions == {}
+
+
+def test_an_account_has_at_most_so_many_open_orders(
+    monkeypatch: pytest.MonkeyPatch,
+    market: Market,  # Unpatched after the market's replay.
+) -> None:
+    monkeypatch.setattr(trading, "OPEN_ORDERS_PER_ACCOUNT_MAX", 3)
+    market.trading()
+    first = [market.rest("alice", BUY, 1, 990 - index, session="s1") for index in range(3)]
+    market.refused(market.order("alice", BUY, 1, 980), Reject.LIMIT_EXCEEDED, "3 open orders")
+    market.rest("bob", BUY, 1, 980)  # Per account.
+    market.cancel("alice", first[0])
+    market.rest("alice", BUY, 1, 980)
+
+
+def test_the_largest_cancel_one_command_can_make_fits_in_one_journal_frame() -> None:
+    # An account at the cap, every order placed through one session with scope "account":
+    # its end cancels them all in one record, which must be journaled (else a restart, which
+    # ends the session first, could never complete).
+    market = Market()
+    market.trading()
+    market.do(Deposit(OPERATOR, "carol", USD, 10**12))
+    _set(market, "carol", "big", "account")
+    exchange, cap = market.exchange, trading.OPEN_ORDERS_PER_ACCOUNT_MAX
+    ts_ns = market.ts_ns
+    for index in range(cap):  # Straight to the core: the rulebook's checks walk every book.
+        ts_ns += 1
+        order = market.order("carol", BUY, 1, 900 + index % 100, cl=f"o{index}", session="big")
+        assert isinstance(exchange.handle(order, ts_ns).reply, OrderAccepted)
+    refused = exchange.handle(market.order("carol", BUY, 1, 950, session="big"), ts_ns + 1)
+    assert isinstance(refused.reply, OrderRejected)
+    assert refused.reply.reason is Reject.LIMIT_EXCEEDED
+    ended = exchange.handle(EndSession("carol", "big"), ts_ns + 2)
+    assert ended.reply == SessionEnded("carol", "big", cap)
+    (frame,) = seal_batch(GENESIS_HASH, [ended.record]).records
+    assert len(encode_record(frame)) < FRAME_PAYLOAD_BYTES_MAX // 2
