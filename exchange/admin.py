@@ -64,6 +64,7 @@ from exchange.trading import (
     Rejection,
     apply_book_events,
     cancel_orders_of,
+    report,
 )
 from ledger.records import BANK_ACCOUNT, ISSUANCE_ACCOUNT, Bucket, Posting
 from matching.events import OrderAccepted
@@ -116,14 +117,6 @@ def _check_amount(amount_minor: int, what: str) -> None:
 # Accounts and cash.
 
 
-def _report(state: ExchangeState, ctx: Context, account_id: str, event: Event) -> None:
-    # A private event: emitted, and numbered in its account's execution reports.
-    ctx.events.append(event)
-    account = state.accounts.get(account_id)
-    if account is not None:
-        account.execution_seq += 1
-
-
 def open_account(state: ExchangeState, ctx: Context, command: OpenAccount) -> Event:
     account_id = command.account_id
     _require(
@@ -138,7 +131,7 @@ def open_account(state: ExchangeState, ctx: Context, command: OpenAccount) -> Ev
     )
     state.accounts[account_id] = Account(account_id, command.role)
     event = AccountOpened(account_id, command.role)
-    _report(state, ctx, account_id, event)
+    report(state, ctx, account_id, event)
     return event
 
 
@@ -163,7 +156,7 @@ def deposit(state: ExchangeState, ctx: Context, command: Deposit) -> Event:
         ]
     )
     event = CashDeposited(command.account_id, command.currency, command.amount_minor)
-    _report(state, ctx, command.account_id, event)
+    report(state, ctx, command.account_id, event)
     return event
 
 
@@ -189,7 +182,7 @@ def withdraw(state: ExchangeState, ctx: Context, command: Withdraw) -> Event:
         ]
     )
     event = CashWithdrawn(command.account_id, command.currency, command.amount_minor)
-    _report(state, ctx, command.account_id, event)
+    report(state, ctx, command.account_id, event)
     return event
 
 
@@ -206,7 +199,7 @@ def list_asset(state: ExchangeState, ctx: Context, command: ListAsset) -> Event:
         Reject.VALIDATION_ERROR,
         f"patent id {command.patent_id!r} is not like US10123456B2",
     )
-    family = (command.patent_id, *command.family)
+    family = _family_of(command)
     _require(
         len(command.family) <= FAMILY_MAX
         and all(PATENT_ID.match(member) is not None for member in command.family)
@@ -362,7 +355,7 @@ def issue_shares(state: ExchangeState, ctx: Context, command: IssueShares) -> Ev
     event = SharesIssued(
         command.symbol, command.patent_id, command.issuer_account, command.total_units
     )
-    _report(state, ctx, command.issuer_account, event)
+    report(state, ctx, command.issuer_account, event)
     set_phase(ctx, instrument, Phase.PRE_OPEN, "shares issued")
     return event
 
@@ -486,7 +479,7 @@ def distribute_royalty(state: ExchangeState, ctx: Context, command: DistributeRo
     total_units = sum(holdings.values())
     for account, amount in shares.items():
         paid = RoyaltyPaid(account, symbol, command.period_id, holdings[account], amount)
-        _report(state, ctx, account, paid)
+        report(state, ctx, account, paid)
     period = RoyaltyPeriod(
         command.period_id, ctx.seq, ctx.ts_ns, command.amount_minor, total_units, payer
     )
@@ -572,5 +565,5 @@ def kill_switch(state: ExchangeState, ctx: Context, command: KillSwitch) -> Even
     if command.engaged:
         cancel_orders_of(state, ctx, command.account_id, "", CancelReason.KILL_SWITCH)
     event = KillSwitchChanged(command.account_id, command.engaged)
-    _report(state, ctx, command.account_id, event)
+    report(state, ctx, command.account_id, event)
     return event

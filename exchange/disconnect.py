@@ -27,12 +27,13 @@ from exchange.commands import EndSession, SetCancelOnDisconnect
 from exchange.context import Context
 from exchange.events import CancelOnDisconnectSet, Event, SessionEnded
 from exchange.reasons import Reject
-from exchange.state import Account, ExchangeState, GatewaySession
+from exchange.state import ExchangeState, GatewaySession
 from exchange.trading import (
     SESSION_ID_LENGTH_MAX,
     Rejection,
     cancel_open_orders,
     cancel_orders_of,
+    report,
 )
 from matching.orders import CancelReason
 
@@ -44,7 +45,7 @@ def set_cancel_on_disconnect(
     state: ExchangeState, ctx: Context, command: SetCancelOnDisconnect
 ) -> Event:
     """Set (scope "session" or "account") or clear (scope "") what the session's end cancels."""
-    account = _account(state, command.actor)
+    _require_account(state, command.actor)
     session_id = _checked_session_id(command.session_id)
     scope = command.scope
     if scope not in SCOPES:
@@ -60,14 +61,13 @@ def set_cancel_on_disconnect(
         if not scope and not session.open_orders:
             del state.sessions[session_id]
     event = CancelOnDisconnectSet(command.actor, session_id, scope)
-    ctx.events.append(event)
-    account.execution_seq += 1
+    report(state, ctx, command.actor, event)
     return event
 
 
 def end_session(state: ExchangeState, ctx: Context, command: EndSession) -> Event:
     """Apply the session's cancel-on-disconnect and forget the session."""
-    account = _account(state, command.actor)
+    _require_account(state, command.actor)
     session_id = _checked_session_id(command.session_id)
     session = state.sessions.get(session_id)
     canceled = 0
@@ -81,16 +81,13 @@ def end_session(state: ExchangeState, ctx: Context, command: EndSession) -> Even
             del state.order_sessions[order_id]
         del state.sessions[session_id]
     event = SessionEnded(command.actor, session_id, canceled)
-    ctx.events.append(event)
-    account.execution_seq += 1
+    report(state, ctx, command.actor, event)
     return event
 
 
-def _account(state: ExchangeState, actor: str) -> Account:
-    account = state.accounts.get(actor)
-    if account is None:
+def _require_account(state: ExchangeState, actor: str) -> None:
+    if actor not in state.accounts:
         raise Rejection(Reject.FORBIDDEN, f"no account {actor!r}")
-    return account
 
 
 def _checked_session_id(session_id: str) -> str:

@@ -252,11 +252,8 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
         ctx.timers_changed = True
     ctx.postings.append(ctx.balances.hold(actor, asset, reservation))
     reply = apply_book_events(state, ctx, instrument, book_result)
-    fills = ctx.taker_fills
-    if fills:  # A resend is answered with these fills too (its own outcome has none).
-        client_orders[key] = ClientOrder(command, order_id, reply, tuple(fills))
-    else:
-        client_orders[key] = ClientOrder(command, order_id, reply)
+    fills = ctx.taker_fills  # A resend is answered with these too (its outcome has none).
+    client_orders[key] = ClientOrder(command, order_id, reply, tuple(fills) if fills else ())
     return reply
 
 
@@ -289,6 +286,17 @@ def forget_session_order(state: ExchangeState, order_id: int) -> None:
     del session.open_orders[order_id]
     if not session.open_orders and not session.cancel_scope:
         del state.sessions[session_id]
+
+
+def report(state: ExchangeState, ctx: Context, account_id: str, event: Event) -> None:
+    """Emit a private event and number it in its account's execution reports (if it has one).
+
+    The order events on the hot path count inline instead (apply_book_events, _settle_fill).
+    """
+    ctx.events.append(event)
+    account = state.accounts.get(account_id)
+    if account is not None:
+        account.execution_seq += 1
 
 
 def _actor_refusal(actor: str, account: Account | None) -> Rejection:
@@ -829,8 +837,7 @@ def cancel_all(state: ExchangeState, ctx: Context, command: CancelAll) -> Event:
     reason = CancelReason.USER if command.actor == command.account_id else CancelReason.OPERATOR
     count = cancel_orders_of(state, ctx, command.account_id, command.symbol, reason)
     reply = AllOrdersCanceled(command.account_id, command.symbol, count)
-    ctx.events.append(reply)
-    state.accounts[command.account_id].execution_seq += 1
+    report(state, ctx, command.account_id, reply)
     return reply
 
 

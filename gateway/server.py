@@ -90,7 +90,7 @@ import secrets
 import ssl
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -225,7 +225,6 @@ class Session:
     # Whether it ever asked for cancel-on-disconnect. Its end is told to the exchange
     # (EndSession) if so, or if the exchange holds open orders it placed.
     asked_cancel_on_disconnect: bool = False
-    ended: bool = False  # The connection is gone; answers still due are not written.
 
     def open_outbox(self, outbox_max: int) -> None:
         if self.writer is not None and self.writer.done():
@@ -569,7 +568,6 @@ class Gateway:
         finally:
             self._unsubscribe(session)
             self._unregister(session)
-            session.ended = True
             if session.asked_cancel_on_disconnect or session.session_id in self.state.sessions:
                 await self._end_session(session)
 
@@ -967,11 +965,8 @@ class Gateway:
                 self._close_later(session, TOKEN_REVOKED_CODE, "token revoked")
 
     def _close_later(self, session: Session, code: int, reason: str) -> None:
-        self._track(session.connection.close(code, reason))
-
-    def _track(self, work: Coroutine[Any, Any, None]) -> None:
         # A task kept until done (the loop holds only weak references to tasks).
-        task = asyncio.create_task(work)
+        task = asyncio.create_task(session.connection.close(code, reason))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
