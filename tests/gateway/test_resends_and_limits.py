@@ -104,18 +104,22 @@ async def _place_then_hang_up(venue: Venue, resent: Resent) -> dict[str, Any]:
     return first
 
 
-@pytest.mark.parametrize("resent", RESENDS)
-async def test_a_resend_on_a_new_connection_names_the_same_order_once(
-    market: Venue, resent: Resent
-) -> None:
-    first = await _place_then_hang_up(market, resent)
-    alice = await market.client("alice")
+async def _resend_on_a_new_connection(venue: Venue, resent: Resent, first: dict[str, Any]) -> None:
+    alice = await venue.client("alice")
     try:
         again = await alice.request("order.place", resent.order)
         assert again == first  # Fills included: the first outcome's.
         await _assert_placed_once(alice, resent, first)
     finally:
         await alice.close()
+
+
+@pytest.mark.parametrize("resent", RESENDS)
+async def test_a_resend_on_a_new_connection_names_the_same_order_once(
+    market: Venue, resent: Resent
+) -> None:
+    first = await _place_then_hang_up(market, resent)
+    await _resend_on_a_new_connection(market, resent, first)
 
 
 @pytest.mark.parametrize("resent", RESENDS)
@@ -136,13 +140,7 @@ async def test_a_resend_after_a_restart_gets_the_first_outcome_and_no_second_ord
         venue.url = running.url
         recovery = running.gateway.recovery
         assert recovery is not None and (recovery.snapshot_seq > 0) == from_snapshot
-        alice = await venue.client("alice")
-        try:
-            again = await alice.request("order.place", resent.order)
-            assert again == first  # Fills included: the first outcome's.
-            await _assert_placed_once(alice, resent, first)
-        finally:
-            await alice.close()
+        await _resend_on_a_new_connection(venue, resent, first)
 
 
 async def test_a_resend_of_an_order_that_traded_on_arrival_is_answered_with_its_fills(

@@ -7,9 +7,14 @@ fails the test instead, because CI starts both (.ci/run).
 from __future__ import annotations
 
 import os
+import secrets
 import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
+import pytest_asyncio
+import redis.asyncio as redis
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 MQTT_HOST, MQTT_PORT = "127.0.0.1", 1883
@@ -43,3 +48,29 @@ def redis_service() -> tuple[str, int]:
 def mqtt_service() -> tuple[str, int]:
     require_service("the MQTT broker", MQTT_HOST, MQTT_PORT)
     return MQTT_HOST, MQTT_PORT
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    """A Redis URL, a key prefix of the test's own (so tests can share one Redis), and an
+    asyncio client of it that reads bytes."""
+
+    url: str
+    prefix: str
+    client: redis.Redis
+
+
+@pytest_asyncio.fixture
+async def redis_keys(redis_service: tuple[str, int]) -> AsyncIterator[RedisKeys]:
+    """RedisKeys for one test; every key under its prefix is deleted afterwards."""
+    host, port = redis_service
+    url = f"redis://{host}:{port}/0"
+    prefix = f"ipx-test-{secrets.token_hex(4)}"
+    client = redis.Redis.from_url(url)
+    try:
+        yield RedisKeys(url, prefix, client)
+    finally:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()

@@ -9,7 +9,6 @@ import secrets
 from pathlib import Path
 
 import pytest
-import redis.asyncio as redis
 
 from gateway.server import run_server
 from tests.gateway.conftest import (
@@ -21,6 +20,7 @@ from tests.gateway.conftest import (
     prepare_data_dir,
     scrape_metrics,
 )
+from tests.integrations.conftest import RedisKeys
 
 pytestmark = pytest.mark.asyncio
 WAIT_S = 10.0
@@ -31,44 +31,35 @@ def _redis(samples: MetricSamples, name: str) -> float:
 
 
 async def test_redis_publishing_shows_in_published_backlog_dropped_and_lag(
-    tmp_path: Path, redis_service: tuple[str, int]
+    tmp_path: Path, redis_keys: RedisKeys
 ) -> None:
-    host, port = redis_service
-    url = f"redis://{host}:{port}/0"
-    prefix = f"ipx-test-{secrets.token_hex(4)}"
+    url, prefix = redis_keys.url, redis_keys.prefix
     venue = prepare_data_dir(os.fspath(tmp_path))
-    client = redis.Redis.from_url(url)
-    try:
-        async with run_server(venue.data_dir, redis_url=url, redis_prefix=prefix) as running:
-            venue.url = running.url
-            metrics_url = f"{running.http_url}metrics"
-            first_seq = running.gateway.sequencer.exchange.seq  # Journaled before: not sent.
-            await list_the_market(venue)
-            await alice_buys_issuer_sells(venue)
-            last_seq = running.gateway.sequencer.exchange.seq
-            deadline = asyncio.get_running_loop().time() + WAIT_S
-            while True:
-                samples = await asyncio.to_thread(scrape_metrics, metrics_url)
-                published = _redis(samples, "ipx_publisher_published_total")
-                if published >= last_seq - first_seq and (
-                    _redis(samples, "ipx_publisher_lag_seconds_count") >= 1
-                ):
-                    break
-                assert asyncio.get_running_loop().time() < deadline, samples
-                await asyncio.sleep(0.05)
-        # Every outcome journaled while serving (one per seq) was written, none dropped or left.
-        assert published == last_seq - first_seq > 0
-        assert running.gateway.readiness()["integrations"]["redis"]["connected"] is True
-        assert _redis(samples, "ipx_publisher_dropped_total") == 0
-        assert _redis(samples, "ipx_publisher_backlog") == 0
-        lag_sum = _redis(samples, "ipx_publisher_lag_seconds_sum")
-        assert 0 < lag_sum < WAIT_S * _redis(samples, "ipx_publisher_lag_seconds_count")
-        assert ("ipx_publisher_backlog", (("sink", "mqtt"),)) not in samples
-    finally:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+    async with run_server(venue.data_dir, redis_url=url, redis_prefix=prefix) as running:
+        venue.url = running.url
+        metrics_url = f"{running.http_url}metrics"
+        first_seq = running.gateway.sequencer.exchange.seq  # Journaled before: not sent.
+        await list_the_market(venue)
+        await alice_buys_issuer_sells(venue)
+        last_seq = running.gateway.sequencer.exchange.seq
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        while True:
+            samples = await asyncio.to_thread(scrape_metrics, metrics_url)
+            published = _redis(samples, "ipx_publisher_published_total")
+            if published >= last_seq - first_seq and (
+                _redis(samples, "ipx_publisher_lag_seconds_count") >= 1
+            ):
+                break
+            assert asyncio.get_running_loop().time() < deadline, samples
+            await asyncio.sleep(0.05)
+    # Every outcome journaled while serving (one per seq) was written, none dropped or left.
+    assert published == last_seq - first_seq > 0
+    assert running.gateway.readiness()["integrations"]["redis"]["connected"] is True
+    assert _redis(samples, "ipx_publisher_dropped_total") == 0
+    assert _redis(samples, "ipx_publisher_backlog") == 0
+    lag_sum = _redis(samples, "ipx_publisher_lag_seconds_sum")
+    assert 0 < lag_sum < WAIT_S * _redis(samples, "ipx_publisher_lag_seconds_count")
+    assert ("ipx_publisher_backlog", (("sink", "mqtt"),)) not in samples
 
 
 async def test_mqtt_publishing_shows_in_metrics_and_verbose_readyz(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 from pathlib import Path
 from typing import cast
 
@@ -19,80 +18,63 @@ from tests.gateway.conftest import (
     list_the_market,
     prepare_data_dir,
 )
+from tests.integrations.conftest import RedisKeys
 
 pytestmark = pytest.mark.asyncio
 WAIT_S = 10.0
 
 
 async def test_a_served_trade_reaches_the_instrument_stream_and_the_ticker_hash(
-    tmp_path: Path, redis_service: tuple[str, int]
+    tmp_path: Path, redis_keys: RedisKeys
 ) -> None:
-    host, port = redis_service
-    url = f"redis://{host}:{port}/0"
-    prefix = f"ipx-test-{secrets.token_hex(4)}"
+    url, prefix, client = redis_keys.url, redis_keys.prefix, redis_keys.client
     venue = prepare_data_dir(os.fspath(tmp_path))
-    client = redis.Redis.from_url(url)
-    try:
-        async with run_server(venue.data_dir, redis_url=url, redis_prefix=prefix) as running:
-            venue.url = running.url
-            await list_the_market(venue)
-            await alice_buys_issuer_sells(venue)
-            deadline = asyncio.get_running_loop().time() + WAIT_S
-            while asyncio.get_running_loop().time() < deadline:
-                ticker = await client.hgetall(ticker_key(prefix, SYMBOL))
-                if ticker.get(b"last_price") == b"100.00":
-                    break
-                await asyncio.sleep(0.05)
-            else:
-                pytest.fail(f"no ticker with the trade's price in Redis: {ticker}")
-        # redis-py types the reply for any client (str or bytes, fields or None): this client
-        # reads bytes, and XRANGE gives every entry its fields.
-        entries = cast(
-            list[tuple[bytes, dict[bytes, bytes]]],
-            await client.xrange(stream_key(prefix, SYMBOL)),
-        )
-        seqs = [int(fields[b"journal_seq"]) for _, fields in entries]
-        assert seqs == sorted(seqs) and seqs, "instrument stream empty or out of journal order"
-        channels = {fields[b"channel"] for _, fields in entries}
-        assert {b"trades", b"book.l2"} <= channels, channels
-        assert await client.xlen(operator_key(prefix)) > 0  # Issuance and the phase changes.
-    finally:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+    async with run_server(venue.data_dir, redis_url=url, redis_prefix=prefix) as running:
+        venue.url = running.url
+        await list_the_market(venue)
+        await alice_buys_issuer_sells(venue)
+        deadline = asyncio.get_running_loop().time() + WAIT_S
+        while asyncio.get_running_loop().time() < deadline:
+            ticker = await client.hgetall(ticker_key(prefix, SYMBOL))
+            if ticker.get(b"last_price") == b"100.00":
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail(f"no ticker with the trade's price in Redis: {ticker}")
+    # redis-py types the reply for any client (str or bytes, fields or None): this client
+    # reads bytes, and XRANGE gives every entry its fields.
+    entries = cast(
+        list[tuple[bytes, dict[bytes, bytes]]],
+        await client.xrange(stream_key(prefix, SYMBOL)),
+    )
+    seqs = [int(fields[b"journal_seq"]) for _, fields in entries]
+    assert seqs == sorted(seqs) and seqs, "instrument stream empty or out of journal order"
+    channels = {fields[b"channel"] for _, fields in entries}
+    assert {b"trades", b"book.l2"} <= channels, channels
+    assert await client.xlen(operator_key(prefix)) > 0  # Issuance and the phase changes.
 
 
 async def test_the_restarts_cancel_on_disconnect_reaches_redis_like_any_batch(
-    tmp_path: Path, redis_service: tuple[str, int]
+    tmp_path: Path, redis_keys: RedisKeys
 ) -> None:
     # The last run stopped with alice's protected bid the best; the restart cancels it before
     # it serves anyone, and subscribers of Redis see the bid go as they see any cancel.
-    host, port = redis_service
-    url = f"redis://{host}:{port}/0"
-    prefix = f"ipx-test-{secrets.token_hex(4)}"
+    url, prefix, client = redis_keys.url, redis_keys.prefix, redis_keys.client
     venue = prepare_data_dir(os.fspath(tmp_path))
-    client = redis.Redis.from_url(url)
-    try:
-        async with run_server(venue.data_dir, redis_url=url, redis_prefix=prefix) as running:
-            venue.url = running.url
-            await list_the_market(venue)
-            alice = await venue.client("alice")
-            await alice.request("session.cancel_on_disconnect", {"enabled": True})
-            await alice.place(SYMBOL, "buy", 3, "98.00")
-            await _bbo_best_bid(client, prefix, b"98.00")
-        await alice.close()  # The server stopped with the session open.
-        async with run_server(venue.data_dir, redis_url=url, redis_prefix=prefix) as running:
-            ended_at = running.gateway.sequencer.exchange.seq
-            assert running.gateway.recovery is not None
-            assert running.gateway.recovery.sessions_ended == 1
-            bbo = await _bbo_best_bid(client, prefix, b"")
-            assert int(bbo[b"journal_seq"]) == ended_at
-    finally:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+    async with run_server(venue.data_dir, redis_url=url, redis_prefix=prefix) as running:
+        venue.url = running.url
+        await list_the_market(venue)
+        alice = await venue.client("alice")
+        await alice.request("session.cancel_on_disconnect", {"enabled": True})
+        await alice.place(SYMBOL, "buy", 3, "98.00")
+        await _bbo_best_bid(client, prefix, b"98.00")
+    await alice.close()  # The server stopped with the session open.
+    async with run_server(venue.data_dir, redis_url=url, redis_prefix=prefix) as running:
+        ended_at = running.gateway.sequencer.exchange.seq
+        assert running.gateway.recovery is not None
+        assert running.gateway.recovery.sessions_ended == 1
+        bbo = await _bbo_best_bid(client, prefix, b"")
+        assert int(bbo[b"journal_seq"]) == ended_at
 
 
 async def _bbo_best_bid(client: redis.Redis, prefix: str, price: bytes) -> dict[bytes, bytes]:
