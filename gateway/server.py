@@ -13,9 +13,10 @@ Invariants:
   yet logged on is closed (1011) before any account is looked up, heartbeats and liquidity
   stop, and /readyz and /metrics report the journal's last durable seq: nothing more is read
   from that state until the restart.
-- order.place and order.amend are limited per account by a token bucket (ORDER_BURST at
-  once, ORDER_RATE_PER_S sustained): beyond it, 429 RATE_LIMITED with retry_after_ms, and
-  nothing reaches the sequencer. Cancels are never limited.
+- order.place, order.amend and session.cancel_on_disconnect (journaled too) are limited per
+  account by a token bucket (ORDER_BURST at once, ORDER_RATE_PER_S sustained): beyond it, 429
+  RATE_LIMITED with retry_after_ms, and nothing reaches the sequencer. Cancels are never
+  limited.
 - A connection has at most IN_FLIGHT_MAX requests unanswered, and at most WRITE_BACKLOG_MAX
   bytes of answers written but not yet taken by the kernel; past either, its frames are not
   read until it drops below (a client that sends and never reads costs bounded memory).
@@ -179,8 +180,8 @@ HEARTBEAT_INTERVAL_S = 1.0
 LIQUIDITY_UPDATE_MIN_NS = 100_000_000  # Per symbol, between two change-driven updates.
 SLOW_CLOSE_TIMEOUT_S = 1.0
 CONNECTIONS_PER_TOKEN_MAX = 16  # Beyond it a new connection is closed with 1008.
-# Cancels are never limited; session.cancel_on_disconnect is charged in its handler.
-RATE_LIMITED_METHODS = frozenset({"order.place", "order.amend"})
+# Cancels are never limited; session.cancel_on_disconnect is journaled like an order.
+RATE_LIMITED_METHODS = frozenset({"order.place", "order.amend", "session.cancel_on_disconnect"})
 IN_FLIGHT_MAX = 64  # Requests of one connection awaiting their answer; then reading pauses.
 # Answers written and not yet sent (the client is not reading): then reading pauses too.
 WRITE_BACKLOG_MAX = 256 * 1024
@@ -389,7 +390,6 @@ class Gateway:
         # A method answers at once (a query, a refusal) or returns Sequenced: its command
         # goes to the sequencer, and the answer is made from the outcome once it is durable.
         self._methods: dict[str, Callable[[str, Any], Any]] = {
-            "order.place": self._place,
             "order.cancel": self._cancel,
             "order.amend": self._amend,
             "order.status": self._status,
@@ -628,7 +628,6 @@ class Gateway:
         self, session: Session, params: protocol.CancelOnDisconnectParams
     ) -> Sequenced:
         assert session.account is not None
-        self._admit(session.account)  # Journaled like an order: the same budget.
         session.asked_cancel_on_disconnect = True
         scope = params.scope if params.enabled else ""
         command = SetCancelOnDisconnect(session.account, session.session_id, scope)
@@ -1092,14 +1091,12 @@ class Gateway:
             raise protocol.validation_error("this session is already logged on")
         if not self.tokens.is_valid(session.token_sha256):
             raise protocol.unauthorized("token revoked")  # Closing within TOKEN_POLL_S.
+        if request.method in RATE_LIMITED_METHODS:
+            self._admit(account)
         if request.method in SESSION_METHODS:
             return SESSION_METHODS[request.method](self, session, params)
         if request.method.startswith(protocol.OPERATOR_PREFIX):
             self._require_operator(account)
-        if request.method in RATE_LIMITED_METHODS:
-            self._admit(account)
-        if request.method == "order.place":  # Named with its session: its end may cancel it.
-            return self._place(account, params, session.session_id)
         return self._methods[request.method](account, params)
 
     @staticmethod
@@ -1141,7 +1138,10 @@ class Gateway:
             raise protocol.rejection(Reject.UNKNOWN_SYMBOL, f"no instrument {symbol!r}")
         return instrument
 
-    def _place(self, account: str, params: protocol.PlaceParams, session_id: str = "") -> Any:
+    def _place(self, session: Session, params: protocol.PlaceParams) -> Any:
+        # Named with its session (PlaceOrder.session_id): the session's end may cancel it.
+        account = session.account
+        assert account is not None
         instrument = self._instrument(params.symbol)
         terms = instrument.terms
         if params.type is OrderType.MARKET:
@@ -1166,7 +1166,7 @@ class Gateway:
             params.post_only,
             params.stp_mode,
             params.expire_ts_ns,
-            session_id,
+            session.session_id,
         )
         return Sequenced(command, functools.partial(self._placed, account))
 
@@ -1480,6 +1480,7 @@ SESSION_METHODS: dict[str, Callable[[Gateway, Session, Any], Any]] = {
     "executions.subscribe": lambda gateway, session, _: gateway._subscribe_executions(session),
     "md.subscribe": Gateway._subscribe_market_data,
     "md.unsubscribe": Gateway._unsubscribe_market_data,
+    "order.place": Gateway._place,
     "session.cancel_on_disconnect": Gateway._set_cancel_on_disconnect,
     "subscribe": Gateway._subscribe_channel,
     "unsubscribe": Gateway._unsubscribe_channel,
