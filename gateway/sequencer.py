@@ -201,10 +201,8 @@ def end_stale_sessions(exchange: Exchange, journal: FileJournal) -> int:
         ledger.errors.JournalError: the batch could not be made durable.
     """
     ends = stale_session_ends(exchange)
-    if ends:
-        ts_ns = exchange.state.last_ts_ns
-        bodies = [exchange.handle(end, ts_ns).record for end in ends]
-        journal.append_sealed(seal_batch(journal.last_hash, bodies))
+    ts_ns = exchange.state.last_ts_ns
+    journal.append_bodies([exchange.handle(end, ts_ns).record for end in ends])
     return len(ends)
 
 
