@@ -19,14 +19,17 @@ first turns a request into a command, and refuses what it cannot turn: a malform
 order with a price or a limit order without one (VALIDATION_ERROR), a price that is not a
 whole number of ticks (INVALID_PRICE_INCREMENT). Those come before every check below, and a
 request refused there is not a command: nothing is journaled and no cl_ord_id is taken.
+ 0. idempotency: the same command again (the same cl_ord_id of the day) returns the first
+    outcome, before any check, so a resend is answered alike after a suspension too
  1. FORBIDDEN (unknown actor, or an operator account) / ACCOUNT_SUSPENDED (kill switch)
  2. VALIDATION_ERROR: cl_ord_id empty or longer than CL_ORD_ID_LENGTH_MAX, or a session_id
     longer than SESSION_ID_LENGTH_MAX
- 3. idempotency: the same cl_ord_id today with the same command returns the first outcome;
-    with a different command: DUPLICATE_CL_ORD_ID
+ 3. DUPLICATE_CL_ORD_ID: the cl_ord_id was used today for a different command
  3a. LIMIT_EXCEEDED: the account already has OPEN_ORDERS_PER_ACCOUNT_MAX open orders
  4. UNKNOWN_SYMBOL
  5. MARKET_CLOSED (closed, delisted) / TRADING_HALTED (halted)
+ 5a. NOT_ALLOWED_IN_AUCTION: an IOC order (market or limit) while pre-open, where no uncross
+    is scheduled
  6. VALIDATION_ERROR: a sell in an offering, or a bid of its issuer; a market order with a
     price; post-only with IOC/FOK or market; market with GTC/GTD/DAY; GTD without a future
     expiry; expiry without GTD
@@ -97,6 +100,7 @@ _MARKET = OrderType.MARKET
 _LIMIT = OrderType.LIMIT
 _GTC = TimeInForce.GTC
 _GTD = TimeInForce.GTD
+_IOC = TimeInForce.IOC
 _USER = CancelReason.USER
 _EXPIRE_MAKER = StpMode.EXPIRE_MAKER
 _NO_UNITS: dict[int, int] = {}  # Read only: no own orders to leave out.
@@ -107,6 +111,7 @@ _BOOK_CANCELED = book_events.OrderCanceled
 _BOOK_ACCEPTED = book_events.OrderAccepted
 _CONTINUOUS = Phase.CONTINUOUS
 _OFFERING = Phase.OFFERING
+_PRE_OPEN = Phase.PRE_OPEN
 _CLOSED_PHASES = (Phase.CLOSED, Phase.DELISTED)
 _BOOK_REJECTS: dict[RejectReason, Reject] = {
     RejectReason.VALIDATION_ERROR: Reject.VALIDATION_ERROR,
@@ -163,12 +168,21 @@ def reserved_asset(order: LiveOrder) -> str:
 def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Event:
     """Check, reserve and match a new order; return the reply for its sender."""
     actor = command.actor
+    cl_ord_id = command.cl_ord_id
+    key = (actor, cl_ord_id)
+    client_orders = state.client_orders
+    previous = client_orders.get(key)
+    if previous is not None and (
+        previous.command == command or _same_order(previous.command, command)
+    ):
+        # A resend gets the first outcome whatever happened since: an order that traded
+        # before its account was suspended still traded, and its sender must hear so.
+        return previous.reply
     account = state.accounts.get(actor)
     if account is None or account.role is _OPERATOR or account.suspended:
         refusal = _actor_refusal(actor, account)
         # Not remembered: nobody who may trade sent it, so there is nothing to be idempotent about.
         return _order_rejected(ctx, account, command, refusal.reason, refusal.message)
-    cl_ord_id = command.cl_ord_id
     if not 0 < len(cl_ord_id) <= CL_ORD_ID_LENGTH_MAX:
         return _order_rejected(
             ctx,
@@ -185,12 +199,7 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
             Reject.VALIDATION_ERROR,
             f"session_id must have at most {SESSION_ID_LENGTH_MAX} characters",
         )
-    key = (actor, cl_ord_id)
-    client_orders = state.client_orders
-    previous = client_orders.get(key)
     if previous is not None:
-        if previous.command == command or _same_order(previous.command, command):
-            return previous.reply
         return _order_rejected(
             ctx,
             account,
@@ -319,6 +328,14 @@ def _check_new_order(
     continuous = phase is _CONTINUOUS
     if not continuous:
         _check_phase_allows_entry(instrument)
+        if phase is _PRE_OPEN and command.time_in_force is _IOC:
+            # The book takes a market IOC in a call phase and cancels what is left at the
+            # uncross; pre-open has none scheduled, so it would rest (and hold) for days.
+            raise Rejection(
+                Reject.NOT_ALLOWED_IN_AUCTION,
+                f"{command.symbol} is pre-open, with no uncross scheduled: "
+                "an IOC order cannot wait for one",
+            )
     order_type = command.order_type
     if (
         order_type is not _LIMIT
@@ -882,7 +899,10 @@ def _check_amend(state: ExchangeState, ctx: Context, order: LiveOrder, command: 
     if order.order_type is _MARKET or _is_offering_order(order):
         raise Rejection(Reject.VALIDATION_ERROR, "this order cannot be amended")
     _check_quantity(instrument, command.quantity_units)
-    _check_price(instrument, command.price_ticks)
+    if command.price_ticks != order.price_ticks or command.quantity_units > order.quantity_units:
+        # The band bounds new risk. An order that rests outside today's band (it was placed
+        # under an older reference) may still be reduced in place: that only lowers its risk.
+        _check_price(instrument, command.price_ticks)
     view = instrument.book.order(order.order_id)
     assert view is not None, f"open order {order.order_id} is missing from its book"
     used = view.quantity_units - view.leaves_units  # Filled and STP-canceled units.
@@ -902,6 +922,13 @@ def _check_amend(state: ExchangeState, ctx: Context, order: LiveOrder, command: 
                 Reject.INSUFFICIENT_BALANCE if order.side is _BUY else Reject.INSUFFICIENT_SHARES
             )
             raise Rejection(reason, f"the amend needs {delta} more and {available} is available")
+    book_problem = instrument.book.amend_problem(
+        order.order_id, command.price_ticks, command.quantity_units
+    )
+    if book_problem is not None:
+        # Asked before the band check below, which may start an auction: an amend the book
+        # refuses must change nothing.
+        raise Rejection(_BOOK_REJECTS[book_problem[0]], book_problem[1])
     if (
         instrument.phase is Phase.CONTINUOUS
         and not view.post_only

@@ -972,6 +972,15 @@ class OrderBook:
             ]
             heapify(heap)
 
+    def amend_problem(
+        self, order_id: int, price_ticks: int, quantity_units: int
+    ) -> tuple[RejectReason, str] | None:
+        """Why amend() would refuse this amend of a live order now, or None: a dry run."""
+        order = self._orders.get(order_id)
+        if order is None:
+            return RejectReason.UNKNOWN_ORDER, f"order {order_id} is not live"
+        return self._amend_problem(order, price_ticks, quantity_units)
+
     def _amend_problem(
         self, order: _Order, price_ticks: int, quantity_units: int
     ) -> tuple[RejectReason, str] | None:

@@ -42,7 +42,7 @@ from exchange.events import (
 )
 from exchange.reasons import Reject
 from ledger.records import Bucket, Posting
-from matching.limits import QUANTITY_UNITS_MAX
+from matching.limits import PRICE_LEVELS_PER_SIDE_MAX, QUANTITY_UNITS_MAX
 from matching.orders import CancelReason
 from tests.exchange import rulebook
 from tests.exchange.rulebook import (
@@ -263,6 +263,57 @@ def test_amending_a_partly_filled_order_counts_only_its_leaves(market: Market) -
     market.amend("alice", order_id, 8, 1_000)  # 4 filled, 4 left.
     assert market.cash("alice")[1] == buy_need(1_000, 4)
     market.refused(AmendOrder("alice", 1_000, 4, order_id), Reject.INVALID_QUANTITY)
+
+
+def test_an_order_resting_outside_todays_band_may_still_be_reduced_in_place(
+    market: Market,
+) -> None:
+    market.trading()  # Reference 1000, static band [900, 1100].
+    market.give_units("alice", 100)
+    bid = market.rest("carol", BUY, 10, 905)
+    market.sell("alice", 5, 1_040)
+    market.buy("bob", 5, 1_040)
+    market.tick(24 * HOUR)  # The day roll moves the reference to 1040.
+    assert market.instrument().static_low > 905
+    reduced = market.amend("carol", bid, 4, 905)
+    assert isinstance(reduced.reply, OrderAmended) and reduced.reply.priority_kept
+    assert market.cash("carol")[1] == buy_need(905, 4)
+    market.refused(AmendOrder("carol", 905, 6, bid), Reject.PRICE_BAND)  # More risk there: no.
+    market.refused(AmendOrder("carol", 906, 4, bid), Reject.PRICE_BAND)  # A new price: no.
+
+
+def test_an_amend_the_book_refuses_starts_no_volatility_auction() -> None:
+    # Unchecked (no rulebook fixture): 10,000 orders with the per-command checks take too long.
+    market = Market()
+    market.pre_open(reference_price_ticks=20_000, tick_size_minor=1, static_band_bps=10_000)
+    market.open_trading()
+    market.do(Deposit(OPERATOR, "alice", USD, 10**12))
+    market.rest(ISSUER, SELL, 10, 22_000)  # Inside the static band, outside the dynamic one.
+    exchange, ts_ns = market.exchange, market.ts_ns
+    for price in range(1, PRICE_LEVELS_PER_SIDE_MAX + 1):  # The bid side at its most levels.
+        ts_ns += 1
+        exchange.handle(market.order("alice", BUY, 1, price), ts_ns)
+    lowest = market.open_orders("alice")[0]
+    # At 22,000 the bid would trade through the dynamic band, but the book has no room for a
+    # new level: the amend is refused, and the market stays continuous.
+    outcome = exchange.handle(AmendOrder("alice", 22_000, 1, lowest), ts_ns + 1)
+    assert isinstance(outcome.reply, CommandRejected)
+    assert outcome.reply.reason is Reject.LIMIT_EXCEEDED
+    assert outcome.record.postings == () and len(outcome.events) == 1
+    assert market.phase() is Phase.CONTINUOUS
+
+
+def test_an_ioc_order_is_refused_while_pre_open_where_no_uncross_is_scheduled(
+    market: Market,
+) -> None:
+    market.pre_open()
+    market.refused(
+        market.order("alice", BUY, 5, order_type=MARKET, tif=IOC),
+        Reject.NOT_ALLOWED_IN_AUCTION,
+        "pre-open",
+    )
+    market.refused(market.order("alice", BUY, 5, 1_000, tif=IOC), Reject.NOT_ALLOWED_IN_AUCTION)
+    market.rest("alice", BUY, 5, 1_000)  # A GTC order waits for the opening auction.
 
 
 def test_an_amend_that_cannot_be_funded_is_rejected_and_changes_nothing(market: Market) -> None:
@@ -522,6 +573,20 @@ def test_a_resent_rejected_order_gets_the_same_rejection_even_once_it_could_pass
     again = market.do(command)
     assert isinstance(first.reply, OrderRejected) and again.reply == first.reply
     assert again.record.postings == ()
+
+
+def test_a_resend_after_the_kill_switch_still_gets_the_first_outcome(market: Market) -> None:
+    # The order traded, the connection dropped, the operator suspended the account: the
+    # client's resend must learn that the order traded, not that the account may not trade.
+    market.trading()
+    market.rest(ISSUER, SELL, 5, 1_000)
+    command = market.order("alice", BUY, 5, 1_000, cl="once")
+    first = market.do(command)
+    market.do(KillSwitch(OPERATOR, "alice", True))
+    again = market.do(command)
+    assert again.reply == first.reply
+    assert again.events == [] and again.record.postings == ()
+    market.refused(market.order("alice", BUY, 5, 1_000, cl="new"), Reject.ACCOUNT_SUSPENDED)
 
 
 def test_another_order_under_a_used_cl_ord_id_is_a_duplicate(market: Market) -> None:
