@@ -67,7 +67,9 @@ DECIMAL_DIGITS_MAX = 18
 CURRENCY_DIGITS: dict[str, int] = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3}
 DEFAULT_CURRENCY_DIGITS = 2
 
-_DECIMAL = re.compile(r"^([0-9]{1,18})(?:\.([0-9]{1,18}))?$")
+# \Z, not $: Python's $ also matches before a final newline. (The Meta patterns below keep $
+# for the AsyncAPI schemas, whose ECMAScript regexes have no \Z; every Decimal is parsed here.)
+_DECIMAL = re.compile(r"^([0-9]{1,18})(?:\.([0-9]{1,18}))?\Z")
 
 # Field types with their limits.
 Text = Annotated[str, Meta(max_length=200)]
@@ -314,6 +316,11 @@ _param_decoders = {method: msgspec.json.Decoder(kind) for method, kind in METHOD
 _encoder = msgspec.json.Encoder()
 
 
+# msgspec raises RecursionError, not DecodeError, for JSON nested deeper than it recurses
+# (~1,000 levels, a 2 KB frame): that is malformed input too, not a fault of the server.
+_UNDECODABLE = (msgspec.DecodeError, RecursionError)
+
+
 def decode_request(frame: str | bytes) -> Request:
     """Decode a request frame (its params stay raw until decode_params).
 
@@ -323,7 +330,7 @@ def decode_request(frame: str | bytes) -> Request:
     """
     try:
         request = _request_decoder.decode(frame)
-    except msgspec.DecodeError as exc:
+    except _UNDECODABLE as exc:
         error = validation_error(f"malformed request: {exc}")
         error.request_id = request_id_of(frame)  # Parsed leniently, only on this path.
         raise error from None
@@ -338,7 +345,7 @@ def request_id_of(frame: str | bytes) -> str | None:
     """Return the id of a frame that failed to decode, if one can be read at all."""
     try:
         request_id = _request_id_decoder.decode(frame).id
-    except (msgspec.DecodeError, TypeError):
+    except (*_UNDECODABLE, TypeError):
         return None
     return request_id if isinstance(request_id, str) and len(request_id) <= 64 else None
 
@@ -351,7 +358,7 @@ def decode_params(request: Request) -> Any:
     """
     try:
         return _param_decoders[request.method].decode(request.params)
-    except msgspec.DecodeError as exc:
+    except _UNDECODABLE as exc:
         raise validation_error(f"invalid params for {request.method}: {exc}") from None
 
 

@@ -71,6 +71,8 @@ def test_a_date_is_midnight_utc_of_that_day(text: str, days: int) -> None:
         "2030/01/15",
         " 2030-01-15",
         "2030-01-15T00:00",
+        "2030-01-15\n",  # Python's $ matches before a final newline; the parser must not.
+        "\u0662\u0660\u0663\u0660-01-15",  # Arabic-Indic digits, which \d and int() take.
         "",
     ],
 )

@@ -72,6 +72,7 @@ class Generator:
             ("core_refusal", 6, self.core_refusal),
             ("oversized_frame", 1, self.oversized_frame),
             ("invalid_utf8", 1, self.invalid_utf8),
+            ("deeply_nested", 2, self.deeply_nested),
             ("before_logon", 2, self.before_logon),
         ]
 
@@ -162,11 +163,27 @@ class Generator:
     def non_numeric_price(self) -> Bad:
         price = self.rng.choice(
             ["NaN", "nan", "Infinity", "-inf", "abc", "1e3", "-5", "", " 99.00", "99.", ".5",
-             "99,00", "0x63", "9" * 41, "1" * 19]
+             "99,00", "0x63", "9" * 41, "1" * 19, "99.00\n", "99\n"]
         )  # fmt: skip
         return self._request(
             "non_numeric_price", "order.place", self._order(price=price), VALIDATION
         )
+
+    def deeply_nested(self) -> Bad:
+        # Deeper than msgspec recurses (~1,000 levels) in a 2 KB frame: anywhere in the frame.
+        depth = self.rng.randrange(1_100, 3_000)
+        nested = "[" * depth + "]" * depth
+        frame = (
+            self.rng.choice(
+                [
+                    '{"id":"n","method":"order.place","params":%s}',
+                    '{"id":"n","method":"orders.open","x":%s,"params":{}}',
+                    '{"id":"n","method":"order.place","params":{"symbol":%s}}',
+                ]
+            )
+            % nested
+        )
+        return Bad("deeply_nested", frame, None, VALIDATION)
 
     def binary_frame(self) -> Bad:
         good = json.dumps({"id": self._id(), "method": "orders.open", "params": {}})
@@ -333,3 +350,18 @@ async def test_ten_thousand_bad_frames_change_nothing(
     assert all(sent[kind] for kind, _, _ in generator.kinds), "a kind was never sent"
     async with await venue.client("alice") as after:  # Still open for business.
         assert (await after.place(SYMBOL, "buy", 1, "99.10"))["status"] == "open"
+
+
+async def test_a_nested_logon_frame_is_a_failed_logon_not_a_server_fault(
+    venue: Venue, fast_server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # JSON nested past msgspec's recursion limit, as the first frame of a connection.
+    nested = "[" * 1_100 + "]" * 1_100
+    async with connect(venue.url) as anonymous:
+        await anonymous.send('{"id":"1","method":"session.logon","params":' + nested + "}")
+        answer = json.loads(await asyncio.wait_for(anonymous.recv(), ANSWER_TIMEOUT_S))
+        assert (answer["status"], answer["error"]["code"]) == (400, "VALIDATION_ERROR"), answer
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(anonymous.recv(), ANSWER_TIMEOUT_S)
+        assert anonymous.close_code == 1008
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
