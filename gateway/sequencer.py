@@ -139,6 +139,10 @@ class Recovery:
     seconds: float
     # Gateway sessions of the last run, ended at the start (end_stale_sessions).
     sessions_ended: int = 0
+    # The torn tail the journal cut off (ledger/frames.py): the seq its first record would
+    # have had, and why it was taken for an unfinished append. None when it ended cleanly.
+    torn_seq: int | None = None
+    torn_reason: str | None = None
 
 
 def recover(data_dir: str | os.PathLike[str]) -> tuple[Exchange, FileJournal, Recovery]:
@@ -150,6 +154,18 @@ def recover(data_dir: str | os.PathLike[str]) -> tuple[Exchange, FileJournal, Re
     """
     started = time.perf_counter()
     journal = FileJournal.open(data_dir)
+    torn = journal.recovery
+    if torn.torn_bytes_truncated:
+        # Normal after a power loss mid-append (nothing in it was acknowledged), but it cannot
+        # be told from the last append damaged since (ledger/frames.py): an operator who knows
+        # a higher seq was acknowledged must know it is gone.
+        log.warning(
+            "journal: cut a torn tail of %d bytes at seq %d in %s: %s",
+            torn.torn_bytes_truncated,
+            torn.torn_seq,
+            torn.torn_path,
+            torn.torn_reason,
+        )
     try:
         exchange, snapshot_seq = Exchange(), 0
         snapshot = journal.latest_snapshot()
@@ -173,8 +189,10 @@ def recover(data_dir: str | os.PathLike[str]) -> tuple[Exchange, FileJournal, Re
         snapshot_seq,
         replayed,
         exchange.seq,
-        journal.recovery.torn_bytes_truncated,
+        torn.torn_bytes_truncated,
         time.perf_counter() - started,
+        torn_seq=torn.torn_seq,
+        torn_reason=torn.torn_reason,
     )
     return exchange, journal, recovery
 

@@ -467,6 +467,9 @@ class Gateway:
                     "replayed_records": recovery.replayed_records,
                     "seconds": round(recovery.seconds, 6),
                     "sessions_ended": recovery.sessions_ended,
+                    "torn_bytes_truncated": recovery.torn_bytes_truncated,
+                    "torn_seq": recovery.torn_seq,
+                    "torn_reason": recovery.torn_reason,
                 }
             ),
             # The sequencer stops at the first journal failure: running means writable.

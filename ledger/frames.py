@@ -1,28 +1,47 @@
 """Journal frames: how records sit in a segment, and the one validator every reader uses.
 
 Layout of a segment: frames back to back, nothing else.
-    frame = u32 LE payload length | u32 LE CRC32C(payload) | payload (= encode_record(record))
+    frame = u32 LE (flags << 30 | payload length) | u32 LE CRC32C | payload
+    flags: MORE (bit 31): the record's bytes go on in the next frame;
+           FOLLOWS (bit 30): the frame was written by the same append as the frame before it.
+    CRC32C = crc32c(payload) when the flags are 0, else crc32c(flag byte || payload).
+A record is one frame, or (longer than FRAME_PAYLOAD_BYTES_MAX) a run of frames, each but the
+last with MORE, whose payloads joined are encode_record(record). Nothing bounds a record but
+memory: a timer's record (a delisting cancels a whole book, an offering allocates to every
+bidder) or a royalty paid to every holder can be any size, and must still be journaled.
+Journals written before the flags existed have none: each frame a record and its own append,
+which every rule below reads as before.
 
 Invariants:
-- A frame is accepted only when all of these hold, checked in this order: the header is complete,
-  the length is positive and at most FRAME_PAYLOAD_BYTES_MAX and fits the buffer, the CRC32C
-  matches, the payload decodes to a Record, its seq is the next one, its prev_hash is the
+- A record is accepted only when all of these hold, checked in this order: each frame's header
+  is complete, its length is positive and at most FRAME_PAYLOAD_BYTES_MAX and fits the buffer,
+  its CRC32C matches (a frame after MORE must also carry FOLLOWS: one append wrote the whole
+  record), the joined payload decodes to a Record, its seq is the next one, its prev_hash is the
   previous record's hash, and its hash recomputes from prev_hash and the canonical body bytes.
+  A failure anywhere in a record is placed at its first frame: nothing of it is kept.
 - Validation stops at the first frame that fails; nothing after it is ever yielded. Every
   failure names the seq expected at that place and the byte offset of the frame.
 - A failure is a torn tail (a write cut short by power loss: the journal may drop it) only when
   everything from the failing frame to the end of the LAST segment is consistent with an
-  unfinished append, that is:
+  unfinished append. Only the last append can be unfinished (each is synced before the next
+  starts), and its pages may land in any order, the rest reading as the zeros written ahead.
+  So no CRC-valid frame that STARTS an append (no FOLLOWS) may begin anywhere after the failing
+  frame, and:
     * the remaining bytes are all zero (a preallocated or sector-zeroed end), or
     * the header itself is cut short by the end of the buffer, or
+    * the header is all zeros (its page never landed; later pages of the append may have), or
     * the frame runs past the end, its present bytes start like the expected record (or are
-      zeros), they do not already satisfy the CRC (that would be a damaged length field), and no
-      CRC-valid frame starts anywhere after it, or
-    * the frame is complete but fails its CRC, only zeros follow it, and no CRC-valid frame
-      starts anywhere inside or after it.
+      zeros, or it continues a record), and they do not already satisfy the CRC (that would be
+      a damaged length field), or
+    * the frame is complete but fails its CRC.
   A frame whose CRC holds but whose content is wrong (decode, seq, link, hash) is never torn:
-  a torn write does not produce a matching CRC. Anything followed by a valid frame, and any
-  failure in a segment that is not the last, is damage.
+  a torn write does not produce a matching CRC. Anything followed by a valid append start, and
+  any failure in a segment that is not the last, is damage.
+- A complete last append that is damaged later (a flipped bit) cannot be told from one that was
+  never finished: a sector cut short by power loss need not read back as zeros, so a frame
+  with no zero sector may still be torn. Recovery drops it as torn, and says so (file_store's
+  RecoveryReport, logged by the server). SQLite's and PostgreSQL's logs end at the first bad
+  frame alike; only an external high-water mark (an acknowledged seq kept elsewhere) catches it.
 - A CRC-valid frame that is well placed proves nothing about a missing END of the journal:
   dropping whole frames at the very end (or the whole last segment) leaves a shorter valid
   journal. Only an external high-water mark (an acknowledged seq, a signed checkpoint) can
@@ -45,8 +64,15 @@ from ledger.records import HASH_BYTES, Record, RecordBody
 
 FRAME_HEADER = struct.Struct("<II")
 FRAME_HEADER_BYTES = FRAME_HEADER.size
-# A record is a few hundred bytes; a length above this is a damaged header, not a big record.
+# A frame's payload at most. A record is a few hundred bytes; a longer one than this spans
+# frames (MORE), so a length above it is a damaged header, not a big record.
 FRAME_PAYLOAD_BYTES_MAX = 1 << 24
+FRAME_MORE = 1 << 31  # The record's bytes go on in the next frame.
+FRAME_FOLLOWS = 1 << 30  # Written by the same append as the frame before it.
+_LENGTH_MASK = FRAME_FOLLOWS - 1
+# The CRC's start value for each flags value (word >> 30): 0 (plain crc32c) for none, else the
+# crc32c of the flag byte, so the flags are covered too and a flagless frame reads as before.
+_CRC_SEEDS = (0, *(crc32c.crc32c(bytes([flags])) for flags in (1, 2, 3)))
 
 # The msgpack bytes that bracket a record: a 7-element fixarray in front (a body is the same
 # with a 5-element one) and two bin8 fields of HASH_BYTES (prev_hash, hash) at the end.
@@ -65,31 +91,50 @@ _unpack_header = FRAME_HEADER.unpack_from
 _ZERO_PROBE_BYTES = 4096
 
 
-def frame_crc(payload: bytes | bytearray | memoryview) -> int:
-    """Return the CRC32C that a frame stores for this payload."""
-    return _crc(payload)
+def frame_crc(payload: bytes | bytearray | memoryview, flags: int = 0) -> int:
+    """Return the CRC32C that a frame with these header flags stores for this payload."""
+    return _crc(payload, _CRC_SEEDS[flags >> 30])
+
+
+def _frames(payload: bytes, follows: int) -> list[bytes]:
+    # Headers and payloads of one record: one frame, or chunks chained by MORE. Every frame but
+    # the first of an append carries FOLLOWS (`follows` says whether this record's first does).
+    if len(payload) <= FRAME_PAYLOAD_BYTES_MAX:
+        return [_pack_header(len(payload) | follows, _crc(payload, _CRC_SEEDS[follows >> 30])),
+                payload]  # fmt: skip
+    parts: list[bytes] = []
+    for start in range(0, len(payload), FRAME_PAYLOAD_BYTES_MAX):
+        chunk = payload[start : start + FRAME_PAYLOAD_BYTES_MAX]
+        flags = follows | (FRAME_MORE if start + len(chunk) < len(payload) else 0)
+        parts += (_pack_header(len(chunk) | flags, _crc(chunk, _CRC_SEEDS[flags >> 30])), chunk)
+        follows = FRAME_FOLLOWS
+    return parts
 
 
 def frame_payload(payload: bytes) -> bytes:
-    """Wrap an already encoded payload in a frame header.
+    """Wrap an already encoded record payload in frames, as the first record of an append.
 
     Raises:
-        ValueError: the payload is empty or longer than FRAME_PAYLOAD_BYTES_MAX, so no reader
-            would accept the frame.
+        ValueError: the payload is empty, so no reader would accept the frame.
     """
-    if not 0 < len(payload) <= FRAME_PAYLOAD_BYTES_MAX:
-        raise ValueError(f"a frame payload of {len(payload)} bytes cannot be stored")
-    return _pack_header(len(payload), _crc(payload)) + payload
+    if not payload:
+        raise ValueError("an empty frame payload cannot be stored")
+    return b"".join(_frames(payload, 0))
 
 
 def encode_frame(record: Record) -> bytes:
-    """Return the frame that stores this record."""
+    """Return the frames that store this record, written as an append of its own."""
     return frame_payload(_encoder.encode(record))
 
 
 def encode_frames(records: Sequence[Record]) -> bytes:
-    """Return the frames of these records back to back: the bytes of one write."""
-    return b"".join([frame_payload(_encoder.encode(record)) for record in records])
+    """Return the frames of these records back to back: the bytes of one append."""
+    parts: list[bytes] = []
+    follows = 0
+    for record in records:
+        parts += _frames(_encoder.encode(record), follows)
+        follows = FRAME_FOLLOWS
+    return b"".join(parts)
 
 
 def seal_frames(prev_hash: bytes, bodies: Sequence[RecordBody]) -> tuple[list[Record], bytes]:
@@ -99,8 +144,8 @@ def seal_frames(prev_hash: bytes, bodies: Sequence[RecordBody]) -> tuple[list[Re
     encoding is its body's encoding with the array header widened and the two hashes appended.
 
     Raises:
-        ValueError: prev_hash is not HASH_BYTES long (every hash in a chain is), the seqs of
-            the bodies are not consecutive, or a record is longer than FRAME_PAYLOAD_BYTES_MAX.
+        ValueError: prev_hash is not HASH_BYTES long (every hash in a chain is), or the seqs of
+            the bodies are not consecutive.
     """
     hashes, data = _seal(prev_hash, bodies)
     return _records(prev_hash, bodies, hashes), data
@@ -115,6 +160,8 @@ def _seal(prev_hash: bytes, bodies: Sequence[RecordBody]) -> tuple[list[bytes], 
     parts: list[bytes] = []
     encode = _encoder.encode
     next_seq = bodies[0].seq if bodies else 0
+    follows = 0  # The batch is one append: every frame after its first carries FOLLOWS.
+    seed = 0
     for body in bodies:
         if body.seq != next_seq:
             raise ValueError(f"body seq {body.seq} where seq {next_seq} was expected")
@@ -127,10 +174,13 @@ def _seal(prev_hash: bytes, bodies: Sequence[RecordBody]) -> tuple[list[bytes], 
         payload = b"".join(
             (_RECORD_ARRAY, canonical[1:], _HASH_FIELD, prev_hash, _HASH_FIELD, record_digest)
         )
-        if len(payload) > FRAME_PAYLOAD_BYTES_MAX:
-            raise ValueError(f"record {body.seq} is {len(payload)} bytes, more than a frame holds")
-        parts.append(_pack_header(len(payload), _crc(payload)))
-        parts.append(payload)
+        if len(payload) <= FRAME_PAYLOAD_BYTES_MAX:
+            parts.append(_pack_header(len(payload) | follows, _crc(payload, seed)))
+            parts.append(payload)
+        else:
+            parts += _frames(payload, follows)
+        follows = FRAME_FOLLOWS
+        seed = _CRC_SEEDS[1]
         prev_hash = record_digest
     return hashes, b"".join(parts)
 
@@ -269,6 +319,7 @@ class SegmentReader:
         encode_into = _encoder.encode_into
         decode = _decoder.decode
         crc = _crc
+        seeds = _CRC_SEEDS
         sha256 = _sha256
         unpack = _unpack_header
         # The hash input, prev_hash || canonical body, is built in one reused buffer: the body
@@ -279,17 +330,23 @@ class SegmentReader:
             while offset < end:
                 start = offset + FRAME_HEADER_BYTES
                 if start > end:
-                    self._fail(offset, seq, "header")
+                    self._fail(offset, offset, seq, "header")
                     return
-                length, stored_crc = unpack(buffer, offset)
+                word, stored_crc = unpack(buffer, offset)
+                length = word & _LENGTH_MASK
                 stop = start + length
                 if length == 0 or length > FRAME_PAYLOAD_BYTES_MAX or stop > end:
-                    self._fail(offset, seq, "length")
+                    self._fail(offset, offset, seq, "length")
                     return
-                payload = view[start:stop]
-                if crc(payload) != stored_crc:
-                    self._fail(offset, seq, "crc")
+                payload: bytes | memoryview = view[start:stop]
+                if crc(payload, seeds[word >> 30]) != stored_crc:
+                    self._fail(offset, offset, seq, "crc")
                     return
+                if word & FRAME_MORE:
+                    joined = self._join(view, offset, stop, seq)
+                    if joined is None:
+                        return
+                    payload, stop = joined
                 try:
                     record = decode(payload)
                 except msgspec.DecodeError as exc:
@@ -321,79 +378,116 @@ class SegmentReader:
             self.next_seq = seq
             self.prev_hash = prev_hash
 
+    def _join(
+        self, view: memoryview, record_start: int, offset: int, seq: int
+    ) -> tuple[bytes, int] | None:
+        # The payload of a record longer than one frame, from its first frame (at record_start,
+        # already checked) and the frames after it up to the one without MORE; with the offset
+        # after the last. None when one of them fails: the damage is then set.
+        buffer = self._buffer
+        end = len(buffer)
+        first_stop = offset
+        parts = [bytes(view[record_start + FRAME_HEADER_BYTES : first_stop])]
+        while True:
+            start = offset + FRAME_HEADER_BYTES
+            if start > end:
+                self._fail(offset, record_start, seq, "header")
+                return None
+            word, stored_crc = _unpack_header(buffer, offset)
+            length = word & _LENGTH_MASK
+            stop = start + length
+            if length == 0 or length > FRAME_PAYLOAD_BYTES_MAX or stop > end:
+                self._fail(offset, record_start, seq, "length")
+                return None
+            chunk = view[start:stop]
+            if _crc(chunk, _CRC_SEEDS[word >> 30]) != stored_crc:
+                self._fail(offset, record_start, seq, "crc")
+                return None
+            if not word & FRAME_FOLLOWS:
+                reason = f"the frame at {offset} continues a record but starts an append"
+                self._set_damage(record_start, seq, reason)
+                return None
+            parts.append(bytes(chunk))
+            offset = stop
+            if not word & FRAME_MORE:
+                return b"".join(parts), offset
+
     def _set_damage(self, offset: int, seq: int, reason: str, *, torn: bool = False) -> None:
         self.damage = Damage(seq, offset, reason, torn)
 
-    def _fail(self, offset: int, seq: int, failure: str) -> None:
-        # Decide between a torn tail and damage for a frame that failed before its content
-        # could be trusted (header, length or CRC); see the module docstring for the rules.
+    def _fail(self, offset: int, record_start: int, seq: int, failure: str) -> None:
+        # Decide between a torn tail and damage for a frame (at offset, of the record starting
+        # at record_start) that failed before its content could be trusted (header, length or
+        # CRC); see the module docstring for the rules. Either is placed at record_start.
         buffer = self._buffer
         end = len(buffer)
         remaining = end - offset
+        where = "" if offset == record_start else f" (its frame at {offset})"
         if self.last and _all_zero(buffer, offset, end):
-            self._set_damage(offset, seq, f"torn tail: {remaining} zero bytes", torn=True)
+            reason = f"torn tail: {remaining} zero bytes{where}"
+            self._set_damage(record_start, seq, reason, torn=True)
             return
         if failure == "header":
             if self.last:
-                reason = f"torn tail: frame header cut short ({remaining} of 8 bytes)"
-                self._set_damage(offset, seq, reason, torn=True)
+                reason = f"torn tail: frame header cut short ({remaining} of 8 bytes){where}"
+                self._set_damage(record_start, seq, reason, torn=True)
             else:
-                self._set_damage(offset, seq, f"{remaining} stray bytes end the segment")
+                self._set_damage(record_start, seq, f"{remaining} stray bytes end the segment")
             return
-        length, stored_crc = _unpack_header(buffer, offset)
-        if failure == "length":
-            self._fail_length(offset, seq, length, stored_crc)
-        else:
-            self._fail_crc(offset, seq, length, stored_crc)
+        word, stored_crc = _unpack_header(buffer, offset)
+        reason, torn = (
+            self._classify_length(offset, record_start, seq, word, stored_crc)
+            if failure == "length"
+            else self._classify_crc(offset, word, stored_crc)
+        )
+        self._set_damage(record_start, seq, reason + where, torn=torn)
 
-    def _fail_length(self, offset: int, seq: int, length: int, stored_crc: int) -> None:
+    def _classify_length(
+        self, offset: int, record_start: int, seq: int, word: int, stored_crc: int
+    ) -> tuple[str, bool]:
         buffer = self._buffer
         start = offset + FRAME_HEADER_BYTES
         present = len(buffer) - start
+        length = word & _LENGTH_MASK
+        if word == 0:
+            # A zeroed header: its sector never landed. Later sectors of the same append may
+            # have (they land in any order), but no later append may follow.
+            if not self.last:
+                return "zero-length frame in a segment that is not the last", False
+            follower = _append_start_after(buffer, start)
+            if follower is not None:
+                return f"zero-length frame but a valid frame follows at {follower}", False
+            return "torn tail: a zeroed frame header inside the last append", True
         if length == 0:
-            # An all-zero tail of the last segment was already taken as torn.
-            where = (
-                "followed by nonzero bytes" if self.last else "in a segment that is not the last"
-            )
-            self._set_damage(offset, seq, f"zero-length frame {where}")
-            return
+            return "zero-length frame with flags set", False
         if length > FRAME_PAYLOAD_BYTES_MAX:
-            reason = f"frame length {length} exceeds the maximum {FRAME_PAYLOAD_BYTES_MAX}"
-            self._set_damage(offset, seq, reason)
-            return
+            return f"frame length {length} exceeds the maximum {FRAME_PAYLOAD_BYTES_MAX}", False
         where = f"frame length {length} runs past the end ({present} payload bytes present)"
         if not self.last:
-            self._set_damage(offset, seq, f"{where} in a segment that is not the last")
-            return
-        if not _starts_like_record(buffer, start, seq):
-            self._set_damage(offset, seq, f"{where} and its bytes do not start record {seq}")
-            return
-        if present > 0 and _crc(memoryview(buffer)[start:]) == stored_crc:
-            reason = f"{where} but the present bytes match its CRC: damaged length field"
-            self._set_damage(offset, seq, reason)
-            return
-        follower = _valid_frame_after(buffer, start)
+            return f"{where} in a segment that is not the last", False
+        if offset == record_start and not _starts_like_record(buffer, start, seq):
+            return f"{where} and its bytes do not start record {seq}", False
+        present_bytes = memoryview(buffer)[start:]
+        # Under any flags: the damage may have reached them too.
+        if present > 0 and any(_crc(present_bytes, seed) == stored_crc for seed in _CRC_SEEDS):
+            return f"{where} but the present bytes match its CRC: damaged length field", False
+        follower = _append_start_after(buffer, start)
         if follower is not None:
-            self._set_damage(offset, seq, f"{where} but a valid frame follows at {follower}")
-            return
-        self._set_damage(offset, seq, f"torn tail: {where}", torn=True)
+            return f"{where} but a valid frame follows at {follower}", False
+        return f"torn tail: {where}", True
 
-    def _fail_crc(self, offset: int, seq: int, length: int, stored_crc: int) -> None:
+    def _classify_crc(self, offset: int, word: int, stored_crc: int) -> tuple[str, bool]:
         buffer = self._buffer
-        stop = offset + FRAME_HEADER_BYTES + length
-        computed = _crc(memoryview(buffer)[offset + FRAME_HEADER_BYTES : stop])
+        start = offset + FRAME_HEADER_BYTES
+        stop = start + (word & _LENGTH_MASK)
+        computed = _crc(memoryview(buffer)[start:stop], _CRC_SEEDS[word >> 30])
         mismatch = f"CRC mismatch (stored {stored_crc:08x}, computed {computed:08x})"
         if not self.last:
-            self._set_damage(offset, seq, mismatch)
-            return
-        if not _all_zero(buffer, stop, len(buffer)):
-            self._set_damage(offset, seq, f"{mismatch} and nonzero bytes follow at {stop}")
-            return
-        follower = _valid_frame_after(buffer, offset + FRAME_HEADER_BYTES)
+            return mismatch, False
+        follower = _append_start_after(buffer, start)
         if follower is not None:
-            self._set_damage(offset, seq, f"{mismatch} and a valid frame starts at {follower}")
-            return
-        self._set_damage(offset, seq, f"torn tail: last frame {mismatch}", torn=True)
+            return f"{mismatch} and a valid frame starts at {follower}", False
+        return f"torn tail: last append's frame {mismatch}", True
 
 
 def _all_zero(buffer: bytes | bytearray, start: int, end: int) -> bool:
@@ -412,17 +506,21 @@ def _starts_like_record(buffer: bytes | bytearray, start: int, seq: int) -> bool
     return expected.startswith(present)
 
 
-def _valid_frame_after(buffer: bytes | bytearray, start: int) -> int | None:
-    # Every record payload opens with the 7-element array byte; try each such byte as the
-    # start of a payload whose header sits just before it. Return the first CRC-valid frame.
+def _append_start_after(buffer: bytes | bytearray, start: int) -> int | None:
+    # Every append opens with a record, whose payload opens with the 7-element array byte, in a
+    # frame without FOLLOWS: try each such byte as the start of a payload whose header sits just
+    # before it. Return the offset of the first CRC-valid one.
     end = len(buffer)
     view = memoryview(buffer)
     try:
         position = buffer.find(_RECORD_ARRAY, start + FRAME_HEADER_BYTES)
         while position != -1:
-            length, stored_crc = _unpack_header(buffer, position - FRAME_HEADER_BYTES)
-            if 0 < length <= end - position and _crc(view[position : position + length]) == (
-                stored_crc
+            word, stored_crc = _unpack_header(buffer, position - FRAME_HEADER_BYTES)
+            length = word & _LENGTH_MASK
+            if (
+                not word & FRAME_FOLLOWS
+                and 0 < length <= end - position
+                and _crc(view[position : position + length], _CRC_SEEDS[word >> 30]) == stored_crc
             ):
                 return position - FRAME_HEADER_BYTES
             position = buffer.find(_RECORD_ARRAY, position + 1)
@@ -432,7 +530,7 @@ def _valid_frame_after(buffer: bytes | bytearray, start: int) -> int | None:
 
 
 def skip_frames(buffer: bytes | bytearray, offset: int, count: int) -> int:
-    """Return the offset `count` frames after `offset`, reading only headers.
+    """Return the offset `count` records after `offset`, reading only headers.
 
     For bytes that were validated before (an open journal's own segments): nothing is checked
     but that each header fits; use SegmentReader for anything else.
@@ -442,33 +540,45 @@ def skip_frames(buffer: bytes | bytearray, offset: int, count: int) -> int:
     """
     end = len(buffer)
     for _ in range(count):
-        if offset + FRAME_HEADER_BYTES > end:
-            raise ValueError(f"no frame header at offset {offset}")
-        length = _unpack_header(buffer, offset)[0]
-        offset += FRAME_HEADER_BYTES + length
-        if offset > end:
-            raise ValueError(f"frame runs past the end at offset {offset}")
+        more = True
+        while more:
+            if offset + FRAME_HEADER_BYTES > end:
+                raise ValueError(f"no frame header at offset {offset}")
+            word = _unpack_header(buffer, offset)[0]
+            offset += FRAME_HEADER_BYTES + (word & _LENGTH_MASK)
+            if offset > end:
+                raise ValueError(f"frame runs past the end at offset {offset}")
+            more = bool(word & FRAME_MORE)
     return offset
 
 
 def decode_frame(buffer: bytes | bytearray, offset: int) -> Record:
-    """Decode the frame at offset, checking its CRC and its own hash (not its link).
+    """Decode the record whose first frame is at offset, checking each frame's CRC and the
+    record's own hash (not its link).
 
     Raises:
-        ValueError: the frame is cut short, fails its CRC, does not decode or its hash does
-            not recompute.
+        ValueError: a frame is cut short or fails its CRC, or the record does not decode or
+            its hash does not recompute.
     """
-    if offset + FRAME_HEADER_BYTES > len(buffer):
-        raise ValueError(f"no frame header at offset {offset}")
-    length, stored_crc = _unpack_header(buffer, offset)
-    start = offset + FRAME_HEADER_BYTES
-    payload = bytes(buffer[start : start + length])
-    if len(payload) != length or length == 0:
-        raise ValueError(f"frame at offset {offset} is cut short")
-    if _crc(payload) != stored_crc:
-        raise ValueError(f"frame at offset {offset} fails its CRC")
+    parts: list[bytes] = []
+    position = offset
+    more = True
+    while more:
+        if position + FRAME_HEADER_BYTES > len(buffer):
+            raise ValueError(f"no frame header at offset {position}")
+        word, stored_crc = _unpack_header(buffer, position)
+        length = word & _LENGTH_MASK
+        start = position + FRAME_HEADER_BYTES
+        payload = bytes(buffer[start : start + length])
+        if len(payload) != length or length == 0:
+            raise ValueError(f"frame at offset {position} is cut short")
+        if _crc(payload, _CRC_SEEDS[word >> 30]) != stored_crc:
+            raise ValueError(f"frame at offset {position} fails its CRC")
+        parts.append(payload)
+        position = start + length
+        more = bool(word & FRAME_MORE)
     try:
-        record = _decoder.decode(payload)
+        record = _decoder.decode(parts[0] if len(parts) == 1 else b"".join(parts))
     except msgspec.DecodeError as exc:
         raise ValueError(f"frame at offset {offset} does not decode: {exc}") from exc
     if recompute_hash(record) != record.hash:

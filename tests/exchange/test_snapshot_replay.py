@@ -22,10 +22,16 @@ import random
 import time
 from pathlib import Path
 
-from exchange.commands import command_decoder
+from exchange.calendar import parse_date
+from exchange.commands import Tick, command_decoder
 from exchange.core import Exchange, Outcome
+from exchange.events import Phase
+from exchange.state import SEQUENCER_ACTOR
 from ledger.file_store import FileJournal
+from ledger.frames import FRAME_PAYLOAD_BYTES_MAX
+from ledger.records import GENESIS_HASH, encode_record, seal
 from tests.exchange.replay_worker import replay
+from tests.exchange.rulebook import BUY, Market, issuance, listing
 from tests.exchange.test_core_state_machine import Driver
 from tests.exchange.test_replay_determinism import (
     journaled_session,
@@ -180,3 +186,37 @@ def test_a_restored_exchange_answers_every_command_as_the_original() -> None:
         f"commands answered identically by the restored exchange; "
         f"{time.monotonic() - started:.1f} s (IPX_SEED={SEED})"
     )
+
+
+def test_a_delisting_of_a_book_too_large_for_a_frame_is_journaled_and_replays(
+    tmp_path: Path,
+) -> None:
+    # The patent's expiry cancels every resting order in the one record of the command that
+    # fires the timer: 120,000 of them (two accounts, each under its open-order limit) make a
+    # record of ~19 MB, over a frame. It must be written, or the exchange could never go on
+    # (after a restart the same timer would make the same record again).
+    market = Market()
+    market.accounts()
+    market.do(listing(expiry_date="2030-01-16"))
+    market.do(issuance())
+    market.open_trading()
+    accounts = ["a" * 63 + "1", "a" * 63 + "2"]
+    for account in accounts:
+        market.open_account(account, cash=10**15)
+    exchange, ts_ns = market.exchange, market.ts_ns
+    records = list(market.records)
+    for index in range(120_000):
+        ts_ns += 1
+        command = market.order(accounts[index % 2], BUY, 1, 900 + index % 100)
+        records.append(exchange.handle(command, ts_ns).record)
+    delisting = exchange.handle(Tick(SEQUENCER_ACTOR), parse_date("2030-01-16")).record
+    assert market.instrument().phase is Phase.DELISTED and not exchange.state.orders
+    assert len(encode_record(seal(GENESIS_HASH, delisting))) > FRAME_PAYLOAD_BYTES_MAX
+    with FileJournal.open(tmp_path) as journal:
+        journal.append_bodies(records)
+        journal.append_bodies([delisting])
+    with FileJournal.open(tmp_path) as journal:
+        replayed = Exchange()
+        replayed.replay(journal.records())
+    assert replayed.seq == delisting.seq
+    assert replayed.state_hash() == exchange.state_hash()

@@ -91,6 +91,27 @@ async def test_an_acknowledged_order_survives_a_restart(venue: Venue) -> None:
     assert _verify(venue.data_dir).returncode == 0
 
 
+async def test_a_torn_tail_cut_at_the_start_is_logged_and_shown_in_readyz(
+    venue: Venue, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with run_server(venue.data_dir) as running:
+        venue.url = running.url
+        await list_the_market(venue)
+        last_seq = running.gateway.sequencer.journal.last_seq
+    last_segment = max((Path(venue.data_dir) / "journal").glob("*.seg"))
+    with last_segment.open("ab") as file:
+        file.write(b"\x2a\x01\x00")  # A frame header that power loss cut short.
+    with caplog.at_level("WARNING", logger="ipx"):
+        async with run_server(venue.data_dir) as running:
+            venue.url = running.url
+            body = await asyncio.to_thread(http_get, f"{running.http_url}readyz?verbose")
+            recovery = json.loads(body)["recovery"]
+    assert recovery["torn_bytes_truncated"] == 3 and recovery["torn_seq"] == last_seq + 1
+    assert "header cut short" in recovery["torn_reason"]
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert any(f"cut a torn tail of 3 bytes at seq {last_seq + 1}" in line for line in warnings)
+
+
 async def test_after_a_journal_failure_nothing_that_was_not_written_is_shown(
     venue: Venue,
 ) -> None:

@@ -13,6 +13,7 @@ import crc32c
 import pytest
 
 from ledger.frames import (
+    FRAME_FOLLOWS,
     FRAME_HEADER_BYTES,
     FRAME_PAYLOAD_BYTES_MAX,
     Damage,
@@ -20,6 +21,7 @@ from ledger.frames import (
     decode_frame,
     encode_frame,
     encode_frames,
+    frame_crc,
     frame_payload,
     link_error,
     recompute_hash,
@@ -66,6 +68,13 @@ def random_body(rng: random.Random, seq: int) -> RecordBody:
 def chain(count: int, seed: int = 7) -> tuple[list[Record], bytes]:
     rng = random.Random(seed)
     return seal_frames(GENESIS_HASH, [random_body(rng, seq) for seq in range(1, count + 1)])
+
+
+def appends(count: int, seed: int = 7) -> tuple[list[Record], bytes]:
+    """The records of chain(), each written by an append of its own (as a journal of many
+    batches is): damage in one append is told by the valid appends after it."""
+    records, _ = chain(count, seed)
+    return records, b"".join(encode_frame(record) for record in records)
 
 
 def offsets_of(data: bytes) -> list[int]:
@@ -246,7 +255,7 @@ def test_any_failure_in_a_segment_that_is_not_the_last_is_damage() -> None:
 
 
 def test_a_bad_crc_followed_by_more_data_is_damage() -> None:
-    records, data = chain(5)
+    records, data = appends(5)
     offsets = offsets_of(data)
     broken = bytearray(data)
     broken[offsets[2] + 20] ^= 0x01
@@ -256,16 +265,31 @@ def test_a_bad_crc_followed_by_more_data_is_damage() -> None:
     assert "CRC mismatch" in damage.reason
 
 
-def test_a_last_frame_with_a_bad_crc_and_nonzero_bytes_after_is_damage() -> None:
-    _, data = chain(5)
-    broken = bytearray(data + b"\x00\x00\x07")
-    broken[offsets_of(data)[4] + 12] ^= 0x10
-    _, damage = read(bytes(broken))
-    assert damage is not None and not damage.torn and damage.seq == 5
+def test_a_bad_crc_inside_the_last_append_is_torn_whatever_of_it_follows() -> None:
+    # Its pages land in any order, and a sector cut short need not read back as zeros: frames
+    # of the same append after a bad one, or stray bytes, do not prove it was ever finished.
+    records, data = chain(5)  # One append.
+    offsets = offsets_of(data)
+    for tail in (b"", b"\x00\x00\x07"):
+        broken = bytearray(data + tail)
+        broken[offsets[2] + 12] ^= 0x10
+        got, damage = read(bytes(broken))
+        assert got == records[:2]
+        assert damage is not None and damage.torn and (damage.seq, damage.offset) == (3, offsets[2])
+
+
+def test_a_zeroed_header_inside_the_last_append_is_torn_though_later_frames_landed() -> None:
+    records, data = chain(5)  # One append: its first page never landed, the later ones did.
+    offsets = offsets_of(data)
+    broken = bytearray(data)
+    broken[offsets[3] : offsets[3] + FRAME_HEADER_BYTES] = bytes(FRAME_HEADER_BYTES)
+    got, damage = read(bytes(broken))
+    assert got == records[:3]
+    assert damage is not None and damage.torn and (damage.seq, damage.offset) == (4, offsets[3])
 
 
 def test_a_length_field_running_past_the_end_with_a_valid_frame_after_it_is_damage() -> None:
-    records, data = chain(5)
+    records, data = appends(5)
     offsets = offsets_of(data)
     broken = bytearray(data)
     struct.pack_into("<I", broken, offsets[2], len(data))  # Far past the end.
@@ -295,7 +319,7 @@ def test_a_cut_frame_that_does_not_start_like_the_next_record_is_damage() -> Non
 
 
 def test_a_zero_length_header_followed_by_data_is_damage() -> None:
-    _, data = chain(5)
+    _, data = appends(5)
     start = offsets_of(data)[3]
     broken = bytearray(data)
     broken[start : start + FRAME_HEADER_BYTES] = bytes(FRAME_HEADER_BYTES)
@@ -313,7 +337,7 @@ def test_an_absurd_length_is_damage_even_at_the_end() -> None:
 
 
 def test_a_zeroed_sector_before_the_end_is_damage() -> None:
-    records, data = chain(40)
+    records, data = appends(40)
     offsets = offsets_of(data)
     assert len(data) > 4096
     broken = bytearray(data)
@@ -344,14 +368,55 @@ def test_a_crc_valid_frame_with_wrong_content_is_never_torn() -> None:
         assert expected_reason in damage.reason
 
 
-def test_a_record_too_large_for_a_frame_is_refused_when_written() -> None:
-    huge = RecordBody(1, 0, "deposit", bytes(FRAME_PAYLOAD_BYTES_MAX), ())
-    with pytest.raises(ValueError, match="more than a frame holds"):
-        seal_frames(GENESIS_HASH, [huge])
-    with pytest.raises(ValueError, match="cannot be stored"):
-        encode_frame(seal(GENESIS_HASH, huge))
+def test_a_record_larger_than_a_frame_spans_frames_and_reads_back_whole() -> None:
+    # A delisting cancels a whole book in one record; a royalty pays every holder in one.
+    rng = random.Random(SEED)
+    bodies = [
+        random_body(rng, 1),
+        RecordBody(2, 0, "deposit", rng.randbytes(2 * FRAME_PAYLOAD_BYTES_MAX + 5), ()),
+        random_body(rng, 3),
+    ]
+    records, data = seal_frames(GENESIS_HASH, bodies)
+    assert data == encode_frames(records)
+    offsets = offsets_of(data)  # Records, not frames.
+    assert len(offsets) == 3 and offsets[2] - offsets[1] > 2 * FRAME_PAYLOAD_BYTES_MAX
+    assert decode_frame(data, offsets[1]) == records[1]
+    assert read(data) == (records, None)
+    assert read(encode_frame(records[0]) + encode_frame(records[1])) == (records[:2], None)
     with pytest.raises(ValueError, match="cannot be stored"):
         frame_payload(b"")
+
+
+def test_a_large_record_cut_anywhere_is_torn_from_its_first_frame() -> None:
+    rng = random.Random(SEED)
+    big = RecordBody(2, 0, "deposit", rng.randbytes(FRAME_PAYLOAD_BYTES_MAX + 100), ())
+    records, data = seal_frames(GENESIS_HASH, [random_body(rng, 1), big])
+    start = offsets_of(data)[1]
+    second_frame = start + FRAME_HEADER_BYTES + FRAME_PAYLOAD_BYTES_MAX
+    for cut in (start + 3, second_frame - 1, second_frame + 4, second_frame + 50, len(data) - 1):
+        for torn in (data[:cut], data[:cut] + bytes(len(data) - cut)):
+            got, damage = read(torn)
+            assert got == records[:1], cut
+            assert damage is not None and damage.torn and (damage.seq, damage.offset) == (2, start)
+
+
+def test_damage_in_a_later_frame_of_a_large_record_is_placed_at_its_first() -> None:
+    rng = random.Random(SEED)
+    big = RecordBody(2, 0, "deposit", rng.randbytes(FRAME_PAYLOAD_BYTES_MAX + 100), ())
+    records, data = seal_frames(GENESIS_HASH, [random_body(rng, 1), big])
+    start = offsets_of(data)[1]
+    second_frame = start + FRAME_HEADER_BYTES + FRAME_PAYLOAD_BYTES_MAX
+    broken = bytearray(data + encode_frame(seal(records[1].hash, random_body(rng, 3))))
+    broken[second_frame + 20] ^= 0x01  # A later append follows: damage, not torn.
+    got, damage = read(bytes(broken))
+    assert got == records[:1]
+    assert damage is not None and not damage.torn and (damage.seq, damage.offset) == (2, start)
+    # A frame that continues a record must come from the same append as its first.
+    word = struct.unpack_from("<I", data, second_frame)[0] & ~FRAME_FOLLOWS
+    payload = data[second_frame + FRAME_HEADER_BYTES :]
+    unchained = data[:second_frame] + struct.pack("<II", word, frame_crc(payload, word)) + payload
+    got, damage = read(unchained)
+    assert damage is not None and not damage.torn and "starts an append" in damage.reason
 
 
 def test_a_sealed_batch_is_a_run_of_consecutive_records_and_their_frames() -> None:

@@ -9,9 +9,12 @@ Kinds of mutation, at least 1,000 trials each, at uniformly random places:
   duplicate   repeat a frame right after itself
   truncate    cut the journal at a byte strictly inside a frame
   zero        zero one 512-byte sector
+The journal is written as the sequencer writes it: appends (group commits) of 1 to 64 records.
 Expected: validation stops at the first frame that differs from the original, naming its seq
-and its offset; only a cut (or zeros) that reaches the end of the last segment is a torn tail,
-everything else is damage. Clean journals raise no alarm.
+and its offset; a cut (or zeros) that reaches the end of the last segment is a torn tail; a
+flipped byte or a zeroed sector inside the last append may read as either (it cannot be told
+from an append that never finished: ledger/frames.py); everything else is damage. Clean
+journals raise no alarm.
 
 Trials run in memory through ledger.frames.SegmentReader, the validator FileJournal.open()
 uses. A trial starts the reader at a frame boundary a few frames before the mutation with the
@@ -41,7 +44,15 @@ import pytest
 
 from ledger.errors import JournalCorrupt
 from ledger.file_store import FileJournal, read_journal
-from ledger.frames import SegmentReader, encode_frame, seal_frames, skip_frames
+from ledger.frames import (
+    FRAME_FOLLOWS,
+    FRAME_HEADER,
+    SegmentReader,
+    encode_frame,
+    seal_batch,
+    seal_frames,
+    skip_frames,
+)
 from ledger.records import GENESIS_HASH, Bucket, Posting, RecordBody, seal
 
 SEED = int(os.environ.get("IPX_SEED") or random.SystemRandom().randrange(1 << 32))
@@ -51,6 +62,7 @@ FILE_TRIALS_PER_KIND = 2
 CLEAN_JOURNALS = 300
 KINDS = ("flip", "delete", "swap", "insert", "duplicate", "truncate", "zero")
 SECTOR_BYTES = 512
+APPEND_RECORDS_MAX = 64
 CHECKPOINT_FRAMES_BEFORE = 3
 
 
@@ -69,6 +81,7 @@ class Journal:
     offsets: list[int]  # len(frames) + 1 entries; the last is len(data).
     hashes: list[bytes]  # len(offsets) entries: hashes[i] is the chain hash before frame i.
     first_seq: int
+    last_append: int  # The frame position where the last append starts.
 
     @property
     def frames(self) -> int:
@@ -81,13 +94,29 @@ class Journal:
 def journal_of(data: bytes, first_seq: int, prev_hash: bytes) -> Journal:
     offsets, offset = [0], 0
     hashes = [prev_hash]
+    last_append = 0
     reader = SegmentReader(data, next_seq=first_seq, prev_hash=prev_hash, last=True)
-    for record in reader:
+    for index, record in enumerate(reader):
+        if not FRAME_HEADER.unpack_from(data, offset)[0] & FRAME_FOLLOWS:
+            last_append = index
         offset = skip_frames(data, offset, 1)
         offsets.append(offset)
         hashes.append(record.hash)
     assert reader.damage is None and offset == len(data)
-    return Journal(data, offsets, hashes, first_seq)
+    return Journal(data, offsets, hashes, first_seq, last_append)
+
+
+def appended(rng: random.Random, first_seq: int, count: int, prev_hash: bytes) -> bytes:
+    """The frames of records first_seq.. written by appends of 1 to APPEND_RECORDS_MAX."""
+    parts = []
+    seq = first_seq
+    while seq < first_seq + count:
+        size = min(rng.randint(1, APPEND_RECORDS_MAX), first_seq + count - seq)
+        batch = seal_batch(prev_hash, [small_body(s) for s in range(seq, seq + size)])
+        parts.append(batch.data)
+        prev_hash = batch.last_hash
+        seq += size
+    return b"".join(parts)
 
 
 @dataclass
@@ -109,9 +138,12 @@ def plan(kind: str, rng: random.Random, journal: Journal, *, last: bool) -> Muta
         def flip(buffer: bytearray) -> None:
             buffer[position] ^= mask
 
-        # A flip inside the very last frame of the last segment may read as a torn write (a
-        # payload or CRC byte) or as damage (a length that no longer fits): both name the seq.
-        return Mutation(kind, flip, flip, index, None if last and index == n - 1 else False)
+        # A flip inside the last append of the last segment may read as a torn write (a
+        # payload, CRC or flag byte) or as damage (a length that no longer fits): both name
+        # the seq.
+        return Mutation(
+            kind, flip, flip, index, None if last and index >= journal.last_append else False
+        )
     if kind == "delete":
         index = rng.randrange(n - 1)
         start, stop = offsets[index], offsets[index + 1]
@@ -165,9 +197,15 @@ def plan(kind: str, rng: random.Random, journal: Journal, *, last: bool) -> Muta
     first_changed = start + next(i for i, byte in enumerate(original) if byte)
     index = bisect.bisect_right(offsets, first_changed) - 1
     zeros = bytes(stop - start)
-    return Mutation(
-        kind, _put(start, zeros), _put(start, original), index, last and stop == len(data)
+    last_touched = bisect.bisect_right(offsets, stop - 1) - 1
+    torn = (
+        True
+        if last and stop == len(data)
+        else None
+        if last and last_touched >= journal.last_append  # Inside the last append: either.
+        else False
     )
+    return Mutation(kind, _put(start, zeros), _put(start, original), index, torn)
 
 
 def _put(start: int, replacement: bytes) -> Callable[[bytearray], None]:
@@ -190,7 +228,7 @@ def _insertion(kind: str, at: int, extra: bytes, bad_index: int) -> Mutation:
 @pytest.fixture(scope="module")
 def big_journal() -> Journal:
     started = time.perf_counter()
-    _, data = seal_frames(GENESIS_HASH, [small_body(seq) for seq in range(1, RECORDS + 1)])
+    data = appended(random.Random(SEED ^ 0xA99E), 1, RECORDS, GENESIS_HASH)
     journal = journal_of(data, 1, GENESIS_HASH)
     print(
         f"\njournal: {journal.frames:,} records, {len(data):,} bytes, built and validated in "
@@ -296,8 +334,8 @@ def test_mutated_segment_files_stop_the_open_at_the_first_bad_seq(
     rng = random.Random(SEED ^ 0xF11E)
     clean = tmp_path / "clean"
     with FileJournal.open(clean, segment_bytes_max=1 << 20) as journal:
-        for first in range(1, RECORDS + 1, 5000):
-            journal.append_bodies([small_body(seq) for seq in range(first, first + 5000)])
+        for first in range(1, RECORDS + 1, 100):  # Appends of 100 records.
+            journal.append_bodies([small_body(seq) for seq in range(first, first + 100)])
         assert journal.recovery.records == 0 and journal.last_seq == RECORDS
     paths = sorted((clean / "journal").glob("*.seg"))
     assert len(paths) >= 5
