@@ -6,7 +6,10 @@ Invariants:
   records and the same `state_hash()`, in any process, under any PYTHONHASHSEED.
 - Every command, accepted or rejected, becomes exactly one journal record (seq = previous + 1)
   holding the encoded command and every posting it caused, timers included. Replaying the
-  records through `handle` reproduces their postings exactly (`replay` checks it).
+  records through `handle` reproduces each record exactly: its seq, its kind (the command's
+  tag, which ledger.verify trusts to decide who may move value across the boundary), its
+  command bytes (canonical: re-encoding the decoded command gives them back) and its postings
+  (`replay_record` checks all four).
 - Each account's private events (exchange.events.PRIVATE_EVENTS) are numbered 1, 2, 3, ...
   in the order `handle` makes them: after a command, Account.execution_seq is the number of
   the account's last one (the gateway's per-account seq of execution reports). Each is
@@ -59,7 +62,7 @@ from exchange.state import ExchangeState
 from exchange.timers import advance_clock, auction_reference_price, next_timer_ns
 from exchange.trading import Rejection
 from ledger.balances import Balances
-from ledger.records import Record, RecordBody
+from ledger.records import Posting, Record, RecordBody
 
 ADMIN_ACTOR = "@admin"
 _encode = command_encoder.encode
@@ -112,7 +115,16 @@ class Outcome(msgspec.Struct, frozen=True):
 
 
 class ReplayMismatch(AssertionError):
-    """Replaying a record did not reproduce its postings: the journal and the code disagree."""
+    """Replaying a record did not reproduce it: the journal and the code disagree at this seq.
+
+    Either the record was altered (and its hash chain recomputed), or it was written by code
+    with other rules. An AssertionError: in the engine's own recovery it is a crash.
+    """
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(f"record {seq} does not replay: {reason}")
+        self.seq = seq
+        self.reason = reason
 
 
 class Exchange:
@@ -193,19 +205,66 @@ class Exchange:
         return exchange
 
     def replay(self, records: Iterable[Record]) -> int:
-        """Re-apply journal records, checking each reproduces its postings; return the count.
+        """Re-apply journal records, checking each reproduces itself; return the count.
 
         Raises:
-            ReplayMismatch: a record's seq or postings differ from what handling its command
-                gives now.
+            ReplayMismatch: at the first record that `replay_record` refuses, naming its seq.
         """
         count = 0
         for record in records:
-            command = command_decoder.decode(record.command)
-            outcome = self.handle(command, record.ts_ns)
-            if outcome.record.seq != record.seq or outcome.record.postings != record.postings:
-                raise ReplayMismatch(
-                    f"record {record.seq} ({record.kind}) does not replay to its postings"
-                )
+            self.replay_record(record)
             count += 1
         return count
+
+    def replay_record(self, record: Record) -> Outcome:
+        """Re-apply one journal record, checking that handling its command writes it exactly.
+
+        Raises:
+            ReplayMismatch: the command bytes do not decode to a command, or the seq, the kind,
+                the command bytes or the postings differ from what handling the command gives
+                now. The exchange has then handled the command (or not, if it did not decode)
+                and must not be used further.
+        """
+        try:
+            command = command_decoder.decode(record.command)
+        except msgspec.DecodeError as error:  # ValidationError is a DecodeError too.
+            raise ReplayMismatch(
+                record.seq, f"its command bytes do not decode to a command ({error})"
+            ) from error
+        outcome = self.handle(command, record.ts_ns)
+        written = outcome.record
+        if written.seq != record.seq:
+            raise ReplayMismatch(record.seq, f"it is seq {written.seq} on replay")
+        # The kind is checked apart from the postings: ledger.verify lets value cross the
+        # boundary by kind alone, so a relabelled record must not pass with its postings intact.
+        if written.kind != record.kind:
+            raise ReplayMismatch(
+                record.seq,
+                f"its kind is {record.kind} but its command is {command.__class__.__name__} "
+                f"(kind {written.kind})",
+            )
+        if written.command != record.command:
+            raise ReplayMismatch(
+                record.seq, f"its command bytes are not the canonical encoding of {command!r}"
+            )
+        if written.postings != record.postings:
+            raise ReplayMismatch(
+                record.seq, _postings_difference(written.postings, record.postings)
+            )
+        return outcome
+
+
+def _postings_difference(replayed: tuple[Posting, ...], recorded: tuple[Posting, ...]) -> str:
+    # The first posting that differs, in words: a trade's record can hold dozens of postings.
+    for number, (made, held) in enumerate(zip(replayed, recorded, strict=False), start=1):
+        if made != held:
+            made_text, held_text = _posting_text(made), _posting_text(held)
+            return f"posting {number} is {held_text}, its command makes {made_text}"
+    return f"it holds {len(recorded)} postings, its command makes {len(replayed)}"
+
+
+def _posting_text(posting: Posting) -> str:
+    return (
+        f"{posting.amount} {posting.asset} from {posting.debit_account} "
+        f"{posting.debit_bucket.value} to {posting.credit_account} {posting.credit_bucket.value}"
+    )

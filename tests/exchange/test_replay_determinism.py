@@ -12,6 +12,10 @@ segments. Then:
 - ledger.verify.verify_records passes on the journal: chain, balances, conservation, and its
   deposits and issuance are those the session made.
 
+And replay is a check, not only a rebuild: a record is refused (ReplayMismatch naming its seq)
+unless handling its command writes it exactly: its kind, its command bytes (canonical) and its
+postings.
+
 Replay: IPX_SEED=<seed> .venv/bin/pytest tests/exchange/test_replay_determinism.py -s
 """
 
@@ -26,14 +30,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from exchange.core import Exchange, Outcome
+import msgspec
+import pytest
+
+from exchange.commands import command_decoder
+from exchange.core import Exchange, Outcome, ReplayMismatch
 from exchange.events import TradeExecuted
 from ledger.file_store import FileJournal
-from ledger.records import RecordBody
+from ledger.records import GENESIS_HASH, Record, RecordBody, seal
 from ledger.verify import verify_records
 from matching.orders import Side
 from tests.exchange.replay_worker import events_digest
-from tests.exchange.rulebook import HOUR
+from tests.exchange.rulebook import HOUR, ISSUER, Market
 from tests.exchange.test_core_state_machine import (
     AFTERS_NS,
     AMOUNTS,
@@ -359,3 +367,60 @@ def test_replaying_the_journal_gives_the_same_state_in_any_process(tmp_path: Pat
         f"this process and under PYTHONHASHSEED={','.join(HASH_SEEDS)}; session {session_s:.1f} s, "
         f"3 workers {workers_s:.1f} s, total {time.monotonic() - started:.1f} s (IPX_SEED={SEED})"
     )
+
+
+def sealed(bodies: list[RecordBody]) -> list[Record]:
+    records, previous = [], GENESIS_HASH
+    for body in bodies:
+        records.append(seal(previous, body))
+        previous = records[-1].hash
+    return records
+
+
+def traded_market() -> tuple[Market, int]:
+    """A short real session ending in a trade; return it and the seq of the trade."""
+    market = Market().trading()
+    market.sell(ISSUER, 100, 1_000)
+    return market, market.buy("alice", 40, 1_000).seq
+
+
+def refused_at(bodies: list[RecordBody], seq: int, words: str) -> None:
+    with pytest.raises(ReplayMismatch, match=words) as refused:
+        Exchange().replay(sealed(bodies))
+    assert refused.value.seq == seq
+
+
+def test_replay_refuses_a_record_whose_kind_is_not_its_commands() -> None:
+    # ledger.verify lets value cross the boundary by kind alone: the kind must be the command's.
+    market, trade_seq = traded_market()
+    bodies = list(market.records)
+    bodies[trade_seq - 1] = msgspec.structs.replace(bodies[trade_seq - 1], kind="deposit")
+    refused_at(bodies, trade_seq, "its kind is deposit but its command is PlaceOrder")
+
+
+def test_replay_refuses_postings_its_command_does_not_make() -> None:
+    market, trade_seq = traded_market()
+    bodies = list(market.records)
+    trade = bodies[trade_seq - 1]
+    first = trade.postings[0]
+    more = msgspec.structs.replace(first, amount=first.amount + 1)
+    bodies[trade_seq - 1] = msgspec.structs.replace(trade, postings=(more, *trade.postings[1:]))
+    refused_at(bodies, trade_seq, f"posting 1 is {first.amount + 1} .*, its command makes")
+    bodies[trade_seq - 1] = msgspec.structs.replace(trade, postings=trade.postings[:-1])
+    refused_at(bodies, trade_seq, f"it holds {len(trade.postings) - 1} postings")
+
+
+def test_replay_refuses_command_bytes_that_are_not_a_command_or_not_canonical() -> None:
+    market, trade_seq = traded_market()
+    bodies = list(market.records)
+    trade = bodies[trade_seq - 1]
+    garbled = msgspec.structs.replace(trade, command=b"place_order")
+    refused_at([*bodies[: trade_seq - 1], garbled], trade_seq, "do not decode to a command")
+    # The same command with its array header in the 3-byte form msgpack also allows: it
+    # decodes to the same command, but the hash and the receipts cover the bytes.
+    assert trade.command[0] & 0xF0 == 0x90, "a command is a msgpack fixarray"
+    length = trade.command[0] & 0x0F
+    wide = b"\xdc" + length.to_bytes(2, "big") + trade.command[1:]
+    assert command_decoder.decode(wide) == command_decoder.decode(trade.command)
+    bodies[trade_seq - 1] = msgspec.structs.replace(trade, command=wide)
+    refused_at(bodies, trade_seq, "not the canonical encoding")
