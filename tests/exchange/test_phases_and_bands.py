@@ -192,6 +192,35 @@ def test_an_operator_can_start_a_volatility_auction(market: Market) -> None:
     market.refused(StartAuction(OPERATOR, SYMBOL, 0), Reject.VALIDATION_ERROR)
 
 
+# The auction price: most volume, then least imbalance, then nearest the reference price, which
+# is itself a candidate when it lies between the best ask and the best bid.
+
+
+def test_one_bid_and_one_ask_clear_at_the_reference_price_between_them(market: Market) -> None:
+    market.pre_open()
+    market.do(Resume(OPERATOR, SYMBOL))
+    market.rest(ISSUER, SELL, 10, 900)
+    outcome = market.buy("alice", 10, 1_100)
+    assert events(outcome, IndicativeUpdated) == [IndicativeUpdated(SYMBOL, 1_000, 10, 0)]
+    opening = market.tick_to(market.instrument().phase_until_ns)
+    assert events(opening, AuctionUncrossed) == [AuctionUncrossed(SYMBOL, 1_000, 10, 0)]
+    assert [trade.price_ticks for trade in events(opening, TradeExecuted)] == [1_000]
+    assert market.units("alice") == (10, 0)
+    assert market.cash("alice")[1] == 0  # The hold at 1,100 is released in full.
+
+
+def test_market_orders_on_both_sides_clear_at_the_reference_not_at_a_band_edge(
+    market: Market,
+) -> None:
+    market.pre_open()
+    market.do(Resume(OPERATOR, SYMBOL))
+    accepted(market.market_sell(ISSUER, 10))  # Rests at 900, the band's low edge.
+    accepted(market.market_buy("alice", 10))  # Rests at 1,100, its high edge.
+    opening = market.tick_to(market.instrument().phase_until_ns)
+    assert events(opening, AuctionUncrossed) == [AuctionUncrossed(SYMBOL, 1_000, 10, 0)]
+    assert market.instrument().reference_price_ticks == 1_000
+
+
 # Periodic-auction mode, for thin instruments.
 
 
