@@ -90,6 +90,17 @@ def test_the_band_edges_round_towards_the_reference(market: Market) -> None:
     accepted(market.sell(ISSUER, 1, 1_103))
 
 
+def test_a_band_is_at_least_one_tick_wide_either_side_at_a_low_price(market: Market) -> None:
+    market.trading(reference_price_ticks=9)  # 10% of 9 is 0.9 and 5% is 0.45: one tick each.
+    market.refused(market.order("alice", BUY, 1, 7), Reject.PRICE_BAND, "[8, 10]")
+    market.refused(market.order(ISSUER, SELL, 1, 11), Reject.PRICE_BAND, "[8, 10]")
+    accepted(market.buy("alice", 1, 8))
+    market.rest(ISSUER, SELL, 5, 10)
+    outcome = market.buy("bob", 5, 10)  # Inside the one-tick dynamic band: it trades at once.
+    assert [trade.price_ticks for trade in events(outcome, TradeExecuted)] == [10]
+    assert market.phase() is Phase.CONTINUOUS
+
+
 def test_the_day_roll_recentres_the_static_band_on_the_last_price(market: Market) -> None:
     market.trading()
     market.rest(ISSUER, SELL, 1, 1_040)
