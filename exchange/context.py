@@ -43,6 +43,14 @@ class Context:
         # Set when this command may have set or fired a timer: the next due time is recomputed.
         self.timers_changed = False
 
+    def touch(self, symbol: str) -> None:
+        """Have the symbol's auction indicative recomputed (and published) after the command."""
+        touched = self.touched
+        if touched is None:
+            self.touched = {symbol: None}
+        else:
+            touched[symbol] = None
+
     def post(self, postings: Sequence[Posting]) -> None:
         """Apply postings atomically and record them."""
         self.balances.apply(postings)

@@ -56,7 +56,8 @@ from exchange.commands import (
     command_kind_of,
 )
 from exchange.context import Context
-from exchange.events import CommandRejected, Event, IndicativeUpdated, Phase
+from exchange.events import CommandRejected, Event, IndicativeUpdated
+from exchange.phases import CALL_PHASES
 from exchange.reasons import Reject
 from exchange.state import ExchangeState
 from exchange.timers import advance_clock, auction_reference_price, next_timer_ns
@@ -66,7 +67,6 @@ from ledger.records import Posting, Record, RecordBody
 
 ADMIN_ACTOR = "@admin"
 _encode = command_encoder.encode
-_CALL_PHASES = (Phase.PRE_OPEN, Phase.OFFERING, Phase.AUCTION)
 
 Handler = Callable[[ExchangeState, Context, Any], Event | None]
 
@@ -177,8 +177,8 @@ class Exchange:
         instruments = self.state.instruments
         for symbol in touched:
             instrument = instruments[symbol]
-            if instrument.phase not in _CALL_PHASES:
-                continue
+            if instrument.phase not in CALL_PHASES:
+                continue  # Its indicative was cleared when it left them (phases.set_phase).
             indicative = instrument.book.indicative(auction_reference_price(instrument))
             now = (
                 (0, 0, 0)

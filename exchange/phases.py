@@ -6,6 +6,12 @@ Invariants:
 - A timed phase (AUCTION, OFFERING) has phase_until_ns > 0, the ts_ns at which its timer
   fires; every other phase has phase_until_ns == 0.
 - Every change of phase emits one PhaseChanged event, with a reason a person can read.
+- Only the call phases (CALL_PHASES: PRE_OPEN, OFFERING, AUCTION) have an auction indicative.
+  Outside them an instrument's indicative is (0, 0, 0): leaving them clears a published one
+  with IndicativeUpdated(0, 0, 0) just before PhaseChanged (a halted or closed book is not
+  going to uncross, and a stale indicative would outlive a cancel during the halt). Entering
+  one marks the symbol touched, so the end of the command publishes what the book would
+  clear at now (after a Resume, the orders canceled while halted are gone from it).
 - The static band bounds order entry and continuous prints; an auction's one price is bound
   only by the orders that cross, and becomes the new reference. That is how the price moves
   past the band: a print outside it (e.g. against orders resting from an older reference)
@@ -24,8 +30,10 @@ The moves (operator commands in capitals, timers in lower case):
 from __future__ import annotations
 
 from exchange.context import Context
-from exchange.events import Phase, PhaseChanged
+from exchange.events import IndicativeUpdated, Phase, PhaseChanged
 from exchange.state import Instrument
+
+CALL_PHASES = (Phase.PRE_OPEN, Phase.OFFERING, Phase.AUCTION)
 
 
 def set_phase(
@@ -37,7 +45,13 @@ def set_phase(
     ctx.timers_changed = True
     if phase is not Phase.CONTINUOUS and not instrument.book.in_auction:
         instrument.book.start_auction()
-    ctx.events.append(PhaseChanged(instrument.terms.symbol, phase, reason, until_ns))
+    symbol = instrument.terms.symbol
+    if phase in CALL_PHASES:
+        ctx.touch(symbol)
+    elif instrument.indicative != (0, 0, 0):
+        instrument.indicative = (0, 0, 0)
+        ctx.events.append(IndicativeUpdated(symbol, 0, 0, 0))
+    ctx.events.append(PhaseChanged(symbol, phase, reason, until_ns))
 
 
 def start_auction(ctx: Context, instrument: Instrument, kind: str, duration_ns: int) -> None:

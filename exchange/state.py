@@ -28,9 +28,12 @@ NO_TIMER_NS = 1 << 126  # Later than any ts_ns: "no timer pending".
 def band_edges(center_ticks: int, band_bps: int) -> tuple[int, int]:
     """Return the (lowest, highest) price inside +/- band_bps of center_ticks.
 
-    Edges round towards the centre (floor above it, ceiling below it), and never below 1.
+    Edges round towards the centre (floor above it, ceiling below it), and never below 1; but
+    the band is at least one tick wide either side. At a low price the rounded width is 0 (a
+    10% band below 10 ticks, a 5% one below 20), and a band of one price refuses every order
+    at any other, so the price could never move again: the instrument would be frozen.
     """
-    width = center_ticks * band_bps // BPS_DENOMINATOR
+    width = max(1, center_ticks * band_bps // BPS_DENOMINATOR)
     return max(1, center_ticks - width), center_ticks + width
 
 

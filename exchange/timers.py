@@ -26,7 +26,7 @@ from exchange.calendar import NS_PER_DAY
 from exchange.commands import TradingMode
 from exchange.context import Context
 from exchange.events import IndicativeUpdated, OfferingClosed, Phase
-from exchange.phases import set_phase, start_auction
+from exchange.phases import CALL_PHASES, set_phase, start_auction
 from exchange.state import ExchangeState, Instrument
 from exchange.trading import apply_book_events
 from matching.events import AuctionUncrossed
@@ -129,6 +129,9 @@ def roll_day(state: ExchangeState, ctx: Context) -> None:
             apply_book_events(state, ctx, instrument, expired)
         if instrument.last_price_ticks:
             instrument.set_reference_price(instrument.last_price_ticks)
+        if instrument.phase in CALL_PHASES:
+            # A new reference moves an auction's tie-break, and so maybe its indicative.
+            ctx.touch(instrument.terms.symbol)
     # cl_ord_id is unique per trading day: forget the ids of orders that are no longer open.
     open_orders = state.orders
     state.client_orders = {

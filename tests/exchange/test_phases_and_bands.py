@@ -16,6 +16,7 @@ from exchange.calendar import NS_PER_DAY, parse_date
 from exchange.commands import (
     AmendOrder,
     CancelOrder,
+    CloseMarket,
     Halt,
     OpenOffering,
     Resume,
@@ -87,6 +88,17 @@ def test_the_band_edges_round_towards_the_reference(market: Market) -> None:
     market.refused(market.order("alice", BUY, 1, 1_104), Reject.PRICE_BAND, "[903, 1103]")
     accepted(market.buy("alice", 1, 903))
     accepted(market.sell(ISSUER, 1, 1_103))
+
+
+def test_a_band_is_at_least_one_tick_wide_either_side_at_a_low_price(market: Market) -> None:
+    market.trading(reference_price_ticks=9)  # 10% of 9 is 0.9 and 5% is 0.45: one tick each.
+    market.refused(market.order("alice", BUY, 1, 7), Reject.PRICE_BAND, "[8, 10]")
+    market.refused(market.order(ISSUER, SELL, 1, 11), Reject.PRICE_BAND, "[8, 10]")
+    accepted(market.buy("alice", 1, 8))
+    market.rest(ISSUER, SELL, 5, 10)
+    outcome = market.buy("bob", 5, 10)  # Inside the one-tick dynamic band: it trades at once.
+    assert [trade.price_ticks for trade in events(outcome, TradeExecuted)] == [10]
+    assert market.phase() is Phase.CONTINUOUS
 
 
 def test_the_day_roll_recentres_the_static_band_on_the_last_price(market: Market) -> None:
@@ -192,6 +204,35 @@ def test_an_operator_can_start_a_volatility_auction(market: Market) -> None:
     market.refused(StartAuction(OPERATOR, SYMBOL, 0), Reject.VALIDATION_ERROR)
 
 
+# The auction price: most volume, then least imbalance, then nearest the reference price, which
+# is itself a candidate when it lies between the best ask and the best bid.
+
+
+def test_one_bid_and_one_ask_clear_at_the_reference_price_between_them(market: Market) -> None:
+    market.pre_open()
+    market.do(Resume(OPERATOR, SYMBOL))
+    market.rest(ISSUER, SELL, 10, 900)
+    outcome = market.buy("alice", 10, 1_100)
+    assert events(outcome, IndicativeUpdated) == [IndicativeUpdated(SYMBOL, 1_000, 10, 0)]
+    opening = market.tick_to(market.instrument().phase_until_ns)
+    assert events(opening, AuctionUncrossed) == [AuctionUncrossed(SYMBOL, 1_000, 10, 0)]
+    assert [trade.price_ticks for trade in events(opening, TradeExecuted)] == [1_000]
+    assert market.units("alice") == (10, 0)
+    assert market.cash("alice")[1] == 0  # The hold at 1,100 is released in full.
+
+
+def test_market_orders_on_both_sides_clear_at_the_reference_not_at_a_band_edge(
+    market: Market,
+) -> None:
+    market.pre_open()
+    market.do(Resume(OPERATOR, SYMBOL))
+    accepted(market.market_sell(ISSUER, 10))  # Rests at 900, the band's low edge.
+    accepted(market.market_buy("alice", 10))  # Rests at 1,100, its high edge.
+    opening = market.tick_to(market.instrument().phase_until_ns)
+    assert events(opening, AuctionUncrossed) == [AuctionUncrossed(SYMBOL, 1_000, 10, 0)]
+    assert market.instrument().reference_price_ticks == 1_000
+
+
 # Periodic-auction mode, for thin instruments.
 
 
@@ -267,6 +308,31 @@ def test_a_halted_instrument_resumes_through_an_opening_auction(market: Market) 
     assert market.phase() is Phase.CONTINUOUS
 
 
+@pytest.mark.parametrize("stop", [Halt, CloseMarket], ids=["halt", "close"])
+def test_stopping_an_auction_clears_its_indicative_and_a_resume_publishes_it_afresh(
+    market: Market, stop: type[Halt] | type[CloseMarket]
+) -> None:
+    market.pre_open()
+    market.do(Resume(OPERATOR, SYMBOL))
+    sell_id = market.rest(ISSUER, SELL, 10, 1_000)
+    crossed = market.buy("alice", 10, 1_000)
+    assert events(crossed, IndicativeUpdated) == [IndicativeUpdated(SYMBOL, 1_000, 10, 0)]
+    # A stopped book will not uncross: its indicative is cleared just before the phase change.
+    stopped = accepted_reply(market.do(stop(OPERATOR, SYMBOL)))
+    assert [type(event) for event in stopped.events[-2:]] == [IndicativeUpdated, PhaseChanged]
+    assert events(stopped, IndicativeUpdated) == [IndicativeUpdated(SYMBOL, 0, 0, 0)]
+    resumed = market.do(Resume(OPERATOR, SYMBOL))
+    assert events(resumed, IndicativeUpdated) == [IndicativeUpdated(SYMBOL, 1_000, 10, 0)]
+    # A cancel while stopped publishes nothing; the Resume finds nothing left to cross.
+    market.do(stop(OPERATOR, SYMBOL))
+    assert events(market.cancel(ISSUER, sell_id), IndicativeUpdated) == []
+    resumed = market.do(Resume(OPERATOR, SYMBOL))
+    assert events(resumed, IndicativeUpdated) == []
+    assert market.instrument().indicative == (0, 0, 0)
+    opening = market.tick_to(market.instrument().phase_until_ns)
+    assert events(opening, AuctionUncrossed) == [AuctionUncrossed(SYMBOL, 1_000, 0, 0)]
+
+
 def test_only_a_stopped_instrument_can_be_resumed(market: Market) -> None:
     market.trading()
     market.refused(Resume(OPERATOR, SYMBOL), Reject.MARKET_CLOSED, "continuous")
@@ -336,6 +402,19 @@ def test_the_patents_expiry_delists_the_instrument_and_cancels_every_open_order(
     assert market.units("alice") == (10, 0)  # Units stay on record.
     assert market.units(ISSUER) == (TOTAL_UNITS - 10, 0)
     assert market.cash("bob")[1] == 0
+
+
+def test_the_patents_expiry_during_an_auction_clears_its_indicative(market: Market) -> None:
+    expiry = _expiring_market(market)
+    market.tick_to(expiry - HOUR)
+    accepted_reply(market.do(StartAuction(OPERATOR, SYMBOL, 2 * HOUR)))
+    market.rest(ISSUER, SELL, 10, 1_000)
+    crossed = market.buy("bob", 10, 1_000)
+    assert events(crossed, IndicativeUpdated) == [IndicativeUpdated(SYMBOL, 1_000, 10, 0)]
+    outcome = market.tick_to(expiry)
+    assert events(outcome, IndicativeUpdated) == [IndicativeUpdated(SYMBOL, 0, 0, 0)]
+    assert [type(event) for event in outcome.events[-2:]] == [IndicativeUpdated, PhaseChanged]
+    assert (market.phase(), market.instrument().indicative) == (Phase.DELISTED, (0, 0, 0))
 
 
 def test_a_delisted_instrument_takes_no_orders_and_cannot_be_resumed(market: Market) -> None:
@@ -433,6 +512,24 @@ def test_an_auction_ending_before_midnight_trades_before_the_day_roll(
     outcome = market.tick_to(end - 1 + late_ns)
     assert events(outcome, AuctionUncrossed) == [AuctionUncrossed(SYMBOL, 1_000, 10, 0)]
     assert market.units("alice") == (10, 0)
+
+
+def test_the_day_roll_republishes_an_auction_indicative_when_the_reference_moves(
+    market: Market,
+) -> None:
+    market.trading()
+    market.give_units("alice", 50, 1_040)  # The last price: tomorrow's reference.
+    midnight = parse_date("2030-01-16")
+    market.tick_to(midnight - HOUR)
+    accepted_reply(market.do(StartAuction(OPERATOR, SYMBOL, 2 * HOUR)))
+    market.rest("bob", BUY, 10, 1_050)
+    crossed = market.sell("alice", 10, 950)
+    assert events(crossed, IndicativeUpdated) == [IndicativeUpdated(SYMBOL, 1_000, 10, 0)]
+    rolled = market.tick_to(midnight)
+    assert market.instrument().reference_price_ticks == 1_040
+    assert events(rolled, IndicativeUpdated) == [IndicativeUpdated(SYMBOL, 1_040, 10, 0)]
+    uncross = market.tick_to(market.instrument().phase_until_ns)
+    assert events(uncross, AuctionUncrossed) == [AuctionUncrossed(SYMBOL, 1_040, 10, 0)]
 
 
 @LATE

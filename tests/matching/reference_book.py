@@ -413,9 +413,18 @@ class ReferenceBook:
         self._in_auction = True
 
     def _clearing(self, reference_price_ticks: int) -> IndicativeUncross | None:
-        """Pick the uncross price: max volume, then min |imbalance|, nearest reference, lower."""
+        """Pick the uncross price: max volume, then min |imbalance|, nearest reference, lower.
+
+        The candidates: every order's price, and the reference price when it lies between the
+        best ask and the best bid.
+        """
         best: tuple[tuple[int, int, int, int], IndicativeUncross] | None = None
-        for price in sorted({order.price_ticks for order in self._orders}):
+        prices = {order.price_ticks for order in self._orders}
+        bids = [o.price_ticks for o in self._orders if o.side is Side.BUY]
+        asks = [o.price_ticks for o in self._orders if o.side is Side.SELL]
+        if bids and asks and min(asks) <= reference_price_ticks <= max(bids):
+            prices.add(reference_price_ticks)
+        for price in sorted(prices):
             buy_units = sum(
                 o.leaves_units
                 for o in self._orders

@@ -2,7 +2,9 @@
 
 Tables use the format of test_book_scenarios.py (`command => events => book after`). The
 clearing price maximizes executed volume, then minimizes |imbalance|, then is nearest the
-reference price, then is the lower price; allocation is by price, then time.
+reference price, then is the lower price; the candidate prices are those of the levels and the
+reference price itself when it lies between the best ask and the best bid. Allocation is by
+price, then time.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ auction                => - => auction bids - | asks -
 #1 B alice 10@102      => ok => auction bids #1 10@102 | asks -
 indicative 100         => none => auction bids #1 10@102 | asks -
 #2 S bob 5@99          => ok => auction bids #1 10@102 | asks #2 5@99
-indicative 100         => indicative 5@99 imbalance 5 => auction bids #1 10@102 | asks #2 5@99
-indicative 101         => indicative 5@102 imbalance 5 => auction bids #1 10@102 | asks #2 5@99
-uncross 101            => fill 5@102 #1/#2 left 5/0; uncrossed 5@102 imbalance 5
+indicative 100         => indicative 5@100 imbalance 5 => auction bids #1 10@102 | asks #2 5@99
+indicative 104         => indicative 5@102 imbalance 5 => auction bids #1 10@102 | asks #2 5@99
+uncross 101            => fill 5@101 #1/#2 left 5/0; uncrossed 5@101 imbalance 5
     => bids #1 5@102 | asks -
 """
 AUCTION_SCENARIOS["the clearing price maximizes executed volume"] = """
@@ -48,14 +50,32 @@ indicative 101         => indicative 10@100 imbalance 0
 uncross 101            => fill 5@100 #1/#2 left 5/0; fill 5@100 #1/#3 left 0/0;
     uncrossed 10@100 imbalance 0 => bids - | asks #4 3@101
 """
-AUCTION_SCENARIOS["then the price nearest the reference, then the lower price"] = """
+AUCTION_SCENARIOS["then the price nearest the reference, the reference itself if it clears"] = """
 auction                => - => auction bids - | asks -
 #1 B alice 5@101       => ok => auction bids #1 5@101 | asks -
 #2 S bob 5@99          => ok => auction bids #1 5@101 | asks #2 5@99
 indicative 104         => indicative 5@101 imbalance 0 => auction bids #1 5@101 | asks #2 5@99
 indicative 50          => indicative 5@99 imbalance 0 => auction bids #1 5@101 | asks #2 5@99
-indicative 100         => indicative 5@99 imbalance 0 => auction bids #1 5@101 | asks #2 5@99
-uncross 100            => fill 5@99 #1/#2 left 0/0; uncrossed 5@99 imbalance 0 => bids - | asks -
+indicative 100         => indicative 5@100 imbalance 0 => auction bids #1 5@101 | asks #2 5@99
+uncross 100            => fill 5@100 #1/#2 left 0/0; uncrossed 5@100 imbalance 0 => bids - | asks -
+"""
+AUCTION_SCENARIOS["one bid and one ask that cross clear at the reference between them"] = """
+auction                => - => auction bids - | asks -
+#1 B alice 10@1100     => ok => auction bids #1 10@1100 | asks -
+#2 S bob 10@900        => ok => auction bids #1 10@1100 | asks #2 10@900
+indicative 1000        => indicative 10@1000 imbalance 0 => auction bids #1 10@1100 | asks #2 10@900
+indicative 1100        => indicative 10@1100 imbalance 0 => auction bids #1 10@1100 | asks #2 10@900
+indicative 1200        => indicative 10@1100 imbalance 0 => auction bids #1 10@1100 | asks #2 10@900
+uncross 1000           => fill 10@1000 #1/#2 left 0/0; uncrossed 10@1000 imbalance 0
+    => bids - | asks -
+"""
+AUCTION_SCENARIOS["market orders on both sides clear at the reference, not at a band edge"] = """
+auction                  => - => auction bids - | asks -
+#1 S bob 10@90 mkt ioc   => ok => auction bids - | asks #1 10@90
+#2 B alice 10@110 mkt ioc => ok => auction bids #2 10@110 | asks #1 10@90
+indicative 100           => indicative 10@100 imbalance 0 => auction bids #2 10@110 | asks #1 10@90
+uncross 100              => fill 10@100 #2/#1 left 0/0; uncrossed 10@100 imbalance 0
+    => bids - | asks -
 """
 AUCTION_SCENARIOS["allocation goes by price, then time, at the one clearing price"] = """
 auction                => - => auction bids - | asks -
@@ -207,14 +227,32 @@ def test_clearing_price_worked_example_of_the_module_docstring() -> None:
     assert clearing_price(bids, asks, 100) == IndicativeUncross(101, 10, -5)
     # Far above the range, the reference pulls to the higher of the tied prices.
     assert clearing_price(bids, asks, 200) == IndicativeUncross(102, 10, -5)
+    # The second example: the reference between the best ask and the best bid is a candidate.
+    assert clearing_price([(1100, 10)], [(900, 10)], 1000) == IndicativeUncross(1000, 10, 0)
+
+
+def test_the_reference_price_is_a_candidate_only_between_the_best_ask_and_the_best_bid() -> None:
+    bids, asks = [(102, 10), (98, 5)], [(98, 10), (102, 5)]
+    # At 98 the buyers have 5 more, at 102 the sellers do: between, 10 against 10 clears evenly.
+    assert clearing_price(bids, asks, 100) == IndicativeUncross(100, 10, 0)
+    assert clearing_price(bids, asks, 99) == IndicativeUncross(99, 10, 0)
+    # Outside [best ask, best bid] only the levels compete; the nearer one wins the tie.
+    assert clearing_price(bids, asks, 150) == IndicativeUncross(102, 10, -5)
+    assert clearing_price(bids, asks, 50) == IndicativeUncross(98, 10, 5)
+    # A reference price between the levels never turns an uncrossed book into an auction.
+    assert clearing_price([(99, 5)], [(101, 5)], 100) is None
 
 
 def _brute_force(
     bids: list[tuple[int, int]], asks: list[tuple[int, int]], reference: int
 ) -> IndicativeUncross | None:
-    # The rule as written, over every distinct price of the book, no shortcut.
+    # The rule as written, over every distinct price of the book and the reference price when
+    # it lies between the best ask and the best bid, no shortcut.
     best: tuple[int, int, int, int] | None = None
-    for price in sorted({p for p, _ in bids} | {p for p, _ in asks}):
+    prices = {p for p, _ in bids} | {p for p, _ in asks}
+    if bids and asks and min(p for p, _ in asks) <= reference <= max(p for p, _ in bids):
+        prices.add(reference)
+    for price in sorted(prices):
         buy = sum(q for p, q in bids if p >= price)
         sell = sum(q for p, q in asks if p <= price)
         if min(buy, sell) == 0:
