@@ -196,6 +196,25 @@ def test_bad_share_terms_are_rejected_and_issue_nothing(
     assert market.exchange.state.instruments == {}
 
 
+# Balances are kept per (account, asset), where an asset is a currency or a symbol: a symbol
+# that a currency could ever have would merge units and cash into one balance.
+
+
+@pytest.mark.parametrize("symbol", ["USD", "EUR", "ABC"])
+def test_a_symbol_never_has_the_form_of_a_currency_code(market: Market, symbol: str) -> None:
+    market.accounts()
+    market.do(listing())
+    market.do(Deposit(OPERATOR, "alice", "EUR", 5_000))
+    market.refused(issuance(symbol=symbol), Reject.VALIDATION_ERROR, "currency code")
+    assert market.exchange.state.instruments == {}
+
+
+def test_a_short_symbol_that_no_currency_can_have_is_issued(market: Market) -> None:
+    market.accounts()
+    market.do(listing())
+    assert isinstance(market.do(issuance(symbol="AB1")).reply, SharesIssued)
+
+
 def test_shares_of_a_patent_that_has_expired_since_listing_cannot_be_issued(
     market: Market,
 ) -> None:

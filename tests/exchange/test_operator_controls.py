@@ -119,6 +119,13 @@ def test_bad_cash_movements_are_rejected_and_change_nothing(
     market.refused(command, reason)
 
 
+def test_units_are_never_withdrawn_or_deposited_as_cash(market: Market) -> None:
+    # Only cash crosses the bank; units enter only by issuance and never leave.
+    market.pre_open()
+    market.refused(Withdraw(OPERATOR, ISSUER, SYMBOL, 10), Reject.VALIDATION_ERROR, "ISO 4217")
+    market.refused(Deposit(OPERATOR, "alice", SYMBOL, 10), Reject.VALIDATION_ERROR, "ISO 4217")
+
+
 def test_a_withdrawal_of_everything_available_empties_the_account(market: Market) -> None:
     market.accounts()
     outcome = market.do(Withdraw(OPERATOR, "alice", USD, CASH))
