@@ -34,15 +34,18 @@ from exchange.events import (
 )
 from exchange.reasons import Reject
 from ledger.records import ISSUANCE_ACCOUNT, Bucket, Posting
-from matching.orders import CancelReason, StpMode
+from matching.orders import CancelReason, StpMode, TimeInForce
 from tests.exchange import rulebook
 from tests.exchange.rulebook import (
     BUY,
     CASH,
     FEES,
+    FOK,
     HOUR,
+    IOC,
     ISSUER,
     MAKER_BPS,
+    MARKET,
     OPENING_AUCTION_NS,
     OPERATOR,
     PATENT,
@@ -262,6 +265,20 @@ def test_an_offering_takes_only_bids_at_or_above_its_minimum(market: Market) -> 
     market.refused(market.order("alice", BUY, 10, 899), Reject.PRICE_BAND, "minimum")
     market.refused(market.order(ISSUER, SELL, 10, 950), Reject.VALIDATION_ERROR, "only bids")
     accepted(market.buy("alice", 10, 900))
+
+
+@pytest.mark.parametrize("tif", [IOC, FOK])
+@pytest.mark.parametrize("min_price", [900, 1_500], ids=["inside-the-band", "above-the-band"])
+def test_an_offering_takes_only_limit_bids(
+    market: Market, min_price: int, tif: TimeInForce
+) -> None:
+    # A market bid would be priced at the static band's edge (1,100 here), not at anything the
+    # bidder chose; above the band, it could never fill and would hold its cash to the end.
+    market.pre_open()
+    market.offering(100, min_price)
+    market_bid = market.order("alice", BUY, 10, order_type=MARKET, tif=tif)
+    market.refused(market_bid, Reject.VALIDATION_ERROR, "only limit bids")
+    accepted(market.buy("alice", 10, min_price))
 
 
 def test_the_issuer_cannot_cancel_the_offering_while_it_runs(market: Market) -> None:
