@@ -11,6 +11,7 @@ Invariants:
   balance. A currency is three capital letters (CURRENCY), checked by every command that
   names one (Deposit, Withdraw, ListAsset; IssueShares and DistributeRoyalty use the
   listing's), and a symbol may never have that form, whatever currencies are in use so far.
+- An offering ends before its patent expires, so its end, not delisting, closes it.
 - A royalty distribution pays each holder at the record point (this command's seq; units held
   for open sell orders count as owned) its largest-remainder share; the parts sum to the
   amount; a (symbol, period_id) pays once.
@@ -399,6 +400,13 @@ def open_offering(state: ExchangeState, ctx: Context, command: OpenOffering) -> 
         command.end_ts_ns > ctx.ts_ns,
         Reject.VALIDATION_ERROR,
         "the offering must end in the future",
+    )
+    # Delisting at the expiry would end it with nothing sold, whatever the bids.
+    asset = instrument.asset
+    _require(
+        command.end_ts_ns < asset.expiry_ts_ns,
+        Reject.VALIDATION_ERROR,
+        f"the offering must end before the patent expires on {asset.listing.expiry_date}",
     )
     issuer = terms.issuer_account
     available = ctx.balances.available(issuer, terms.symbol)
