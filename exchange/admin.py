@@ -77,12 +77,14 @@ from matching.events import OrderAccepted
 from matching.limits import PRICE_TICKS_MAX, QUANTITY_UNITS_MAX
 from matching.orders import CancelReason, OrderType, Side, TimeInForce
 
-ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+# Each format matches a whole name: \Z, not $, which also matches before a final newline (with
+# $, "2030-Q1\n" would be a second period 2030-Q1 and "USD\n" a second currency USD).
+ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
 RESERVED_ACCOUNT_PREFIX = "exchange:"
-CURRENCY = re.compile(r"^[A-Z]{3}$")
-PATENT_ID = re.compile(r"^[A-Z]{2}[0-9A-Z]{4,14}$")
-SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.-]{1,31}$")
-PERIOD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$")
+CURRENCY = re.compile(r"^[A-Z]{3}\Z")
+PATENT_ID = re.compile(r"^[A-Z]{2}[0-9A-Z]{4,14}\Z")
+SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.-]{1,31}\Z")
+PERIOD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}\Z")
 TEXT_LENGTH_MAX = 200
 LICENSEES_MAX = 100
 FAMILY_MAX = 50  # Other members of a listed patent's family.

@@ -86,6 +86,7 @@ def test_a_valid_patent_lists_and_moves_nothing(market: Market) -> None:
     [
         ({"patent_id": "US-10123456"}, Reject.VALIDATION_ERROR, "patent id"),
         ({"patent_id": "us10123456b2"}, Reject.VALIDATION_ERROR, "patent id"),
+        ({"patent_id": f"{PATENT}\n"}, Reject.VALIDATION_ERROR, "patent id"),
         ({"filing_date": "2015-02-30"}, Reject.VALIDATION_ERROR, "no day 30"),
         ({"expiry_date": "2035-3-1"}, Reject.VALIDATION_ERROR, "YYYY-MM-DD"),
         ({"expiry_date": "2031-02-29"}, Reject.VALIDATION_ERROR, "no day 29"),
@@ -185,6 +186,7 @@ def test_shares_of_an_unlisted_patent_cannot_be_issued(market: Market) -> None:
         ({"static_band_bps": 0}, Reject.VALIDATION_ERROR),
         ({"currency": "EUR"}, Reject.VALIDATION_ERROR),
         ({"symbol": "rs-lower"}, Reject.VALIDATION_ERROR),
+        ({"symbol": f"{SYMBOL}\n"}, Reject.VALIDATION_ERROR),
         ({"trading_mode": TradingMode.PERIODIC_AUCTION}, Reject.VALIDATION_ERROR),
         ({"auction_interval_ns": 5}, Reject.VALIDATION_ERROR),
     ],
