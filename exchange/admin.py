@@ -6,6 +6,12 @@ Invariants:
 - Units come into existence only by IssueShares (from ISSUANCE_ACCOUNT to the issuer); cash
   enters only by Deposit and leaves only by Withdraw (through BANK_ACCOUNT). The journal
   verifier enforces the same rule from the records alone.
+- Currencies and symbols are disjoint name spaces, for all time: balances are keyed by
+  (account, asset), so a symbol equal to a currency code would make units and cash one
+  balance. A currency is three capital letters (CURRENCY), checked by every command that
+  names one (Deposit, Withdraw, ListAsset; IssueShares and DistributeRoyalty use the
+  listing's), and a symbol may never have that form, whatever currencies are in use so far.
+- An offering ends before its patent expires, so its end, not delisting, closes it.
 - A royalty distribution pays each holder at the record point (this command's seq; units held
   for open sell orders count as owned) its largest-remainder share; the parts sum to the
   amount; a (symbol, period_id) pays once.
@@ -71,12 +77,14 @@ from matching.events import OrderAccepted
 from matching.limits import PRICE_TICKS_MAX, QUANTITY_UNITS_MAX
 from matching.orders import CancelReason, OrderType, Side, TimeInForce
 
-ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+# Each format matches a whole name: \Z, not $, which also matches before a final newline (with
+# $, "2030-Q1\n" would be a second period 2030-Q1 and "USD\n" a second currency USD).
+ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
 RESERVED_ACCOUNT_PREFIX = "exchange:"
-CURRENCY = re.compile(r"^[A-Z]{3}$")
-PATENT_ID = re.compile(r"^[A-Z]{2}[0-9A-Z]{4,14}$")
-SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.-]{1,31}$")
-PERIOD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$")
+CURRENCY = re.compile(r"^[A-Z]{3}\Z")
+PATENT_ID = re.compile(r"^[A-Z]{2}[0-9A-Z]{4,14}\Z")
+SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.-]{1,31}\Z")
+PERIOD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}\Z")
 TEXT_LENGTH_MAX = 200
 LICENSEES_MAX = 100
 FAMILY_MAX = 50  # Other members of a listed patent's family.
@@ -114,6 +122,14 @@ def _check_amount(amount_minor: int, what: str) -> None:
     )
 
 
+def _check_currency(currency: str) -> None:
+    _require(
+        CURRENCY.match(currency) is not None,
+        Reject.VALIDATION_ERROR,
+        f"currency {currency!r} is not an ISO 4217 code",
+    )
+
+
 # Accounts and cash.
 
 
@@ -137,11 +153,7 @@ def open_account(state: ExchangeState, ctx: Context, command: OpenAccount) -> Ev
 
 def deposit(state: ExchangeState, ctx: Context, command: Deposit) -> Event:
     _existing_account(state, command.account_id)
-    _require(
-        CURRENCY.match(command.currency) is not None,
-        Reject.VALIDATION_ERROR,
-        f"currency {command.currency!r} is not an ISO 4217 code",
-    )
+    _check_currency(command.currency)
     _check_amount(command.amount_minor, "a deposit")
     ctx.post(
         [
@@ -162,6 +174,8 @@ def deposit(state: ExchangeState, ctx: Context, command: Deposit) -> Event:
 
 def withdraw(state: ExchangeState, ctx: Context, command: Withdraw) -> Event:
     _existing_account(state, command.account_id)
+    # Only cash leaves through the bank: without this check units would, named as a currency.
+    _check_currency(command.currency)
     _check_amount(command.amount_minor, "a withdrawal")
     available = ctx.balances.available(command.account_id, command.currency)
     _require(
@@ -235,11 +249,7 @@ def list_asset(state: ExchangeState, ctx: Context, command: ListAsset) -> Event:
         Reject.VALIDATION_ERROR,
         "licensees must be named, at most 100",
     )
-    _require(
-        CURRENCY.match(command.currency) is not None,
-        Reject.VALIDATION_ERROR,
-        f"currency {command.currency!r} is not an ISO 4217 code",
-    )
+    _check_currency(command.currency)
     _require(
         0 <= command.trailing_royalties_minor <= AMOUNT_MINOR_MAX,
         Reject.VALIDATION_ERROR,
@@ -270,6 +280,14 @@ def _check_terms(command: IssueShares) -> None:
         SYMBOL.match(command.symbol) is not None,
         Reject.VALIDATION_ERROR,
         f"symbol {command.symbol!r} is not like RS-US10123456B2",
+    )
+    # Units and cash share no balance: a symbol is never a possible currency code, so no
+    # deposit, now or later, can name it (see the module's invariants).
+    _require(
+        CURRENCY.match(command.symbol) is None,
+        Reject.VALIDATION_ERROR,
+        f"symbol {command.symbol!r} has the form of a currency code (three capital letters); "
+        "a share class needs a name that no currency can have",
     )
     _require(
         0 < command.lot_size_units <= command.total_units <= QUANTITY_UNITS_MAX
@@ -384,6 +402,13 @@ def open_offering(state: ExchangeState, ctx: Context, command: OpenOffering) -> 
         command.end_ts_ns > ctx.ts_ns,
         Reject.VALIDATION_ERROR,
         "the offering must end in the future",
+    )
+    # Delisting at the expiry would end it with nothing sold, whatever the bids.
+    asset = instrument.asset
+    _require(
+        command.end_ts_ns < asset.expiry_ts_ns,
+        Reject.VALIDATION_ERROR,
+        f"the offering must end before the patent expires on {asset.listing.expiry_date}",
     )
     issuer = terms.issuer_account
     available = ctx.balances.available(issuer, terms.symbol)

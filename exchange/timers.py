@@ -221,6 +221,13 @@ def close_offering(state: ExchangeState, ctx: Context, instrument: Instrument) -
 def delist(state: ExchangeState, ctx: Context, instrument: Instrument) -> None:
     """The patent expired: cancel every open order; units stay on record."""
     cancel_book(state, ctx, instrument, CancelReason.DELISTED)
-    instrument.offering = None
     expiry = instrument.asset.listing.expiry_date
-    set_phase(ctx, instrument, Phase.DELISTED, f"patent expired on {expiry}")
+    why = f"patent expired on {expiry}"
+    if instrument.phase is Phase.OFFERING:
+        # OpenOffering refuses an end at or after the expiry, but an offering opened before
+        # that rule (in a state restored from an older snapshot) may still run into it. Every
+        # way an offering ends says so: this one withdraws it, nothing sold, as a halt does.
+        symbol = instrument.terms.symbol
+        ctx.events.append(OfferingClosed(symbol, False, 0, 0, f"withdrawn: {why}"))
+    instrument.offering = None
+    set_phase(ctx, instrument, Phase.DELISTED, why)

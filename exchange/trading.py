@@ -30,9 +30,9 @@ request refused there is not a command: nothing is journaled and no cl_ord_id is
  5. MARKET_CLOSED (closed, delisted) / TRADING_HALTED (halted)
  5a. NOT_ALLOWED_IN_AUCTION: an IOC order (market or limit) while pre-open, where no uncross
     is scheduled
- 6. VALIDATION_ERROR: a sell in an offering, or a bid of its issuer; a market order with a
-    price; post-only with IOC/FOK or market; market with GTC/GTD/DAY; GTD without a future
-    expiry; expiry without GTD
+ 6. VALIDATION_ERROR: a sell in an offering, a bid of its issuer, or a market bid in it; a
+    market order with a price; post-only with IOC/FOK or market; market with GTC/GTD/DAY;
+    GTD without a future expiry; expiry without GTD
  7. INVALID_QUANTITY: quantity < 1, above the book limit, or not a multiple of the lot size
  8. PRICE_BAND: a limit price <= 0, outside the static band, or below an offering's minimum
  9. INSUFFICIENT_BALANCE (buy) / INSUFFICIENT_SHARES (sell)
@@ -415,6 +415,11 @@ def _check_order_shape(instrument: Instrument, command: PlaceOrder, now_ts_ns: i
             # Its bid would meet its own offering order, which self-trade prevention could
             # cancel: the offering would go on without anything to sell.
             raise Rejection(Reject.VALIDATION_ERROR, "the issuer may not bid in its own offering")
+        if command.order_type is _MARKET:
+            # A market bid's price would be the static band's edge, which has nothing to do
+            # with the offering's minimum: below it, the bid could never fill yet would hold
+            # its cash until the offering ends. A bidder names its price.
+            raise Rejection(Reject.VALIDATION_ERROR, "an offering takes only limit bids")
     if command.order_type is _MARKET:
         if command.price_ticks != 0:
             raise Rejection(Reject.VALIDATION_ERROR, "a market order takes no price")

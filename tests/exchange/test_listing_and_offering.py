@@ -34,15 +34,18 @@ from exchange.events import (
 )
 from exchange.reasons import Reject
 from ledger.records import ISSUANCE_ACCOUNT, Bucket, Posting
-from matching.orders import CancelReason, StpMode
+from matching.orders import CancelReason, StpMode, TimeInForce
 from tests.exchange import rulebook
 from tests.exchange.rulebook import (
     BUY,
     CASH,
     FEES,
+    FOK,
     HOUR,
+    IOC,
     ISSUER,
     MAKER_BPS,
+    MARKET,
     OPENING_AUCTION_NS,
     OPERATOR,
     PATENT,
@@ -83,6 +86,7 @@ def test_a_valid_patent_lists_and_moves_nothing(market: Market) -> None:
     [
         ({"patent_id": "US-10123456"}, Reject.VALIDATION_ERROR, "patent id"),
         ({"patent_id": "us10123456b2"}, Reject.VALIDATION_ERROR, "patent id"),
+        ({"patent_id": f"{PATENT}\n"}, Reject.VALIDATION_ERROR, "patent id"),
         ({"filing_date": "2015-02-30"}, Reject.VALIDATION_ERROR, "no day 30"),
         ({"expiry_date": "2035-3-1"}, Reject.VALIDATION_ERROR, "YYYY-MM-DD"),
         ({"expiry_date": "2031-02-29"}, Reject.VALIDATION_ERROR, "no day 29"),
@@ -182,6 +186,7 @@ def test_shares_of_an_unlisted_patent_cannot_be_issued(market: Market) -> None:
         ({"static_band_bps": 0}, Reject.VALIDATION_ERROR),
         ({"currency": "EUR"}, Reject.VALIDATION_ERROR),
         ({"symbol": "rs-lower"}, Reject.VALIDATION_ERROR),
+        ({"symbol": f"{SYMBOL}\n"}, Reject.VALIDATION_ERROR),
         ({"trading_mode": TradingMode.PERIODIC_AUCTION}, Reject.VALIDATION_ERROR),
         ({"auction_interval_ns": 5}, Reject.VALIDATION_ERROR),
     ],
@@ -194,6 +199,25 @@ def test_bad_share_terms_are_rejected_and_issue_nothing(
     market.do(listing())
     market.refused(issuance(**changes), reason)
     assert market.exchange.state.instruments == {}
+
+
+# Balances are kept per (account, asset), where an asset is a currency or a symbol: a symbol
+# that a currency could ever have would merge units and cash into one balance.
+
+
+@pytest.mark.parametrize("symbol", ["USD", "EUR", "ABC"])
+def test_a_symbol_never_has_the_form_of_a_currency_code(market: Market, symbol: str) -> None:
+    market.accounts()
+    market.do(listing())
+    market.do(Deposit(OPERATOR, "alice", "EUR", 5_000))
+    market.refused(issuance(symbol=symbol), Reject.VALIDATION_ERROR, "currency code")
+    assert market.exchange.state.instruments == {}
+
+
+def test_a_short_symbol_that_no_currency_can_have_is_issued(market: Market) -> None:
+    market.accounts()
+    market.do(listing())
+    assert isinstance(market.do(issuance(symbol="AB1")).reply, SharesIssued)
 
 
 def test_shares_of_a_patent_that_has_expired_since_listing_cannot_be_issued(
@@ -243,6 +267,20 @@ def test_an_offering_takes_only_bids_at_or_above_its_minimum(market: Market) -> 
     market.refused(market.order("alice", BUY, 10, 899), Reject.PRICE_BAND, "minimum")
     market.refused(market.order(ISSUER, SELL, 10, 950), Reject.VALIDATION_ERROR, "only bids")
     accepted(market.buy("alice", 10, 900))
+
+
+@pytest.mark.parametrize("tif", [IOC, FOK])
+@pytest.mark.parametrize("min_price", [900, 1_500], ids=["inside-the-band", "above-the-band"])
+def test_an_offering_takes_only_limit_bids(
+    market: Market, min_price: int, tif: TimeInForce
+) -> None:
+    # A market bid would be priced at the static band's edge (1,100 here), not at anything the
+    # bidder chose; above the band, it could never fill and would hold its cash to the end.
+    market.pre_open()
+    market.offering(100, min_price)
+    market_bid = market.order("alice", BUY, 10, order_type=MARKET, tif=tif)
+    market.refused(market_bid, Reject.VALIDATION_ERROR, "only limit bids")
+    accepted(market.buy("alice", 10, min_price))
 
 
 def test_the_issuer_cannot_cancel_the_offering_while_it_runs(market: Market) -> None:

@@ -83,6 +83,7 @@ def test_the_administrator_opens_the_first_operator(market: Market) -> None:
         ("@bank", Reject.VALIDATION_ERROR),
         ("", Reject.VALIDATION_ERROR),
         ("x" * 65, Reject.VALIDATION_ERROR),
+        ("alice\n", Reject.VALIDATION_ERROR),  # Not a second alice.
     ],
 )
 def test_an_account_id_is_new_well_formed_and_not_reserved(
@@ -105,18 +106,35 @@ def test_a_deposit_credits_available_cash(market: Market) -> None:
         (Deposit(OPERATOR, "nobody", USD, 1), Reject.UNKNOWN_ACCOUNT),
         (Deposit(OPERATOR, "alice", USD, 0), Reject.VALIDATION_ERROR),
         (Deposit(OPERATOR, "alice", "usd", 1), Reject.VALIDATION_ERROR),
+        (Deposit(OPERATOR, "alice", "USD\n", 1), Reject.VALIDATION_ERROR),
         (Deposit(OPERATOR, "alice", USD, 10**15 + 1), Reject.VALIDATION_ERROR),
         (Withdraw(OPERATOR, "alice", USD, CASH + 1), Reject.INSUFFICIENT_BALANCE),
         (Withdraw(OPERATOR, "alice", USD, -1), Reject.VALIDATION_ERROR),
         (Withdraw(OPERATOR, "nobody", USD, 1), Reject.UNKNOWN_ACCOUNT),
     ],
-    ids=["unknown", "zero", "currency", "too much", "overdraw", "negative", "unknown out"],
+    ids=[
+        "unknown",
+        "zero",
+        "currency",
+        "currency and newline",
+        "too much",
+        "overdraw",
+        "negative",
+        "unknown out",
+    ],
 )
 def test_bad_cash_movements_are_rejected_and_change_nothing(
     market: Market, command: Deposit | Withdraw, reason: Reject
 ) -> None:
     market.accounts()
     market.refused(command, reason)
+
+
+def test_units_are_never_withdrawn_or_deposited_as_cash(market: Market) -> None:
+    # Only cash crosses the bank; units enter only by issuance and never leave.
+    market.pre_open()
+    market.refused(Withdraw(OPERATOR, ISSUER, SYMBOL, 10), Reject.VALIDATION_ERROR, "ISO 4217")
+    market.refused(Deposit(OPERATOR, "alice", SYMBOL, 10), Reject.VALIDATION_ERROR, "ISO 4217")
 
 
 def test_a_withdrawal_of_everything_available_empties_the_account(market: Market) -> None:

@@ -425,17 +425,30 @@ def test_a_delisted_instrument_takes_no_orders_and_cannot_be_resumed(market: Mar
     market.refused(Halt(OPERATOR, SYMBOL), Reject.MARKET_CLOSED, "delisted")
 
 
-def test_an_offering_cut_short_by_the_patents_expiry_returns_every_reservation(
-    market: Market,
-) -> None:
+def test_an_offering_still_running_at_the_patents_expiry_is_withdrawn() -> None:
+    # OpenOffering refuses an end at or after the expiry (the next test); an offering opened
+    # before that rule, in a state restored from an older snapshot, can still run into it.
+    # Such a state is made here by lifting the expiry while the offering opens, so this
+    # market's journal does not replay (its OpenOffering is refused now) and is not checked.
+    market = Market()
     market.accounts()
     market.do(listing(expiry_date="2030-01-16"))
     market.do(issuance())
+    asset = market.instrument().asset
+    expiry = asset.expiry_ts_ns
+    asset.expiry_ts_ns += 2 * NS_PER_DAY
     market.offering(100, 900, lasts_ns=2 * NS_PER_DAY)
-    market.buy("alice", 50, 950)
-    outcome = market.tick_to(parse_date("2030-01-16"))
-    assert events(outcome, OfferingClosed) == []
-    assert market.phase() is Phase.DELISTED
+    asset.expiry_ts_ns = expiry
+    bid = accepted(market.buy("alice", 50, 950))
+    outcome = market.tick_to(expiry)
+    assert events(outcome, OfferingClosed) == [
+        OfferingClosed(SYMBOL, False, 0, 0, "withdrawn: patent expired on 2030-01-16")
+    ]
+    assert [(event.order_id, event.reason) for event in events(outcome, OrderCanceled)] == [
+        (bid, CancelReason.DELISTED),
+        (market.instrument().offering_order_id, CancelReason.DELISTED),
+    ]
+    assert (market.phase(), market.instrument().offering) == (Phase.DELISTED, None)
     assert market.units(ISSUER) == (TOTAL_UNITS, 0)
     assert market.cash("alice") == (CASH, 0)
     assert market.tick(2 * NS_PER_DAY).events == []  # The offering's timer is gone.
@@ -545,21 +558,23 @@ def test_a_gtd_order_that_expired_before_midnight_frees_its_cl_ord_id_the_next_d
 
 
 @LATE
-def test_an_offering_ending_after_the_patents_expiry_never_clears(
+def test_an_offering_ends_before_the_patents_expiry_and_clears_before_delisting(
     market: Market, late_ns: int
 ) -> None:
+    # Delisting would end it unsold: an offering must be able to clear.
     market.accounts()
     market.do(listing(expiry_date="2030-01-16"))
     market.do(issuance())
     expiry = parse_date("2030-01-16")
-    end = expiry + SECOND
-    accepted_reply(market.do(OpenOffering(OPERATOR, SYMBOL, 100, 900, end, False)))
+    for end in (expiry, expiry + SECOND):
+        command = OpenOffering(OPERATOR, SYMBOL, 100, 900, end, False)
+        market.refused(command, Reject.VALIDATION_ERROR, "before the patent expires on 2030-01-16")
+    accepted_reply(market.do(OpenOffering(OPERATOR, SYMBOL, 100, 900, expiry - 1, False)))
     market.buy("alice", 50, 950)
     outcome = market.tick_to(expiry - 1 + late_ns)
-    assert events(outcome, OfferingClosed) == []
-    assert events(outcome, TradeExecuted) == []
+    assert events(outcome, OfferingClosed) == [OfferingClosed(SYMBOL, True, 950, 50, "cleared")]
     assert market.phase() is Phase.DELISTED
-    assert (market.units("alice"), market.cash("alice")) == ((0, 0), (CASH, 0))
+    assert market.units("alice") == (50, 0)
 
 
 @LATE

@@ -160,12 +160,22 @@ def test_a_royalty_needs_the_payers_available_cash(market: Market) -> None:
         (DistributeRoyalty(OPERATOR, "RS-NOPE", 300, LICENSEE, "q"), Reject.UNKNOWN_SYMBOL),
         (DistributeRoyalty(OPERATOR, SYMBOL, 300, LICENSEE, ""), Reject.VALIDATION_ERROR),
         (DistributeRoyalty(OPERATOR, SYMBOL, 300, LICENSEE, "a b"), Reject.VALIDATION_ERROR),
+        (DistributeRoyalty(OPERATOR, SYMBOL, 300, LICENSEE, "q\n"), Reject.VALIDATION_ERROR),
         (DistributeRoyalty(OPERATOR, SYMBOL, 0, LICENSEE, "q"), Reject.VALIDATION_ERROR),
         (DistributeRoyalty(OPERATOR, SYMBOL, -5, LICENSEE, "q"), Reject.VALIDATION_ERROR),
         (DistributeRoyalty(OPERATOR, SYMBOL, 300, "nobody", "q"), Reject.UNKNOWN_ACCOUNT),
         (DistributeRoyalty("alice", SYMBOL, 300, LICENSEE, "q"), Reject.FORBIDDEN),
     ],
-    ids=["symbol", "empty period", "bad period", "zero", "negative", "payer", "investor"],
+    ids=[
+        "symbol",
+        "empty period",
+        "bad period",
+        "period and newline",
+        "zero",
+        "negative",
+        "payer",
+        "investor",
+    ],
 )
 def test_a_bad_distribution_is_rejected_and_pays_nothing(
     market: Market, command: DistributeRoyalty, reason: Reject
