@@ -127,7 +127,8 @@ class AuctionUncrossed(_Event, frozen=True, tag="auction_uncrossed"):
 
 
 class IndicativeUpdated(_Event, frozen=True, tag="indicative_updated"):
-    """While an auction is open: what it would clear at now (0/0 when nothing crosses)."""
+    """In a call phase (pre-open, offering, auction): what the book would clear at now (0/0
+    when nothing crosses); 0/0 too when the instrument leaves them (halt, close, delisting)."""
 
     symbol: str
     price_ticks: int

@@ -7,6 +7,7 @@ Each subcommand module exposes `register(subparsers)`, adding its parsers and se
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -31,7 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
-    code: int = arguments.handler(arguments)
+    try:
+        code: int = arguments.handler(arguments)
+    except BrokenPipeError:
+        # The reader went away (`ipx ledger verify DIR | head`): nothing more to say. Point
+        # stdout at /dev/null so the interpreter's flush at exit does not raise again (the
+        # recipe of Python's signal module documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return code
 
 

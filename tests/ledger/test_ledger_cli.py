@@ -296,3 +296,21 @@ def test_a_journal_of_placeholder_commands_fails_replay_at_its_first_record(
     assert (summary["failure"]["kind"], summary["failure"]["seq"]) == ("replay_mismatch", 1)
     assert "command bytes do not decode" in summary["failure"]["reason"]
     assert summary["records"] == 0
+
+
+def test_a_reader_that_stops_early_ends_the_output_without_a_traceback(
+    good_journal: tuple[Path, list[Record]],
+) -> None:
+    directory, _ = good_journal
+    # `ipx ledger verify DIR --json | head -1`: the pipe closes after the first line.
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    verify = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "ledger", "verify", str(directory), "--json",
+         NO_REPLAY],
+        cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert verify.stdout is not None and verify.stderr is not None
+    verify.stdout.close()  # The reader goes away before anything is written.
+    errors = verify.stderr.read().decode()
+    assert verify.wait(timeout=60) == 1
+    assert "Traceback" not in errors, errors
