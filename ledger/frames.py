@@ -449,17 +449,16 @@ class SegmentReader:
         start = offset + FRAME_HEADER_BYTES
         present = len(buffer) - start
         length = word & _LENGTH_MASK
-        if word == 0:
+        if length == 0:
             # A zeroed header: its sector never landed. Later sectors of the same append may
-            # have (they land in any order), but no later append may follow.
+            # have (they land in any order), but no later append may follow. Its flag byte may
+            # sit in the next sector and have landed: the length alone is zero then.
             if not self.last:
                 return "zero-length frame in a segment that is not the last", False
             follower = _append_start_after(buffer, start)
             if follower is not None:
                 return f"zero-length frame but a valid frame follows at {follower}", False
             return "torn tail: a zeroed frame header inside the last append", True
-        if length == 0:
-            return "zero-length frame with flags set", False
         if length > FRAME_PAYLOAD_BYTES_MAX:
             return f"frame length {length} exceeds the maximum {FRAME_PAYLOAD_BYTES_MAX}", False
         where = f"frame length {length} runs past the end ({present} payload bytes present)"

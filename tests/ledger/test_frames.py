@@ -368,6 +368,19 @@ def test_a_crc_valid_frame_with_wrong_content_is_never_torn() -> None:
         assert expected_reason in damage.reason
 
 
+def test_a_header_whose_length_sector_was_lost_but_flag_byte_landed_is_torn() -> None:
+    # A header split across two sectors: the length bytes in one that never landed (zeros),
+    # the flag byte (FOLLOWS) in the next, which did.
+    records, data = chain(5)  # One append.
+    offsets = offsets_of(data)
+    broken = bytearray(data)
+    broken[offsets[3] : offsets[3] + 3] = bytes(3)
+    assert struct.unpack_from("<I", broken, offsets[3])[0] == FRAME_FOLLOWS
+    got, damage = read(bytes(broken))
+    assert got == records[:3]
+    assert damage is not None and damage.torn and (damage.seq, damage.offset) == (4, offsets[3])
+
+
 def test_a_record_larger_than_a_frame_spans_frames_and_reads_back_whole() -> None:
     # A delisting cancels a whole book in one record; a royalty pays every holder in one.
     rng = random.Random(SEED)
