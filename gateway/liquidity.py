@@ -51,6 +51,7 @@ Invariants:
   only as far as DEPTH_BPS_MAX from mid, and only for symbols whose book changed.
 - The figures depend only on the outcomes, the exchange state and `now_ns`.
 - Each symbol's seq rises by exactly 1 per update message; a snapshot carries the current seq.
+  A server starts them at market_data.run_seq_base() of its start, above any earlier run's.
 - After a restart the window and the day start again at the restart (the journal before it
   is not replayed through here): the figures say so only through the shorter coverage.
 """
@@ -418,6 +419,7 @@ class Liquidity:
         currency_digits: Mapping[str, int] | None = None,
         window_s: int = WINDOW_S,
         wide_spread_bps: int = WIDE_SPREAD_BPS,
+        seq_base: int = 0,
     ) -> None:
         """Start from the exchange as it is (fresh, or restored from the journal).
 
@@ -426,7 +428,10 @@ class Liquidity:
             currency_digits: decimals per currency code; DEFAULT_CURRENCY_DIGITS otherwise.
             window_s: the rolling window, in seconds.
             wide_spread_bps: the quoted spread above which a symbol is flagged "wide_spread".
+            seq_base: each symbol's seq before its first update (a server passes
+                market_data.run_seq_base() of its start, so seqs never repeat across runs).
         """
+        self._seq_base = seq_base
         assert window_s > 0, "the window must last a positive time"
         self._exchange = exchange
         self._digits = dict(currency_digits or {})
@@ -452,8 +457,8 @@ class Liquidity:
         return list(self._symbols)
 
     def seq(self, symbol: str) -> int:
-        """Return the seq of the symbol's last update; 0 if none."""
-        return self._seqs.get(symbol, 0)
+        """Return the seq of the symbol's last update; the base if none."""
+        return self._seqs.get(symbol, self._seq_base)
 
     def window_buckets(self, symbol: str) -> int:
         """Return how many per-second buckets the symbol holds (at most window_s + 2)."""
@@ -512,7 +517,7 @@ class Liquidity:
         """
         tracked = self._symbols[symbol]
         now_ns = tracked.viewed_ns = max(now_ns, self._ts_ns, tracked.viewed_ns)
-        previous = self._seqs.get(symbol, 0)
+        previous = self._seqs.get(symbol, self._seq_base)
         seq, prev_seq = previous, None
         if message_type == "update":
             seq = self._seqs[symbol] = previous + 1

@@ -25,11 +25,19 @@ Channels (every message carries `channel`, `type`, `symbol`, `seq`, `journal_seq
               its `seq` is the journal seq and `channels` the latest seq of every channel of
               the symbol, so a client sees a lost last update even on a quiet book.
 
-Sequence numbers: per (channel, symbol), starting at 0 (nothing published yet). An update has
-`seq` = previous + 1 and `prev_seq` = the previous; a snapshot has the channel's current `seq`
-and no `prev_seq`. A client applies an update only when its `prev_seq` equals the last seq it
-applied, drops updates with `seq` <= that (already in its snapshot), and on any other gap
-resubscribes for a snapshot. Heartbeat seqs never count as updates.
+Sequence numbers: per (channel, symbol), starting at the run's base (nothing published yet).
+An update has `seq` = previous + 1 and `prev_seq` = the previous; a snapshot has the channel's
+current `seq` and no `prev_seq`. The server starts each run at `run_seq_base()` of its start:
+its Unix time in milliseconds times 1,000, above every seq an earlier run could reach (a run
+would have to publish a million messages a second on one channel of one symbol to reach the
+next one's base; two starts in one millisecond cannot happen, recovery alone takes longer)
+and below 2^53, which JSON readers hold exactly, until the year 2255. So after a restart a
+client that kept its seq sees a gap (the first update's prev_seq is not its seq) and
+resubscribes, instead of taking the new run's updates for ones it already has (the state of a
+run's channels, and so their seqs, is not in the journal). A client applies an update only
+when its `prev_seq` equals the last seq it applied, drops updates with `seq` <= that (already
+in its snapshot), and on any other gap resubscribes for a snapshot. Heartbeat seqs never
+count as updates.
 
 Prices are decimal strings: price_ticks * tick_size_minor minor units written with the
 currency's number of decimals ("10.50" for 1,050 minor units of USD), exactly, no float.
@@ -405,6 +413,14 @@ def _ticker_values(instrument: Instrument) -> tuple[int, int, int, int, int, int
     )
 
 
+SEQ_BASE_PER_MS = 1_000
+
+
+def run_seq_base(unix_ms: int) -> int:
+    """The seq a run started at this Unix time (ms) publishes its channels from (see above)."""
+    return unix_ms * SEQ_BASE_PER_MS
+
+
 class MarketData:
     """Turns each outcome of one exchange into the public channel messages it caused.
 
@@ -418,6 +434,7 @@ class MarketData:
         currency_digits: Mapping[str, int] | None = None,
         *,
         books_on_demand: bool = False,
+        seq_base: int = 0,
     ):
         """Start from the exchange as it is (fresh, or restored from the journal).
 
@@ -426,7 +443,10 @@ class MarketData:
             currency_digits: decimals per currency code; DEFAULT_CURRENCY_DIGITS otherwise.
             books_on_demand: follow a symbol's book.l2 and book.l3 only while it is watched
                 (`watch_books`); see "Books on demand" in the module docstring.
+            seq_base: the seq of every channel before its first update (a server passes
+                run_seq_base() of its start).
         """
+        self._seq_base = seq_base
         self._exchange = exchange
         self._digits = dict(currency_digits or {})
         self._books_on_demand = books_on_demand
@@ -447,13 +467,13 @@ class MarketData:
 
     def _next_seq(self, channel: str, symbol: str) -> tuple[int, int]:
         key = (channel, symbol)
-        previous = self._seqs.get(key, 0)
+        previous = self._seqs.get(key, self._seq_base)
         self._seqs[key] = previous + 1
         return previous + 1, previous
 
     def seq(self, channel: str, symbol: str) -> int:
-        """Return the seq of the last update published on (channel, symbol); 0 if none."""
-        return self._seqs.get((channel, symbol), 0)
+        """Return the seq of the last update published on (channel, symbol); the base if none."""
+        return self._seqs.get((channel, symbol), self._seq_base)
 
     def on_outcome(self, outcome: Outcome) -> list[Message]:
         """Return the messages one outcome caused, in the order they must be sent."""

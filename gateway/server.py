@@ -358,12 +358,17 @@ class Gateway:
         self._snapshots: dict[tuple[str, str], tuple[bytes, int]] = {}
         # Books are followed for book.l2/book.l3 only while subscribed (or once a publisher
         # takes every message): see "Books on demand" in gateway/market_data.py.
+        # Public seqs carry on above any earlier run's, so a client that kept one across a
+        # restart sees a gap and resyncs (gateway/market_data.py, "Sequence numbers").
+        seq_base = market_data.run_seq_base(time.time_ns() // 1_000_000)
         self.market_data = market_data.MarketData(
-            sequencer.exchange, protocol.CURRENCY_DIGITS, books_on_demand=True
+            sequencer.exchange, protocol.CURRENCY_DIGITS, books_on_demand=True, seq_base=seq_base
         )
         self._market_data_failed = False
         self._market_data_sessions: dict[tuple[str, str], dict[Session, None]] = {}
-        self.liquidity = liquidity.Liquidity(sequencer.exchange, protocol.CURRENCY_DIGITS)
+        self.liquidity = liquidity.Liquidity(
+            sequencer.exchange, protocol.CURRENCY_DIGITS, seq_base=seq_base
+        )
         # Where liquidity updates go besides subscribers (MQTT's retained topics).
         self.liquidity_sinks: list[Callable[[liquidity.LiquidityMessage], None]] = []
         self._liquidity_pending: dict[str, None] = {}  # Changed, not yet published.

@@ -14,6 +14,7 @@ import urllib.error
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -110,6 +111,37 @@ async def test_a_torn_tail_cut_at_the_start_is_logged_and_shown_in_readyz(
     assert "header cut short" in recovery["torn_reason"]
     warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
     assert any(f"cut a torn tail of 3 bytes at seq {last_seq + 1}" in line for line in warnings)
+
+
+async def _first_book_update(venue: Venue, price: str) -> dict[str, Any]:
+    # Subscribe to book.l2, rest an order, return the update it makes.
+    watcher, alice = await venue.client("bob"), await venue.client("alice")
+    try:
+        await watcher.request("md.subscribe", {"symbol": SYMBOL, "channels": ["book.l2"]})
+        snapshot = await asyncio.wait_for(watcher.pushes.get(), START_TIMEOUT_S)
+        assert snapshot["type"] == "snapshot"
+        await alice.place(SYMBOL, "buy", 1, price)
+        update: dict[str, Any] = await asyncio.wait_for(watcher.pushes.get(), START_TIMEOUT_S)
+        assert update["type"] == "update"
+        return update
+    finally:
+        await watcher.close()
+        await alice.close()
+
+
+async def test_public_seqs_after_a_restart_show_a_gap_to_a_client_that_kept_its_own(
+    venue: Venue,
+) -> None:
+    # The channels' state is not in the journal: a new run starts them afresh. A client that
+    # kept its seq must see a gap (and resubscribe), never an update it takes for one it had.
+    async with run_server(venue.data_dir) as running:
+        venue.url = running.url
+        await list_the_market(venue)
+        before = await _first_book_update(venue, "98.00")
+    async with run_server(venue.data_dir) as running:
+        venue.url = running.url
+        after = await _first_book_update(venue, "97.00")
+    assert after["prev_seq"] != before["seq"] and after["seq"] > before["seq"]
 
 
 async def test_after_a_journal_failure_nothing_that_was_not_written_is_shown(
