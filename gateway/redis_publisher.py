@@ -11,6 +11,8 @@ Keys (the `{...}` hash tag keeps one instrument's keys in one Redis Cluster slot
 - `{prefix}:{SYMBOL}:ticker`  a hash: the last ticker's fields and its journal_seq.
 - `{prefix}:{SYMBOL}:bbo`     a hash: best_bid, best_bid_units, best_ask, best_ask_units and
                               journal_seq ("" for an empty side's price).
+- `{prefix}:publisher`        a hash: last_journal_seq, of the last outcome written (every
+                              outcome is published, with or without entries).
 
 Entry ids are `<journal_seq>-<index>` (index counts the outcome's entries in that stream), so
 the ids rise with the journal and writing an entry twice is refused by Redis itself ("ID equal
@@ -30,6 +32,12 @@ dropped, first_journal_seq, dropped_outcomes) is written to the operator stream 
 instrument stream that lost entries, at id `<last dropped seq>-GAP_INDEX`, between the entries
 on either side. A consumer that needs every event reads the journal (or the WebSocket
 snapshots) from first_journal_seq.
+
+Across runs: what a run could not write before it stopped (Redis away at shutdown; `close`
+counts it as dropped and logs the range) is a gap too. A run's first write reads the last
+journal seq the stream holds (`{prefix}:publisher`); when its own first outcome comes later
+than the next one, it first writes a gap covering the seqs between, to the operator stream and
+to every instrument stream that exists (which of them lost entries is not known any more).
 
 Invariants:
 - `publish` never awaits, never blocks and never raises on a Redis failure.
@@ -107,6 +115,11 @@ def bbo_key(prefix: str, symbol: str) -> str:
     return f"{prefix}:{{{symbol}}}:bbo"
 
 
+def publisher_key(prefix: str) -> str:
+    """Return the hash holding the journal seq of the last outcome written."""
+    return f"{prefix}:publisher"
+
+
 @dataclass
 class PublisherStats:
     """Counters for /metrics and tests."""
@@ -163,6 +176,8 @@ class RedisPublisher:
         self._client: redis.Redis | None = None
         self._closing = False
         self._connected = False
+        self._resumed = False  # Whether the gap since the last run's last write was looked for.
+        self._in_flight: list[_Batch | _Gap] = []  # The chunk being written, if any.
         # Called with the last journal seq of each write that reached Redis (publish lag).
         self.on_written: Callable[[int], None] | None = None
         self.enqueued_seq = 0  # Journal seq of the last outcome given to publish.
@@ -202,7 +217,11 @@ class RedisPublisher:
         return True
 
     async def close(self, timeout_s: float = 1.0) -> None:
-        """Write what is left for at most timeout_s, then stop the writer and disconnect."""
+        """Write what is left for at most timeout_s, then stop the writer and disconnect.
+
+        What is still unwritten then is counted as dropped; the next run's first write puts a
+        gap entry where it belongs (module docstring, "Across runs").
+        """
         await self.flush(timeout_s)
         self._closing = True
         if self._task is not None:
@@ -211,6 +230,29 @@ class RedisPublisher:
                 await self._task
             self._task = None
         await self._disconnect()
+        unwritten = [*self._in_flight, *self._backlog]
+        self._outcomes += sum(not isinstance(item, _Gap) for item in self._in_flight)
+        self._in_flight = []
+        seqs = [
+            seq
+            for item in unwritten
+            for seq in (
+                (item.first_journal_seq, item.last_journal_seq)
+                if isinstance(item, _Gap)
+                else (item[0].seq,)
+            )
+        ]
+        if self._outcomes:
+            self.stats.outcomes_dropped += self._outcomes
+            log.warning(
+                "redis publisher: %d outcomes (journal seqs %d to %d) not written at shutdown; "
+                "the next run marks them as a gap",
+                self._outcomes,
+                min(seqs),
+                max(seqs),
+            )
+        self._backlog.clear()
+        self._outcomes = 0
 
     # The background writer.
 
@@ -257,6 +299,7 @@ class RedisPublisher:
             outcomes = sum(not isinstance(item, _Gap) for item in chunk)
             self._outcomes -= outcomes
             self._writing = True
+            self._in_flight = chunk  # Unwritten if close() cancels the write.
             try:
                 entries = await self._write(chunk)
             except Exception as error:
@@ -265,6 +308,7 @@ class RedisPublisher:
                 # in order: outcomes dropped meanwhile were newer, so their gap stays behind
                 # it. The bound may now drop some of the chunk.
                 self._backlog.extendleft(reversed(chunk))
+                self._in_flight = []
                 self._outcomes += outcomes
                 self._trim()
                 self._connected = False
@@ -283,6 +327,7 @@ class RedisPublisher:
                 continue
             finally:
                 self._writing = False
+            self._in_flight = []
             backoff = BACKOFF_MIN_S
             self._connected = True
             self.stats.outcomes_written += outcomes
@@ -309,6 +354,8 @@ class RedisPublisher:
                 socket_connect_timeout=SOCKET_TIMEOUT_S,
                 retry=Retry(NoBackoff(), 0),
             )
+        if not self._resumed:
+            await self._mark_earlier_loss(self._client, chunk)
         pipe = self._client.pipeline(transaction=False)
         count = gaps = 0
         for item in chunk:
@@ -317,6 +364,9 @@ class RedisPublisher:
                 gaps += 1
             else:
                 count += self._add_outcome(pipe, *item)
+        last = chunk[-1]
+        last_seq = last.last_journal_seq if isinstance(last, _Gap) else last[0].seq
+        pipe.hset(publisher_key(self.prefix), "last_journal_seq", last_seq)
         results = await pipe.execute(raise_on_error=False)
         for result in results:
             if isinstance(result, (redis.ConnectionError, redis.TimeoutError)):
@@ -326,6 +376,21 @@ class RedisPublisher:
                 log.error("redis publisher: a command failed: %s", result)
         self.stats.gaps_written += gaps
         return count
+
+    async def _mark_earlier_loss(self, client: redis.Redis, chunk: list[_Batch | _Gap]) -> None:
+        # Once per run, before its first write: outcomes between the last one an earlier run
+        # wrote and this run's first were never written (that run stopped with them unwritten).
+        stored = await client.hget(publisher_key(self.prefix), "last_journal_seq")
+        first = chunk[0]
+        first_seq = first.first_journal_seq if isinstance(first, _Gap) else first[0].seq
+        if stored is not None and int(stored) + 1 < first_seq:
+            gap = _Gap(int(stored) + 1, first_seq - 1, first_seq - 1 - int(stored))
+            pattern = f"{self.prefix}:{{*}}:events"  # Instrument streams (braces are literal).
+            async for key in client.scan_iter(match=pattern, count=1_000):
+                gap.keys[key.decode() if isinstance(key, bytes) else key] = None
+            gap.keys = dict.fromkeys(sorted(gap.keys))
+            chunk.insert(0, gap)  # Put back with the chunk if this write fails.
+        self._resumed = True
 
     def _add_gap(self, pipe: Any, gap: _Gap) -> int:
         fields = {

@@ -522,3 +522,41 @@ async def test_outcomes_dropped_while_a_write_hangs_leave_one_gap_in_journal_ord
     expected = with_gap(expected_streams(sent, prefix), lost, prefix)
     assert stored_streams(client, list(expected)) == expected
     assert publisher.stats.gaps_written == 1
+
+
+async def test_what_a_run_could_not_write_before_it_stopped_is_a_gap_at_the_next_start(
+    redis_service: tuple[str, int],
+    prefix: str,
+    client: redis.Redis,
+    batches: list[Batch],
+    proxy: Proxy,
+) -> None:
+    # Run 1 writes its first outcomes, then Redis goes away and it stops with five unwritten.
+    written, lost, later = batches[:10], batches[10:15], batches[15:20]
+    first_run = RedisPublisher(f"redis://127.0.0.1:{proxy.port}/0", prefix=prefix)
+    first_run.start()
+    await publish_all(first_run, written)
+    assert await first_run.flush(FLUSH_S)
+    await proxy.down()
+    await publish_all(first_run, lost)
+    await first_run.close(timeout_s=0.2)
+    assert first_run.stats.outcomes_dropped == len(lost)
+    # Run 2 starts after them: its first write says what is missing, where it is missing.
+    await publish_and_close(url(redis_service), prefix, later)
+    before = expected_streams(written, prefix)
+    after = expected_streams(later, prefix)
+    gap = {
+        "journal_seq": str(lost[-1][0].seq),
+        "channel": "gap",
+        "first_journal_seq": str(lost[0][0].seq),
+        "dropped_outcomes": str(len(lost)),
+    }
+    gap_entry = (f"{lost[-1][0].seq}-{GAP_INDEX}", gap)
+    # The operator stream, and every instrument stream there was: which lost entries is not
+    # known any more.
+    gapped = {operator_key(prefix), *before}
+    expected = {
+        key: before.get(key, []) + ([gap_entry] if key in gapped else []) + after.get(key, [])
+        for key in {*gapped, *after}
+    }
+    assert stored_streams(client, list(expected)) == expected
