@@ -28,7 +28,8 @@ next snapshot, which comes within one snapshot interval.
 Invariants:
 - `publish_messages` never blocks and never awaits: it appends to a bounded buffer
   (BUFFER_MAX). When the buffer is full the oldest entry is dropped and counted, and every
-  snapshot is republished at the next interval, so subscribers resync.
+  snapshot is republished at the next interval, so subscribers resync; a dropped state or
+  reference message brings back state "online" and every reference at that interval too.
 - Entries leave the buffer in the order they entered, in runs of at most DRAIN_MAX that are
   conflated (gateway/conflation.py) before sending. Snapshots are read from MarketData
   between two sequencer batches and enqueued behind the messages already given, so a
@@ -171,6 +172,7 @@ class MqttPublisher:
         self._snapshot_seqs: dict[str, int] = {}  # symbol -> L2 seq of its last snapshot.
         self._snapshot_at: dict[str, float] = {}  # symbol -> monotonic time of it.
         self._resnapshot = False  # Set by a drop: republish every snapshot next interval.
+        self._reannounce = False  # Set by a drop of state or reference: republish them too.
         self.connected = False
         self._sending = 0  # Entries of the run being handed to the broker.
         self.stats = PublisherStats()
@@ -217,9 +219,11 @@ class MqttPublisher:
     def _enqueue(self, entry: _Entry) -> None:
         buffer = self._buffer
         if len(buffer) >= self._buffer_max:
-            buffer.popleft()
+            dropped = buffer.popleft()
             self.stats.dropped += 1
             self._resnapshot = True
+            if isinstance(dropped, _Raw):  # Nothing else would ever send it again.
+                self._reannounce = True
         buffer.append(entry)
 
     def _enqueue_snapshots(self, symbols: Iterable[str], everything: bool) -> None:
@@ -237,10 +241,15 @@ class MqttPublisher:
 
     def _enqueue_reconnect(self) -> None:
         # What a subscriber needs after an outage, behind whatever is still buffered.
+        self._enqueue_announcements()
+        self._enqueue_snapshots(self._symbols(), everything=True)
+
+    def _enqueue_announcements(self) -> None:
+        # The retained state and reference data, which are sent only now and then.
+        self._reannounce = False
         self._enqueue(_Raw(self.state_topic(), ONLINE, retain=True, qos=1))
         for symbol in self._symbols():
             self._enqueue(_Raw(self.reference_topic(symbol), self._reference(symbol), True, 1))
-        self._enqueue_snapshots(self._symbols(), everything=True)
 
     def _symbols(self) -> list[str]:
         return sorted(self._exchange.state.instruments)
@@ -430,9 +439,13 @@ class MqttPublisher:
             or self._snapshot_seqs.get(symbol) != data.seq(L2, symbol)
             or now - self._snapshot_at.get(symbol, 0.0) >= refresh_s
         ]
-        for symbol in due:
-            if symbol not in self._snapshot_seqs:  # Listed since the last connection.
-                self._enqueue(_Raw(self.reference_topic(symbol), self._reference(symbol), True, 1))
+        if self._reannounce:
+            self._enqueue_announcements()
+        else:
+            for symbol in due:
+                if symbol not in self._snapshot_seqs:  # Listed since the last connection.
+                    reference = self._reference(symbol)
+                    self._enqueue(_Raw(self.reference_topic(symbol), reference, True, 1))
         self._enqueue_snapshots(due, everything)
 
     def _packet(self, entry: _Entry) -> tuple[str, bytes, int, bool, Properties | None] | None:

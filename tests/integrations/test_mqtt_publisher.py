@@ -320,6 +320,39 @@ async def test_a_late_subscriber_finds_status_bbo_reference_and_publisher_state(
     assert state[publisher.state_topic()].payload == b"offline", "a clean stop says offline"
 
 
+async def test_a_dropped_state_or_reference_message_is_sent_again(
+    mqtt_service: tuple[str, int],
+) -> None:
+    # After a reconnection the state and reference messages queue behind what is buffered; a
+    # flood can push them out before they are sent. Only those are never made again, so a
+    # drop of one must bring them all back, or the broker keeps "offline" (the Will's) for good.
+    host, port = mqtt_service
+    market = two_instruments(BASE_SEED + 7)
+    publisher = publisher_for(market, host, port, buffer_max=50)
+    publisher.start()
+    try:
+        await wait_until(lambda: publisher.connected, "the publisher to connect")
+        await wait_until(lambda: publisher.buffered() == 0, "the buffer to drain")
+        topics = [publisher.state_topic(), *map(publisher.reference_topic, SYMBOLS)]
+        async with aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as client:
+            for topic in topics:  # Clear them, to see them come back.
+                await client.publish(topic, b"", qos=1, retain=True)
+        publisher._enqueue_reconnect()  # As a reconnection does; then, at once, the flood:
+        flood = [market.data.snapshot(TICKER, SYMBOLS[0])] * 60
+        publisher.publish_messages(flood)
+        assert publisher.stats.dropped > 0
+        found = await retained(
+            host,
+            port,
+            f"{publisher.prefix}/#",
+            len(topics),
+            lambda found: all(topic in found and found[topic].payload for topic in topics),
+        )
+        assert found[publisher.state_topic()].payload == b"online"
+    finally:
+        await publisher.stop()
+
+
 class Proxy:
     """A TCP relay to the broker that the test can cut (every link closed, port refused)."""
 
