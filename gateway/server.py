@@ -958,10 +958,13 @@ class Gateway:
         checked = self.tokens.generation
         while True:
             await asyncio.sleep(interval_s)
-            self.tokens.reload_if_changed()  # A logon may have reloaded it already.
-            if self.tokens.generation != checked:
-                checked = self.tokens.generation
-                self.close_revoked()
+            try:
+                self.tokens.reload_if_changed()  # A logon may have reloaded it already.
+                if self.tokens.generation != checked:
+                    checked = self.tokens.generation
+                    self.close_revoked()
+            except Exception:  # Were it a bug: revocations must go on being applied.
+                log.exception("token watch failed; looking again in %.2f s", interval_s)
 
     def close_revoked(self) -> None:
         """Close (4001 "token revoked") every session whose token is no longer valid."""

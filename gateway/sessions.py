@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import math
 import os
 import secrets
@@ -28,6 +29,8 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+log = logging.getLogger("ipx.sessions")
 
 TOKENS_FILE = "tokens.json"
 TOKENS_LOCK_FILE = "tokens.lock"
@@ -142,6 +145,7 @@ class TokenStore:
     def __init__(self, data_dir: str) -> None:
         self._path = tokens_path(data_dir)
         self._signature: tuple[int, int, int] | None = None
+        self._unreadable: tuple[int, int, int] | None = None  # The version that failed to load.
         self._by_hash: dict[str, TokenEntry] = {}
         self.generation = 0  # Bumped at every reload: the server then looks for revocations.
         self.reload_if_changed()
@@ -155,7 +159,17 @@ class TokenStore:
             signature = None
         if signature == self._signature:
             return False
-        entries = load_tokens(self._path) if signature is not None else []
+        try:
+            entries = load_tokens(self._path) if signature is not None else []
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            # A hand edit left it half written, say. Keep the last good list (a revocation in
+            # it applies once it reads again) and retry at the next look: the signature is not
+            # taken. Said once per version of the file.
+            if signature != self._unreadable:
+                self._unreadable = signature
+                log.warning("%s cannot be read (%r): the last good list stays", self._path, error)
+            return False
+        self._unreadable = None
         self._by_hash = {entry.sha256: entry for entry in entries}
         self._signature = signature
         self.generation += 1

@@ -114,6 +114,28 @@ async def test_revoking_a_token_closes_the_sessions_it_opened(market: Venue) -> 
             await client.close()
 
 
+async def test_a_token_file_that_cannot_be_read_for_a_while_stops_no_revocation(
+    market: Venue,
+) -> None:
+    # A hand edit left tokens.json half written: the last good list stays in force (logons
+    # with it are answered, not failed), and once the file reads again its revocations apply.
+    token, entry = sessions.issue_token(market.data_dir, "bob")
+    client = await IpxClient.connect(market.url, token)
+    path = Path(sessions.tokens_path(market.data_dir))
+    good = path.read_text()
+    try:
+        path.write_text(good[: len(good) // 2])
+        await asyncio.sleep(3 * sessions.TOKEN_POLL_S)  # The watcher looks, and fails.
+        again = await IpxClient.connect(market.url, token)  # Not a 500: the last good list.
+        await again.close()
+        path.write_text(good)
+        assert sessions.revoke_token(market.data_dir, entry.token_id) == entry
+        await asyncio.wait_for(client.connection.wait_closed(), 5.0)
+        assert client.connection.close_code == 4001
+    finally:
+        await client.close()
+
+
 async def test_another_account_cannot_query_cancel_or_amend_my_order(market: Venue) -> None:
     alice = await market.client("alice")
     bob = await market.client("bob")
