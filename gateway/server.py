@@ -433,14 +433,14 @@ class Gateway:
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Answer /livez, /readyz, /metrics and the dashboard; refuse a bad bearer token."""
-        if request.path == "/livez":
+        path, _, query = request.path.partition("?")  # Each endpoint matched by its path alone.
+        if path == "/livez":
             return connection.respond(http.HTTPStatus.OK, "ok\n")
-        if request.path == "/metrics":
+        if path == "/metrics":
             return self.metrics.respond(connection)
         page = dashboard_http.respond(connection, request)  # None for an upgrade to "/".
         if page is not None:
             return page
-        path, _, query = request.path.partition("?")
         if path == "/readyz":
             ready = self.sequencer.running
             status = http.HTTPStatus.OK if ready else http.HTTPStatus.SERVICE_UNAVAILABLE

@@ -211,6 +211,10 @@ async def test_health_endpoints(market: Venue, server: RunningServer) -> None:
 
     assert await asyncio.to_thread(fetch, "/livez") == (200, "ok\n")
     assert await asyncio.to_thread(fetch, "/readyz") == (200, "ready\n")
+    # A query string changes nothing (Kubernetes probes and Prometheus jobs may add one).
+    assert await asyncio.to_thread(fetch, "/livez?verbose") == (200, "ok\n")
+    status, metrics = await asyncio.to_thread(fetch, "/metrics?collect=all")
+    assert status == 200 and "ipx_" in metrics
 
 
 async def test_orders_beyond_the_rate_get_429_but_cancels_still_pass(venue: Venue) -> None:
