@@ -16,8 +16,9 @@ gateway/tls.py), and on SIGTERM/SIGINT stops accepting, drains and fsyncs the qu
 closes connections with 1001, writes a snapshot and releases the journal.
 
 Exit codes: 0 after a clean shutdown; 1 the sequencer crashed (restart recovers from the
-journal); 2 the data dir is unusable (locked by another server, or damaged), or the TLS
-certificate and key are (one without the other, unreadable, or not a pair).
+journal); 2 the data dir is unusable (locked by another server, damaged, or not writable),
+the address cannot be listened on (taken, or not this host's), or the TLS certificate and key
+are unusable (one without the other, unreadable, or not a pair).
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ def run_serve(arguments: argparse.Namespace) -> int:
             arguments.event_loop,
         )
     except (JournalError, ValueError) as error:
+        print(f"ipx serve: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # The data dir cannot be written, or the address is taken.
         print(f"ipx serve: {error}", file=sys.stderr)
         return 2
 

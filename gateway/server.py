@@ -1688,19 +1688,31 @@ async def run_server(
     for start in writers:
         start()
     sequencer_task = asyncio.create_task(sequencer.run(), name="sequencer")
-    server = await serve(
-        gateway.handle_connection,
-        host,
-        port,
-        process_request=gateway.process_request,
-        max_size=frame_bytes_max,
-        extensions=compression.server_extensions(),
-        create_connection=GatewayConnection,
-        # The transport's flow control marks the backlog: past it, websockets' pause_writing
-        # (GatewayConnection.writable is False) until the kernel has taken it all back down.
-        write_limit=(WRITE_BACKLOG_MAX, WRITE_BACKLOG_MAX),
-        ssl=ssl_context,
-    )
+    try:
+        server = await serve(
+            gateway.handle_connection,
+            host,
+            port,
+            process_request=gateway.process_request,
+            max_size=frame_bytes_max,
+            extensions=compression.server_extensions(),
+            create_connection=GatewayConnection,
+            # The transport's flow control marks the backlog: past it, websockets'
+            # pause_writing (GatewayConnection.writable is False) until the kernel has taken
+            # it all back down.
+            write_limit=(WRITE_BACKLOG_MAX, WRITE_BACKLOG_MAX),
+            ssl=ssl_context,
+        )
+    except BaseException:
+        # Nothing was served (the port is taken, say): stop what started and release the
+        # journal, so that a retry, in this process or another, can open it.
+        await sequencer.stop()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(sequencer_task, DRAIN_TIMEOUT_S)
+        sequencer.close()
+        for publisher in gateway.publishers:
+            await publisher.close()
+        raise
     heartbeats = asyncio.create_task(gateway.send_heartbeats(), name="heartbeats")
     token_watch = asyncio.create_task(gateway.watch_tokens(), name="token-watch")
     try:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,11 +13,13 @@ from websockets.sync.client import connect
 
 from gateway import event_loop
 from gateway.serve_cli import is_new_data_dir
+from gateway.server import run_server
 from ledger.file_store import FileJournal
 from tests.gateway.conftest import start_ipx_serve, stop_ipx_serve
 from tests.ledger.journal_writer import body_for
 
 START_TIMEOUT_S = 20
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _logon(url: str, token: str) -> dict[str, object]:
@@ -73,3 +78,34 @@ def test_a_data_dir_whose_journal_holds_no_frame_is_new(tmp_path: Path) -> None:
     with FileJournal.open(tmp_path) as journal:
         journal.append_bodies([body_for(1)])
     assert not is_new_data_dir(str(tmp_path))
+
+
+def test_a_taken_port_exits_2_with_one_line_and_leaves_the_journal_free(tmp_path: Path) -> None:
+    data_dir = tmp_path / "exchange"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(data_dir),
+             "--port", str(port), "--log-format", "text"],
+            cwd=ROOT, capture_output=True, text=True, timeout=START_TIMEOUT_S, check=False,
+        )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "ipx serve:" in result.stderr
+    with FileJournal.open(data_dir):  # Released: the next start can open it.
+        pass
+
+
+@pytest.mark.asyncio
+async def test_run_server_on_a_taken_port_releases_the_journal_for_a_retry(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError):
+            async with run_server(str(tmp_path), "127.0.0.1", taken.getsockname()[1]):
+                pass
+    async with run_server(str(tmp_path), "127.0.0.1", 0) as running:
+        assert running.gateway.sequencer.running
