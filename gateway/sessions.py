@@ -81,7 +81,7 @@ def save_tokens(path: str, entries: list[TokenEntry]) -> None:
         ]
     }
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
     # A name of its own (mkstemp: owner-only, O_EXCL): a shared name would let one writer
     # rename another's half-written file, or find its own already renamed away.
     fd, temp = tempfile.mkstemp(prefix=TOKENS_FILE + ".", suffix=".tmp", dir=directory)
@@ -106,7 +106,7 @@ def save_tokens(path: str, entries: list[TokenEntry]) -> None:
 @contextlib.contextmanager
 def _tokens_locked(data_dir: str) -> Iterator[str]:
     """Hold the token file's lock (blocking); yield the file's path."""
-    os.makedirs(data_dir, exist_ok=True)
+    os.makedirs(data_dir, mode=0o700, exist_ok=True)
     lock_fd = os.open(
         os.path.join(data_dir, TOKENS_LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
     )

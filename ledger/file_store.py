@@ -39,6 +39,8 @@ Invariants:
   head hash at that seq, the caller's state_hash and state, under a CRC32C. latest_snapshot()
   skips (and lists in `skipped_snapshots`) any that fails its checksum, its name, or its link to
   this journal.
+- What it creates is the owner's alone (directories 0700, files 0600, before the umask): the
+  journal holds every account's orders, balances and payouts.
 - This is the only module of ledger/ that touches the disk.
 """
 
@@ -176,7 +178,8 @@ def _fsync_dir(path: str) -> None:
 def _make_dir(path: str) -> None:
     if os.path.isdir(path):
         return
-    os.makedirs(path, exist_ok=True)
+    # Owner only: the journal holds every account's orders, balances and payouts.
+    os.makedirs(path, mode=0o700, exist_ok=True)
     _fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
@@ -413,7 +416,7 @@ class FileJournal:
         final = os.path.join(self._snapshot_dir, f"{seq:0{SEQ_DIGITS}d}{SNAPSHOT_SUFFIX}")
         temp = final + TEMP_SUFFIX
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
                 # In steps, each made durable before the next: one fsync of the whole file
                 # (tens of MB) queued the journal's own fsyncs behind it, and the appends of a
@@ -593,14 +596,14 @@ def _repair(walk: _Walk, records: int) -> RecoveryReport:
 
 def _create_segment(journal_dir: str, first_seq: int) -> str:
     path = os.path.join(journal_dir, _segment_name(first_seq))
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     os.close(fd)
     _fsync_dir(journal_dir)
     return path
 
 
 def _lock(root: str) -> int:
-    fd = os.open(os.path.join(root, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(os.path.join(root, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:

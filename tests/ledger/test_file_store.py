@@ -80,6 +80,21 @@ def test_a_new_journal_starts_empty_with_its_first_segment(tmp_path: Path) -> No
     assert [p.name for p in segment_files(tmp_path / "j")] == ["00000000000000000001.seg"]
 
 
+def test_what_the_journal_creates_only_its_owner_can_read(tmp_path: Path) -> None:
+    # Every account's orders, balances and payouts are in it: not for other local users.
+    old_umask = os.umask(0o022)  # The usual one, under which files were 0644 before.
+    try:
+        with FileJournal.open(tmp_path / "exchange") as journal:
+            journal.append_bodies(bodies(1, 3))
+            journal.write_snapshot(3, bytes(32), b"state")
+    finally:
+        os.umask(old_umask)
+    created = [tmp_path / "exchange", *(tmp_path / "exchange").rglob("*")]
+    modes = {path: stat.S_IMODE(path.stat().st_mode) for path in created}
+    assert modes == {path: 0o700 if path.is_dir() else 0o600 for path in created}
+    assert {path.suffix for path in created} >= {".seg", ".snap"}
+
+
 def test_appended_records_come_back_after_reopening(tmp_path: Path) -> None:
     with FileJournal.open(tmp_path) as journal:
         first = journal.append_bodies(bodies(1, 10))
