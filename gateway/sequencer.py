@@ -25,6 +25,11 @@ is not yet on disk. Frames that arrive meanwhile wait in the kernel and join the
 Snapshots: every SNAPSHOT_EVERY_RECORDS records a forked child writes one (copy-on-write: the
 state as of that batch, while the parent serves on); the one at shutdown is written in
 process. A snapshot only bounds recovery time: losing one costs nothing but a longer replay.
+So nothing about one stops the exchange: a fork that fails, a writer that fails (the next try
+comes SNAPSHOT_EVERY_RECORDS records later, not at the next batch), or one that overruns. The
+writer keeps nothing of its parent's but stdin, stdout and stderr, and dies with it: an
+orphaned writer holding the journal's LOCK (flock is shared across fork) and the listening
+socket would refuse the restart after a SIGKILL, and take its connections, until it ended.
 
 The queue is a deque and one waiter future, not an asyncio.Queue read with asyncio.wait_for:
 that made a task, a future and a timer per batch and a queue operation per command, and the
@@ -44,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ctypes
 import functools
 import logging
 import os
@@ -91,6 +97,20 @@ def _ignore(_: Outcome | BaseException) -> None:
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+_PR_SET_PDEATHSIG = 1  # prctl(2): the signal a child gets when its parent dies.
+
+
+def _detach_from_parent(parent_pid: int) -> None:
+    # In the forked snapshot writer, first thing: die with the parent, and close every
+    # descriptor it inherited but stdin, stdout and stderr (the journal's LOCK, the listening
+    # socket, the connections, the event loop's own). It writes by path.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # The parent died before prctl took effect.
+        os._exit(1)
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
 
 
 def _yield_cpu_to_others() -> None:
@@ -253,6 +273,7 @@ class Sequencer:
         self._stopping = False
         self._failure: BaseException | None = None
         self._snapshot_seq = exchange.seq
+        self._snapshot_tried_seq = 0  # The seq of the last writer that failed.
         self._snapshot_every = snapshot_every_records
         # (pid, seq, monotonic start) of the forked snapshot writer, while it runs.
         self._snapshot_child: tuple[int, int, float] | None = None
@@ -436,10 +457,15 @@ class Sequencer:
                 subscriber(outcomes, messages)
             except Exception:  # A broken subscriber must not stop the exchange.
                 log.exception("subscriber failed")
-        self._reap_snapshot()
-        due = exchange.seq - self._snapshot_seq >= self._snapshot_every
-        if due and self._snapshot_child is None:  # One writer at a time.
-            self._start_snapshot()
+        try:
+            self._reap_snapshot()
+            # After a failed try, the next waits as long as after a written snapshot.
+            last = max(self._snapshot_seq, self._snapshot_tried_seq)
+            if exchange.seq - last >= self._snapshot_every and self._snapshot_child is None:
+                self._start_snapshot()  # One writer at a time.
+        except Exception:  # A snapshot only shortens recovery: the exchange carries on.
+            self._snapshot_tried_seq = exchange.seq
+            log.exception("snapshot writer at seq %d not started or not reaped", exchange.seq)
 
     def _store_snapshot(self, seq: int) -> None:
         exchange = self.exchange
@@ -463,10 +489,12 @@ class Sequencer:
             self._write_snapshot()
             return
         seq = self.exchange.seq
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # The child: write the snapshot, never return into the event loop.
             code = 1
             try:
+                _detach_from_parent(parent)
                 _yield_cpu_to_others()
                 self._store_snapshot(seq)
                 code = 0
@@ -501,7 +529,8 @@ class Sequencer:
         if os.waitstatus_to_exitcode(status) == 0:
             self._snapshot_seq = max(self._snapshot_seq, seq)
             self.snapshots_written += 1
-        else:  # The journal carries on; the next batch past the interval tries again.
+        else:  # The journal carries on; a new try comes an interval later.
+            self._snapshot_tried_seq = max(self._snapshot_tried_seq, seq)
             log.error("snapshot at seq %d not written (writer exit status %d)", seq, status)
 
     def _fail(self, exc: BaseException) -> None:

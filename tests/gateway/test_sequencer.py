@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -341,3 +342,99 @@ async def test_the_restart_ends_the_last_runs_sessions_before_any_timer_fires(
     again, journal, _ = recover(tmp_path)  # The ends were journaled.
     journal.close()
     assert again.state.sessions == {} and again.state.accounts["alice"].open_orders == {}
+
+
+async def test_a_snapshot_writer_that_cannot_be_forked_stops_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ENOMEM under strict overcommit, EAGAIN at a process limit: a snapshot only shortens
+    # recovery, so the exchange goes on, and tries again an interval later, not every batch.
+    forks = []
+
+    def no_fork() -> int:
+        forks.append(1)
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    sequencer = Sequencer(Exchange(), FileJournal.open(tmp_path), snapshot_every_records=20)
+    task = await _run(sequencer)
+    for index in range(65):
+        await sequencer.submit(_open(index))  # Each one durable: the exchange runs on.
+    assert sequencer.running and sequencer.exchange.seq == 65
+    assert len(forks) == 3  # At 20, 40 and 60.
+    await _stop(sequencer, task)
+
+
+async def test_a_snapshot_writer_that_keeps_failing_is_tried_once_an_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = os.getpid()
+    encode = Exchange.snapshot
+
+    def fails_in_the_writer(exchange: Exchange) -> bytes:
+        if os.getpid() != parent:
+            raise OSError(28, "No space left on device")
+        return encode(exchange)
+
+    monkeypatch.setattr(Exchange, "snapshot", fails_in_the_writer)
+    forks = []
+    fork = os.fork
+
+    def counted_fork() -> int:
+        forks.append(1)
+        return fork()
+
+    monkeypatch.setattr(os, "fork", counted_fork)
+    sequencer = Sequencer(Exchange(), FileJournal.open(tmp_path), snapshot_every_records=20)
+    task = await _run(sequencer)
+    for index in range(100):
+        await sequencer.submit(_open(index))
+        await asyncio.sleep(0.005)  # Room for the writer to fail and be reaped.
+    assert sequencer.running and sequencer.snapshots_written == 0
+    assert len(forks) <= 100 // 20 + 1, f"{len(forks)} writers forked for 100 records"
+    await _stop(sequencer, task)
+
+
+async def test_a_sigkill_during_a_snapshot_leaves_the_journal_and_port_free_at_once(
+    tmp_path: Path,
+) -> None:
+    # The writer dies with its parent, and held neither the journal's LOCK nor the listening
+    # socket: the restart opens both at once, instead of when an orphaned writer ends.
+    root = Path(__file__).resolve().parents[2]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.gateway.slow_snapshot_server", str(tmp_path), "30"],
+        cwd=root, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(server.stdout.readline), 30.0)
+        _, writer, port = line.split()
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+    deadline = time.monotonic() + 2.0
+    while Path(f"/proc/{writer}").exists() and time.monotonic() < deadline:
+        if Path(f"/proc/{writer}/stat").read_text().split()[2] == "Z":
+            break
+        await asyncio.sleep(0.02)
+    FileJournal.open(tmp_path).close()  # Not "open in another writer".
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", int(port)))  # Not "address already in use".
+
+
+async def test_a_restart_from_a_snapshot_with_nothing_due_writes_nothing(tmp_path: Path) -> None:
+    # The next timer is derived, not in the snapshot: restored as 0 it said a timer was due,
+    # and every restart journaled a Tick.
+    clock = FrozenClock(1_800_000_000_000_000_000)
+    sequencer = Sequencer(Exchange(), FileJournal.open(tmp_path), clock=clock)
+    task = await _run(sequencer)
+    await sequencer.submit(_open(1))
+    await _stop(sequencer, task)  # Writes the shutdown snapshot.
+    exchange, journal, recovery = recover(tmp_path)
+    assert recovery.snapshot_seq == 1 and recovery.replayed_records == 0
+    again = Sequencer(exchange, journal, clock=clock, tick_interval_s=0.01)
+    task = await _run(again)
+    await asyncio.sleep(0.1)
+    assert again.exchange.seq == 1, "an idle restart journaled a record"
+    await _stop(again, task)
