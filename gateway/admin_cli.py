@@ -1,7 +1,8 @@
 """`ipx accounts` and `ipx tokens`: the host's administrator, working on a stopped exchange's dir.
 
     ipx accounts create --data-dir DIR ACCOUNT_ID --role {investor,issuer,market_maker,operator}
-    ipx tokens issue --data-dir DIR ACCOUNT_ID      prints a new API token once
+    ipx tokens issue --data-dir DIR ACCOUNT_ID      prints a new API token once (for an
+                                                    account the journal opened)
     ipx tokens revoke --data-dir DIR TOKEN_ID
     ipx tokens list --data-dir DIR                  ids and accounts, never tokens
 
@@ -19,15 +20,17 @@ or locked by a running server.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
-from exchange.commands import OpenAccount, Role
+from exchange.commands import OpenAccount, Role, command_decoder
 from exchange.core import ADMIN_ACTOR
 from exchange.events import CommandRejected, Event
 from gateway import sessions
 from gateway.sequencer import end_stale_sessions, recover
 from ledger.errors import JournalError
+from ledger.file_store import JOURNAL_DIR, read_journal
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -94,7 +97,37 @@ def run_create_account(arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def opened_in_journal(data_dir: str, account_id: str) -> bool:
+    """Whether the journal under data_dir holds an OpenAccount of account_id.
+
+    Read without the journal's lock (read_journal), so it works beside a running server,
+    which journals op.open_account before it answers.
+
+    Raises:
+        JournalError: there is no journal under data_dir, or it is damaged.
+    """
+    for record in read_journal(data_dir):
+        if record.kind == "open_account":
+            command = command_decoder.decode(record.command)
+            if isinstance(command, OpenAccount) and command.account_id == account_id:
+                return True
+    return False
+
+
 def run_issue_token(arguments: argparse.Namespace) -> int:
+    # A token for a mistyped account would log on whoever is later opened under that id; a
+    # mistyped dir would get a tokens.json of its own that no server reads.
+    if not os.path.isdir(os.path.join(arguments.data_dir, JOURNAL_DIR)):
+        print(f"ipx tokens issue: no exchange journal in {arguments.data_dir}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    try:
+        opened = opened_in_journal(arguments.data_dir, arguments.account_id)
+    except JournalError as error:
+        print(f"ipx tokens issue: {error}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    if not opened:
+        print(f"refused: no account {arguments.account_id!r} was opened", file=sys.stderr)
+        return EXIT_REFUSED
     token, entry = sessions.issue_token(arguments.data_dir, arguments.account_id)
     print(f"token id {entry.token_id} for account {entry.account} (shown once, store it now):")
     print(token)

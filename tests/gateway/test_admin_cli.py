@@ -64,6 +64,8 @@ def test_tokens_are_shown_once_and_stored_only_as_hashes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data_dir = str(tmp_path)
+    assert main(["accounts", "create", "--data-dir", data_dir, "alice", "--role", "investor"]) == 0
+    capsys.readouterr()
     assert main(["tokens", "issue", "--data-dir", data_dir, "alice"]) == 0
     header, token = capsys.readouterr().out.strip().splitlines()
     token_id = header.split()[2]
@@ -77,6 +79,24 @@ def test_tokens_are_shown_once_and_stored_only_as_hashes(
     assert main(["tokens", "revoke", "--data-dir", data_dir, token_id]) == 0
     assert store.account_of(token) is None  # Picked up without a restart.
     assert main(["tokens", "revoke", "--data-dir", data_dir, token_id]) == 1
+
+
+def test_a_token_is_issued_only_for_an_account_the_journal_opened(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A mistyped account would give whoever is later opened under that id a working token;
+    # a mistyped dir, a tokens.json no server reads.
+    data_dir = str(tmp_path / "exchange")
+    assert main(["tokens", "issue", "--data-dir", data_dir, "alice"]) == 2
+    assert not (tmp_path / "exchange").exists()
+    assert main(["accounts", "create", "--data-dir", data_dir, "alice", "--role", "investor"]) == 0
+    assert main(["tokens", "issue", "--data-dir", data_dir, "alcie"]) == 1
+    assert "no account 'alcie'" in capsys.readouterr().err
+    with FileJournal.open(data_dir):  # Beside a running server, which holds the lock.
+        assert main(["tokens", "issue", "--data-dir", data_dir, "alice"]) == 0
+    assert [entry.account for entry in sessions.load_tokens(sessions.tokens_path(data_dir))] == [
+        "alice"
+    ]
 
 
 def test_a_token_never_starts_like_a_command_line_option(tmp_path: Path) -> None:
