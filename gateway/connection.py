@@ -24,6 +24,8 @@ Invariants:
   limit, the connection resumes: messages held because the callback said no are handed over.
 - A callback that raises fails the connection with 1011: nothing a client sends can escape
   into the event loop's transport handling.
+- With an `admission` (gateway/admission.py), a connection it refuses is aborted at its
+  accept, before anything is read; an admitted one is counted until connection_lost.
 - `write_texts` sends messages in one socket write, only while the connection is open. A
   message under COMPRESS_MIN_BYTES is framed here (FIN, text, no mask, its length: the bytes
   websockets' framing gives it, tested), at an eighth of the cost of websockets' send_text;
@@ -50,7 +52,7 @@ import logging
 import struct
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from websockets.asyncio.server import ServerConnection
 from websockets.frames import CloseCode, Frame, Opcode
@@ -62,6 +64,7 @@ try:
 except ImportError:  # websockets built without its C extension.
     from websockets.utils import apply_mask
 
+from gateway.admission import Admission
 from gateway.compression import COMPRESS_MIN_BYTES
 
 Message = str | bytes
@@ -91,8 +94,14 @@ _AT_FRAME_BOUNDARY = StreamReader.at_eof.__code__
 class GatewayConnection(ServerConnection):
     """A ServerConnection that hands each whole message to a callback as it is parsed."""
 
+    # The server's caps on connections (a subclass per server sets it); None admits all.
+    admission: Admission | None = None
+
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._address = ""
+        self._admitted = False
+        self._logged_on = False
         self._on_message: OnMessage | None = None
         self._held: deque[Message] = deque()
         self._fragments: list[Frame] = []
@@ -205,7 +214,29 @@ class GatewayConnection(ServerConnection):
         super().resume_writing()
         self.resume()  # The callback may have said no for the backlog just taken.
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        admission = self.admission
+        if admission is None:
+            return
+        peer = transport.get_extra_info("peername")
+        self._address = str(peer[0]) if peer else ""
+        self._admitted = admission.admit(self._address)
+        if not self._admitted:
+            # Its handshake then fails at once, quietly. (uvloop's transports are not
+            # asyncio.Transport subclasses: cast, as websockets' connection_made does.)
+            cast(asyncio.Transport, transport).abort()
+
+    def logged_on(self) -> None:
+        """The session logged on: it no longer counts against its address's pending cap."""
+        if self._admitted and not self._logged_on and self.admission is not None:
+            self._logged_on = True
+            self.admission.logged_on(self._address)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._admitted and self.admission is not None:
+            self._admitted = False
+            self.admission.closed(self._address, self._logged_on)
         super().connection_lost(exc)
         waiter = self._waiter
         if waiter is not None and not waiter.done():

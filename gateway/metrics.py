@@ -14,6 +14,7 @@ a series. Names carry the `ipx_` prefix and base units (seconds, bytes; money in
     ipx_sequencer_queue_depth                commands waiting for the sequencer
     ipx_journal_seq                          the last journaled seq
     ipx_connections                          open WebSocket connections
+    ipx_connections_refused_total            TCP connections aborted at accept (over a cap)
     ipx_slow_consumer_disconnects_total      sessions closed for not reading their pushes
     ipx_build_info{version,python}           always 1
     ipx_publisher_published_total{sink}      written to the sink (redis: outcomes; mqtt: entries)
@@ -140,6 +141,19 @@ class LoopHistogram:
             buckets.append((le, float(cumulative)))
         family.add_metric([], buckets, self.sum)
         yield family
+
+
+class _CounterCollector:
+    """A counter kept elsewhere (a plain int), read at each scrape."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], int]) -> None:
+        self.name, self.documentation, self.read = name, documentation, read
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self.name, self.documentation)
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self.name, self.documentation, value=self.read())
 
 
 class _SinkCollector:
@@ -280,6 +294,7 @@ class Metrics:
         queue_depth: Callable[[], int] | None = None,
         journal_seq: Callable[[], int] | None = None,
         connections: Callable[[], int] | None = None,
+        connections_refused: Callable[[], int] | None = None,
         sinks: Callable[[], Iterable[SinkCounts]] | None = None,
         liquidity: Callable[[], Iterable[LiquidityMessage]] | None = None,
     ) -> None:
@@ -291,6 +306,7 @@ class Metrics:
             version: the ipx_build_info version label.
             queue_depth, journal_seq, connections: read at each scrape; a gauge without one
                 stays 0.
+            connections_refused: the TCP connections aborted at accept so far (a counter).
             sinks: the integrations' counters, read at each scrape (none without it).
             liquidity: the liquidity figures of every symbol, read at each scrape.
         """
@@ -341,6 +357,14 @@ class Metrics:
             gauge = Gauge(name, help_text, registry=registry)
             if source is not None:
                 gauge.set_function(source)
+        if connections_refused is not None:
+            registry.register(
+                _CounterCollector(
+                    "ipx_connections_refused",
+                    "TCP connections aborted at accept: over a cap (gateway/admission.py).",
+                    connections_refused,
+                )
+            )
         # The integrations' families exist only where integrations can be (a gateway's sinks).
         self.publisher_lag: Histogram | None = None
         if sinks is not None:

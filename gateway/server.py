@@ -147,6 +147,7 @@ from gateway import (
     market_data,
     protocol,
 )
+from gateway.admission import Admission
 from gateway.connection import GatewayConnection
 from gateway.metrics import Metrics, SinkCounts
 from gateway.mqtt_publisher import MqttPublisher
@@ -336,9 +337,12 @@ class Gateway:
         connections_per_token_max: int = CONNECTIONS_PER_TOKEN_MAX,
         outbox_max: int = OUTBOX_MAX,
         recovery: Recovery | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.sequencer = sequencer
         self.recovery = recovery
+        # Caps on TCP connections before they log on (gateway/admission.py).
+        self.admission = admission or Admission()
         self.outbox_max = outbox_max
         self.tokens = tokens
         self.connections_per_token_max = connections_per_token_max
@@ -380,6 +384,7 @@ class Gateway:
             queue_depth=lambda: sequencer.queue_depth,
             journal_seq=lambda: sequencer.journal.last_seq,  # Durable: memory may be ahead.
             connections=lambda: len(self._sessions),
+            connections_refused=lambda: self.admission.refused,
             sinks=self._sink_counts,
             liquidity=self._liquidity_figures,
         )
@@ -561,6 +566,7 @@ class Gateway:
         try:
             if session.account is None and not await self._logon(connection, session):
                 return
+            connection.logged_on()  # No longer held against its address's pending cap.
             if self.sequencer.failed:  # Nothing more is served from memory (see _dispatch).
                 await connection.close(1011, STOPPED)
                 return
@@ -1621,6 +1627,7 @@ async def run_server(
     order_burst: int = ORDER_BURST,
     connections_per_token_max: int = CONNECTIONS_PER_TOKEN_MAX,
     outbox_max: int = OUTBOX_MAX,
+    admission: Admission | None = None,
     redis_url: str | None = None,
     redis_prefix: str = "ipx",
     mqtt_url: str | None = None,
@@ -1631,6 +1638,9 @@ async def run_server(
 
     With ssl_context (gateway/tls.py), everything on the port is served over TLS: wss:// and
     https://.
+
+    admission caps the TCP connections before anything is read from them (gateway/
+    admission.py; by default Admission() with its defaults).
 
     With redis_url, every durable outcome and its market data also go to Redis Streams
     (gateway/redis_publisher.py); with mqtt_url, the market data goes to an MQTT v5 broker
@@ -1649,6 +1659,7 @@ async def run_server(
     gateway = Gateway(
         sequencer,
         TokenStore(os.fspath(data_dir)),
+        admission=admission,
         logon_timeout_s=logon_timeout_s,
         rate_limiter=OrderRateLimiter(order_rate_per_s, order_burst),
         connections_per_token_max=connections_per_token_max,
@@ -1696,7 +1707,9 @@ async def run_server(
             process_request=gateway.process_request,
             max_size=frame_bytes_max,
             extensions=compression.server_extensions(),
-            create_connection=GatewayConnection,
+            create_connection=type(
+                "AdmittedConnection", (GatewayConnection,), {"admission": gateway.admission}
+            ),
             # The transport's flow control marks the backlog: past it, websockets'
             # pause_writing (GatewayConnection.writable is False) until the kernel has taken
             # it all back down.
