@@ -26,8 +26,9 @@ Invariants:
     not the seq of the report before it (or, first, the seq executions.subscribe answered)
     is handed over with `gap` set: a report was missed and is never silently skipped.
     Nothing else is assumed of the numbering than that seqs rise.
-- When the connection ends, every request still waiting and every follower's waiter gets a
-  ClientError.
+- When the connection ends, every request still waiting, every later request and every
+  follower's waiter gets a ClientError (never one of websockets' exceptions).
+- A request's timeout covers sending it as well as waiting for its answer.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from typing import Any
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from gateway import compression, market_data
 from gateway.local_book import LocalBook
@@ -293,19 +295,30 @@ class IpxClient:
 
         Raises:
             RequestFailed: the server answered with an error.
-            RequestTimedOut: no answer within timeout_s.
+            RequestTimedOut: not sent and answered within timeout_s.
+            ClientError: the connection is closed, or closed before the answer came.
         """
         request_id = str(next(self._request_ids))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         frame = {"id": request_id, "method": method, "params": params or {}}
         try:
-            await self.connection.send(_encoder.encode(frame).decode())
-            message = await asyncio.wait_for(future, timeout_s)
+            # Sending is under the timeout too: send() waits while the server reads nothing
+            # (its socket buffers full) and while a closing connection finishes closing.
+            # Canceling it then is safe: a whole frame is written before send() waits.
+            async with asyncio.timeout(timeout_s):
+                await self.connection.send(_encoder.encode(frame).decode())
+                message = await future
         except TimeoutError:
             raise RequestTimedOut(f"{method} got no answer in {timeout_s} s") from None
+        except ConnectionClosed as closed:
+            raise ClientError(f"{method}: connection closed: {closed}") from None
         finally:
             self._pending.pop(request_id, None)
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()  # Seen: the reader may have ended it while send() waited.
         if message["status"] != 200:
             error = message["error"]
             raise RequestFailed(
