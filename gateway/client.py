@@ -14,7 +14,10 @@ Invariants:
 - A place, cancel or amend that times out, or gets a 5xx (outcome unknown, or overloaded), is
   sent again with the SAME cl_ord_id and parameters: the exchange answers a resend of
   order.place with the first outcome, never a second order. 429 RATE_LIMITED is retried after
-  its retry_after_ms. Other rejections (4xx) are raised at once as RequestFailed.
+  its retry_after_ms. Other rejections (4xx) are raised at once as RequestFailed, except
+  404 UNKNOWN_ORDER to a resent cancel or amend: an earlier attempt may have been done (the
+  order canceled, or amended to a crossing price and filled), so the answer is then the
+  order's order.status, which tells what became of it.
 - One reader task reads every frame, in order. An answer goes to its request; a push goes to
   its follower when one claims it, else to `pushes` (in arrival order, as before followers):
   - book.l2 messages and heartbeats of a followed symbol go to its FollowedBook, which
@@ -56,6 +59,8 @@ TIMEOUT_S = 5.0
 ANSWER_BYTES_MAX = 32 * 1024 * 1024
 RETRIES = 2
 RETRY_BACKOFF_S = 0.05
+# Resent after no answer, these get 404 UNKNOWN_ORDER once an earlier attempt ended the order.
+_RESOLVED_BY_STATUS = ("order.cancel", "order.amend")
 
 
 class ClientError(Exception):
@@ -336,8 +341,9 @@ class IpxClient:
                 if last:
                     raise
             except RequestFailed as error:
-                if attempt and method == "order.cancel" and error.code == "UNKNOWN_ORDER":
-                    # The first attempt may have canceled it: report what became of it.
+                if attempt and method in _RESOLVED_BY_STATUS and error.code == "UNKNOWN_ORDER":
+                    # An earlier attempt may have done it: canceled the order, or amended it
+                    # to a price that crossed, so that it filled. Report what became of it.
                     reference: dict[str, Any] = {
                         key: params[key] for key in ("order_id", "cl_ord_id") if key in params
                     }
@@ -388,6 +394,12 @@ class IpxClient:
         cl_ord_id: str = "",
         timeout_s: float = TIMEOUT_S,
     ) -> Any:
+        """Amend an open order's price and quantity; return the order as it is then.
+
+        Resent after no answer, an amend that finds the order no longer open returns its
+        order.status instead: the first attempt may have filled it. Compare price and quantity
+        (and status) with what was asked to know whether the amend was done.
+        """
         params: dict[str, Any] = {"price": price, "quantity": quantity}
         params.update({"order_id": order_id} if order_id else {"cl_ord_id": cl_ord_id})
         return await self._retrying("order.amend", params, timeout_s)

@@ -1,6 +1,9 @@
 """The client's requests against a real server when answers are late, lost or impossible.
 
 Rules:
+- An amend resent because its answer did not come, that finds the order no longer open (the
+  first attempt crossed and filled it), answers with the order's status: the caller learns
+  the fill, not a 404 for an amend that was done.
 - A request's timeout covers sending it: to a server that reads nothing (its buffers full),
   a request fails with RequestTimedOut in its timeout, not when the server reads again.
 - On a connection the server closed, every request raises ClientError (the client's root,
@@ -18,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from gateway.client import ClientError, IpxClient, RequestTimedOut
+from gateway.client import TIMEOUT_S, ClientError, IpxClient, RequestTimedOut
 from gateway.server import run_server
 from tests.gateway.conftest import SYMBOL, Venue
 from tests.gateway.server_thread import server_thread
@@ -30,6 +33,34 @@ REQUEST_TIMEOUT_S = 0.3
 REQUESTS = 100
 SOCKET_BUFFER_BYTES = 4096
 WAIT_S = 5.0
+
+
+async def test_an_amend_resent_after_its_answer_was_lost_reports_the_fill(
+    market: Venue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, issuer = await market.client("alice"), await market.client("issuer")
+    try:
+        await issuer.place(SYMBOL, "sell", 5, "101.00")
+        bid = await alice.place(SYMBOL, "buy", 5, "99.00")
+        request, lost = alice.request, list[dict[str, Any]]()
+
+        async def first_amend_answer_lost(
+            method: str, params: dict[str, Any] | None = None, *, timeout_s: float = TIMEOUT_S
+        ) -> Any:
+            result = await request(method, params, timeout_s=timeout_s)
+            if method == "order.amend" and not lost:
+                lost.append(result)  # Done by the server; its answer never reached alice.
+                raise RequestTimedOut("order.amend got no answer in time")
+            return result
+
+        monkeypatch.setattr(alice, "request", first_amend_answer_lost)
+        amended = await alice.amend("101.00", 5, order_id=bid["order_id"])
+        assert lost[0]["status"] == "filled"  # The first attempt crossed the offer.
+        assert (amended["order_id"], amended["status"]) == (bid["order_id"], "filled")
+        assert (amended["price"], amended["filled"], amended["leaves"]) == ("101.00", 5, 0)
+    finally:
+        await alice.close()
+        await issuer.close()
 
 
 def _small_socket_buffers(client: IpxClient, server_connections: Any) -> None:
