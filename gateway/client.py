@@ -427,28 +427,33 @@ class IpxClient:
         (they no longer reach `pushes`), resubscribes by itself when the book falls out of
         sync, and calls listener(book, message), if given, after each one; the listener runs
         in the reader, so it must neither block nor raise. Following a followed symbol
-        returns the same book.
+        returns the same book (its first listener stays), once it has its snapshot: a call
+        made while an earlier one still waits for the snapshot waits for it too.
 
         Raises:
             RequestFailed: the server refused (an unknown symbol, market data unavailable).
             RequestTimedOut: no answer, or no snapshot, within timeout_s.
+            ClientError: the earlier call this one waited with failed, or the connection ended.
         """
         book = self._books.get(symbol)
-        if book is not None:
-            return book
-        # Claim its messages before subscribing: the snapshot may come before the answer.
-        book = self._books[symbol] = FollowedBook(symbol, listener)
+        subscribing = book is None
+        if book is None:
+            # Claim its messages before subscribing: the snapshot may come before the answer.
+            book = self._books[symbol] = FollowedBook(symbol, listener)
         try:
             async with asyncio.timeout(timeout_s):
-                await self.request("md.subscribe", _book_params(symbol), timeout_s=timeout_s)
+                if subscribing:
+                    await self.request("md.subscribe", _book_params(symbol), timeout_s=timeout_s)
                 while book.seq is None:
                     await book.next_change()
         except TimeoutError:
-            self._forget(book, "no snapshot")
+            if subscribing:  # A later call's shorter wait leaves the book to the first.
+                self._forget(book, "no snapshot")
             message = f"no {market_data.L2} snapshot of {symbol} in {timeout_s} s"
             raise RequestTimedOut(message) from None
         except BaseException:
-            self._forget(book, "following failed")
+            if subscribing:
+                self._forget(book, "following failed")
             raise
         return book
 
