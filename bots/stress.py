@@ -29,6 +29,7 @@ Invariants:
   seed gives the same orders in the same slots.
 - Latencies are recorded in microseconds in an HDR histogram (3 significant digits).
 - Every order sent ends up in exactly one of acked, rejected (by code) and unanswered.
+- Every session the run opens is closed at its end, whatever ended it.
 """
 
 from __future__ import annotations
@@ -246,9 +247,12 @@ async def set_up_instrument(
 
 
 async def set_up(
-    config: StressConfig, operator: IpxClient
+    config: StressConfig, operator: IpxClient, sessions: contextlib.AsyncExitStack
 ) -> tuple[list[Connection], dict[str, AccountView], market.InstrumentInfo]:
-    """Accounts, cash, tokens, connections; the stress instrument sold to them in an offering."""
+    """Accounts, cash, tokens, connections; the stress instrument sold to them in an offering.
+
+    Each session opened is closed by `sessions`, also when a later step fails.
+    """
     if config.data_dir is None:
         raise SystemExit("ipx stress needs --data-dir: its tokens are issued on the server's host")
     accounts, config.connections = plan(config.rate_per_s, config.connections)
@@ -264,6 +268,7 @@ async def set_up(
     for index in range(config.connections):
         account = f"stress-{run_id}-{index % accounts}"
         client = await IpxClient.connect(config.url, tokens[account])
+        sessions.push_async_callback(client.close)
         if index < accounts:  # The first connection of each account keeps its view.
             views[account].last_seq = (await client.subscribe_executions())["seq"]
             await market.deposit(operator, account, "USD", CASH_PER_ACCOUNT_MINOR)
@@ -285,10 +290,26 @@ async def set_up(
 
 
 async def run_stress(config: StressConfig) -> int:
-    operator = await market.operator_client(
-        config.url, config.token, config.data_dir, config.operator
-    )
-    connections, views, info = await set_up(config, operator)
+    """Set up, drive the rate for the duration, wait for the answers, check; print the report.
+
+    Every session it opens is closed when it ends, whatever ended it.
+    """
+    async with contextlib.AsyncExitStack() as sessions:
+        operator = await market.operator_client(
+            config.url, config.token, config.data_dir, config.operator
+        )
+        sessions.push_async_callback(operator.close)
+        connections, views, info = await set_up(config, operator, sessions)
+        return await _run(config, operator, connections, views, info)
+
+
+async def _run(
+    config: StressConfig,
+    operator: IpxClient,
+    connections: Sequence[Connection],
+    views: dict[str, AccountView],
+    info: market.InstrumentInfo,
+) -> int:
     print(
         f"stress {info.symbol}: {config.rate_per_s} orders/s for {config.duration_s:g} s over "
         f"{config.connections} connections of {len(views)} accounts",
@@ -312,11 +333,7 @@ async def run_stress(config: StressConfig) -> int:
     while in_flight:
         await asyncio.wait(set(in_flight))
     reporter.cancel()
-    code = await finish(config, connections, views, info, operator, counts, start_ns)
-    for connection in connections:
-        await connection.client.close()
-    await operator.close()
-    return code
+    return await finish(config, connections, views, info, operator, counts, start_ns)
 
 
 async def progress(counts: Counts, start_ns: int) -> None:

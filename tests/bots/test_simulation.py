@@ -5,6 +5,10 @@ Rules:
   then trade: the offering sells units to bots and trades follow in continuous trading.
 - At the end each bot's view (from its execution reports) equals the exchange's balances,
   open orders and fills, and `ipx ledger verify` passes on the data dir.
+- An exchange that stops answering for longer than the client's timeout (its loop stalled)
+  does not end the run: requests that got no answer are counted as unanswered, the bots and
+  the watcher carry on once it answers again, the run ends with its report, consistent, and
+  every session it opened is closed.
 - `ipx stress` waits for a late answer and records it as latency (no coordinated omission):
   a stall longer than the client's timeout (the exchange's loop stalled) shows as the
   latency of the orders it held up, none of them counted as rejected or unanswered.
@@ -21,10 +25,11 @@ from typing import Any
 import pytest
 
 from bots import stress
+from bots.market import wait_for_phase
 from bots.simulation import BotsConfig, run_bots
 from bots.stress import StressConfig, run_stress
 from gateway.client import IpxClient
-from tests.bots.conftest import SYMBOL, Venue
+from tests.bots.conftest import SYMBOL, Venue, list_pre_open
 from tests.gateway.server_thread import ServerThread, server_thread
 
 SEED = 7
@@ -122,11 +127,58 @@ def _stall_once_started(
     return [asyncio.create_task(stall())]
 
 
+async def _stall_in_continuous_trading(venue: Venue, server: ServerThread) -> None:
+    # Once the offering has uncrossed and the bots trade (bounded by PHASE_WAIT_S).
+    operator = await IpxClient.connect(venue.url, venue.tokens["op"])
+    try:
+        assert await wait_for_phase(operator, SYMBOL, {"continuous"}) == "continuous"
+    finally:
+        await operator.close()
+    await asyncio.sleep(STALL_AFTER_S)
+    await server.stall(STALL_S)
+
+
 async def _all_closed(server: ServerThread) -> None:
     assert server.running is not None
     async with asyncio.timeout(CLOSED_WAIT_S):
         while server.running.server.connections:
             await asyncio.sleep(0.02)
+
+
+@pytest.mark.asyncio
+async def test_bots_carry_on_through_a_stalled_exchange_and_report(
+    venue: Venue, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    print(f"seed {SEED}")
+    async with server_thread(venue.data_dir) as server:
+        venue.url = server.url
+        await list_pre_open(venue)
+        _short_client_timeouts(monkeypatch)
+        stalls = [asyncio.create_task(_stall_in_continuous_trading(venue, server))]
+        config = BotsConfig(
+            url=venue.url,
+            symbols=[SYMBOL],
+            duration_s=4.0,
+            seed=SEED,
+            data_dir=venue.data_dir,
+            token=venue.tokens["op"],
+            offering_s=1.0,
+            verify_ledger=False,
+        )
+        code = await run_bots(config)
+        await asyncio.gather(*stalls)
+        output = capsys.readouterr().out
+        print(output)
+        assert code == 0
+        row = next(line for line in output.splitlines() if line.startswith(SYMBOL))
+        assert row.split()[1] == "continuous" and int(row.split()[2]) > 0, row
+        unanswered = re.search(r"market views not refreshed \(no answer\): (\d+)", output)
+        assert unanswered and int(unanswered.group(1)) >= 1  # The watcher's, at least.
+        assert "stopped early" not in output
+        progress = [line for line in output.splitlines() if line.startswith("[")]
+        assert 0 < len(progress) <= 4, progress  # One a second at most, the last at the end.
+        assert "consistency (9 accounts): passed" in output
+        await _all_closed(server)
 
 
 @pytest.mark.asyncio
