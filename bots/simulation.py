@@ -16,6 +16,7 @@ Invariants:
   is answered). An agent or the watcher that stops on any other error stops only itself; it
   is named in the report and the run exits 1. Either way the run ends with its report, and
   every session it opened is closed, whatever ended it.
+- The report's trades and volume are this run's: the counts at its start are subtracted.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import contextlib
 import secrets
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bots import agents, consistency, market
@@ -271,7 +272,7 @@ async def _run(
     offered = await open_offerings(config, operator, infos)
     if offered:
         print(f"offerings opened for {', '.join(offered)} ({config.offering_s:g} s)", flush=True)
-    trades_before = {symbol: info.trade_count for symbol, info in infos.items()}
+    before = dict(infos)  # The watcher replaces the entries of `infos`, not these.
     stop = asyncio.Event()
     names = ["watcher", *(bot.account for bot in bots)]
     tasks = [asyncio.create_task(watcher.run(stop))]
@@ -291,14 +292,14 @@ async def _run(
         if isinstance(outcome, BaseException)
     ]
     await watcher.look(with_info=True)
-    return await finish(config, bots, watcher, trades_before, stopped)
+    return await finish(config, bots, watcher, before, stopped)
 
 
 async def finish(
     config: BotsConfig,
     bots: Sequence[Bot],
     watcher: Watcher,
-    trades_before: dict[str, int],
+    before: Mapping[str, InstrumentInfo],
     stopped: Sequence[str] = (),
 ) -> int:
     def drain_all() -> None:
@@ -308,7 +309,7 @@ async def finish(
     check = await consistency.check_accounts([(b.view, b.client) for b in bots], drain_all)
     ledger_dir = config.data_dir if config.verify_ledger else None
     await consistency.check_server(check, config.url, ledger_dir)
-    print(bots_report(bots, watcher, trades_before, check, stopped))
+    print(bots_report(bots, watcher, before, check, stopped))
     if config.plot_dir:
         for path in plot_market(watcher.recorder, config.plot_dir):
             print(f"wrote {path}")
@@ -318,7 +319,7 @@ async def finish(
 def bots_report(
     bots: Sequence[Bot],
     watcher: Watcher,
-    trades_before: dict[str, int],
+    before: Mapping[str, InstrumentInfo],
     check: consistency.ConsistencyReport,
     stopped: Sequence[str] = (),
 ) -> str:
@@ -331,8 +332,8 @@ def bots_report(
             [
                 symbol,
                 view.phase,
-                info.trade_count - trades_before[symbol],
-                info.volume_units,
+                info.trade_count - before[symbol].trade_count,
+                info.volume_units - before[symbol].volume_units,
                 _price_or_dash(view.best_bid_ticks, info),
                 _price_or_dash(view.best_ask_ticks, info),
                 _price_or_dash(view.last_ticks, info),

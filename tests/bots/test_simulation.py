@@ -12,6 +12,7 @@ Rules:
 - `ipx stress` waits for a late answer and records it as latency (no coordinated omission):
   a stall longer than the client's timeout (the exchange's loop stalled) shows as the
   latency of the orders it held up, none of them counted as rejected or unanswered.
+- The report's trades and volume are this run's, not the instrument's since its listing.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from typing import Any
 
 import pytest
 
-from bots import stress
-from bots.market import wait_for_phase
-from bots.simulation import BotsConfig, run_bots
+from bots import consistency, stress
+from bots.market import InstrumentInfo, wait_for_phase
+from bots.report import Recorder
+from bots.simulation import BotsConfig, Watcher, bots_report, run_bots
 from bots.stress import StressConfig, run_stress
 from gateway.client import IpxClient
 from tests.bots.conftest import SYMBOL, Venue, list_pre_open
@@ -219,3 +221,32 @@ async def test_stress_records_an_answer_later_than_the_client_timeout_as_latency
         # The order sent as the stall began waited about all of it (slots are 10 ms apart).
         assert latency_max and float(latency_max.group(1)) >= 0.9 * STALL_S * 1000
         await _all_closed(server)
+
+
+def _info(trade_count: int, volume_units: int) -> InstrumentInfo:
+    return InstrumentInfo(
+        symbol=SYMBOL,
+        phase="continuous",
+        currency="USD",
+        tick_size_minor=10,
+        total_units=100_000,
+        issuer_account="issuer",
+        expiry_date="2035-03-01",
+        annual_royalties_minor=120_000_000,
+        distributions=0,
+        reference_ticks=700,
+        last_ticks=701,
+        band_low_ticks=630,
+        band_high_ticks=770,
+        trade_count=trade_count,
+        volume_units=volume_units,
+    )
+
+
+def test_the_report_counts_this_runs_trades_and_volume_only() -> None:
+    # Before the run: 6 trades of 809 units (an earlier run); after it: 21 trades, 881 units.
+    watcher = Watcher(None, {SYMBOL: _info(21, 881)}, Recorder(), 0.0)  # type: ignore[arg-type]
+    watcher._observe(watcher.infos[SYMBOL], {"bids": [], "asks": [], "phase": "continuous"})
+    report = bots_report([], watcher, {SYMBOL: _info(6, 809)}, consistency.ConsistencyReport())
+    row = next(line for line in report.splitlines() if line.startswith(SYMBOL))
+    assert row.split()[2:4] == ["15", "72"]
