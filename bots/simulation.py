@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,8 +33,8 @@ from bots.account_view import AccountView
 from bots.agents import Action, Agent, CancelAll, MarketView, Place
 from bots.market import InstrumentInfo
 from bots.report import Recorder, Sample, counts_line, plot_market, table
-from bots.run_config import RunConfig
-from gateway import event_loop, protocol
+from bots.run_config import RunConfig, SetUpError, run_command
+from gateway import protocol
 from gateway.client import ClientError, IpxClient, RequestFailed
 
 CASH_MINOR = {"market_maker": 500_000_000, "offering": 100_000_000}  # 5,000,000.00 / 1,000,000.00
@@ -193,7 +192,9 @@ async def set_up(
     Each session opened is closed by `sessions`, also when a later step fails.
     """
     if config.data_dir is None:
-        raise SystemExit("ipx bots needs --data-dir: bot tokens are issued on the server's host")
+        raise SetUpError("--data-dir is needed: bot tokens are issued on the server's host")
+    if not config.symbols:
+        raise SetUpError("no instrument to trade (--instruments)")
     infos = {s: await market.instrument_info(operator, s) for s in config.symbols}
     currencies = sorted({info.currency for info in infos.values()})
     terms = {symbol: info.terms for symbol, info in infos.items()}
@@ -203,7 +204,7 @@ async def set_up(
         account = f"bot-{run_id}-{agent.name}"
         role = "market_maker" if agent.kind == "market_maker" else "investor"
         token = await market.open_bot_account(operator, config.data_dir, account, role)
-        client = await IpxClient.connect(config.url, token)
+        client = await market.connect(config.url, token)
         sessions.push_async_callback(client.close)
         if agent.kind == "market_maker":  # As real ones do: no stale quotes after a drop.
             await client.cancel_on_disconnect()
@@ -246,6 +247,11 @@ async def run_bots(config: BotsConfig, stop_early: asyncio.Event | None = None) 
     """Run the simulation (until its duration, or stop_early); print progress and the report.
 
     Every session it opens is closed when it ends, whatever ended it.
+
+    Raises:
+        SetUpError, RequestFailed: the run cannot start as configured (bots/cli.py: exit 2).
+        Unreachable, ClientError: the exchange cannot be reached, or stopped answering
+            before the run could start or be checked (exit 3).
     """
     async with contextlib.AsyncExitStack() as sessions:
         operator = await market.operator_client(
@@ -374,8 +380,4 @@ def _price_or_dash(ticks: int, info: InstrumentInfo) -> str:
 
 
 def main(config: BotsConfig) -> int:
-    try:
-        return event_loop.run(run_bots(config))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command("bots", config.url, run_bots(config))

@@ -39,7 +39,6 @@ import contextlib
 import math
 import random
 import secrets
-import sys
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -51,8 +50,8 @@ from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 from bots import consistency, market
 from bots.account_view import AccountView
 from bots.report import counts_line, format_percentiles, percentiles_ms, plot_latency
-from bots.run_config import RunConfig
-from gateway import event_loop, heap
+from bots.run_config import RunConfig, SetUpError, run_command
+from gateway import heap
 from gateway.client import ClientError, IpxClient, RequestFailed, RequestTimedOut
 from gateway.server import CONNECTIONS_PER_TOKEN_MAX
 
@@ -254,7 +253,7 @@ async def set_up(
     Each session opened is closed by `sessions`, also when a later step fails.
     """
     if config.data_dir is None:
-        raise SystemExit("ipx stress needs --data-dir: its tokens are issued on the server's host")
+        raise SetUpError("--data-dir is needed: its tokens are issued on the server's host")
     accounts, config.connections = plan(config.rate_per_s, config.connections)
     run_id = secrets.token_hex(3)
     symbol, _ = await set_up_instrument(operator, config.data_dir, run_id, accounts)
@@ -267,7 +266,7 @@ async def set_up(
     connections = []
     for index in range(config.connections):
         account = f"stress-{run_id}-{index % accounts}"
-        client = await IpxClient.connect(config.url, tokens[account])
+        client = await market.connect(config.url, tokens[account])
         sessions.push_async_callback(client.close)
         if index < accounts:  # The first connection of each account keeps its view.
             views[account].last_seq = (await client.subscribe_executions())["seq"]
@@ -293,6 +292,11 @@ async def run_stress(config: StressConfig) -> int:
     """Set up, drive the rate for the duration, wait for the answers, check; print the report.
 
     Every session it opens is closed when it ends, whatever ended it.
+
+    Raises:
+        SetUpError, RequestFailed: the run cannot start as configured (bots/cli.py: exit 2).
+        Unreachable, ClientError: the exchange cannot be reached, or stopped answering
+            before the run could start or be checked (exit 3).
     """
     async with contextlib.AsyncExitStack() as sessions:
         operator = await market.operator_client(
@@ -412,8 +416,4 @@ def acked_per_s(counts: Counts, start_ns: int, duration_s: float) -> float:
 
 
 def main(config: StressConfig) -> int:
-    try:
-        return event_loop.run(run_stress(config))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command("stress", config.url, run_stress(config))
