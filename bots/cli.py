@@ -9,7 +9,16 @@ bots/stress.py, bots/demo.py).
 --data-dir is the running server's data dir: bot tokens can only be issued there (see
 bots/market.py). Without --token, a token is issued there for --operator (default "operator",
 the account `ipx serve` opens on a new data dir).
-Exit codes: 0 done and consistent; 1 the consistency check or `ipx ledger verify` failed.
+Exit codes of `ipx bots` and `ipx stress` (bots/run_config.py):
+  0  done, and consistent;
+  1  done, but the consistency check or `ipx ledger verify` failed, or an agent stopped on
+     an error (the report says which);
+  2  bad input, with one line on stderr: the arguments (argparse's usage and error), the data
+     dir, the token (the server answered 401), or the exchange refused the set-up (e.g.
+     404 UNKNOWN_SYMBOL for a symbol of --instruments);
+  3  no connection to the exchange (refused, no such host), or it stopped answering before
+     the run could start or be checked: one line on stderr, no report;
+  130  interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -31,6 +40,14 @@ def duration_s(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 60s, 500ms or 2m")
     scale = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[match.group(2)]
     return float(match.group(1)) * scale
+
+
+def symbols(text: str) -> list[str]:
+    """Parse "RS-A,RS-B": at least one symbol; each one once, in the order given."""
+    parsed = list(dict.fromkeys(filter(None, (item.strip() for item in text.split(",")))))
+    if not parsed:
+        raise argparse.ArgumentTypeError(f"{text!r} names no instrument: use SYMBOL[,SYMBOL...]")
+    return parsed
 
 
 def population(text: str) -> dict[str, int]:
@@ -79,7 +96,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add `bots` and `stress` to `ipx`."""
     bots = subparsers.add_parser("bots", help="run simulated traders against a live exchange")
     _common(bots)
-    bots.add_argument("--instruments", required=True, help="symbols, comma-separated")
+    bots.add_argument("--instruments", type=symbols, required=True, help="symbols, comma-separated")
     bots.add_argument(
         "--agents", type=population, default=dict(agents.DEFAULT_POPULATION),
         help="agents per kind, e.g. market_maker=2,noise=8",
@@ -110,7 +127,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run_bots(arguments: argparse.Namespace) -> int:
     print(f"ipx bots: seed {arguments.seed}", flush=True)
     config = simulation.BotsConfig(
-        symbols=[s for s in arguments.instruments.split(",") if s],
+        symbols=arguments.instruments,
         population=arguments.agents,
         offering_s=arguments.offering,
         **_common_config(arguments),

@@ -29,6 +29,7 @@ from typing import Any
 
 from bots import fair_value
 from bots.account_view import Terms
+from bots.run_config import SetUpError, Unreachable
 from gateway import protocol, sessions
 from gateway.client import IpxClient
 
@@ -123,13 +124,38 @@ def price_text(ticks: int, info: InstrumentInfo) -> str:
     return protocol.ticks_to_price(ticks, info.currency, info.tick_size_minor)
 
 
+async def connect(url: str, token: str) -> IpxClient:
+    """Open a session with token.
+
+    Raises:
+        Unreachable: no connection could be made (refused, no such host, no answer in time).
+        websockets.exceptions.InvalidStatus: the server refused the upgrade (401: the token).
+    """
+    try:
+        return await IpxClient.connect(url, token)
+    except (OSError, TimeoutError) as error:
+        raise Unreachable(f"cannot connect to {url}: {error}") from error
+
+
+async def issue_token(data_dir: str, account: str) -> str:
+    """Issue a token for account in the data dir's tokens.json (on this host).
+
+    Raises:
+        SetUpError: the data dir's tokens cannot be written (no such directory, no access).
+    """
+    try:
+        token, _ = await asyncio.to_thread(sessions.issue_token, data_dir, account)
+    except OSError as error:
+        raise SetUpError(f"cannot issue a token in {data_dir}: {error}") from error
+    return token
+
+
 async def open_bot_account(
     operator: IpxClient, data_dir: str, account: str, role: str = "investor"
 ) -> str:
     """Open an account over the API and issue its token on the data dir; return the token."""
     await operator.request("op.open_account", {"account_id": account, "role": role})
-    token, _ = await asyncio.to_thread(sessions.issue_token, data_dir, account)
-    return token
+    return await issue_token(data_dir, account)
 
 
 async def deposit(operator: IpxClient, account: str, currency: str, amount_minor: int) -> None:
@@ -145,10 +171,9 @@ async def operator_client(
     """Log the operator on: with its token, or with one issued for it on the data dir."""
     if token is None:
         if data_dir is None:
-            raise SystemExit("give --token OPERATOR_TOKEN or --data-dir (to issue one)")
-        issued, _ = await asyncio.to_thread(sessions.issue_token, data_dir, operator)
-        return await IpxClient.connect(url, issued)
-    return await IpxClient.connect(url, token)
+            raise SetUpError("give --token OPERATOR_TOKEN or --data-dir (to issue one)")
+        token = await issue_token(data_dir, operator)
+    return await connect(url, token)
 
 
 async def open_offering(

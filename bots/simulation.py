@@ -11,6 +11,12 @@ Invariants:
   operator session only sets up (accounts, deposits, offerings) and watches.
 - The intended actions of each agent are recorded in order (`Bot.intended`): with the same
   seed and the same observations they are the same (tests/bots check it).
+- A request that gets no answer (timed out, or the connection lost) is counted, never fatal:
+  the agent or the watcher carries on (the watcher's views stay as last seen until a refresh
+  is answered). An agent or the watcher that stops on any other error stops only itself; it
+  is named in the report and the run exits 1. Either way the run ends with its report, and
+  every session it opened is closed, whatever ended it.
+- The report's trades and volume are this run's: the counts at its start are subtracted.
 """
 
 from __future__ import annotations
@@ -18,9 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bots import agents, consistency, market
@@ -28,9 +33,9 @@ from bots.account_view import AccountView
 from bots.agents import Action, Agent, CancelAll, MarketView, Place
 from bots.market import InstrumentInfo
 from bots.report import Recorder, Sample, counts_line, plot_market, table
-from bots.run_config import RunConfig
-from gateway import event_loop, protocol
-from gateway.client import IpxClient, RequestFailed
+from bots.run_config import RunConfig, SetUpError, run_command
+from gateway import protocol
+from gateway.client import ClientError, IpxClient, RequestFailed
 
 CASH_MINOR = {"market_maker": 500_000_000, "offering": 100_000_000}  # 5,000,000.00 / 1,000,000.00
 DEFAULT_CASH_MINOR = 20_000_000  # 200,000.00 per other agent.
@@ -58,6 +63,7 @@ class Bot:
     sent: int = 0
     acked: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    unanswered: int = 0  # Requests that got no answer: timed out, or the connection lost.
 
     def drain(self) -> None:
         while not self.client.pushes.empty():
@@ -74,6 +80,7 @@ class Watcher:
     started: float
     views: dict[str, MarketView] = field(default_factory=dict)
     last_prices: dict[str, list[int]] = field(default_factory=dict)
+    unanswered: int = 0  # Refreshes that got no answer: the views stayed as they were.
 
     async def refresh(self, with_info: bool) -> None:
         for symbol in self.infos:
@@ -125,11 +132,18 @@ class Watcher:
             ),
         )
 
+    async def look(self, with_info: bool) -> None:
+        """Refresh, or count a refresh that got no answer (the views stay as they were)."""
+        try:
+            await self.refresh(with_info)
+        except ClientError:
+            self.unanswered += 1
+
     async def run(self, stop: asyncio.Event) -> None:
         count = 0
         while not stop.is_set():
             count += 1
-            await self.refresh(with_info=count % INFO_EVERY == 0)
+            await self.look(with_info=count % INFO_EVERY == 0)
             await asyncio.sleep(WATCH_INTERVAL_S)
 
 
@@ -152,6 +166,10 @@ async def execute(bot: Bot, action: Action, infos: dict[str, InstrumentInfo]) ->
             await bot.client.request("order.cancel_all", {"symbol": action.symbol})
     except RequestFailed as error:
         bot.rejected[error.code] = bot.rejected.get(error.code, 0) + 1
+    except ClientError:
+        # No answer, after the client's retries: done or not, its execution reports (if
+        # any) still reach the view. The bot goes on with its next decision.
+        bot.unanswered += 1
 
 
 async def run_agent(bot: Bot, watcher: Watcher, stop: asyncio.Event) -> None:
@@ -167,11 +185,16 @@ async def run_agent(bot: Bot, watcher: Watcher, stop: asyncio.Event) -> None:
 
 
 async def set_up(
-    config: BotsConfig, operator: IpxClient
+    config: BotsConfig, operator: IpxClient, sessions: contextlib.AsyncExitStack
 ) -> tuple[list[Bot], dict[str, InstrumentInfo]]:
-    """Open, fund and log on every agent's account; subscribe it to its execution reports."""
+    """Open, fund and log on every agent's account; subscribe it to its execution reports.
+
+    Each session opened is closed by `sessions`, also when a later step fails.
+    """
     if config.data_dir is None:
-        raise SystemExit("ipx bots needs --data-dir: bot tokens are issued on the server's host")
+        raise SetUpError("--data-dir is needed: bot tokens are issued on the server's host")
+    if not config.symbols:
+        raise SetUpError("no instrument to trade (--instruments)")
     infos = {s: await market.instrument_info(operator, s) for s in config.symbols}
     currencies = sorted({info.currency for info in infos.values()})
     terms = {symbol: info.terms for symbol, info in infos.items()}
@@ -181,7 +204,8 @@ async def set_up(
         account = f"bot-{run_id}-{agent.name}"
         role = "market_maker" if agent.kind == "market_maker" else "investor"
         token = await market.open_bot_account(operator, config.data_dir, account, role)
-        client = await IpxClient.connect(config.url, token)
+        client = await market.connect(config.url, token)
+        sessions.push_async_callback(client.close)
         if agent.kind == "market_maker":  # As real ones do: no stale quotes after a drop.
             await client.cancel_on_disconnect()
         view = AccountView(account, terms, last_seq=(await client.subscribe_executions())["seq"])
@@ -207,6 +231,7 @@ def progress_line(elapsed_s: float, bots: Sequence[Bot], watcher: Watcher) -> st
     sent = sum(bot.sent for bot in bots)
     acked = sum(bot.acked for bot in bots)
     rejected = sum(sum(bot.rejected.values()) for bot in bots)
+    unanswered = sum(bot.unanswered for bot in bots) + watcher.unanswered
     quotes = []
     for symbol, view in sorted(watcher.views.items()):
         info = watcher.infos[symbol]
@@ -214,17 +239,36 @@ def progress_line(elapsed_s: float, bots: Sequence[Bot], watcher: Watcher) -> st
             f"{symbol} {view.phase} {view.best_bid_ticks}x{view.best_ask_ticks} "
             f"last {view.last_ticks} trades {info.trade_count}"
         )
-    return f"[{elapsed_s:5.1f}s] sent {sent} acked {acked} rejected {rejected} | " + " | ".join(
-        quotes
-    )
+    counts = f"sent {sent} acked {acked} rejected {rejected} unanswered {unanswered}"
+    return f"[{elapsed_s:5.1f}s] {counts} | " + " | ".join(quotes)
 
 
 async def run_bots(config: BotsConfig, stop_early: asyncio.Event | None = None) -> int:
-    """Run the simulation (until its duration, or stop_early); print progress and the report."""
-    operator = await market.operator_client(
-        config.url, config.token, config.data_dir, config.operator
-    )
-    bots, infos = await set_up(config, operator)
+    """Run the simulation (until its duration, or stop_early); print progress and the report.
+
+    Every session it opens is closed when it ends, whatever ended it.
+
+    Raises:
+        SetUpError, RequestFailed: the run cannot start as configured (bots/cli.py: exit 2).
+        Unreachable, ClientError: the exchange cannot be reached, or stopped answering
+            before the run could start or be checked (exit 3).
+    """
+    async with contextlib.AsyncExitStack() as sessions:
+        operator = await market.operator_client(
+            config.url, config.token, config.data_dir, config.operator
+        )
+        sessions.push_async_callback(operator.close)
+        bots, infos = await set_up(config, operator, sessions)
+        return await _run(config, operator, bots, infos, stop_early)
+
+
+async def _run(
+    config: BotsConfig,
+    operator: IpxClient,
+    bots: Sequence[Bot],
+    infos: dict[str, InstrumentInfo],
+    stop_early: asyncio.Event | None,
+) -> int:
     recorder = Recorder()
     for symbol, info in infos.items():
         recorder.tick_size_minor[symbol] = info.tick_size_minor
@@ -234,26 +278,35 @@ async def run_bots(config: BotsConfig, stop_early: asyncio.Event | None = None) 
     offered = await open_offerings(config, operator, infos)
     if offered:
         print(f"offerings opened for {', '.join(offered)} ({config.offering_s:g} s)", flush=True)
-    trades_before = {symbol: info.trade_count for symbol, info in infos.items()}
+    before = dict(infos)  # The watcher replaces the entries of `infos`, not these.
     stop = asyncio.Event()
+    names = ["watcher", *(bot.account for bot in bots)]
     tasks = [asyncio.create_task(watcher.run(stop))]
     tasks += [asyncio.create_task(run_agent(bot, watcher, stop)) for bot in bots]
     deadline = watcher.started + config.duration_s
-    while time.monotonic() < deadline and not (stop_early and stop_early.is_set()):
-        await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+    # Done within a millisecond of the deadline: uvloop keeps time in whole milliseconds, so
+    # a shorter sleep returns at once, and this loop printed a line each time until then.
+    while deadline - time.monotonic() >= 0.001 and not (stop_early and stop_early.is_set()):
+        await asyncio.sleep(min(1.0, deadline - time.monotonic()))
         print(progress_line(time.monotonic() - watcher.started, bots, watcher), flush=True)
     stop.set()
-    await asyncio.gather(*tasks)
-    await watcher.refresh(with_info=True)
-    code = await finish(config, bots, watcher, trades_before)
-    for bot in bots:
-        await bot.client.close()
-    await operator.close()
-    return code
+    # One that stopped on an error must not hide the others' results, nor the report.
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    stopped = [
+        f"{name} stopped early: {outcome!r}"
+        for name, outcome in zip(names, outcomes, strict=True)
+        if isinstance(outcome, BaseException)
+    ]
+    await watcher.look(with_info=True)
+    return await finish(config, bots, watcher, before, stopped)
 
 
 async def finish(
-    config: BotsConfig, bots: Sequence[Bot], watcher: Watcher, trades_before: dict[str, int]
+    config: BotsConfig,
+    bots: Sequence[Bot],
+    watcher: Watcher,
+    before: Mapping[str, InstrumentInfo],
+    stopped: Sequence[str] = (),
 ) -> int:
     def drain_all() -> None:
         for bot in bots:
@@ -262,18 +315,19 @@ async def finish(
     check = await consistency.check_accounts([(b.view, b.client) for b in bots], drain_all)
     ledger_dir = config.data_dir if config.verify_ledger else None
     await consistency.check_server(check, config.url, ledger_dir)
-    print(bots_report(bots, watcher, trades_before, check))
+    print(bots_report(bots, watcher, before, check, stopped))
     if config.plot_dir:
         for path in plot_market(watcher.recorder, config.plot_dir):
             print(f"wrote {path}")
-    return 0 if check.passed else 1
+    return 0 if check.passed and not stopped else 1
 
 
 def bots_report(
     bots: Sequence[Bot],
     watcher: Watcher,
-    trades_before: dict[str, int],
+    before: Mapping[str, InstrumentInfo],
     check: consistency.ConsistencyReport,
+    stopped: Sequence[str] = (),
 ) -> str:
     rows: list[list[object]] = [
         ["symbol", "phase", "trades", "volume", "bid", "ask", "last", "fair"]
@@ -284,20 +338,32 @@ def bots_report(
             [
                 symbol,
                 view.phase,
-                info.trade_count - trades_before[symbol],
-                info.volume_units,
+                info.trade_count - before[symbol].trade_count,
+                info.volume_units - before[symbol].volume_units,
                 _price_or_dash(view.best_bid_ticks, info),
                 _price_or_dash(view.best_ask_ticks, info),
                 _price_or_dash(view.last_ticks, info),
                 _price_or_dash(view.fair_ticks, info),
             ]
         )
-    agent_rows: list[list[object]] = [["bot", "sent", "acked", "rejected by reason", "fills"]]
+    agent_rows: list[list[object]] = [
+        ["bot", "sent", "acked", "rejected by reason", "unanswered", "fills"]
+    ]
     for bot in bots:
         agent_rows.append(
-            [bot.account, bot.sent, bot.acked, counts_line(bot.rejected), len(bot.view.fills)]
+            [
+                bot.account,
+                bot.sent,
+                bot.acked,
+                counts_line(bot.rejected),
+                bot.unanswered,
+                len(bot.view.fills),
+            ]
         )
     lines = ["", "market", table(rows), "", "bots", table(agent_rows), ""]
+    if watcher.unanswered:
+        lines.append(f"market views not refreshed (no answer): {watcher.unanswered}")
+    lines += stopped
     verdict = "passed" if not check.mismatches else "FAILED"
     lines.append(f"consistency ({check.accounts_checked} accounts): {verdict}")
     lines += [f"  {problem}" for problem in check.mismatches + check.notes]
@@ -314,8 +380,4 @@ def _price_or_dash(ticks: int, info: InstrumentInfo) -> str:
 
 
 def main(config: BotsConfig) -> int:
-    try:
-        return event_loop.run(run_bots(config))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command("bots", config.url, run_bots(config))

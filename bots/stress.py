@@ -3,7 +3,11 @@
 Open loop, no coordinated omission: order k of the run is SCHEDULED at start + k / rate, on
 connection k mod C, whatever happened to the orders before it; its ack latency is measured
 from that scheduled time, so a stall (of the exchange or of this process) shows up as the
-latency of every order that should have been sent during it, not as fewer samples.
+latency of every order that should have been sent during it, not as fewer samples. So an
+order waits for its answer as long as the latency histogram reaches (ORDER_TIMEOUT_S, of
+LATENCY_MAX_US), not the client's default timeout: a late answer is a latency, recorded. An
+order whose answer never comes (none within that time, or its connection lost) is counted
+as unanswered, apart from the rejections, which are answers.
 
 The market it trades: its own instrument, set up over the API so the load is real trading
 (matches, fills, fees) and not only order entry. A stress issuer account is opened and a
@@ -24,6 +28,8 @@ Invariants:
 - Each connection draws its orders from its own random.Random(seed, connection): the same
   seed gives the same orders in the same slots.
 - Latencies are recorded in microseconds in an HDR histogram (3 significant digits).
+- Every order sent ends up in exactly one of acked, rejected (by code) and unanswered.
+- Every session the run opens is closed at its end, whatever ended it.
 """
 
 from __future__ import annotations
@@ -33,7 +39,6 @@ import contextlib
 import math
 import random
 import secrets
-import sys
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -45,8 +50,8 @@ from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 from bots import consistency, market
 from bots.account_view import AccountView
 from bots.report import counts_line, format_percentiles, percentiles_ms, plot_latency
-from bots.run_config import RunConfig
-from gateway import event_loop, heap
+from bots.run_config import RunConfig, SetUpError, run_command
+from gateway import heap
 from gateway.client import ClientError, IpxClient, RequestFailed, RequestTimedOut
 from gateway.server import CONNECTIONS_PER_TOKEN_MAX
 
@@ -59,8 +64,8 @@ ORDER_UNITS_MAX = 10
 ORDER_IOC_PPM = 300_000
 RESTING_PER_CONNECTION_MAX = 50
 OFFERING_S = 0.5
-DRAIN_TIMEOUT_S = 15.0
 LATENCY_MAX_US = 60_000_000
+ORDER_TIMEOUT_S = LATENCY_MAX_US / 1_000_000  # Any later answer would be off the histogram.
 
 
 @dataclass(kw_only=True)
@@ -74,12 +79,16 @@ class Counts:
     sent: int = 0
     acked: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    unanswered: dict[str, int] = field(default_factory=dict)  # Why: TIMEOUT, CONNECTION_LOST.
     cancels: int = 0
     last_ack_ns: int = 0  # perf_counter_ns of the latest ack: the end of the acked window.
     histogram: Any = field(default_factory=lambda: HdrHistogram(1, LATENCY_MAX_US, 3))
 
     def reject(self, code: str) -> None:
         self.rejected[code] = self.rejected.get(code, 0) + 1
+
+    def unanswer(self, why: str) -> None:
+        self.unanswered[why] = self.unanswered.get(why, 0) + 1
 
 
 def plan(rate_per_s: int, connections: int) -> tuple[int, int]:
@@ -142,19 +151,21 @@ async def send_one(
     counts.sent += 1
     try:
         # request(), not place(): no retry, so a 429 is seen and counted as what it is.
-        result = await connection.client.request("order.place", params)
+        client = connection.client
+        result = await client.request("order.place", params, timeout_s=ORDER_TIMEOUT_S)
     except RequestFailed as error:
         counts.reject(error.code)
         return
     except RequestTimedOut:
-        counts.reject("TIMEOUT")
+        counts.unanswer("TIMEOUT")
         return
     except ClientError:
-        counts.reject("CONNECTION_LOST")
+        counts.unanswer("CONNECTION_LOST")
         return
     counts.acked += 1
     counts.last_ack_ns = time.perf_counter_ns()
-    counts.histogram.record_value(max(1, (counts.last_ack_ns - scheduled_ns) // 1000))
+    latency_us = (counts.last_ack_ns - scheduled_ns) // 1000
+    counts.histogram.record_value(min(max(1, latency_us), LATENCY_MAX_US))
     if result["status"] in ("open", "partially_filled"):
         connection.resting.append(result["order_id"])
         if len(connection.resting) > RESTING_PER_CONNECTION_MAX:
@@ -235,11 +246,14 @@ async def set_up_instrument(
 
 
 async def set_up(
-    config: StressConfig, operator: IpxClient
+    config: StressConfig, operator: IpxClient, sessions: contextlib.AsyncExitStack
 ) -> tuple[list[Connection], dict[str, AccountView], market.InstrumentInfo]:
-    """Accounts, cash, tokens, connections; the stress instrument sold to them in an offering."""
+    """Accounts, cash, tokens, connections; the stress instrument sold to them in an offering.
+
+    Each session opened is closed by `sessions`, also when a later step fails.
+    """
     if config.data_dir is None:
-        raise SystemExit("ipx stress needs --data-dir: its tokens are issued on the server's host")
+        raise SetUpError("--data-dir is needed: its tokens are issued on the server's host")
     accounts, config.connections = plan(config.rate_per_s, config.connections)
     run_id = secrets.token_hex(3)
     symbol, _ = await set_up_instrument(operator, config.data_dir, run_id, accounts)
@@ -252,7 +266,8 @@ async def set_up(
     connections = []
     for index in range(config.connections):
         account = f"stress-{run_id}-{index % accounts}"
-        client = await IpxClient.connect(config.url, tokens[account])
+        client = await market.connect(config.url, tokens[account])
+        sessions.push_async_callback(client.close)
         if index < accounts:  # The first connection of each account keeps its view.
             views[account].last_seq = (await client.subscribe_executions())["seq"]
             await market.deposit(operator, account, "USD", CASH_PER_ACCOUNT_MINOR)
@@ -274,10 +289,31 @@ async def set_up(
 
 
 async def run_stress(config: StressConfig) -> int:
-    operator = await market.operator_client(
-        config.url, config.token, config.data_dir, config.operator
-    )
-    connections, views, info = await set_up(config, operator)
+    """Set up, drive the rate for the duration, wait for the answers, check; print the report.
+
+    Every session it opens is closed when it ends, whatever ended it.
+
+    Raises:
+        SetUpError, RequestFailed: the run cannot start as configured (bots/cli.py: exit 2).
+        Unreachable, ClientError: the exchange cannot be reached, or stopped answering
+            before the run could start or be checked (exit 3).
+    """
+    async with contextlib.AsyncExitStack() as sessions:
+        operator = await market.operator_client(
+            config.url, config.token, config.data_dir, config.operator
+        )
+        sessions.push_async_callback(operator.close)
+        connections, views, info = await set_up(config, operator, sessions)
+        return await _run(config, operator, connections, views, info)
+
+
+async def _run(
+    config: StressConfig,
+    operator: IpxClient,
+    connections: Sequence[Connection],
+    views: dict[str, AccountView],
+    info: market.InstrumentInfo,
+) -> int:
     print(
         f"stress {info.symbol}: {config.rate_per_s} orders/s for {config.duration_s:g} s over "
         f"{config.connections} connections of {len(views)} accounts",
@@ -296,14 +332,12 @@ async def run_stress(config: StressConfig) -> int:
     ]
     reporter = asyncio.create_task(progress(counts, start_ns))
     await asyncio.gather(*drivers)
-    if in_flight:
-        await asyncio.wait(set(in_flight), timeout=DRAIN_TIMEOUT_S)
+    # Every order in flight ends by itself: answered, or unanswered after ORDER_TIMEOUT_S
+    # (cancels after the client's timeout). Progress lines go on meanwhile.
+    while in_flight:
+        await asyncio.wait(set(in_flight))
     reporter.cancel()
-    code = await finish(config, connections, views, info, operator, counts, start_ns)
-    for connection in connections:
-        await connection.client.close()
-    await operator.close()
-    return code
+    return await finish(config, connections, views, info, operator, counts, start_ns)
 
 
 async def progress(counts: Counts, start_ns: int) -> None:
@@ -316,7 +350,7 @@ async def progress(counts: Counts, start_ns: int) -> None:
         print(
             f"[{elapsed_s:5.1f}s] sent {counts.sent} acked {counts.acked} "
             f"({counts.acked - acked_before}/s) rejected {sum(counts.rejected.values())} "
-            f"p99 {p99_text}",
+            f"unanswered {sum(counts.unanswered.values())} p99 {p99_text}",
             flush=True,
         )
         acked_before = counts.acked
@@ -351,6 +385,7 @@ async def finish(
         f"orders sent      {counts.sent}",
         f"acked            {counts.acked}",
         f"rejected         {sum(counts.rejected.values())} ({counts_line(counts.rejected)})",
+        f"unanswered       {sum(counts.unanswered.values())} ({counts_line(counts.unanswered)})",
         # Over the whole window until the last ack: a backlog drained late lowers the rate.
         f"acked orders/s   {acked_per_s(counts, start_ns, config.duration_s):.0f}",
         f"ack latency      {format_percentiles(counts.histogram)}",
@@ -381,8 +416,4 @@ def acked_per_s(counts: Counts, start_ns: int, duration_s: float) -> float:
 
 
 def main(config: StressConfig) -> int:
-    try:
-        return event_loop.run(run_stress(config))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command("stress", config.url, run_stress(config))

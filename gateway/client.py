@@ -14,7 +14,10 @@ Invariants:
 - A place, cancel or amend that times out, or gets a 5xx (outcome unknown, or overloaded), is
   sent again with the SAME cl_ord_id and parameters: the exchange answers a resend of
   order.place with the first outcome, never a second order. 429 RATE_LIMITED is retried after
-  its retry_after_ms. Other rejections (4xx) are raised at once as RequestFailed.
+  its retry_after_ms. Other rejections (4xx) are raised at once as RequestFailed, except
+  404 UNKNOWN_ORDER to a resent cancel or amend: an earlier attempt may have been done (the
+  order canceled, or amended to a crossing price and filled), so the answer is then the
+  order's order.status, which tells what became of it.
 - One reader task reads every frame, in order. An answer goes to its request; a push goes to
   its follower when one claims it, else to `pushes` (in arrival order, as before followers):
   - book.l2 messages and heartbeats of a followed symbol go to its FollowedBook, which
@@ -26,8 +29,9 @@ Invariants:
     not the seq of the report before it (or, first, the seq executions.subscribe answered)
     is handed over with `gap` set: a report was missed and is never silently skipped.
     Nothing else is assumed of the numbering than that seqs rise.
-- When the connection ends, every request still waiting and every follower's waiter gets a
-  ClientError.
+- When the connection ends, every request still waiting, every later request and every
+  follower's waiter gets a ClientError (never one of websockets' exceptions).
+- A request's timeout covers sending it as well as waiting for its answer.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from typing import Any
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from gateway import compression, market_data
 from gateway.local_book import LocalBook
@@ -54,6 +59,8 @@ TIMEOUT_S = 5.0
 ANSWER_BYTES_MAX = 32 * 1024 * 1024
 RETRIES = 2
 RETRY_BACKOFF_S = 0.05
+# Resent after no answer, these get 404 UNKNOWN_ORDER once an earlier attempt ended the order.
+_RESOLVED_BY_STATUS = ("order.cancel", "order.amend")
 
 
 class ClientError(Exception):
@@ -293,19 +300,30 @@ class IpxClient:
 
         Raises:
             RequestFailed: the server answered with an error.
-            RequestTimedOut: no answer within timeout_s.
+            RequestTimedOut: not sent and answered within timeout_s.
+            ClientError: the connection is closed, or closed before the answer came.
         """
         request_id = str(next(self._request_ids))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         frame = {"id": request_id, "method": method, "params": params or {}}
         try:
-            await self.connection.send(_encoder.encode(frame).decode())
-            message = await asyncio.wait_for(future, timeout_s)
+            # Sending is under the timeout too: send() waits while the server reads nothing
+            # (its socket buffers full) and while a closing connection finishes closing.
+            # Canceling it then is safe: a whole frame is written before send() waits.
+            async with asyncio.timeout(timeout_s):
+                await self.connection.send(_encoder.encode(frame).decode())
+                message = await future
         except TimeoutError:
             raise RequestTimedOut(f"{method} got no answer in {timeout_s} s") from None
+        except ConnectionClosed as closed:
+            raise ClientError(f"{method}: connection closed: {closed}") from None
         finally:
             self._pending.pop(request_id, None)
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()  # Seen: the reader may have ended it while send() waited.
         if message["status"] != 200:
             error = message["error"]
             raise RequestFailed(
@@ -323,8 +341,9 @@ class IpxClient:
                 if last:
                     raise
             except RequestFailed as error:
-                if attempt and method == "order.cancel" and error.code == "UNKNOWN_ORDER":
-                    # The first attempt may have canceled it: report what became of it.
+                if attempt and method in _RESOLVED_BY_STATUS and error.code == "UNKNOWN_ORDER":
+                    # An earlier attempt may have done it: canceled the order, or amended it
+                    # to a price that crossed, so that it filled. Report what became of it.
                     reference: dict[str, Any] = {
                         key: params[key] for key in ("order_id", "cl_ord_id") if key in params
                     }
@@ -375,6 +394,12 @@ class IpxClient:
         cl_ord_id: str = "",
         timeout_s: float = TIMEOUT_S,
     ) -> Any:
+        """Amend an open order's price and quantity; return the order as it is then.
+
+        Resent after no answer, an amend that finds the order no longer open returns its
+        order.status instead: the first attempt may have filled it. Compare price and quantity
+        (and status) with what was asked to know whether the amend was done.
+        """
         params: dict[str, Any] = {"price": price, "quantity": quantity}
         params.update({"order_id": order_id} if order_id else {"cl_ord_id": cl_ord_id})
         return await self._retrying("order.amend", params, timeout_s)
@@ -402,28 +427,33 @@ class IpxClient:
         (they no longer reach `pushes`), resubscribes by itself when the book falls out of
         sync, and calls listener(book, message), if given, after each one; the listener runs
         in the reader, so it must neither block nor raise. Following a followed symbol
-        returns the same book.
+        returns the same book (its first listener stays), once it has its snapshot: a call
+        made while an earlier one still waits for the snapshot waits for it too.
 
         Raises:
             RequestFailed: the server refused (an unknown symbol, market data unavailable).
             RequestTimedOut: no answer, or no snapshot, within timeout_s.
+            ClientError: the earlier call this one waited with failed, or the connection ended.
         """
         book = self._books.get(symbol)
-        if book is not None:
-            return book
-        # Claim its messages before subscribing: the snapshot may come before the answer.
-        book = self._books[symbol] = FollowedBook(symbol, listener)
+        subscribing = book is None
+        if book is None:
+            # Claim its messages before subscribing: the snapshot may come before the answer.
+            book = self._books[symbol] = FollowedBook(symbol, listener)
         try:
             async with asyncio.timeout(timeout_s):
-                await self.request("md.subscribe", _book_params(symbol), timeout_s=timeout_s)
+                if subscribing:
+                    await self.request("md.subscribe", _book_params(symbol), timeout_s=timeout_s)
                 while book.seq is None:
                     await book.next_change()
         except TimeoutError:
-            self._forget(book, "no snapshot")
+            if subscribing:  # A later call's shorter wait leaves the book to the first.
+                self._forget(book, "no snapshot")
             message = f"no {market_data.L2} snapshot of {symbol} in {timeout_s} s"
             raise RequestTimedOut(message) from None
         except BaseException:
-            self._forget(book, "following failed")
+            if subscribing:
+                self._forget(book, "following failed")
             raise
         return book
 

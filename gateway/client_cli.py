@@ -15,7 +15,8 @@ after every book.l2 message it prints the best levels, the seq and the CRC32 che
 computed, and a `resync:` line with the reason whenever the client resubscribes.
 
 Exit codes: 0 done; 1 the exchange refused (its status, code and message are printed on
-stderr); 2 no connection, or no answer in time.
+stderr); 2 no connection (none made, or the server closed it, e.g. when the token already has
+its limit of connections), or no answer in time.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`ipx client` in a subprocess against a real server: place, book, cancel, refusals, watch."""
+"""`ipx client` in a subprocess against a real server: place, book, cancel, refusals, watch,
+and a connection the server closes (exit 2 with one line, no traceback)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.server import RunningServer
+from gateway.server import CONNECTIONS_PER_TOKEN_MAX, RunningServer
 from tests.gateway.conftest import SYMBOL, Venue
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +63,19 @@ async def test_refusals_exit_1_with_the_code(market: Venue) -> None:
     code, _, err = await ipx_client(market, "bob", "cancel", "999999")
     assert code == 1
     assert "404 UNKNOWN_ORDER" in err
+
+
+async def test_a_connection_over_the_tokens_limit_exits_2_with_one_line(market: Venue) -> None:
+    held = [await market.client("alice") for _ in range(CONNECTIONS_PER_TOKEN_MAX)]
+    try:
+        for command in (["book", SYMBOL], ["place", SYMBOL, "buy", "1", "99.00"]):
+            code, out, err = await ipx_client(market, "alice", *command)
+            assert (code, out) == (2, ""), err
+            assert err.startswith("ipx client: ") and err.count("\n") == 1, err
+            assert "LIMIT_EXCEEDED" in err
+    finally:
+        for client in held:
+            await client.close()
 
 
 async def test_watch_follows_the_book_with_a_matching_checksum(market: Venue) -> None:

@@ -9,6 +9,8 @@ Rules:
 - Followed executions hand over every report of the account in seq order, and each order's
   events add up to what order.status says; a report lost inside the client is flagged.
 - Pushes no follower claims still reach `pushes`; unfollowing or closing ends the waits.
+- Following a book that another call is still subscribing to returns the same book, and only
+  once it has its snapshot.
 
 The random order flow replays with IPX_TEST_SEED=<seed> (printed).
 """
@@ -160,6 +162,21 @@ async def test_a_lost_or_damaged_update_is_noticed_and_resynced(
     finally:
         await watcher.close()
         await alice.close()
+
+
+async def test_a_second_follow_returns_once_the_snapshot_is_applied(market: Venue) -> None:
+    alice, bob = await market.client("alice"), await market.client("bob")
+    try:
+        await alice.place(SYMBOL, "buy", 3, "97.00")
+        first = asyncio.create_task(bob.follow_book(SYMBOL))
+        await asyncio.sleep(0)  # The first call has claimed the book and is subscribing.
+        book = await bob.follow_book(SYMBOL)
+        assert (book.in_sync, book.seq is not None) == (True, True), book.problem
+        assert book.bids() == [("97.00", 3)]
+        assert await first is book
+    finally:
+        await alice.close()
+        await bob.close()
 
 
 async def test_unfollowing_or_closing_ends_the_wait(market: Venue) -> None:

@@ -1,0 +1,79 @@
+"""`ipx bots` and `ipx stress` given bad input: one line on stderr, no traceback, and the exit
+code bots/cli.py documents.
+
+Rules:
+- 2: the input is wrong: no instrument in --instruments (argparse's usage and error), an
+  unknown symbol (the exchange refuses the set-up: 404 UNKNOWN_SYMBOL), a token the server
+  does not know (401), no --data-dir to issue tokens in.
+- 3: no connection to the exchange (nothing listens at --url).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bots.run_config import EXIT_REFUSED, EXIT_UNREACHABLE
+from gateway import cli
+from tests.bots.conftest import Venue
+
+pytestmark = pytest.mark.asyncio
+
+NOTHING_LISTENS = "ws://127.0.0.1:1/"
+
+
+async def ipx(capsys: pytest.CaptureFixture[str], *arguments: str) -> tuple[int, str]:
+    # In a thread: the command runs its own event loop, the server goes on on this one.
+    code = await asyncio.to_thread(cli.main, list(arguments))
+    return code, capsys.readouterr().err
+
+
+def bots_run(venue: Venue, *options: str) -> list[str]:
+    return ["bots", "--url", venue.url, "--data-dir", venue.data_dir, "--duration", "1s", *options]
+
+
+@pytest.mark.parametrize(
+    ("token", "instruments", "error"),
+    [
+        ("op", "RS-NOPE", "ipx bots: the exchange refused: 404 UNKNOWN_SYMBOL: no instrument"),
+        ("wrong", "RS-US10987654B2", "refused the connection: HTTP 401"),
+    ],
+)
+async def test_bots_refused_exit_2_with_one_line(
+    market: Venue, capsys: pytest.CaptureFixture[str], token: str, instruments: str, error: str
+) -> None:
+    token = market.tokens.get(token, token)
+    code, err = await ipx(capsys, *bots_run(market, "--token", token, "--instruments", instruments))
+    assert code == EXIT_REFUSED
+    assert err.count("\n") == 1 and error in err, err
+
+
+async def test_bots_without_an_instrument_is_a_usage_error(
+    market: Venue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        await ipx(capsys, *bots_run(market, "--instruments", ","))
+    assert exit_.value.code == EXIT_REFUSED
+    assert "argument --instruments: ',' names no instrument" in capsys.readouterr().err
+
+
+async def test_stress_without_a_data_dir_exits_2(
+    market: Venue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arguments = ["stress", "--url", market.url, "--token", market.tokens["op"], "--rate", "10"]
+    code, err = await ipx(capsys, *arguments)
+    assert code == EXIT_REFUSED
+    assert err == "ipx stress: --data-dir is needed: its tokens are issued on the server's host\n"
+
+
+async def test_stress_with_nothing_at_the_url_exits_3(
+    venue: Venue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arguments = ["stress", "--url", NOTHING_LISTENS, "--data-dir", venue.data_dir, "--rate", "10"]
+    code, err = await ipx(capsys, *arguments, "--token", venue.tokens["op"])
+    assert code == EXIT_UNREACHABLE
+    assert (
+        err.startswith(f"ipx stress: cannot connect to {NOTHING_LISTENS}: ")
+        and err.count("\n") == 1
+    ), err

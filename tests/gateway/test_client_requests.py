@@ -1,0 +1,132 @@
+"""The client's requests against a real server when answers are late, lost or impossible.
+
+Rules:
+- An amend resent because its answer did not come, that finds the order no longer open (the
+  first attempt crossed and filled it), answers with the order's status: the caller learns
+  the fill, not a 404 for an amend that was done.
+- A request's timeout covers sending it: to a server that reads nothing (its buffers full),
+  a request fails with RequestTimedOut in its timeout, not when the server reads again.
+- On a connection the server closed, every request raises ClientError (the client's root,
+  naming the close), never one of websockets' exceptions, and leaves no future unseen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import socket
+import time
+from typing import Any
+
+import pytest
+
+from gateway.client import TIMEOUT_S, ClientError, IpxClient, RequestTimedOut
+from gateway.server import run_server
+from tests.gateway.conftest import SYMBOL, Venue
+from tests.gateway.server_thread import server_thread
+
+pytestmark = pytest.mark.asyncio
+
+STALL_S = 1.5
+REQUEST_TIMEOUT_S = 0.3
+REQUESTS = 100
+SOCKET_BUFFER_BYTES = 4096
+WAIT_S = 5.0
+
+
+async def test_an_amend_resent_after_its_answer_was_lost_reports_the_fill(
+    market: Venue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, issuer = await market.client("alice"), await market.client("issuer")
+    try:
+        await issuer.place(SYMBOL, "sell", 5, "101.00")
+        bid = await alice.place(SYMBOL, "buy", 5, "99.00")
+        request, lost = alice.request, list[dict[str, Any]]()
+
+        async def first_amend_answer_lost(
+            method: str, params: dict[str, Any] | None = None, *, timeout_s: float = TIMEOUT_S
+        ) -> Any:
+            result = await request(method, params, timeout_s=timeout_s)
+            if method == "order.amend" and not lost:
+                lost.append(result)  # Done by the server; its answer never reached alice.
+                raise RequestTimedOut("order.amend got no answer in time")
+            return result
+
+        monkeypatch.setattr(alice, "request", first_amend_answer_lost)
+        amended = await alice.amend("101.00", 5, order_id=bid["order_id"])
+        assert lost[0]["status"] == "filled"  # The first attempt crossed the offer.
+        assert (amended["order_id"], amended["status"]) == (bid["order_id"], "filled")
+        assert (amended["price"], amended["filled"], amended["leaves"]) == ("101.00", 5, 0)
+    finally:
+        await alice.close()
+        await issuer.close()
+
+
+def _small_socket_buffers(client: IpxClient, server_connections: Any) -> None:
+    # Loopback buffers hold megabytes: shrunk, a few hundred kilobytes fill them.
+    sockets = [client.connection.transport.get_extra_info("socket")]
+    sockets += [c.transport.get_extra_info("socket") for c in server_connections]
+    for sock in sockets:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
+
+
+async def test_a_request_times_out_while_the_server_reads_nothing(venue: Venue) -> None:
+    async with server_thread(venue.data_dir) as server:
+        venue.url = server.url
+        alice = await venue.client("alice")
+        try:
+            assert server.running is not None
+            _small_socket_buffers(alice, server.running.server.connections)
+            await server.stall(STALL_S)
+            # Incompressible requests of ~1.5 kB each, far more than the buffers hold.
+            requests = [
+                alice.request(
+                    "book.snapshot",
+                    {"symbol": os.urandom(1500).hex()},
+                    timeout_s=REQUEST_TIMEOUT_S,
+                )
+                for _ in range(REQUESTS)
+            ]
+            started = time.monotonic()
+            outcomes = await asyncio.gather(*requests, return_exceptions=True)
+            waited_s = time.monotonic() - started
+            assert {type(outcome) for outcome in outcomes} == {RequestTimedOut}
+            assert waited_s < REQUEST_TIMEOUT_S + 0.5 < STALL_S
+        finally:
+            alice.connection.transport.abort()  # Its buffered requests are of no interest.
+            await alice.close()
+
+
+async def test_requests_on_a_connection_the_server_closed_raise_client_error(
+    venue: Venue,
+) -> None:
+    unseen: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: unseen.append(context))
+    try:
+        async with run_server(
+            venue.data_dir, logon_timeout_s=1.0, connections_per_token_max=1
+        ) as running:
+            venue.url = running.url
+            first = await venue.client("alice")
+            # One connection too many: accepted, then closed with 1008 LIMIT_EXCEEDED. The
+            # first request goes while the close is on its way, the others after it.
+            second = await venue.client("alice")
+            try:
+                with pytest.raises(ClientError, match="LIMIT_EXCEEDED"):
+                    await second.request("instruments.list")
+                await asyncio.wait_for(second.connection.wait_closed(), WAIT_S)
+                with pytest.raises(ClientError, match="LIMIT_EXCEEDED"):
+                    await second.place(SYMBOL, "buy", 1, "99.00")
+                with pytest.raises(ClientError, match="LIMIT_EXCEEDED"):
+                    await second.follow_book(SYMBOL)
+                assert await first.request("instruments.list")  # The first one is served.
+            finally:
+                await second.close()
+                await first.close()
+        gc.collect()  # A future whose exception nobody saw says so when collected.
+        assert unseen == []
+    finally:
+        loop.set_exception_handler(None)
