@@ -530,8 +530,18 @@ def halt(state: ExchangeState, ctx: Context, command: Halt) -> Event:
     why = f"halted by {command.actor}"
     if instrument.phase is Phase.OFFERING:
         _withdraw_offering(state, ctx, instrument, why)
+    _cancel_market_orders(state, ctx, instrument)
     set_phase(ctx, instrument, Phase.HALTED, why)
     return ctx.events[-1]
+
+
+def _cancel_market_orders(state: ExchangeState, ctx: Context, instrument: Instrument) -> None:
+    # A market order (always IOC) rests only for an auction's uncross. Stopped without one, the
+    # auction leaves it nothing to wait for: it would hold its cash until an operator resumed,
+    # then trade at whatever that auction cleared at.
+    canceled = instrument.book.cancel_market_orders()
+    if canceled:
+        apply_book_events(state, ctx, instrument, canceled)
 
 
 def _withdraw_offering(
@@ -580,6 +590,7 @@ def close_market(state: ExchangeState, ctx: Context, command: CloseMarket) -> Ev
     expired = instrument.book.expire_day()
     if expired:
         apply_book_events(state, ctx, instrument, expired)
+    _cancel_market_orders(state, ctx, instrument)
     set_phase(ctx, instrument, Phase.CLOSED, why)
     return ctx.events[-1]
 

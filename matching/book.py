@@ -445,14 +445,23 @@ class OrderBook:
             events.append(
                 AuctionUncrossed(result.price_ticks, result.volume_units, result.imbalance_units)
             )
+        events += self.cancel_market_orders()
+        self._in_auction = False
+        return events
+
+    def cancel_market_orders(self) -> list[BookEvent]:
+        """Cancel the market orders resting for an uncross (AUCTION_REMAINDER), by order id.
+
+        They rest only in auction mode, waiting for its uncross: at the uncross, and when the
+        auction is stopped without one (a halt, a close), what is left of them goes.
+        """
         market_orders = sorted(
             (order for order in self._orders.values() if order.order_type is _MARKET),
             key=lambda order: order.order_id,
         )
-        for order in market_orders:
-            events.append(self._cancel_resting(order, CancelReason.AUCTION_REMAINDER))
-        self._in_auction = False
-        return events
+        return [
+            self._cancel_resting(order, CancelReason.AUCTION_REMAINDER) for order in market_orders
+        ]
 
     # ------------------------------------------------------------------ views
 

@@ -294,6 +294,23 @@ def test_a_halt_rejects_new_orders_and_amends_but_allows_cancels(market: Market)
     assert market.cash("alice") == (CASH, 0)
 
 
+@pytest.mark.parametrize("stop", ["halt", "close"])
+def test_market_orders_waiting_for_an_uncross_go_when_the_auction_is_stopped(
+    market: Market, stop: str
+) -> None:
+    # A market order rests only for its auction's uncross; a halt or close leaves it none to
+    # wait for, and it must not hold its cash until an operator resumes.
+    market.pre_open()
+    market.do(Resume(OPERATOR, SYMBOL))
+    order_id = accepted(market.market_buy("alice", 5))
+    resting = market.rest("bob", BUY, 5, 990)  # A limit order stays, as ever.
+    outcome = market.halt() if stop == "halt" else market.do(CloseMarket(OPERATOR, SYMBOL))
+    [canceled] = events(outcome, OrderCanceled)
+    assert (canceled.order_id, canceled.reason) == (order_id, CancelReason.AUCTION_REMAINDER)
+    assert market.cash("alice") == (CASH, 0)
+    assert market.open_orders("alice") == [] and market.book_order(resting) is not None
+
+
 def test_a_halted_instrument_resumes_through_an_opening_auction(market: Market) -> None:
     market.trading()
     market.rest(ISSUER, SELL, 10, 1_000)
