@@ -30,8 +30,9 @@ from typing import Any
 from bots import fair_value
 from bots.account_view import Terms
 from bots.run_config import SetUpError, Unreachable
-from gateway import protocol, sessions
+from gateway import admin_cli, protocol, sessions
 from gateway.client import IpxClient
+from ledger.errors import JournalError
 
 OFFERING_SHARE_PPM = 200_000  # 20 % of the issuer's units are offered.
 OFFERING_MIN_PRICE_PPM = 900_000  # The offering's minimum: 90 % of the fair value.
@@ -172,6 +173,11 @@ async def operator_client(
     if token is None:
         if data_dir is None:
             raise SetUpError("give --token OPERATOR_TOKEN or --data-dir (to issue one)")
+        # As `ipx tokens issue` checks (a mistyped dir or account must get no token).
+        try:
+            await asyncio.to_thread(admin_cli.check_account_opened, data_dir, operator)
+        except (JournalError, admin_cli.NoSuchAccount) as error:
+            raise SetUpError(f"cannot issue the operator's token: {error}") from error
         token = await issue_token(data_dir, operator)
     return await connect(url, token)
 

@@ -97,15 +97,29 @@ def run_create_account(arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def opened_in_journal(data_dir: str, account_id: str) -> bool:
-    """Whether the journal under data_dir holds an OpenAccount of account_id.
+class NoSuchAccount(Exception):
+    """A token was asked for an account the journal never opened."""
 
-    Read without the journal's lock (read_journal), so it works beside a running server,
-    which journals op.open_account before it answers.
+
+def check_account_opened(data_dir: str, account_id: str) -> None:
+    """Check that data_dir holds a journal that opened account_id, before a token is issued.
+
+    A token for a mistyped account would log on whoever is later opened under that id; a
+    mistyped dir would get a tokens.json of its own that no server reads. The journal is read
+    without its lock (read_journal), so this works beside a running server, which journals
+    op.open_account before it answers.
 
     Raises:
         JournalError: there is no journal under data_dir, or it is damaged.
+        NoSuchAccount: the journal never opened account_id.
     """
+    if not os.path.isdir(os.path.join(data_dir, JOURNAL_DIR)):
+        raise JournalError(f"no exchange journal in {data_dir}")
+    if not _opened_in_journal(data_dir, account_id):
+        raise NoSuchAccount(f"no account {account_id!r} was opened")
+
+
+def _opened_in_journal(data_dir: str, account_id: str) -> bool:
     for record in read_journal(data_dir):
         if record.kind == "open_account":
             command = command_decoder.decode(record.command)
@@ -115,18 +129,13 @@ def opened_in_journal(data_dir: str, account_id: str) -> bool:
 
 
 def run_issue_token(arguments: argparse.Namespace) -> int:
-    # A token for a mistyped account would log on whoever is later opened under that id; a
-    # mistyped dir would get a tokens.json of its own that no server reads.
-    if not os.path.isdir(os.path.join(arguments.data_dir, JOURNAL_DIR)):
-        print(f"ipx tokens issue: no exchange journal in {arguments.data_dir}", file=sys.stderr)
-        return EXIT_UNUSABLE
     try:
-        opened = opened_in_journal(arguments.data_dir, arguments.account_id)
+        check_account_opened(arguments.data_dir, arguments.account_id)
     except JournalError as error:
         print(f"ipx tokens issue: {error}", file=sys.stderr)
         return EXIT_UNUSABLE
-    if not opened:
-        print(f"refused: no account {arguments.account_id!r} was opened", file=sys.stderr)
+    except NoSuchAccount as error:
+        print(f"refused: {error}", file=sys.stderr)
         return EXIT_REFUSED
     token, entry = sessions.issue_token(arguments.data_dir, arguments.account_id)
     print(f"token id {entry.token_id} for account {entry.account} (shown once, store it now):")

@@ -11,11 +11,12 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from bots.run_config import EXIT_REFUSED, EXIT_UNREACHABLE
-from gateway import cli
+from gateway import cli, sessions
 from tests.bots.conftest import Venue
 
 pytestmark = pytest.mark.asyncio
@@ -77,3 +78,20 @@ async def test_stress_with_nothing_at_the_url_exits_3(
         err.startswith(f"ipx stress: cannot connect to {NOTHING_LISTENS}: ")
         and err.count("\n") == 1
     ), err
+
+
+@pytest.mark.parametrize("mistake", ["data dir", "operator"])
+async def test_no_operator_token_is_issued_on_a_mistyped_dir_or_account(
+    market: Venue, capsys: pytest.CaptureFixture[str], tmp_path: Path, mistake: str
+) -> None:
+    # As `ipx tokens issue`: a mistyped dir must get no tokens.json, a mistyped operator no
+    # token that would log on whoever is later opened under that id.
+    data_dir = str(tmp_path / "typo") if mistake == "data dir" else market.data_dir
+    operator = "opertaor" if mistake == "operator" else "op"
+    arguments = ["stress", "--url", market.url, "--data-dir", data_dir, "--rate", "10"]
+    code, err = await ipx(capsys, *arguments, "--operator", operator)
+    assert code == EXIT_REFUSED
+    assert "cannot issue the operator's token" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "typo").exists()
+    tokens = sessions.load_tokens(sessions.tokens_path(market.data_dir))
+    assert "opertaor" not in {entry.account for entry in tokens}
