@@ -1,4 +1,4 @@
-"""Admission of TCP connections, before anything is read from them.
+"""Admission of TCP connections, before anything is read from them (plain TCP; see TLS below).
 
 A connection costs a descriptor and memory from its accept, while its WebSocket handshake
 (websockets' open_timeout) and then its logon (the gateway's logon timeout) may take seconds.
@@ -16,6 +16,13 @@ Invariants:
   one `logged_on`.
 - Nothing here does I/O; GatewayConnection calls it from connection_made, its logon and
   connection_lost.
+
+Over TLS, asyncio calls connection_made only once the TLS handshake is done, so a connection
+that never sends its ClientHello is not counted here: the server's TLS handshake timeout
+(gateway/server.py, TLS_HANDSHAKE_TIMEOUT_S, 5 s against asyncio's 60) is what bounds it. A
+deployment that faces the internet should still end TLS in front (a load balancer) or limit
+connection rates at the firewall: a cap inside the process sees a connection only once it has
+cost a descriptor.
 """
 
 from __future__ import annotations

@@ -175,6 +175,10 @@ from matching.orders import OrderType
 
 BOOK_CHANNELS = frozenset({market_data.L2, market_data.L3})  # Followed only on demand.
 LOGON_TIMEOUT_S = 10.0
+# A TLS connection is admitted (gateway/admission.py) only once its handshake is done: asyncio
+# hands the connection over then. Until then it is held only by this timeout (asyncio's own
+# default is 60 s), which bounds what silent connections to a TLS port can hold.
+TLS_HANDSHAKE_TIMEOUT_S = 5.0
 OUTBOX_MAX = 10_000  # Pushes waiting for one slow client; beyond it: disconnected.
 PUSH_WRITE_MAX = 256  # Pushes written to one connection at once.
 HEARTBEAT_INTERVAL_S = 1.0
@@ -1633,6 +1637,7 @@ async def run_server(
     mqtt_url: str | None = None,
     mqtt_prefix: str = "ipx/v1",
     ssl_context: ssl.SSLContext | None = None,
+    tls_handshake_timeout_s: float = TLS_HANDSHAKE_TIMEOUT_S,
 ) -> AsyncIterator[RunningServer]:
     """Recover the exchange under data_dir and serve it until the block exits, then shut down.
 
@@ -1640,7 +1645,8 @@ async def run_server(
     https://.
 
     admission caps the TCP connections before anything is read from them (gateway/
-    admission.py; by default Admission() with its defaults).
+    admission.py; by default Admission() with its defaults). Over TLS a connection is admitted
+    once its handshake is done; until then tls_handshake_timeout_s bounds how long it is held.
 
     With redis_url, every durable outcome and its market data also go to Redis Streams
     (gateway/redis_publisher.py); with mqtt_url, the market data goes to an MQTT v5 broker
@@ -1699,6 +1705,10 @@ async def run_server(
     for start in writers:
         start()
     sequencer_task = asyncio.create_task(sequencer.run(), name="sequencer")
+    # asyncio refuses a handshake timeout without TLS.
+    tls_options: dict[str, Any] = (
+        {"ssl_handshake_timeout": tls_handshake_timeout_s} if ssl_context else {}
+    )
     try:
         server = await serve(
             gateway.handle_connection,
@@ -1715,6 +1725,7 @@ async def run_server(
             # it all back down.
             write_limit=(WRITE_BACKLOG_MAX, WRITE_BACKLOG_MAX),
             ssl=ssl_context,
+            **tls_options,
         )
     except BaseException:
         # Nothing was served (the port is taken, say): stop what started and release the

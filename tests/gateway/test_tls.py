@@ -146,3 +146,22 @@ def test_ipx_serve_with_a_certificate_serves_wss_that_ipx_client_reaches_with_it
 def test_a_self_signed_key_is_written_readable_by_its_owner_only(tmp_path: Path) -> None:
     _, key_file = write_certificate(tmp_path)
     assert os.stat(key_file).st_mode & 0o077 == 0
+
+
+@pytest.mark.asyncio
+async def test_a_connection_that_never_starts_its_tls_handshake_is_dropped_in_time(
+    venue: Venue, certificate: tuple[str, str]
+) -> None:
+    # Over TLS the connection caps see a connection only once its handshake is done; until
+    # then the handshake timeout is all that bounds what a silent one holds.
+    context = tls.server_context(*certificate)
+    async with run_server(
+        venue.data_dir, ssl_context=context, tls_handshake_timeout_s=0.3
+    ) as running:
+        reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
+        try:
+            assert await asyncio.wait_for(reader.read(1), 5.0) == b""  # Closed by the server.
+        except ConnectionResetError:
+            pass
+        finally:
+            writer.close()
