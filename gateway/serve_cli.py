@@ -16,9 +16,15 @@ gateway/tls.py), and on SIGTERM/SIGINT stops accepting, drains and fsyncs the qu
 closes connections with 1001, writes a snapshot and releases the journal.
 
 Exit codes: 0 after a clean shutdown; 1 the sequencer crashed (restart recovers from the
-journal); 2 the data dir is unusable (locked by another server, damaged, or not writable),
-the address cannot be listened on (taken, or not this host's), or the TLS certificate and key
-are unusable (one without the other, unreadable, or not a pair).
+journal); 2 the data dir is unusable (locked by another server, damaged, not writable, or
+its journal does not replay under this version's rules), the address cannot be listened on
+(taken, or not this host's), or the TLS certificate and key are unusable (one without the
+other, unreadable, or not a pair).
+
+Upgrading: stop the exchange cleanly (SIGTERM: it writes a snapshot), then start the new
+version, which recovers from that snapshot. The rules are not versioned in the journal, so a
+new version may replay an older record to other postings; it then refuses to start (exit 2)
+rather than rebuild a state the journal does not hold.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import sys
 from pathlib import Path
 
 from exchange.commands import Role
+from exchange.core import ReplayMismatch
 from gateway import event_loop, logs, sessions, tls
 from gateway.admin_cli import create_account
 from gateway.server import run_server
@@ -99,6 +106,17 @@ def run_serve(arguments: argparse.Namespace) -> int:
         return 2
     except OSError as error:  # The data dir cannot be written, or the address is taken.
         print(f"ipx serve: {error}", file=sys.stderr)
+        return 2
+    except ReplayMismatch as error:
+        # The rules are not versioned in the journal: a record an older version wrote may
+        # replay to other postings under this one (or the journal was altered).
+        print(
+            f"ipx serve: {error}. The journal was written under other rules than this "
+            "version's, or altered since (`ipx ledger verify` tells which). Start the version "
+            "that wrote it and stop it cleanly: its shutdown snapshot lets this version start "
+            "without replaying those records.",
+            file=sys.stderr,
+        )
         return 2
 
 

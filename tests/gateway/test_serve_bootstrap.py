@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 from websockets.sync.client import connect
 
@@ -15,6 +16,7 @@ from gateway import event_loop
 from gateway.serve_cli import is_new_data_dir
 from gateway.server import run_server
 from ledger.file_store import FileJournal
+from tests.exchange import rulebook
 from tests.gateway.conftest import start_ipx_serve, stop_ipx_serve
 from tests.ledger.journal_writer import body_for
 
@@ -109,3 +111,26 @@ async def test_run_server_on_a_taken_port_releases_the_journal_for_a_retry(
                 pass
     async with run_server(str(tmp_path), "127.0.0.1", 0) as running:
         assert running.gateway.sequencer.running
+
+
+def test_a_journal_that_does_not_replay_under_these_rules_exits_2_and_says_why(
+    tmp_path: Path,
+) -> None:
+    # A record whose postings this version's rules do not give (an older version's rules, or
+    # an altered journal): recovery refuses, with one line, not a traceback.
+    market = rulebook.Market()
+    market.accounts()
+    bodies = list(market.records)
+    deposit = next(i for i, body in enumerate(bodies) if body.kind == "deposit")
+    bodies[deposit] = msgspec.structs.replace(bodies[deposit], postings=())
+    with FileJournal.open(tmp_path) as journal:
+        journal.append_bodies(bodies)
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--data-dir", str(tmp_path),
+         "--port", "0", "--log-format", "text"],
+        cwd=ROOT, capture_output=True, text=True, timeout=START_TIMEOUT_S, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"record {deposit + 1} does not replay" in result.stderr
+    assert "other rules than this version's" in result.stderr
