@@ -81,20 +81,29 @@ def exec_fields(event: Event) -> tuple[str, str] | None:
     return None
 
 
-def report_view(event: Event, instruments: dict[str, Instrument]) -> dict[str, Any]:
-    """The event as a JSON-ready dict, with decimal strings and, for orders, the FIX fields."""
+def decimal_view(event: Event, instruments: dict[str, Instrument]) -> dict[str, Any]:
+    """The event as a JSON-ready dict, with a decimal string beside every price in ticks
+    (`min_price` beside `min_price_ticks`) and every amount in minor units (`fee` beside
+    `fee_minor`): the wire's prices and cash are decimal strings (DESIGN.md §6)."""
     view: dict[str, Any] = msgspec.to_builtins(event)
     instrument = instruments.get(view.get("symbol", ""))
     if instrument is not None:
         currency, tick = instrument.terms.currency, instrument.terms.tick_size_minor
     else:
         currency, tick = view.get("currency", ""), 0
-    if "price_ticks" in view and tick:
-        view["price"] = protocol.ticks_to_price(view["price_ticks"], currency, tick)
-    if "fee_minor" in view and currency:
-        view["fee"] = protocol.minor_to_amount(view["fee_minor"], currency)
-    if "amount_minor" in view and currency:
-        view["amount"] = protocol.minor_to_amount(view["amount_minor"], currency)
+    for key, value in list(view.items()):
+        if not isinstance(value, int) or isinstance(value, bool):
+            continue
+        if key.endswith("_ticks") and tick:
+            view[key.removesuffix("_ticks")] = protocol.ticks_to_price(value, currency, tick)
+        elif key.endswith("_minor") and currency:
+            view[key.removesuffix("_minor")] = protocol.minor_to_amount(value, currency)
+    return view
+
+
+def report_view(event: Event, instruments: dict[str, Instrument]) -> dict[str, Any]:
+    """The event as a JSON-ready dict, with decimal strings and, for orders, the FIX fields."""
+    view = decimal_view(event, instruments)
     fields = exec_fields(event)
     if fields is not None:
         view["exec_type"], view["ord_status"] = fields

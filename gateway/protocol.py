@@ -186,8 +186,9 @@ class ListAssetParams(_Params, frozen=True):
     expiry_date: Date
     cpc_class: Annotated[str, Meta(max_length=32)]
     currency: Currency
+    # Required, as the core requires them (1 to 200 characters): a default of "" was refused.
+    royalty_terms: Annotated[str, Meta(min_length=1, max_length=200)]
     licensees: Annotated[list[Text], Meta(max_length=100)] = []
-    royalty_terms: Text = ""
     trailing_royalties: Decimal = "0"
     family: Annotated[list[Symbol], Meta(max_length=50)] = []  # The family's other patents.
 

@@ -95,7 +95,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import msgspec
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
@@ -1066,7 +1065,13 @@ class Gateway:
         try:
             if isinstance(outcome, BaseException):
                 raise outcome
-            answer = protocol.encode_result(request_id, sequenced.answer(outcome))
+            if sequenced.answer is None:
+                _raise_if_rejected(outcome)
+                assert outcome.reply is not None, "a handled command always has a reply"
+                result = execution_reports.decimal_view(outcome.reply, self.state.instruments)
+            else:
+                result = sequenced.answer(outcome)
+            answer = protocol.encode_result(request_id, result)
         except Exception as error:
             answer = self._error_answer(request_id, error)
         self._send_answer(session, answer, started)
@@ -1508,15 +1513,14 @@ SESSION_METHODS: dict[str, Callable[[Gateway, Session, Any], Any]] = {
 }
 
 
-def _command_answer(outcome: Outcome) -> Any:
+def _raise_if_rejected(outcome: Outcome) -> None:
     reply = outcome.reply
     if isinstance(reply, CommandRejected):
         raise protocol.rejection(reply.reason, reply.message)
-    return _event_view(reply)
 
 
 def _fixed_answer(answer: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
-    _command_answer(outcome)  # Raises the rejection, if it was one.
+    _raise_if_rejected(outcome)
     return answer
 
 
@@ -1525,7 +1529,8 @@ class Sequenced:
     """A method's command for the sequencer, and how its outcome becomes the answer."""
 
     command: Command
-    answer: Callable[[Outcome], Any] = _command_answer
+    # None: the reply event, with decimal strings beside its ticks and minor units.
+    answer: Callable[[Outcome], Any] | None = None
 
 
 def _log_orders(outcomes: Sequence[Outcome], debug: bool) -> None:
@@ -1575,10 +1580,6 @@ def _bearer_token(header: str) -> str | None:
 
 def _authorization(headers: Headers | None) -> str | None:
     return None if headers is None else headers.get("Authorization")
-
-
-def _event_view(event: Event | None) -> Any:
-    return msgspec.to_builtins(event)
 
 
 def _text(payload: bytes) -> str:

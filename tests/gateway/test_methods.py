@@ -88,6 +88,7 @@ async def test_account_royalties_per_period_and_trailing_yield(
     }
     paid = await op.request("op.distribute_royalty", distribution)
     assert (paid["amount_minor"], paid["total_units"]) == (100_000, 100_000)
+    assert paid["amount"] == "1000.00"  # Cash on the wire is a decimal string, as sent.
     royalties = await clients["alice"].request("account.royalties")
     [payment] = royalties["payments"]
     assert (payment["period_id"], payment["units_held"], payment["amount"]) == (
@@ -130,7 +131,8 @@ async def test_instrument_info_shows_the_patent_terms_and_market(
 async def test_op_withdraw_takes_cash_out(clients: dict[str, IpxClient]) -> None:
     params = {"account_id": "alice", "currency": "USD", "amount": "100.00"}
     assert await refused(clients["alice"], "op.withdraw", params) == (403, "FORBIDDEN")
-    await clients["op"].request("op.withdraw", params)
+    withdrawn = await clients["op"].request("op.withdraw", params)
+    assert (withdrawn["amount_minor"], withdrawn["amount"]) == (10_000, "100.00")
     balances = (await clients["alice"].request("account.balances"))["balances"]
     assert balances["USD"]["available"] == "99900.00"
     too_much = {**params, "amount": "1000000.00"}
@@ -141,21 +143,24 @@ async def test_op_open_offering_opens_a_pre_open_instrument(
     market: Venue, clients: dict[str, IpxClient]
 ) -> None:
     op = clients["op"]
-    await op.request(
-        "op.list_asset",
-        {
-            "patent_id": OTHER_PATENT,
-            "title": "Battery electrode coating",
-            "jurisdiction": "EP",
-            "owner_account": "issuer",
-            "filing_date": "2018-01-01",
-            "expiry_date": "2038-01-01",
-            "cpc_class": "H01M 4/04",
-            "royalty_terms": "2% of net sales",
-            "currency": "USD",
-            "family": ["US10987654B2", "KR1020180004321"],  # One asset with its counterparts.
-        },
-    )
+    listing = {
+        "patent_id": OTHER_PATENT,
+        "title": "Battery electrode coating",
+        "jurisdiction": "EP",
+        "owner_account": "issuer",
+        "filing_date": "2018-01-01",
+        "expiry_date": "2038-01-01",
+        "cpc_class": "H01M 4/04",
+        "royalty_terms": "2% of net sales",
+        "currency": "USD",
+        "family": ["US10987654B2", "KR1020180004321"],  # One asset with its counterparts.
+    }
+    # The royalty terms are required by the schema as by the core (a default of "" was
+    # documented, then always refused).
+    no_terms = {key: value for key, value in listing.items() if key != "royalty_terms"}
+    with pytest.raises(RequestFailed, match="missing required field `royalty_terms`"):
+        await op.request("op.list_asset", no_terms)
+    await op.request("op.list_asset", listing)
     await op.request(
         "op.issue_shares",
         {
@@ -176,7 +181,7 @@ async def test_op_open_offering_opens_a_pre_open_instrument(
     }
     assert await refused(clients["issuer"], "op.open_offering", offering) == (403, "FORBIDDEN")
     opened = await op.request("op.open_offering", offering)
-    assert (opened["units"], opened["min_price_ticks"]) == (500, 950)
+    assert (opened["units"], opened["min_price_ticks"], opened["min_price"]) == (500, 950, "9.50")
     info = await op.request("instrument.info", {"symbol": OTHER_SYMBOL})
     assert info["phase"] == "offering"
     assert info["patent"]["family"] == ["US10987654B2", "KR1020180004321"]

@@ -206,13 +206,17 @@ async def test_after_a_journal_failure_nothing_that_was_not_written_is_shown(
             await alice.close()
 
 
-async def test_sigterm_drains_closes_with_1001_and_exits_cleanly(venue: Venue) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_sigterm_drains_closes_with_1001_and_exits_cleanly(
+    venue: Venue, signum: signal.Signals
+) -> None:
+    # SIGINT (Ctrl-C in a terminal) stops the exchange as cleanly as SIGTERM does.
     server = await ServerProcess.start(venue.data_dir)
     venue.url = server.url
     await list_the_market(venue)
     alice = await venue.client("alice")
     await alice.place(SYMBOL, "buy", 3, "99.00", cl_ord_id="before-term")
-    code, output = await server.stop(signal.SIGTERM)
+    code, output = await server.stop(signum)
     assert code == 0
     assert "stopped cleanly" in output
     await asyncio.wait_for(alice.connection.wait_closed(), 5.0)

@@ -254,6 +254,19 @@ async def test_orders_beyond_the_rate_get_429_but_cancels_still_pass(venue: Venu
             with pytest.raises(RequestFailed) as refused:
                 await alice.cancel_on_disconnect()
             assert (refused.value.status, refused.value.code) == (429, "RATE_LIMITED")
+            # The budget is the account's: another connection of hers shares it, another
+            # account has its own.
+            second, bob = await venue.client("alice"), await venue.client("bob")
+            try:
+                order = {"symbol": SYMBOL, "side": "buy", "quantity": 1, "price": "98.00"}
+                with pytest.raises(RequestFailed) as refused:
+                    await second.request("order.place", {**order, "cl_ord_id": "other-conn"})
+                assert (refused.value.status, refused.value.code) == (429, "RATE_LIMITED")
+                placed_by_bob = await bob.request("order.place", {**order, "cl_ord_id": "b-1"})
+                assert placed_by_bob["status"] == "open"
+            finally:
+                await second.close()
+                await bob.close()
         finally:
             await alice.close()
 
