@@ -95,6 +95,12 @@ def check_restart(data_dir: str, soak: Soak) -> str | None:
     return None
 
 
+def _tail(log_path: str, lines: int = 40) -> str:
+    # The round's log goes with the scratch directory: what failed is printed with it.
+    with open(log_path, errors="replace") as log:
+        return "".join(log.readlines()[-lines:])
+
+
 def run_round(data_dir: str, rng: random.Random, life_max_s: float, soak: Soak) -> str | None:
     """One start, a random life, a stop; return what failed, or None."""
     log_path = f"{data_dir}.round{soak.rounds + 1}.log"
@@ -109,7 +115,7 @@ def run_round(data_dir: str, rng: random.Random, life_max_s: float, soak: Soak) 
         while time.monotonic() < deadline and demo.poll() is None:
             time.sleep(0.1)
         if demo.poll() is not None:
-            return f"the demo exited by itself ({demo.returncode}); see {log_path}"
+            return f"the demo exited by itself ({demo.returncode}):\n{_tail(log_path)}"
         kill = rng.random() < SIGKILL_SHARE
         demo.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
         code = demo.wait(timeout=120)
@@ -119,7 +125,7 @@ def run_round(data_dir: str, rng: random.Random, life_max_s: float, soak: Soak) 
     else:
         soak.terms += 1
         if code != 0:
-            return f"a SIGTERM ended with exit status {code}; see {log_path}"
+            return f"a SIGTERM ended with exit status {code}:\n{_tail(log_path)}"
     failure = check_restart(data_dir, soak)
     progress(
         f"round {soak.rounds}: {'SIGKILL' if kill else 'SIGTERM'} after {life_s:.1f} s; "
