@@ -94,12 +94,14 @@ def test_a_token_is_issued_only_for_an_account_the_journal_opened(
     assert "no account 'alcie'" in capsys.readouterr().err
     with FileJournal.open(data_dir):  # Beside a running server, which holds the lock.
         assert main(["tokens", "issue", "--data-dir", data_dir, "alice"]) == 0
-        # ... and while it appends: the last append read half written is no reason to refuse.
+        # ... and while it appends: the last append read half written ends the lookup; it
+        # does not make the journal unusable (exit 2).
         segment = max((tmp_path / "exchange" / "journal").glob("*.seg"))
         with segment.open("r+b") as file:
             file.seek(0, 2)
             file.write(b"\x2a\x01\x00")
         assert main(["tokens", "issue", "--data-dir", data_dir, "alice"]) == 0
+        assert main(["tokens", "issue", "--data-dir", data_dir, "nobody"]) == 1
     assert [entry.account for entry in sessions.load_tokens(sessions.tokens_path(data_dir))] == [
         "alice",
         "alice",
