@@ -178,7 +178,9 @@ async def test_bots_carry_on_through_a_stalled_exchange_and_report(
         assert unanswered and int(unanswered.group(1)) >= 1  # The watcher's, at least.
         assert "stopped early" not in output
         progress = [line for line in output.splitlines() if line.startswith("[")]
-        assert 0 < len(progress) <= 4, progress  # One a second at most, the last at the end.
+        # About one a second (a wake-up late after the stall may add one, and the last comes at
+        # the end); the bug this guards against printed dozens, one per sub-millisecond sleep.
+        assert 0 < len(progress) <= 6, progress
         assert "consistency (9 accounts): passed" in output
         await _all_closed(server)
 
