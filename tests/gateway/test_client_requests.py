@@ -28,7 +28,7 @@ from tests.gateway.server_thread import server_thread
 
 pytestmark = pytest.mark.asyncio
 
-STALL_S = 1.5
+STALL_S = 2.0
 REQUEST_TIMEOUT_S = 0.3
 REQUESTS = 100
 SOCKET_BUFFER_BYTES = 4096
@@ -93,7 +93,8 @@ async def test_a_request_times_out_while_the_server_reads_nothing(venue: Venue) 
             outcomes = await asyncio.gather(*requests, return_exceptions=True)
             waited_s = time.monotonic() - started
             assert {type(outcome) for outcome in outcomes} == {RequestTimedOut}
-            assert waited_s < REQUEST_TIMEOUT_S + 0.5 < STALL_S
+            # Before, the sends waited for the stall to end; the margin is for a loaded machine.
+            assert waited_s < STALL_S
         finally:
             alice.connection.transport.abort()  # Its buffered requests are of no interest.
             await alice.close()
