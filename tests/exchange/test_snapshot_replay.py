@@ -85,6 +85,15 @@ def test_a_snapshot_plus_the_tail_equals_the_full_replay(tmp_path: Path) -> None
         [rng.randrange(100, SESSION_COMMANDS) for _ in range(SNAPSHOTS_BETWEEN)]
     )
     driver, _ = journaled_session(tmp_path, SEED, SESSION_COMMANDS, snapshotter)
+    # Other processes, under other hash seeds, restore the latest snapshot taken mid-journal and
+    # replay the tail after it: the live state.
+    live_hash = driver.exchange.state_hash().hex()
+    mid = max(snapshotter.seqs)
+    tail = driver.exchange.seq - mid
+    assert tail > 0, "the last snapshot was taken at the end: no tail to replay"
+    for hash_seed, line in run_workers(tmp_path, "--from-snapshot").items():
+        expected = f"records={tail} from_seq={mid + 1} state_hash={live_hash} "
+        assert expected in line, (hash_seed, line)
     with FileJournal.open(tmp_path) as journal:
         journal.write_snapshot(
             journal.last_seq, driver.exchange.state_hash(), driver.exchange.snapshot()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -20,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from gateway import market_data
 from gateway.client import IpxClient, RequestFailed
 from gateway.local_book import LocalBook
-from gateway.server import RunningServer, run_server
+from gateway.server import HEARTBEAT_INTERVAL_S, RunningServer, run_server
 from tests.gateway.conftest import SYMBOL, Venue, list_the_market
 
 pytestmark = pytest.mark.asyncio
@@ -235,3 +236,26 @@ async def test_repeated_subscribes_between_two_batches_make_one_snapshot(
         assert made == [("book.l3", SYMBOL)] * 2
     finally:
         await alice.close()
+
+
+async def test_a_subscribed_symbol_gets_a_heartbeat_every_second_with_the_latest_seqs(
+    market: Venue, server: RunningServer
+) -> None:
+    watcher = await market.client("bob")
+    try:
+        await watcher.request("md.subscribe", {"symbol": SYMBOL, "channels": ["trades"]})
+        arrivals: list[float] = []
+        loop = asyncio.get_running_loop()
+        while len(arrivals) < 3:
+            message = await _push(watcher)
+            if message["channel"] != "heartbeat":
+                continue
+            arrivals.append(loop.time())
+            assert message["seq"] == server.gateway.sequencer.exchange.seq  # The journal's.
+            trades_seq = server.gateway.market_data.seq("trades", SYMBOL)
+            assert message["channels"]["trades"] == trades_seq
+        gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+        # About HEARTBEAT_INTERVAL_S apart: a quiet book still shows a lost last update soon.
+        assert all(0.5 * HEARTBEAT_INTERVAL_S < gap < 2 * HEARTBEAT_INTERVAL_S for gap in gaps)
+    finally:
+        await watcher.close()
