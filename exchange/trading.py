@@ -575,11 +575,7 @@ def apply_book_events(
     first_index = len(ctx.events)
     symbol = instrument.terms.symbol
     if instrument.phase is not _CONTINUOUS:
-        touched = ctx.touched  # Its auction indicative may have moved.
-        if touched is None:
-            ctx.touched = {symbol: None}
-        else:
-            touched[symbol] = None
+        ctx.touch(symbol)  # Its auction indicative may have moved.
     orders = state.orders
     accounts = state.accounts
     emit = ctx.events.append
@@ -927,13 +923,6 @@ def _check_amend(state: ExchangeState, ctx: Context, order: LiveOrder, command: 
                 Reject.INSUFFICIENT_BALANCE if order.side is _BUY else Reject.INSUFFICIENT_SHARES
             )
             raise Rejection(reason, f"the amend needs {delta} more and {available} is available")
-    book_problem = instrument.book.amend_problem(
-        order.order_id, command.price_ticks, command.quantity_units
-    )
-    if book_problem is not None:
-        # Asked before the band check below, which may start an auction: an amend the book
-        # refuses must change nothing.
-        raise Rejection(_BOOK_REJECTS[book_problem[0]], book_problem[1])
     if (
         instrument.phase is Phase.CONTINUOUS
         and not view.post_only
@@ -947,6 +936,13 @@ def _check_amend(state: ExchangeState, ctx: Context, order: LiveOrder, command: 
             view.stp_mode,
         )
     ):
+        # The book's own checks first, as a dry run (amend() makes them again): an amend the
+        # book refuses must change nothing, not even start this auction.
+        book_problem = instrument.book.amend_problem(
+            order.order_id, command.price_ticks, command.quantity_units
+        )
+        if book_problem is not None:
+            raise Rejection(_BOOK_REJECTS[book_problem[0]], book_problem[1])
         start_auction(ctx, instrument, "volatility", instrument.terms.volatility_auction_ns)
     return delta
 
