@@ -22,6 +22,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import msgspec
@@ -91,14 +92,25 @@ def decimal_view(event: Event, instruments: dict[str, Instrument]) -> dict[str, 
         currency, tick = instrument.terms.currency, instrument.terms.tick_size_minor
     else:
         currency, tick = view.get("currency", ""), 0
-    for key, value in list(view.items()):
-        if not isinstance(value, int) or isinstance(value, bool):
-            continue
-        if key.endswith("_ticks") and tick:
-            view[key.removesuffix("_ticks")] = protocol.ticks_to_price(value, currency, tick)
-        elif key.endswith("_minor") and currency:
-            view[key.removesuffix("_minor")] = protocol.minor_to_amount(value, currency)
+    ticks, minors = _decimal_fields(event.__class__)
+    if tick:
+        for key in ticks:
+            view[key.removesuffix("_ticks")] = protocol.ticks_to_price(view[key], currency, tick)
+    if currency:
+        for key in minors:
+            view[key.removesuffix("_minor")] = protocol.minor_to_amount(view[key], currency)
     return view
+
+
+@functools.cache
+def _decimal_fields(kind: type[Event]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    # An event type's fields in ticks and in minor units, found once per type: every private
+    # event an account follows passes here.
+    fields = kind.__struct_fields__
+    return (
+        tuple(name for name in fields if name.endswith("_ticks")),
+        tuple(name for name in fields if name.endswith("_minor")),
+    )
 
 
 def report_view(event: Event, instruments: dict[str, Instrument]) -> dict[str, Any]:
