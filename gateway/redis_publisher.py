@@ -143,6 +143,14 @@ class _Gap:
 _Batch = tuple[Outcome, Sequence[Message]]
 
 
+def _first_seq(item: _Batch | _Gap) -> int:
+    return item.first_journal_seq if isinstance(item, _Gap) else item[0].seq
+
+
+def _last_seq(item: _Batch | _Gap) -> int:
+    return item.last_journal_seq if isinstance(item, _Gap) else item[0].seq
+
+
 class RedisPublisher:
     """Writes outcomes and their market-data messages to Redis from a background task.
 
@@ -230,26 +238,18 @@ class RedisPublisher:
                 await self._task
             self._task = None
         await self._disconnect()
+        # The chunk being written came off the front of the backlog: together, in journal order.
         unwritten = [*self._in_flight, *self._backlog]
         self._outcomes += sum(not isinstance(item, _Gap) for item in self._in_flight)
         self._in_flight = []
-        seqs = [
-            seq
-            for item in unwritten
-            for seq in (
-                (item.first_journal_seq, item.last_journal_seq)
-                if isinstance(item, _Gap)
-                else (item[0].seq,)
-            )
-        ]
         if self._outcomes:
             self.stats.outcomes_dropped += self._outcomes
             log.warning(
                 "redis publisher: %d outcomes (journal seqs %d to %d) not written at shutdown; "
                 "the next run marks them as a gap",
                 self._outcomes,
-                min(seqs),
-                max(seqs),
+                _first_seq(unwritten[0]),
+                _last_seq(unwritten[-1]),
             )
         self._backlog.clear()
         self._outcomes = 0
@@ -332,10 +332,7 @@ class RedisPublisher:
             self._connected = True
             self.stats.outcomes_written += outcomes
             self.stats.entries_written += entries
-            last = chunk[-1]
-            self.stats.last_journal_seq = (
-                last.last_journal_seq if isinstance(last, _Gap) else last[0].seq
-            )
+            self.stats.last_journal_seq = _last_seq(chunk[-1])
             if self.on_written is not None:
                 self.on_written(self.stats.last_journal_seq)
 
@@ -364,9 +361,7 @@ class RedisPublisher:
                 gaps += 1
             else:
                 count += self._add_outcome(pipe, *item)
-        last = chunk[-1]
-        last_seq = last.last_journal_seq if isinstance(last, _Gap) else last[0].seq
-        pipe.hset(publisher_key(self.prefix), "last_journal_seq", last_seq)
+        pipe.hset(publisher_key(self.prefix), "last_journal_seq", _last_seq(chunk[-1]))
         results = await pipe.execute(raise_on_error=False)
         for result in results:
             if isinstance(result, (redis.ConnectionError, redis.TimeoutError)):
@@ -381,8 +376,7 @@ class RedisPublisher:
         # Once per run, before its first write: outcomes between the last one an earlier run
         # wrote and this run's first were never written (that run stopped with them unwritten).
         stored = await client.hget(publisher_key(self.prefix), "last_journal_seq")
-        first = chunk[0]
-        first_seq = first.first_journal_seq if isinstance(first, _Gap) else first[0].seq
+        first_seq = _first_seq(chunk[0])
         if stored is not None and int(stored) + 1 < first_seq:
             gap = _Gap(int(stored) + 1, first_seq - 1, first_seq - 1 - int(stored))
             pattern = f"{self.prefix}:{{*}}:events"  # Instrument streams (braces are literal).
