@@ -46,7 +46,6 @@ from exchange.events import (
     CashWithdrawn,
     Event,
     KillSwitchChanged,
-    OfferingClosed,
     OfferingOpened,
     Phase,
     RoyaltyDistributed,
@@ -64,7 +63,7 @@ from exchange.state import (
     LiveOrder,
     RoyaltyPeriod,
 )
-from exchange.timers import cancel_book
+from exchange.timers import withdraw_offering
 from exchange.trading import (
     OFFERING_CL_ORD_ID,
     Rejection,
@@ -529,7 +528,7 @@ def halt(state: ExchangeState, ctx: Context, command: Halt) -> Event:
     )
     why = f"halted by {command.actor}"
     if instrument.phase is Phase.OFFERING:
-        _withdraw_offering(state, ctx, instrument, why)
+        withdraw_offering(state, ctx, instrument, why, CancelReason.OPERATOR)
     _cancel_market_orders(state, ctx, instrument)
     set_phase(ctx, instrument, Phase.HALTED, why)
     return ctx.events[-1]
@@ -542,16 +541,6 @@ def _cancel_market_orders(state: ExchangeState, ctx: Context, instrument: Instru
     canceled = instrument.book.cancel_market_orders()
     if canceled:
         apply_book_events(state, ctx, instrument, canceled)
-
-
-def _withdraw_offering(
-    state: ExchangeState, ctx: Context, instrument: Instrument, why: str
-) -> None:
-    # An operator stops an offering before its end: nothing is sold, every bid is canceled
-    # and its cash released, the issuer's units go back to available.
-    cancel_book(state, ctx, instrument, CancelReason.OPERATOR)
-    instrument.offering = None
-    ctx.events.append(OfferingClosed(instrument.terms.symbol, False, 0, 0, f"withdrawn: {why}"))
 
 
 def resume(state: ExchangeState, ctx: Context, command: Resume) -> Event:
@@ -586,7 +575,7 @@ def close_market(state: ExchangeState, ctx: Context, command: CloseMarket) -> Ev
     )
     why = f"closed by {command.actor}"
     if instrument.phase is Phase.OFFERING:
-        _withdraw_offering(state, ctx, instrument, why)
+        withdraw_offering(state, ctx, instrument, why, CancelReason.OPERATOR)
     expired = instrument.book.expire_day()
     if expired:
         apply_book_events(state, ctx, instrument, expired)

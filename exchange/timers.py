@@ -220,14 +220,23 @@ def close_offering(state: ExchangeState, ctx: Context, instrument: Instrument) -
 
 def delist(state: ExchangeState, ctx: Context, instrument: Instrument) -> None:
     """The patent expired: cancel every open order; units stay on record."""
-    cancel_book(state, ctx, instrument, CancelReason.DELISTED)
     expiry = instrument.asset.listing.expiry_date
     why = f"patent expired on {expiry}"
     if instrument.phase is Phase.OFFERING:
         # OpenOffering refuses an end at or after the expiry, but an offering opened before
         # that rule (in a state restored from an older snapshot) may still run into it. Every
         # way an offering ends says so: this one withdraws it, nothing sold, as a halt does.
-        symbol = instrument.terms.symbol
-        ctx.events.append(OfferingClosed(symbol, False, 0, 0, f"withdrawn: {why}"))
-    instrument.offering = None
+        withdraw_offering(state, ctx, instrument, why, CancelReason.DELISTED)
+    else:
+        cancel_book(state, ctx, instrument, CancelReason.DELISTED)
     set_phase(ctx, instrument, Phase.DELISTED, why)
+
+
+def withdraw_offering(
+    state: ExchangeState, ctx: Context, instrument: Instrument, why: str, reason: CancelReason
+) -> None:
+    """End an offering before its end: nothing is sold, every bid is canceled (reason) and
+    its cash released, the issuer's units go back to available."""
+    cancel_book(state, ctx, instrument, reason)
+    instrument.offering = None
+    ctx.events.append(OfferingClosed(instrument.terms.symbol, False, 0, 0, f"withdrawn: {why}"))
