@@ -159,10 +159,6 @@ class Recovery:
     seconds: float
     # Gateway sessions of the last run, ended at the start (end_stale_sessions).
     sessions_ended: int = 0
-    # The torn tail the journal cut off (ledger/frames.py): the seq its first record would
-    # have had, and why it was taken for an unfinished append. None when it ended cleanly.
-    torn_seq: int | None = None
-    torn_reason: str | None = None
 
 
 def recover(data_dir: str | os.PathLike[str]) -> tuple[Exchange, FileJournal, Recovery]:
@@ -211,8 +207,6 @@ def recover(data_dir: str | os.PathLike[str]) -> tuple[Exchange, FileJournal, Re
         exchange.seq,
         torn.torn_bytes_truncated,
         time.perf_counter() - started,
-        torn_seq=torn.torn_seq,
-        torn_reason=torn.torn_reason,
     )
     return exchange, journal, recovery
 

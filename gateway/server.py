@@ -481,8 +481,9 @@ class Gateway:
                     "seconds": round(recovery.seconds, 6),
                     "sessions_ended": recovery.sessions_ended,
                     "torn_bytes_truncated": recovery.torn_bytes_truncated,
-                    "torn_seq": recovery.torn_seq,
-                    "torn_reason": recovery.torn_reason,
+                    # The journal's own account of the tail it cut (None: a clean end).
+                    "torn_seq": self.sequencer.journal.recovery.torn_seq,
+                    "torn_reason": self.sequencer.journal.recovery.torn_reason,
                 }
             ),
             # The sequencer stops at the first journal failure: running means writable.
