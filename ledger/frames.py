@@ -25,8 +25,9 @@ Invariants:
   everything from the failing frame to the end of the LAST segment is consistent with an
   unfinished append. Only the last append can be unfinished (each is synced before the next
   starts), and its pages may land in any order, the rest reading as the zeros written ahead.
-  So no CRC-valid frame that STARTS an append (no FOLLOWS) may begin anywhere after the failing
-  frame, and:
+  So no CRC-valid frame that STARTS an append (no FOLLOWS, and shaped like a record's first
+  frame: a whole record ending in its two hash fields, or a full frame with MORE) may begin
+  anywhere after the failing frame, and:
     * the remaining bytes are all zero (a preallocated or sector-zeroed end), or
     * the header itself is cut short by the end of the buffer, or
     * the header is all zeros (its page never landed; later pages of the append may have), or
@@ -78,6 +79,7 @@ _CRC_SEEDS = (0, *(crc32c.crc32c(bytes([flags])) for flags in (1, 2, 3)))
 # with a 5-element one) and two bin8 fields of HASH_BYTES (prev_hash, hash) at the end.
 _RECORD_ARRAY = b"\x97"
 _HASH_FIELD = b"\xc4" + bytes([HASH_BYTES])
+_HASH_FIELDS_BYTES = 2 * (len(_HASH_FIELD) + HASH_BYTES)  # prev_hash and hash, at the end.
 
 # Same configuration as the canonical encoder in ledger/records.py, built once here so the hot
 # loops below avoid a function layer; tests/ledger/test_frames.py checks the bytes agree.
@@ -519,6 +521,7 @@ def _append_start_after(buffer: bytes | bytearray, start: int) -> int | None:
             if (
                 not word & FRAME_FOLLOWS
                 and 0 < length <= end - position
+                and _shaped_like_a_record_start(buffer, position, word, length)
                 and _crc(view[position : position + length], _CRC_SEEDS[word >> 30]) == stored_crc
             ):
                 return position - FRAME_HEADER_BYTES
@@ -526,6 +529,24 @@ def _append_start_after(buffer: bytes | bytearray, start: int) -> int | None:
         return None
     finally:
         view.release()
+
+
+def _shaped_like_a_record_start(
+    buffer: bytes | bytearray, position: int, word: int, length: int
+) -> bool:
+    # O(1) checks that every frame opening a record passes, made before its CRC: the CRC reads
+    # up to `length` bytes, and a torn multi-frame record holds a 0x97 byte every ~256 bytes,
+    # so CRC-checking each candidate made the scan of a 64 MiB torn tail take seconds (and
+    # grow with its square). A record's first frame is either a whole record, whose payload
+    # ends with its two hash fields, or a full frame chained by MORE.
+    if word & FRAME_MORE:
+        return length == FRAME_PAYLOAD_BYTES_MAX
+    end = position + length
+    return (
+        length > _HASH_FIELDS_BYTES
+        and buffer[end - _HASH_FIELDS_BYTES : end - _HASH_FIELDS_BYTES + 2] == _HASH_FIELD
+        and buffer[end - HASH_BYTES - 2 : end - HASH_BYTES] == _HASH_FIELD
+    )
 
 
 def skip_frames(buffer: bytes | bytearray, offset: int, count: int) -> int:
