@@ -53,6 +53,10 @@ from gateway import compression, market_data
 from gateway.local_book import LocalBook
 
 TIMEOUT_S = 5.0
+# How long close() waits for the server's half of the closing handshake before dropping the
+# TCP connection. websockets' default of 10 s made a bot with many sessions on a stalled
+# server take minutes to stop; a server that answers at all answers well within this.
+CLOSE_TIMEOUT_S = 1.0
 # The server's answers can be far larger than a request: account.fills holds up to 10,000
 # fills (gateway/accounts.py, ~3 MB of JSON), a book.l3 snapshot every resting order.
 # websockets' default of 1 MiB closed the session with 1009 under `ipx stress` at 2,500/s.
@@ -265,13 +269,20 @@ class IpxClient:
             url,
             additional_headers=headers,
             open_timeout=timeout_s,
+            close_timeout=CLOSE_TIMEOUT_S,
             max_size=ANSWER_BYTES_MAX,
             extensions=compression.client_extensions(),
             **tls_options,
         )
         client = cls(connection)
         if not bearer:
-            result = await client.request("session.logon", {"token": token}, timeout_s=timeout_s)
+            try:
+                result = await client.request(
+                    "session.logon", {"token": token}, timeout_s=timeout_s
+                )
+            except BaseException:
+                await client.close()  # A refused logon leaves no connection open behind it.
+                raise
             client.account, client.role = result["account"], result["role"]
         return client
 

@@ -8,12 +8,16 @@ Rules:
   a request fails with RequestTimedOut in its timeout, not when the server reads again.
 - On a connection the server closed, every request raises ClientError (the client's root,
   naming the close), never one of websockets' exceptions, and leaves no future unseen.
+- Closing a session to a server that has gone silent takes about CLOSE_TIMEOUT_S, not
+  websockets' 10 s: a bot with many sessions stops in seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
+import hashlib
 import os
 import socket
 import time
@@ -21,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from gateway.client import TIMEOUT_S, ClientError, IpxClient, RequestTimedOut
+from gateway.client import CLOSE_TIMEOUT_S, TIMEOUT_S, ClientError, IpxClient, RequestTimedOut
 from gateway.server import run_server
 from tests.gateway.conftest import SYMBOL, Venue
 from tests.gateway.server_thread import server_thread
@@ -131,3 +135,40 @@ async def test_requests_on_a_connection_the_server_closed_raise_client_error(
         assert unseen == []
     finally:
         loop.set_exception_handler(None)
+
+
+async def test_closing_a_session_to_a_silent_server_takes_the_close_timeout() -> None:
+    # A server that completes the upgrade, then reads nothing and answers nothing (wedged).
+    upgraded, finished = asyncio.Event(), asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in request.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        accept = base64.b64encode(
+            hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+        )
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
+        upgraded.set()
+        await finished.wait()  # Never reads the close frame, never answers it.
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        client = await IpxClient.connect(f"ws://127.0.0.1:{port}/", "any-token")
+        await asyncio.wait_for(upgraded.wait(), WAIT_S)
+        started = time.monotonic()
+        await client.close()
+        # websockets' default waited 10 s; the margin is for a loaded machine.
+        assert time.monotonic() - started < CLOSE_TIMEOUT_S + 3.0
+    finally:
+        finished.set()
+        server.close()
+        await server.wait_closed()
