@@ -13,6 +13,10 @@ once the opening auction uncrosses. Every ROYALTY_EVERY_S a licensee's royalty p
 the next patent is distributed to its holders (informed bots react; the dashboard's feed
 shows it). Runs until Ctrl-C, or --duration seconds.
 
+Exit codes: those of `ipx bots` (bots/run_config.py) once the market runs; before that, 2
+when its exchange cannot start, as `ipx serve` (the port is taken, another server holds the
+data dir, the journal is damaged or does not replay under this version's rules).
+
 Invariants:
 - Nothing bypasses the API: listing, issuance, deposits and distributions are op.* requests
   of the operator session, journaled like any command.
@@ -36,7 +40,12 @@ from exchange.commands import Role
 from gateway import event_loop, protocol, sessions
 from gateway.admin_cli import create_account
 from gateway.client import IpxClient
-from gateway.serve_cli import OPERATOR_ACCOUNT, is_new_data_dir
+from gateway.serve_cli import (
+    OPERATOR_ACCOUNT,
+    STARTUP_ERRORS,
+    is_new_data_dir,
+    report_startup_error,
+)
 from gateway.server import run_server
 
 INVESTOR_ACCOUNT = "demo-investor"
@@ -168,12 +177,18 @@ def banner(host: str, port: int, data_dir: str, operator_token: str, investor: s
 async def run_demo(config: DemoConfig) -> int:
     data_dir = config.data_dir or tempfile.mkdtemp(prefix="ipx-demo-")
     os.makedirs(data_dir, exist_ok=True)
-    operator_token, investor_token, _ = prepare(data_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with run_server(data_dir, config.host, config.port) as running:
+    async with contextlib.AsyncExitStack() as stack:
+        try:  # A taken port or a locked data dir is a one-line message and exit 2, as in serve.
+            operator_token, investor_token, _ = prepare(data_dir)
+            running = await stack.enter_async_context(
+                run_server(data_dir, config.host, config.port)
+            )
+        except STARTUP_ERRORS as error:
+            return report_startup_error("ipx demo", error)
         url = running.url
         operator = await IpxClient.connect(url, operator_token)
         try:

@@ -101,23 +101,28 @@ def run_serve(arguments: argparse.Namespace) -> int:
             ),
             arguments.event_loop,
         )
-    except (JournalError, ValueError) as error:
-        print(f"ipx serve: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # The data dir cannot be written, or the address is taken.
-        print(f"ipx serve: {error}", file=sys.stderr)
-        return 2
-    except ReplayMismatch as error:
+    except STARTUP_ERRORS as error:
+        return report_startup_error("ipx serve", error)
+
+
+# What stops an exchange from starting on a data dir and address (exit 2), not a crash.
+STARTUP_ERRORS = (JournalError, ValueError, OSError, ReplayMismatch)
+
+
+def report_startup_error(prog: str, error: Exception) -> int:
+    """Say on stderr why the exchange could not start (one of STARTUP_ERRORS); return 2."""
+    message = str(error)
+    if isinstance(error, ReplayMismatch):
         # The rules are not versioned in the journal: a record an older version wrote may
         # replay to other postings under this one (or the journal was altered).
-        print(
-            f"ipx serve: {error}. The journal was written under other rules than this "
-            "version's, or altered since (`ipx ledger verify` tells which). Start the version "
-            "that wrote it and stop it cleanly: its shutdown snapshot lets this version start "
-            "without replaying those records.",
-            file=sys.stderr,
+        message += (
+            ". The journal was written under other rules than this version's, or altered "
+            "since (`ipx ledger verify` tells which). Start the version that wrote it and "
+            "stop it cleanly: its shutdown snapshot lets this version start without "
+            "replaying those records."
         )
-        return 2
+    print(f"{prog}: {message}", file=sys.stderr)
+    return 2
 
 
 def _tls(cert_file: str | None, key_file: str | None) -> ssl.SSLContext | None:

@@ -6,11 +6,15 @@ Rules:
   unknown symbol (the exchange refuses the set-up: 404 UNKNOWN_SYMBOL), a token the server
   does not know (401), no --data-dir to issue tokens in.
 - 3: no connection to the exchange (nothing listens at --url).
+- `ipx demo`, like `ipx serve`: 2 with one line when its exchange cannot start (the port is
+  taken, or another server holds the data dir).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +26,7 @@ from tests.bots.conftest import Venue
 pytestmark = pytest.mark.asyncio
 
 NOTHING_LISTENS = "ws://127.0.0.1:1/"
+DEMO_EXIT_S = 60.0  # Generous: a loaded CI machine imports slowly.
 
 
 async def ipx(capsys: pytest.CaptureFixture[str], *arguments: str) -> tuple[int, str]:
@@ -95,3 +100,33 @@ async def test_no_operator_token_is_issued_on_a_mistyped_dir_or_account(
     assert not (tmp_path / "typo").exists()
     tokens = sessions.load_tokens(sessions.tokens_path(market.data_dir))
     assert "opertaor" not in {entry.account for entry in tokens}
+
+
+async def ipx_process(*arguments: str) -> tuple[int, str]:
+    # `ipx demo` installs signal handlers: it runs in a process of its own, as a user runs it.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", *arguments,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(process.communicate(), DEMO_EXIT_S)
+    assert process.returncode is not None
+    return process.returncode, err.decode()
+
+
+async def test_demo_on_a_taken_port_exits_2_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        code, err = await ipx_process("demo", "--data-dir", str(tmp_path / "demo"), "--port", port)
+    assert code == EXIT_REFUSED
+    assert err.startswith("ipx demo: ") and "address already in use" in err, err
+    assert err.count("\n") == 1, err
+
+
+async def test_demo_on_a_data_dir_another_server_holds_exits_2_with_one_line(
+    market: Venue,
+) -> None:
+    code, err = await ipx_process("demo", "--data-dir", market.data_dir, "--port", "0")
+    assert code == EXIT_REFUSED
+    assert err.startswith("ipx demo: ") and err.count("\n") == 1, err
