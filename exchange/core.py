@@ -166,6 +166,19 @@ class Exchange:
         record = RecordBody(seq, ts_ns, kind, _encode(command), tuple(ctx.postings))
         return Outcome(seq, ts_ns, reply, ctx.events, record)
 
+    def timer_due(self, ts_ns: int) -> bool:
+        """Whether a timer would fire at ts_ns: an idle sequencer journals a Tick only then.
+
+        The next timer is cached and may be early (a GTD order canceled since still set it);
+        it is worked out again here, which changes no outcome: the cache only decides whether
+        a command looks for due timers, and finding none does nothing.
+        """
+        state = self.state
+        if ts_ns < state.next_timer_ns:
+            return False
+        state.next_timer_ns = next_timer_ns(state)
+        return ts_ns >= state.next_timer_ns
+
     def _authorize_operator(self, actor: str) -> None:
         if actor == ADMIN_ACTOR:
             return

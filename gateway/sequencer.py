@@ -40,7 +40,7 @@ command, follow from this (one pass fewer gave 0.92 x the orders/s and a worse o
 one more a worse p99 again; BENCHMARKS.md, "Gateway").
 
 Timers: when no command has arrived for TICK_INTERVAL_S and a timer of the core is due
-(state.next_timer_ns <= now: an auction end, a GTD expiry, a day roll), a Tick is handled so the
+(Exchange.timer_due(now): an auction end, a GTD expiry, a day roll), a Tick is handled so the
 timer fires without waiting for a client. An idle exchange with nothing due writes nothing.
 """
 
@@ -397,7 +397,7 @@ class Sequencer:
         self.journal.close()
 
     def _tick_if_due(self) -> None:
-        if self._clock() >= self.exchange.state.next_timer_ns and self._failure is None:
+        if self._failure is None and self.exchange.timer_due(self._clock()):
             self._process([(Tick(SEQUENCER_ACTOR), _ignore)])
 
     def end_stale_sessions(self) -> int:

@@ -189,6 +189,26 @@ def test_a_gtd_order_lives_to_the_nanosecond(market: Market) -> None:
     assert [event.order_id for event in events(outcome, OrderCanceled)] == [order_id]
 
 
+def test_no_timer_is_due_for_a_gtd_order_that_has_left_the_book(market: Market) -> None:
+    # An idle sequencer journals a Tick when a timer is due: one for each canceled GTD order
+    # made a never-restarted server's journal differ from a restarted one's.
+    market.trading()
+    expiries = [market.ts_ns + NS_PER_DAY // 4 + step for step in range(3)]
+    orders = [
+        market.rest("alice", BUY, 1, 990, tif=GTD, expire_ts_ns=expiry) for expiry in expiries
+    ]
+    exchange = market.exchange
+    assert exchange.timer_due(expiries[0])
+    for order_id in orders[:2]:
+        market.cancel("alice", order_id)
+    assert not exchange.timer_due(expiries[1])
+    assert exchange.state.next_timer_ns == expiries[2]  # The live order's, still on time.
+    assert exchange.timer_due(expiries[2])
+    market.cancel("alice", orders[2])
+    assert not exchange.timer_due(expiries[2])
+    assert exchange.state.next_timer_ns == (exchange.state.trading_day + 1) * NS_PER_DAY
+
+
 def test_time_going_backwards_is_a_crash_not_a_rejection(market: Market) -> None:
     market.trading()
     before = market.fingerprint()

@@ -28,6 +28,7 @@ from gateway.sequencer import (
     recover,
 )
 from ledger.file_store import FileJournal, read_journal
+from matching.orders import TimeInForce
 from tests.exchange import rulebook
 from tests.gateway.conftest import stopped_in_an_auction
 
@@ -140,6 +141,28 @@ async def test_an_idle_exchange_ticks_only_when_a_timer_is_due(tmp_path: Path) -
     await asyncio.sleep(0.1)
     assert sequencer.exchange.seq == 2
     assert [record.kind for record in sequencer.journal.records()] == ["open_account", "tick"]
+    await _stop(sequencer, task)
+
+
+async def test_an_idle_exchange_ticks_for_no_gtd_order_that_has_left_the_book(
+    tmp_path: Path,
+) -> None:
+    # Each canceled GTD order left its expiry as the cached next timer: an idle sequencer
+    # journaled an empty Tick for each, and a restarted one (whose snapshot has none) did not.
+    market = rulebook.Market()
+    market.trading()
+    expiry = market.ts_ns + 1_000_000
+    order_id = market.rest("alice", rulebook.BUY, 1, 990, tif=TimeInForce.GTD, expire_ts_ns=expiry)
+    market.cancel("alice", order_id)
+    with FileJournal.open(tmp_path) as journal:
+        journal.append_bodies(market.records)
+    exchange, journal, _ = recover(tmp_path)
+    exchange.state.next_timer_ns = expiry  # As the never-restarted server had it cached.
+    clock = FrozenClock(expiry + 1)
+    sequencer = Sequencer(exchange, journal, clock=clock, tick_interval_s=0.01)
+    task = await _run(sequencer)
+    await asyncio.sleep(0.1)
+    assert sequencer.exchange.seq == len(market.records), "an empty Tick was journaled"
     await _stop(sequencer, task)
 
 
