@@ -157,12 +157,15 @@ async def distribute_royalties(operator: IpxClient, stop: asyncio.Event) -> None
         print(f"royalty: {patent.symbol} paid {patent.quarterly_royalty} ({result})", flush=True)
 
 
+LIVE = "IPX demo: the exchange is live at"  # Printed once it serves (bench/crash_soak.py).
+
+
 def banner(host: str, port: int, data_dir: str, operator_token: str, investor: str) -> str:
     base = f"http://{host}:{port}"
     return "\n".join(
         [
             "",
-            f"IPX demo: the exchange is live at ws://{host}:{port}/ (data in {data_dir})",
+            f"{LIVE} ws://{host}:{port}/ (data in {data_dir})",
             f"  dashboard (operator): {base}/#token={operator_token}",
             f"  operator token:       {operator_token}",
             f"  investor account:     {INVESTOR_ACCOUNT}, token {investor}",
@@ -193,7 +196,10 @@ async def run_demo(config: DemoConfig) -> int:
         operator = await IpxClient.connect(url, operator_token)
         try:
             symbols = await list_samples(operator)
-            print(banner(running.host, running.port, data_dir, operator_token, investor_token))
+            print(
+                banner(running.host, running.port, data_dir, operator_token, investor_token),
+                flush=True,
+            )
             royalties = asyncio.create_task(distribute_royalties(operator, stop))
             bots = simulation.BotsConfig(
                 url=url,
