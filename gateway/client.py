@@ -18,6 +18,9 @@ Invariants:
   404 UNKNOWN_ORDER to a resent cancel or amend: an earlier attempt may have been done (the
   order canceled, or amended to a crossing price and filled), so the answer is then the
   order's order.status, which tells what became of it.
+- "Nothing was done" (429, 503) is never reported for a request an earlier attempt of which
+  got no answer (or a 500): the client asks order.status, and returns it when it shows the
+  request done (the order placed; canceled or ended), else raises OutcomeUnknown.
 - One reader task reads every frame, in order. An answer goes to its request; a push goes to
   its follower when one claims it, else to `pushes` (in arrival order, as before followers):
   - book.l2 messages and heartbeats of a followed symbol go to its FollowedBook, which
@@ -65,6 +68,10 @@ RETRIES = 2
 RETRY_BACKOFF_S = 0.05
 # Resent after no answer, these get 404 UNKNOWN_ORDER once an earlier attempt ended the order.
 _RESOLVED_BY_STATUS = ("order.cancel", "order.amend")
+# Answers that say the gateway refused this request before the exchange saw it (rate limit,
+# a full queue, shutting down): nothing done by THIS attempt, whatever an earlier one did.
+_REFUSED_AT_THE_DOOR = (429, 503)
+_OPEN_STATUSES = ("open", "partially_filled")
 
 
 class ClientError(Exception):
@@ -73,6 +80,8 @@ class ClientError(Exception):
     ClientError
     +-- RequestFailed      the server answered with an error (status, code, message)
     +-- RequestTimedOut    no answer in time (after the retries, for orders)
+        +-- OutcomeUnknown an order request's first attempt got no answer and its resends
+                           were refused at the door (429, 503): it may have been done
     """
 
 
@@ -89,6 +98,11 @@ class RequestFailed(ClientError):
 
 class RequestTimedOut(ClientError):
     pass
+
+
+class OutcomeUnknown(RequestTimedOut):
+    """A place, cancel or amend whose first attempt got no answer, and whose resends were
+    refused before reaching the exchange (429, 503): the first may have been done."""
 
 
 _encoder = msgspec.json.Encoder()
@@ -344,6 +358,7 @@ class IpxClient:
 
     async def _retrying(self, method: str, params: dict[str, Any], timeout_s: float) -> Any:
         # Safe to resend: the same cl_ord_id (or order reference) names the same order.
+        unknown = False  # An earlier attempt may have been done: no answer, or a 500.
         for attempt in range(RETRIES + 1):
             last = attempt == RETRIES
             try:
@@ -351,6 +366,7 @@ class IpxClient:
             except RequestTimedOut:
                 if last:
                     raise
+                unknown = True
             except RequestFailed as error:
                 if attempt and method in _RESOLVED_BY_STATUS and error.code == "UNKNOWN_ORDER":
                     # An earlier attempt may have done it: canceled the order, or amended it
@@ -363,9 +379,35 @@ class IpxClient:
                     await asyncio.sleep(error.retry_after_ms / 1000)
                     continue
                 if error.status < 500 or last:
+                    if unknown and error.status in _REFUSED_AT_THE_DOOR:
+                        # This attempt was refused before the exchange saw it: that says
+                        # nothing of the earlier one, which may have been done. Never report
+                        # "nothing was done" for it: find out, or say it is unknown.
+                        return await self._outcome_after_refusal(method, params, error, timeout_s)
                     raise
+                unknown = unknown or error.status not in _REFUSED_AT_THE_DOOR
             await asyncio.sleep(RETRY_BACKOFF_S * (attempt + 1))
         raise AssertionError("unreachable")
+
+    async def _outcome_after_refusal(
+        self, method: str, params: dict[str, Any], refusal: RequestFailed, timeout_s: float
+    ) -> Any:
+        # The order's status tells what an earlier attempt did when it shows the request done:
+        # the order exists (a place), or has ended (a cancel, or an amend that filled it, as
+        # for 404 UNKNOWN_ORDER above). Anything else may still be on its way.
+        reference = {key: params[key] for key in ("order_id", "cl_ord_id") if params.get(key)}
+        try:
+            status = await self.request("order.status", reference, timeout_s=timeout_s)
+        except RequestFailed:
+            status = None
+        if status is not None and (
+            method == "order.place" or status.get("status") not in _OPEN_STATUSES
+        ):
+            return status
+        raise OutcomeUnknown(
+            f"{method} {reference}: an earlier attempt got no answer and the last was refused "
+            f"({refusal}): it may have been done; ask order.status"
+        ) from refusal
 
     async def place(
         self,

@@ -10,6 +10,9 @@ Rules:
   naming the close), never one of websockets' exceptions, and leaves no future unseen.
 - Closing a session to a server that has gone silent takes about CLOSE_TIMEOUT_S, not
   websockets' 10 s: a bot with many sessions stops in seconds.
+- A place, cancel or amend whose first attempt got no answer, and whose resends were refused
+  at the door (503 OVERLOADED, 429), is never reported as "nothing was done": the client
+  returns the order's status when it shows the request done, else raises OutcomeUnknown.
 """
 
 from __future__ import annotations
@@ -23,9 +26,18 @@ import socket
 import time
 from typing import Any
 
+import msgspec
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
 
-from gateway.client import CLOSE_TIMEOUT_S, TIMEOUT_S, ClientError, IpxClient, RequestTimedOut
+from gateway.client import (
+    CLOSE_TIMEOUT_S,
+    TIMEOUT_S,
+    ClientError,
+    IpxClient,
+    OutcomeUnknown,
+    RequestTimedOut,
+)
 from gateway.server import run_server
 from tests.gateway.conftest import SYMBOL, Venue
 from tests.gateway.server_thread import server_thread
@@ -172,3 +184,65 @@ async def test_closing_a_session_to_a_silent_server_takes_the_close_timeout() ->
         finished.set()
         server.close()
         await server.wait_closed()
+
+
+class OverloadedAfterTheFirst:
+    """A scripted gateway: the first order request reaches the exchange (done, or not, as
+    told) but its answer is lost; every resend finds the queue full (503 OVERLOADED); and
+    order.status answers with the order as the exchange then holds it."""
+
+    def __init__(self, done: bool, status_after: str) -> None:
+        self.done, self.status_after = done, status_after
+        self.seen: list[str] = []
+
+    async def handle(self, connection: ServerConnection) -> None:
+        async for frame in connection:
+            request = msgspec.json.decode(frame)
+            method = request["method"]
+            self.seen.append(method)
+            if method == "order.status":
+                answer: dict[str, Any] = (
+                    {"status": 200, "result": {"order_id": 7, "status": self.status_after}}
+                    if self.done or self.status_after == "open"
+                    else {"status": 404, "error": {"code": "UNKNOWN_ORDER", "message": "none"}}
+                )
+            elif self.seen.count(method) == 1:
+                continue  # Its answer is lost: the client times out.
+            else:
+                message = "4 commands queued: nothing was done, retry after a short wait"
+                answer = {"status": 503, "error": {"code": "OVERLOADED", "message": message}}
+            await connection.send(msgspec.json.encode({"id": request["id"], **answer}).decode())
+
+
+@pytest.mark.parametrize(
+    ("method", "done", "status_after", "outcome"),
+    [
+        ("place", True, "open", "the order"),  # Placed by the first attempt.
+        ("place", False, "", "unknown"),  # Not (yet) on the book: maybe still queued.
+        ("cancel", True, "canceled", "the order"),
+        ("cancel", False, "open", "unknown"),
+        ("amend", False, "open", "unknown"),
+    ],
+)
+async def test_a_request_whose_first_attempt_went_unanswered_is_never_nothing_done(
+    method: str, done: bool, status_after: str, outcome: str
+) -> None:
+    gateway = OverloadedAfterTheFirst(done, status_after)
+    async with serve(gateway.handle, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        client = await IpxClient.connect(f"ws://127.0.0.1:{port}/", "any-token")
+        try:
+            requests = {
+                "place": lambda: client.place(SYMBOL, "buy", 1, "99.00", timeout_s=0.2),
+                "cancel": lambda: client.cancel(cl_ord_id="c-1", timeout_s=0.2),
+                "amend": lambda: client.amend("99.00", 2, cl_ord_id="c-1", timeout_s=0.2),
+            }
+            if outcome == "the order":
+                result = await requests[method]()
+                assert result == {"order_id": 7, "status": status_after}
+            else:
+                with pytest.raises(OutcomeUnknown, match="may have been done"):
+                    await requests[method]()
+            assert gateway.seen[-1] == "order.status"
+        finally:
+            await client.close()
