@@ -373,8 +373,13 @@ class Gateway:
         )
         self._market_data_failed = False
         self._market_data_sessions: dict[tuple[str, str], dict[Session, None]] = {}
+        # Tracking starts now, on the sequencer's clock: the time this server was down is
+        # not quoted time, though the book rested as the journal's last record left it.
         self.liquidity = liquidity.Liquidity(
-            sequencer.exchange, protocol.CURRENCY_DIGITS, seq_base=seq_base
+            sequencer.exchange,
+            protocol.CURRENCY_DIGITS,
+            seq_base=seq_base,
+            start_ns=sequencer.now_ns(),
         )
         # Where liquidity updates go besides subscribers (MQTT's retained topics).
         self.liquidity_sinks: list[Callable[[liquidity.LiquidityMessage], None]] = []
