@@ -465,8 +465,14 @@ class Gateway:
             return connection.respond(status, "ready\n" if ready else "not ready\n")
         if self.sequencer.failed:  # Nothing is served from memory ahead of the journal.
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, STOPPED + "\n")
-        header = request.headers.get("Authorization")
-        if header is not None and self._bearer_account(header) is None:
+        # get_all, not get: websockets' get raises on a repeated header (a 500 for anyone).
+        # Two tokens name no one session: the request is malformed, whichever is valid.
+        headers = request.headers.get_all("Authorization")
+        if len(headers) > 1:
+            return connection.respond(
+                http.HTTPStatus.BAD_REQUEST, f"send one Authorization header, not {len(headers)}\n"
+            )
+        if headers and self._bearer_account(headers[0]) is None:
             return connection.respond(http.HTTPStatus.UNAUTHORIZED, "invalid bearer token\n")
         return None
 
@@ -1585,7 +1591,9 @@ def _bearer_token(header: str) -> str | None:
 
 
 def _authorization(headers: Headers | None) -> str | None:
-    return None if headers is None else headers.get("Authorization")
+    # The one Authorization header: process_request refused an upgrade with more than one.
+    values = [] if headers is None else headers.get_all("Authorization")
+    return values[0] if len(values) == 1 else None
 
 
 def _text(payload: bytes) -> str:

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -129,6 +130,25 @@ MetricSamples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 def http_get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as response:
         return str(response.read().decode())
+
+
+RAW_ANSWER_BYTES_MAX = 1 << 20
+
+
+def raw_http(port: int, request: bytes) -> tuple[int, bytes]:
+    """Send request bytes as they are (header lines repeated, say) to 127.0.0.1:port; return
+    the answer's status code and its whole bytes, read until the server closes (bounded)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while len(answer) < RAW_ANSWER_BYTES_MAX:
+            chunk = sock.recv(65_536)
+            if not chunk:
+                break
+            answer += chunk
+    status_line = answer.partition(b"\r\n")[0]
+    assert status_line.startswith(b"HTTP/1.1 "), answer[:200]
+    return int(status_line.split()[1]), answer
 
 
 def scrape_metrics(url: str) -> MetricSamples:
