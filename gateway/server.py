@@ -313,11 +313,25 @@ def _source(publisher: Publisher) -> RedisPublisher | MqttPublisher:
     return publisher if isinstance(publisher, RedisPublisher) else publisher.publisher
 
 
-def _mqtt_address(url: str) -> tuple[str, int]:
+MQTT_URL_FORM = "mqtt://[user:password@]host[:1883] (user and password percent-encoded)"
+
+
+def _mqtt_address(url: str) -> tuple[str, int, str | None, str | None]:
+    # (host, port, username, password). An error never quotes the URL: it may hold a password,
+    # and the error is printed.
     parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
-        raise ValueError(f"--mqtt-url {url!r} is not like mqtt://127.0.0.1:1883")
-    return parsed.hostname, parsed.port or 1883
+    if parsed.scheme not in ("mqtt", "tcp"):
+        raise ValueError(f"--mqtt-url has scheme {parsed.scheme!r}; write {MQTT_URL_FORM}")
+    if not parsed.hostname:
+        raise ValueError(f"--mqtt-url names no host; write {MQTT_URL_FORM}")
+    try:
+        port = parsed.port or 1883
+    except ValueError:
+        raise ValueError(f"--mqtt-url has no port number; write {MQTT_URL_FORM}") from None
+    # urlsplit leaves them percent-encoded, as a URL must carry "@", ":" or "/" in them.
+    username = None if parsed.username is None else urllib.parse.unquote(parsed.username)
+    password = None if parsed.password is None else urllib.parse.unquote(parsed.password)
+    return parsed.hostname, port, username, password
 
 
 def _package_version() -> str:
@@ -1693,7 +1707,7 @@ async def run_server(
         gateway.add_publisher(redis)
         writers.append(redis.start)
     if mqtt_url:
-        mqtt_host, mqtt_port = _mqtt_address(mqtt_url)
+        mqtt_host, mqtt_port, mqtt_username, mqtt_password = _mqtt_address(mqtt_url)
         mqtt = MqttPublisher(
             exchange,
             gateway.market_data,
@@ -1701,6 +1715,8 @@ async def run_server(
             mqtt_port,
             prefix=mqtt_prefix,
             identifier=f"ipx-gateway-{os.getpid()}",
+            username=mqtt_username,
+            password=mqtt_password,
         )
         gateway.add_publisher(_MqttFeed(mqtt))
         gateway.liquidity_sinks.append(mqtt.publish_liquidity)

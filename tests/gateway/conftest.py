@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import pytest
 import pytest_asyncio
@@ -189,13 +190,18 @@ async def wait_for_phase(client: IpxClient, phase: str) -> None:
 IPX_SERVE_TIMEOUT_S = 20
 
 
-def start_ipx_serve(data_dir: Path, *options: str) -> tuple[subprocess.Popen[str], list[str], str]:
-    """Run `ipx serve` on a free port; its process, the lines it printed, and its ws(s) url."""
+def start_ipx_serve(
+    data_dir: Path, *options: str, stderr: IO[str] | int = subprocess.DEVNULL
+) -> tuple[subprocess.Popen[str], list[str], str]:
+    """Run `ipx serve` on a free port; its process, the lines it printed, and its ws(s) url.
+
+    Its log (stderr) goes to stderr: a file, say; by default nowhere.
+    """
     command = ["serve", "--data-dir", str(data_dir), "--port", "0", *options]
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", *command],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
