@@ -20,6 +20,7 @@ Invariants:
   SHA-256 of the body), so a browser revalidates and gets 304 while the file is unchanged and
   never runs a stale script against a newer server; plus nosniff, a same-origin Content
   Security Policy (no inline script, no CDN) and no framing (the page holds operator buttons).
+- Request headers are read with get_all: a header line sent twice is never a server error.
 - Files are read once per process and kept in memory: they are a few tens of kilobytes.
 """
 
@@ -89,7 +90,9 @@ def respond(connection: ServerConnection, request: Request) -> Response | None:
         return None
     static = load(name)
     headers = _headers(static)
-    if _matches(request.headers.get("If-None-Match"), static.etag):
+    # Several If-None-Match lines are one comma-separated list (RFC 9110 §5.3); headers.get
+    # would raise on them (websockets' MultipleValuesError: a 500 for any client).
+    if _matches(", ".join(request.headers.get_all("If-None-Match")) or None, static.etag):
         return Response(http.HTTPStatus.NOT_MODIFIED.value, "Not Modified", headers, b"")
     headers["Content-Type"] = static.content_type
     headers["Content-Length"] = str(len(static.body))

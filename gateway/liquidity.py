@@ -18,8 +18,9 @@ Definitions and units (every ratio an integer in the unit its name ends with, ro
 - The rolling window is [now - window_s rounded down to a whole second, now]: it lasts from
   window_s to window_s + 1 seconds, because what happened is kept per second (BUCKET_NS), so
   memory is at most window_s + 2 buckets per symbol whatever the rate. It is clipped at the
-  start of tracking (the tracker's creation, or the symbol's issue): before that nothing was
-  seen. two_sided_ppm is the share of that time with a bid and an ask, and
+  start of tracking (the tracker's start: the later of the journal's last record and the
+  start_ns it is given, which a server sets to its clock at its start; or the symbol's issue):
+  before that nothing was seen. two_sided_ppm is the share of that time with a bid and an ask, and
   time_weighted_spread_bps the mean quoted spread over the two-sided part of it, weighted by
   nanoseconds: integer sums of ns and of spread x ns, exact per second.
 - effective_spread_bps = mean over the window's trades of 2 * |price - mid_before| /
@@ -420,6 +421,7 @@ class Liquidity:
         window_s: int = WINDOW_S,
         wide_spread_bps: int = WIDE_SPREAD_BPS,
         seq_base: int = 0,
+        start_ns: int = 0,
     ) -> None:
         """Start from the exchange as it is (fresh, or restored from the journal).
 
@@ -430,6 +432,9 @@ class Liquidity:
             wide_spread_bps: the quoted spread above which a symbol is flagged "wide_spread".
             seq_base: each symbol's seq before its first update (a server passes
                 market_data.run_seq_base() of its start, so seqs never repeat across runs).
+            start_ns: when tracking starts, if later than the journal's last record: a
+                server passes its clock at its start, so the time it was down (the journal
+                silent, the book unseen and untradable) is not counted as quoted.
         """
         self._seq_base = seq_base
         assert window_s > 0, "the window must last a positive time"
@@ -438,7 +443,8 @@ class Liquidity:
         self.window_s = window_s
         self.wide_spread_bps = wide_spread_bps
         self._journal_seq = exchange.seq
-        self._ts_ns = exchange.state.last_ts_ns
+        # Time only moves forwards: a clock behind the journal's last record starts there.
+        self._ts_ns = max(exchange.state.last_ts_ns, start_ns)
         self._seqs: dict[str, int] = {}
         self._changed: dict[str, None] = {}
         self._symbols: dict[str, _Symbol] = {}

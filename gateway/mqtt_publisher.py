@@ -40,6 +40,9 @@ Invariants:
   snapshot (L2, bbo, status) are enqueued behind what is buffered.
 - Reconnection backs off exponentially from BACKOFF_MIN_S to BACKOFF_MAX_S, reset by a
   successful connection.
+- It logs on with the username and password it is given (none: anonymous). A broker that
+  refuses them as not authorized is a WARNING at every try (an unreachable broker is INFO):
+  retrying cannot mend a wrong password. The password is never logged.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from dataclasses import dataclass
 
 import aiomqtt
 import msgspec
+from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.client import MQTT_ERR_SUCCESS
 from paho.mqtt.properties import Properties
 
@@ -152,10 +156,14 @@ class MqttPublisher:
         backoff_min_s: float = BACKOFF_MIN_S,
         backoff_max_s: float = BACKOFF_MAX_S,
         currency_digits: Mapping[str, int] | None = None,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         self._exchange = exchange
         self._market_data = market_data
         self.hostname, self.port = hostname, port
+        self.username = username
+        self._password = password  # Never logged.
         self.prefix = prefix.rstrip("/")
         self.identifier = identifier
         self._buffer: deque[_Entry] = deque()
@@ -309,6 +317,17 @@ class MqttPublisher:
                 if self.connected:
                     log.warning("MQTT connection to %s:%d lost: %s", self.hostname, self.port, exc)
                     delay = self._backoff[0]
+                elif _refused_as_unauthorized(exc):
+                    # A configuration error, not an outage: retrying will not mend it, so it
+                    # must stand out in the log (every try, at most one per BACKOFF_MAX_S).
+                    self.stats.connect_failures += 1
+                    log.warning(
+                        "MQTT broker %s:%d refused %s as not authorized: %s",
+                        self.hostname,
+                        self.port,
+                        "an anonymous client" if self.username is None else repr(self.username),
+                        exc,
+                    )
                 else:
                     self.stats.connect_failures += 1
                     log.info("MQTT broker %s:%d unreachable: %s", self.hostname, self.port, exc)
@@ -336,6 +355,8 @@ class MqttPublisher:
         client = aiomqtt.Client(
             self.hostname,
             self.port,
+            username=self.username,
+            password=self._password,
             identifier=self.identifier,
             protocol=aiomqtt.ProtocolVersion.V5,
             will=will,
@@ -473,6 +494,20 @@ class MqttPublisher:
         else:
             topic, retain = self.topic(symbol, "status"), True
         return topic, encode(entry), 0, retain, properties
+
+
+# CONNACK codes of a refused user: MQTT 3.1.1 (4 bad user name or password, 5 not
+# authorized) and MQTT 5 (0x86 bad user name or password, 0x87 not authorized, 0x8C bad
+# authentication method).
+_UNAUTHORIZED_CODES = frozenset((4, 5, 0x86, 0x87, 0x8C))
+
+
+def _refused_as_unauthorized(error: aiomqtt.MqttError) -> bool:
+    # aiomqtt raises MqttConnectError with the CONNACK's code (a paho ReasonCode, or an int);
+    # other MqttCodeErrors carry paho's own error numbers, which reuse 4 and 5.
+    if not isinstance(error, MqttConnectError):
+        return False
+    return getattr(error.rc, "value", error.rc) in _UNAUTHORIZED_CODES
 
 
 class PackedProperties(Properties):

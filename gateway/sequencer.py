@@ -291,6 +291,10 @@ class Sequencer:
         """Commands waiting for the sequencer."""
         return len(self._queue)
 
+    def now_ns(self) -> int:
+        """Return the clock the sequencer stamps commands with (before the +1 ns rule)."""
+        return self._clock()
+
     def subscribe(self, subscriber: Subscriber) -> None:
         """Call subscriber(outcomes, messages) with each durable batch, in seq order.
 

@@ -64,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--mqtt-url",
         default=None,
-        help="also publish market data over MQTT v5, e.g. mqtt://127.0.0.1:1883",
+        help="also publish market data over MQTT v5, e.g. mqtt://127.0.0.1:1883 or, with a "
+        "login, mqtt://user:password@127.0.0.1:1883 (percent-encoded; never printed)",
     )
     parser.add_argument(
         "--log-format",

@@ -313,11 +313,25 @@ def _source(publisher: Publisher) -> RedisPublisher | MqttPublisher:
     return publisher if isinstance(publisher, RedisPublisher) else publisher.publisher
 
 
-def _mqtt_address(url: str) -> tuple[str, int]:
+MQTT_URL_FORM = "mqtt://[user:password@]host[:1883] (user and password percent-encoded)"
+
+
+def _mqtt_address(url: str) -> tuple[str, int, str | None, str | None]:
+    # (host, port, username, password). An error never quotes the URL: it may hold a password,
+    # and the error is printed.
     parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
-        raise ValueError(f"--mqtt-url {url!r} is not like mqtt://127.0.0.1:1883")
-    return parsed.hostname, parsed.port or 1883
+    if parsed.scheme not in ("mqtt", "tcp"):
+        raise ValueError(f"--mqtt-url has scheme {parsed.scheme!r}; write {MQTT_URL_FORM}")
+    if not parsed.hostname:
+        raise ValueError(f"--mqtt-url names no host; write {MQTT_URL_FORM}")
+    try:
+        port = parsed.port or 1883
+    except ValueError:
+        raise ValueError(f"--mqtt-url has no port number; write {MQTT_URL_FORM}") from None
+    # urlsplit leaves them percent-encoded, as a URL must carry "@", ":" or "/" in them.
+    username = None if parsed.username is None else urllib.parse.unquote(parsed.username)
+    password = None if parsed.password is None else urllib.parse.unquote(parsed.password)
+    return parsed.hostname, port, username, password
 
 
 def _package_version() -> str:
@@ -373,8 +387,13 @@ class Gateway:
         )
         self._market_data_failed = False
         self._market_data_sessions: dict[tuple[str, str], dict[Session, None]] = {}
+        # Tracking starts now, on the sequencer's clock: the time this server was down is
+        # not quoted time, though the book rested as the journal's last record left it.
         self.liquidity = liquidity.Liquidity(
-            sequencer.exchange, protocol.CURRENCY_DIGITS, seq_base=seq_base
+            sequencer.exchange,
+            protocol.CURRENCY_DIGITS,
+            seq_base=seq_base,
+            start_ns=sequencer.now_ns(),
         )
         # Where liquidity updates go besides subscribers (MQTT's retained topics).
         self.liquidity_sinks: list[Callable[[liquidity.LiquidityMessage], None]] = []
@@ -460,8 +479,14 @@ class Gateway:
             return connection.respond(status, "ready\n" if ready else "not ready\n")
         if self.sequencer.failed:  # Nothing is served from memory ahead of the journal.
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, STOPPED + "\n")
-        header = request.headers.get("Authorization")
-        if header is not None and self._bearer_account(header) is None:
+        # get_all, not get: websockets' get raises on a repeated header (a 500 for anyone).
+        # Two tokens name no one session: the request is malformed, whichever is valid.
+        headers = request.headers.get_all("Authorization")
+        if len(headers) > 1:
+            return connection.respond(
+                http.HTTPStatus.BAD_REQUEST, f"send one Authorization header, not {len(headers)}\n"
+            )
+        if headers and self._bearer_account(headers[0]) is None:
             return connection.respond(http.HTTPStatus.UNAUTHORIZED, "invalid bearer token\n")
         return None
 
@@ -1580,7 +1605,9 @@ def _bearer_token(header: str) -> str | None:
 
 
 def _authorization(headers: Headers | None) -> str | None:
-    return None if headers is None else headers.get("Authorization")
+    # The one Authorization header: process_request refused an upgrade with more than one.
+    values = [] if headers is None else headers.get_all("Authorization")
+    return values[0] if len(values) == 1 else None
 
 
 def _text(payload: bytes) -> str:
@@ -1680,7 +1707,7 @@ async def run_server(
         gateway.add_publisher(redis)
         writers.append(redis.start)
     if mqtt_url:
-        mqtt_host, mqtt_port = _mqtt_address(mqtt_url)
+        mqtt_host, mqtt_port, mqtt_username, mqtt_password = _mqtt_address(mqtt_url)
         mqtt = MqttPublisher(
             exchange,
             gateway.market_data,
@@ -1688,6 +1715,8 @@ async def run_server(
             mqtt_port,
             prefix=mqtt_prefix,
             identifier=f"ipx-gateway-{os.getpid()}",
+            username=mqtt_username,
+            password=mqtt_password,
         )
         gateway.add_publisher(_MqttFeed(mqtt))
         gateway.liquidity_sinks.append(mqtt.publish_liquidity)

@@ -12,10 +12,14 @@
 //   page subscribe to that channel again for a fresh snapshot.
 // - Prices stay the server's decimal strings on display. The spread (ask - bid, and in bps of
 //   mid rounded down, as the liquidity channel defines it) is computed exactly with BigInt
-//   from the ticker's strings, so it always matches the bid and ask shown; the "liquidity"
-//   channel gives depth, volume, turnover, yield, flags and windowed figures, and without it
-//   (a server that refuses the subscription) the page falls back to the book, the ticker and
-//   instrument.info. Floats are used only to place points on the charts.
+//   from the ticker's strings, so it always matches the bid and ask shown. Like the channel's
+//   it exists only for a two-sided quote (bid < ask) in continuous trading: an auction's book
+//   may be crossed and nothing trades at its prices, so there it is "—", never negative. The
+//   "liquidity" channel gives depth, volume, turnover, yield, flags and windowed figures, and
+//   without it (a server that refuses the subscription) the page falls back to the book, the
+//   ticker and instrument.info. Floats are used only to place points on the charts.
+// - No channel announces a new instrument: the list is read again every
+//   INSTRUMENTS_REFRESH_MS and a symbol issued since is added and subscribed, with no reload.
 // - Every text from the server goes into the page with textContent, never as HTML.
 // - Each operator action asks for confirmation (window.confirm) and shows its answer.
 "use strict";
@@ -27,6 +31,7 @@ const FEED_MAX = 200;
 const DEPTH_LEVELS = 20; // Per side on the depth chart.
 const RECONNECT_MAX_MS = 10000;
 const INFO_REFRESH_MS = 30000;
+const INSTRUMENTS_REFRESH_MS = 5000; // tests/gateway/test_dashboard_browser.py waits for it.
 const WIDE_SPREAD_BPS = 500n; // As the server's default, used only without the liquidity channel.
 
 const state = {
@@ -90,17 +95,19 @@ function decimalText(value, digits) {
   return (negative ? "-" : "") + whole + fraction;
 }
 
-function spreadOf(bidText, askText) {
+function spreadOf(phase, bidText, askText) {
   // ask - bid in the prices' decimals, and (ask-bid)/mid in bps rounded down:
-  // (ask-bid) * 10000 / ((ask+bid)/2) = (ask-bid) * 20000 / (ask+bid).
+  // (ask-bid) * 10000 / ((ask+bid)/2) = (ask-bid) * 20000 / (ask+bid). Null without a
+  // quote (the liquidity channel's: continuous trading, 0 < bid < ask), so the spread is
+  // always positive and BigInt's division, which truncates, rounds it down.
   const bid = decimal(bidText);
   const ask = decimal(askText);
-  if (!bid || !ask) return null;
+  if (phase !== "continuous" || !bid || !ask) return null;
   const digits = Math.max(bid.digits, ask.digits);
   const scale = (d) => d.value * 10n ** BigInt(digits - d.digits);
   const bidValue = scale(bid);
   const askValue = scale(ask);
-  if (askValue + bidValue <= 0n) return null;
+  if (bidValue <= 0n || askValue <= bidValue) return null;
   const spread = askValue - bidValue;
   return { text: decimalText(spread, digits), bps: (spread * 20000n) / (askValue + bidValue) };
 }
@@ -235,19 +242,39 @@ async function loadInstruments() {
   const symbols = new Set();
   for (const view of listing.instruments) {
     symbols.add(view.symbol);
-    let instrument = state.instruments.get(view.symbol);
-    if (!instrument) {
-      instrument = newInstrument(view);
-      state.instruments.set(view.symbol, instrument);
-      buildRow(instrument);
-      buildCard(instrument);
-      $("#cancel-all-symbol").append(element("option", { value: view.symbol }, view.symbol));
-    }
+    const instrument = state.instruments.get(view.symbol) || addInstrument(view);
     instrument.phase = view.phase;
     instrument.seqs = {};
   }
   await Promise.all([...symbols].map((symbol) => subscribe(state.instruments.get(symbol))));
   render();
+}
+
+function addInstrument(view) {
+  const instrument = newInstrument(view);
+  state.instruments.set(view.symbol, instrument);
+  buildRow(instrument);
+  buildCard(instrument);
+  $("#cancel-all-symbol").append(element("option", { value: view.symbol }, view.symbol));
+  return instrument;
+}
+
+async function refreshInstruments() {
+  // Shares issued while the page is open: no channel the page follows announces them.
+  if (!state.account || !state.socket || state.socket.readyState !== WebSocket.OPEN) return;
+  let listing;
+  try {
+    listing = await request("instruments.list");
+  } catch (error) {
+    return; // The connection closed: the next logon lists everything again.
+  }
+  const added = listing.instruments
+    .filter((view) => !state.instruments.has(view.symbol))
+    .map(addInstrument);
+  if (!added.length) return;
+  addFeed(`listed since the page loaded: ${added.map((each) => each.symbol).join(", ")}`);
+  await Promise.all(added.map(subscribe));
+  for (const instrument of added) scheduleRender(instrument);
 }
 
 async function subscribe(instrument) {
@@ -461,7 +488,7 @@ function renderInstrument(instrument) {
   // The spread always from the ticker, exactly as the liquidity channel defines it: the
   // channel's updates are throttled (and refreshed each second), so its quote can lag the
   // bid and ask shown next to it; its windowed figures are below each chart.
-  const spread = spreadOf(ticker.best_bid, ticker.best_ask);
+  const spread = spreadOf(instrument.phase, ticker.best_bid, ticker.best_ask);
   cells.spread.textContent = spread ? `${spread.text} (${spread.bps} bps)` : "—";
   const flags = [];
   if (liquidity) {
@@ -477,7 +504,7 @@ function renderInstrument(instrument) {
       : `${ticker.volume_units} (${ticker.trade_count} tr)`;
     cells.turnover.textContent = "—";
     cells.yield.textContent = yieldFromInfo(instrument);
-    if (instrument.phase === "continuous" && !spread) flags.push("no_two_sided_quote");
+    if (!spread) flags.push("no_two_sided_quote"); // As the channel: halted or auction too.
     if (spread && spread.bps > WIDE_SPREAD_BPS) flags.push("wide_spread");
   }
   cells.flags.replaceChildren(...flags.map((flag) => element("span", { class: "flag" }, flag)));
@@ -741,6 +768,7 @@ function setUp() {
   // The expiry countdown ticks between pushes.
   setInterval(render, 1000);
   setInterval(refreshInfo, INFO_REFRESH_MS);
+  setInterval(refreshInstruments, INSTRUMENTS_REFRESH_MS);
   connect();
 }
 

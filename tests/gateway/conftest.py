@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import pytest
 import pytest_asyncio
@@ -131,6 +133,25 @@ def http_get(url: str) -> str:
         return str(response.read().decode())
 
 
+RAW_ANSWER_BYTES_MAX = 1 << 20
+
+
+def raw_http(port: int, request: bytes) -> tuple[int, bytes]:
+    """Send request bytes as they are (header lines repeated, say) to 127.0.0.1:port; return
+    the answer's status code and its whole bytes, read until the server closes (bounded)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while len(answer) < RAW_ANSWER_BYTES_MAX:
+            chunk = sock.recv(65_536)
+            if not chunk:
+                break
+            answer += chunk
+    status_line = answer.partition(b"\r\n")[0]
+    assert status_line.startswith(b"HTTP/1.1 "), answer[:200]
+    return int(status_line.split()[1]), answer
+
+
 def scrape_metrics(url: str) -> MetricSamples:
     """Read /metrics at url (http://host:port/metrics) with the Prometheus text parser."""
     return {
@@ -169,13 +190,18 @@ async def wait_for_phase(client: IpxClient, phase: str) -> None:
 IPX_SERVE_TIMEOUT_S = 20
 
 
-def start_ipx_serve(data_dir: Path, *options: str) -> tuple[subprocess.Popen[str], list[str], str]:
-    """Run `ipx serve` on a free port; its process, the lines it printed, and its ws(s) url."""
+def start_ipx_serve(
+    data_dir: Path, *options: str, stderr: IO[str] | int = subprocess.DEVNULL
+) -> tuple[subprocess.Popen[str], list[str], str]:
+    """Run `ipx serve` on a free port; its process, the lines it printed, and its ws(s) url.
+
+    Its log (stderr) goes to stderr: a file, say; by default nowhere.
+    """
     command = ["serve", "--data-dir", str(data_dir), "--port", "0", *options]
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", *command],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

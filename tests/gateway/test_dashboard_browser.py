@@ -4,7 +4,11 @@ Rules:
 - The page served at /dashboard logs on with the token of its URL fragment, and the token
   leaves the address bar once read.
 - The spread column shows ask - bid and (ask - bid) / mid in bps, rounded down, from the
-  ticker's quote (the same definition as the "liquidity" channel's quoted spread).
+  ticker's quote (the same definition as the "liquidity" channel's quoted spread): only for
+  a two-sided quote in continuous trading (bid < ask). In an auction, whose book may be
+  crossed, it shows "—" and the flags no_two_sided_quote, never a negative spread.
+- An instrument issued while the page is open appears in it (a row, a card, the operator's
+  symbol list) within INSTRUMENTS_REFRESH_MS (the page's, 5 s) with no reload.
 - While traders trade, the page's last price for the instrument changes with no reload.
 - An operator halts the instrument with the page's Halt button: the page asks for
   confirmation, sends op.halt, shows the result, and the phase cell reads "halted", as the
@@ -233,3 +237,109 @@ async def test_dashboard_shows_live_prices_and_halts_with_confirmation(
         stop.set()
         trades = await asyncio.wait_for(traders, TRADING_S_MAX)
     assert trades > 0
+
+
+LATE_PATENT, LATE_SYMBOL = "US20000002B2", "RS-US20000002B2"
+INSTRUMENTS_REFRESH_MS = 5_000  # dashboard.js's INSTRUMENTS_REFRESH_MS.
+
+
+async def _issue_late_instrument(venue: Venue) -> None:
+    op = await venue.client("op")
+    try:
+        await op.request(
+            "op.list_asset",
+            {
+                "patent_id": LATE_PATENT,
+                "title": "Late listing",
+                "jurisdiction": "US",
+                "owner_account": "issuer",
+                "filing_date": "2016-01-01",
+                "expiry_date": "2036-01-01",
+                "cpc_class": "H04L 9/32",
+                "licensees": [],
+                "royalty_terms": "1% of net sales",
+                "currency": "USD",
+                "trailing_royalties": "0.00",
+            },
+        )
+        await op.request(
+            "op.issue_shares",
+            {
+                "patent_id": LATE_PATENT,
+                "symbol": LATE_SYMBOL,
+                "issuer_account": "issuer",
+                "total_units": 1_000,
+                "currency": "USD",
+                "tick_size": "0.10",
+                "reference_price": "100.00",
+            },
+        )
+    finally:
+        await op.close()
+
+
+async def test_no_spread_without_a_continuous_two_sided_quote_and_new_instruments_appear(
+    market: Venue, server: RunningServer
+) -> None:
+    executable = chromium_executable()
+    errors: list[str] = []
+    alice, issuer, op = [await market.client(name) for name in ("alice", "issuer", "op")]
+    try:
+        async with async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=executable, headless=True, args=["--no-sandbox"]
+            )
+            try:
+                page = await browser.new_page(viewport={"width": 1440, "height": 1000})
+                page.on("pageerror", lambda error: errors.append(str(error)))
+                page.on(
+                    "console",
+                    lambda message: (
+                        errors.append(message.text) if message.type == "error" else None
+                    ),
+                )
+                await page.goto(
+                    f"http://127.0.0.1:{server.port}/dashboard#token={market.tokens['op']}",
+                    timeout=WAIT_MS,
+                )
+                await _wait_for_cell(page, "phase", "continuous")
+                await alice.place(SYMBOL, "buy", 5, "99.00")
+                await issuer.place(SYMBOL, "sell", 5, "102.00")
+                # 3.00 / 100.50 = 298.5 bps, rounded down.
+                await _wait_for_cell(page, "spread", "3.00 (298 bps)")
+
+                # In an auction the bids may cross the asks: no quote, so no spread.
+                await op.request(
+                    "op.start_auction", {"symbol": SYMBOL, "duration_ns": 60_000_000_000}
+                )
+                await _wait_for_cell(page, "phase", "auction")
+                assert await _cell(page, "spread") == "—"
+                await alice.place(SYMBOL, "buy", 3, "101.00")
+                await issuer.place(SYMBOL, "sell", 3, "100.00")
+                times = "\N{MULTIPLICATION SIGN}"  # Between price and units.
+                await _wait_for_cell(page, "bid", f"101.00 {times} 3")
+                await _wait_for_cell(page, "ask", f"100.00 {times} 3")
+                await _wait_for_cell(page, "flags", "no_two_sided_quote")
+                assert await _cell(page, "spread") == "—"
+
+                # A share class issued now shows up, with no reload.
+                await _issue_late_instrument(market)
+                late = f'tr[data-symbol="{LATE_SYMBOL}"]'
+                await page.wait_for_selector(late, timeout=INSTRUMENTS_REFRESH_MS + WAIT_MS)
+                await page.wait_for_function(
+                    "(selector) => document.querySelector(selector).textContent === 'pre_open'",
+                    arg=f"{late} td.phase",
+                    timeout=WAIT_MS,
+                )
+                assert await page.is_visible(f'article.card[data-symbol="{LATE_SYMBOL}"]')
+                options = await page.eval_on_selector_all(
+                    "#cancel-all-symbol option", "(options) => options.map((o) => o.value)"
+                )
+                assert options == ["", SYMBOL, LATE_SYMBOL]
+                assert await page.locator(f'tr[data-symbol="{SYMBOL}"]').count() == 1
+                assert errors == []
+            finally:
+                await browser.close()
+    finally:
+        for client in (alice, issuer, op):
+            await client.close()

@@ -4,7 +4,8 @@ Rules:
 - GET / , /dashboard, /dashboard/ and /dashboard/index.html answer the page (text/html);
   /dashboard/dashboard.js and /dashboard/dashboard.css their file with its exact type.
 - Every answer carries Cache-Control: no-cache and a strong ETag; If-None-Match with that
-  ETag answers 304 with no body.
+  ETag answers 304 with no body. If-None-Match sent on several header lines is one list
+  (RFC 9110 §5.3): the ETag among any of them answers 304, none of them 200; never a 500.
 - Only known files: any other path under /dashboard is 404, whatever dots, slashes or
   encodings it holds (nothing is ever joined to a directory); paths outside it are not ours.
 - An upgrade to "/" is still the WebSocket API (a client logs on and lists instruments).
@@ -16,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import http.client
 import importlib.resources
+import logging
 import urllib.parse
 
 import pytest
 
 from gateway.server import RunningServer
-from tests.gateway.conftest import SYMBOL, Venue
+from tests.gateway.conftest import SYMBOL, Venue, raw_http
 
 pytestmark = pytest.mark.asyncio
 
@@ -91,6 +93,29 @@ async def test_etag_revalidates_to_304(server: RunningServer) -> None:
         _fetch, server.port, "/dashboard/dashboard.js", {"If-None-Match": '"other"'}
     )
     assert status == 200 and body == _shipped("dashboard.js")
+
+
+async def test_if_none_match_on_several_lines_is_matched_against_every_value(
+    server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, headers, _ = await asyncio.to_thread(_fetch, server.port, "/dashboard/dashboard.js")
+    etag = headers["etag"]
+
+    def request(*tags: str) -> bytes:
+        lines = "".join(f"If-None-Match: {tag}\r\n" for tag in tags)
+        return f"GET /dashboard/dashboard.js HTTP/1.1\r\nHost: x\r\n{lines}\r\n".encode()
+
+    for tags, expected in (
+        (('"a"', etag), 304),
+        ((etag, '"b"'), 304),
+        (('"a", "b"', f"W/{etag}"), 304),
+        (('"a"', '"b"'), 200),
+    ):
+        status, answer = await asyncio.to_thread(raw_http, server.port, request(*tags))
+        assert status == expected, (tags, answer[:200])
+        if expected == 200:
+            assert answer.endswith(_shipped("dashboard.js"))
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
 
 
 async def test_only_known_files_no_traversal(server: RunningServer) -> None:

@@ -5,7 +5,8 @@ price 1,000 ticks = 100.00; 1 tick = 0.10 = 10 bps of 100.00):
 - mid = (bid + ask) / 2, written exactly, with one decimal more when it falls on a half;
   quoted spread = ask - bid, in bps of mid, rounded down.
 - depth within X bps: the units resting at prices within X bps of mid, inclusive, per side.
-- two_sided_ppm: the share of the window (clipped at the start of tracking) with a bid and an
+- two_sided_ppm: the share of the window (clipped at the start of tracking: the tracker's
+  start, which after a restart is the restart, not the journal's last record) with a bid and an
   ask; time_weighted_spread_bps: the quoted spread weighted by the time it was shown, over
   the two-sided time only. The window keeps only what is in (now - window, now].
 - effective spread: the window mean of 2 |price - mid before| / mid before, in bps.
@@ -40,7 +41,7 @@ from typing import Any
 import pytest
 
 from exchange.calendar import NS_PER_DAY, parse_date
-from exchange.commands import Command, DistributeRoyalty, Resume
+from exchange.commands import CancelOrder, Command, DistributeRoyalty, Resume
 from exchange.core import Outcome
 from exchange.events import Phase
 from gateway import liquidity
@@ -480,6 +481,40 @@ def test_a_tracker_built_over_a_running_exchange_reads_its_books() -> None:
     assert figures.quoted_spread_bps == 20 and figures.depth_10bps == (5, 7)
     assert figures.two_sided_ppm == 1_000_000  # Nothing seen yet: the quote now.
     assert figures.day_trades == 0
+
+
+def _quoted_99_102() -> tuple[WatchedMarket, int]:
+    # The standard market with a 99.00 / 102.00 quote; the ask's order id.
+    market = WatchedMarket()
+    market.buy(ALICE, 5, 990)
+    return market, market.rest(ISSUER, SELL, 5, 1_020)
+
+
+def test_after_a_restart_the_window_starts_at_the_restart_not_at_the_last_record() -> None:
+    # The server is down for 20 s; at its restart the ask is canceled. The 20 s down are no
+    # quoted time: nothing was seen, and nobody could deal.
+    market, ask = _quoted_99_102()
+    restart_ns = market.ts_ns + 20 * SECOND
+    fresh = Liquidity(market.exchange, start_ns=restart_ns)  # As the Gateway builds it.
+    # The sequencer stamps the first command after the restart with its clock.
+    fresh.on_outcome(market.do(CancelOrder(ISSUER, ask), 20 * SECOND + 1))
+    figures = fresh.view(SYMBOL, restart_ns + 4 * SECOND)
+    assert figures.flags == [NO_TWO_SIDED_QUOTE] and figures.best_ask is None
+    assert figures.two_sided_ppm == 0  # Two-sided for 1 ns of the 4 s since the restart.
+    # The first outcome of a restart may carry the last record's time (the last run's
+    # sessions end then, gateway/sequencer.py): it takes nothing back from the restart.
+    market, ask = _quoted_99_102()
+    restart_ns = market.ts_ns + 20 * SECOND
+    fresh = Liquidity(market.exchange, start_ns=restart_ns)
+    fresh.on_outcome(market.do(CancelOrder(ISSUER, ask), 0))
+    assert fresh.view(SYMBOL, restart_ns + 4 * SECOND).two_sided_ppm == 0
+    # A start before the last record (a wall clock behind the journal's) is that record's time.
+    market, ask = _quoted_99_102()
+    last_ns = market.ts_ns
+    behind = Liquidity(market.exchange, start_ns=last_ns - 60 * SECOND)
+    behind.on_outcome(market.cancel(ISSUER, ask))
+    # Two-sided for 1 ns of the 10 s since the last record: 0 ppm, rounded down.
+    assert behind.view(SYMBOL, last_ns + 10 * SECOND).two_sided_ppm == 0
 
 
 def test_a_share_class_issued_later_is_tracked_from_its_issue() -> None:

@@ -1,9 +1,13 @@
-"""Who may do what: tokens, logon, and the wall between accounts."""
+"""Who may do what: tokens, logon, and the wall between accounts.
+
+A bearer token rides on one Authorization header: an upgrade with two is malformed (400).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import sys
 import urllib.error
@@ -21,7 +25,7 @@ from gateway import event_loop, sessions
 from gateway.client import ClientError, IpxClient, RequestFailed
 from gateway.sequencer import Overloaded
 from gateway.server import IN_FLIGHT_MAX, WRITE_BACKLOG_MAX, RunningServer, Session, run_server
-from tests.gateway.conftest import SYMBOL, Venue, list_the_market
+from tests.gateway.conftest import SYMBOL, Venue, list_the_market, raw_http
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,6 +47,26 @@ async def test_a_bad_bearer_token_is_refused_at_the_upgrade(market: Venue) -> No
     with pytest.raises(InvalidStatus) as refused:
         await IpxClient.connect(market.url, "not-a-token")
     assert refused.value.response.status_code == 401
+
+
+async def test_two_authorization_headers_are_refused_with_400_not_a_server_error(
+    market: Venue, server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Which of two tokens would the session be? Neither: the upgrade is refused as malformed,
+    # for anyone, before any token is looked up; nothing is logged as a server error.
+    token = market.tokens["alice"]
+    for second in (token, "not-a-token"):
+        request = (
+            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            f"Authorization: Bearer {token}\r\nAuthorization: Bearer {second}\r\n\r\n"
+        ).encode()
+        status, answer = await asyncio.to_thread(raw_http, server.port, request)
+        assert status == 400, answer[:200]
+        assert answer.endswith(b"send one Authorization header, not 2\n")
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+    alice = await market.client("alice")  # One header is still a logon.
+    await alice.close()
 
 
 async def test_a_bad_logon_token_gets_401_and_the_connection_closes(market: Venue) -> None:
