@@ -318,6 +318,7 @@ class _Symbol:
         "last_trade_ticks",
         "quote_start_ns",
         "quoted",
+        "reference_ticks",
         "tracked_from_ns",
         "viewed_ns",
         "window",
@@ -332,6 +333,9 @@ class _Symbol:
         self.window = _Window(window_ns)
         self.depth: list[Depth] | None = None  # Cached until the book changes.
         self.last_trade_ticks = instrument.last_price_ticks
+        # The reference price as it was before the outcome being read: an uncross moves the
+        # instrument's to its clearing price before the tracker sees the auction's trades.
+        self.reference_ticks = instrument.reference_price_ticks
         self.day = trading_day(ts_ns)
         self._start_day(self.day)
 
@@ -370,7 +374,7 @@ class _Symbol:
             effective = effective_sub_bps(event.price_ticks, self.bid_ticks + self.ask_ticks)
         self.window.add_trade(ts_ns, event.quantity_units, notional, effective)
         if not self.day_trades:
-            self.day_base_ticks = self.last_trade_ticks or self.instrument.reference_price_ticks
+            self.day_base_ticks = self.last_trade_ticks or self.reference_ticks
         self.day_trades += 1
         self.day_volume_units += event.quantity_units
         self.day_notional_minor += notional
@@ -379,6 +383,7 @@ class _Symbol:
     def requote(self, ts_ns: int) -> None:
         """Read the best bid and ask after an outcome at ts_ns; a new quote starts at ts_ns."""
         self.depth = None
+        self.reference_ticks = self.instrument.reference_price_ticks
         quote = _quote(self.instrument)
         if quote != (self.bid_ticks, self.ask_ticks, self.quoted):
             self.advance(ts_ns)  # The old quote lasted until this outcome.

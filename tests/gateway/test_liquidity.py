@@ -345,6 +345,22 @@ def test_amihud_on_a_day_with_trades_and_none_without() -> None:
     assert 1 * 10**15 // (1_000 * 110_060) == 9_085_953
 
 
+def test_amihud_of_a_first_day_opened_by_an_auction_is_from_the_reference_before_it() -> None:
+    # The uncross makes its price the reference before the tracker sees its trade: the base
+    # must be the reference the day started with, 100.00, not the clearing price (a 0 move).
+    market = Market()
+    market.pre_open()
+    tracker = Liquidity(market.exchange)
+    market.do(Resume(OPERATOR, SYMBOL))
+    market.rest(ISSUER, SELL, 10, 990)
+    market.rest(ALICE, BUY, 10, 990)
+    tracker.on_outcome(market.tick_to(market.instrument().phase_until_ns))
+    figures = tracker.view(SYMBOL, market.ts_ns)
+    assert (figures.day_trades, figures.day_notional_minor) == (1, 99_000)
+    # |99.00 - 100.00| / 100.00 = 10,000,000 ppb over 0.099 million minor: 101,010,101.
+    assert figures.amihud_ppb_per_million_minor == 10 * 10**15 // (1_000 * 99_000)
+
+
 def test_a_new_utc_day_starts_the_day_figures_again() -> None:
     market = WatchedMarket()
     trades_of_a_day(market)
