@@ -454,7 +454,7 @@ class MarketData:
         self._stale_books: set[str] = set()  # Symbols whose published book is behind.
         self._seqs: dict[tuple[str, str], int] = {}
         self._journal_seq = exchange.seq
-        self._ts_ns = 0
+        self._ts_ns = exchange.state.last_ts_ns  # Snapshots before any outcome: as restored.
         self._symbols: dict[str, _Symbol] = {}
         for symbol in exchange.state.instruments:
             self._track(symbol)

@@ -624,6 +624,7 @@ def test_status_snapshot_of_a_new_market_data_reads_the_exchange() -> None:
     snapshot = fresh.snapshot(STATUS, SYMBOL)
     assert isinstance(snapshot, Status) and snapshot.phase is Phase.HALTED
     assert snapshot.seq == 0 and snapshot.event is StatusEvent.SNAPSHOT
+    assert snapshot.ts_ns == market.exchange.state.last_ts_ns  # Not 0 (1970) after a restart.
 
 
 def test_the_messages_have_one_json_schema_keyed_by_channel() -> None:
