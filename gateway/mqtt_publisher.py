@@ -35,7 +35,9 @@ Invariants:
   between two sequencer batches and enqueued behind the messages already given, so a
   snapshot never claims a seq whose delta has not been enqueued before it, and never shows
   state that is not yet durable (the sequencer handles, fsyncs and hands out a batch in one
-  step of the event loop).
+  step of the event loop). Once a batch failed (its journal append raised, and memory holds
+  what the journal does not), `state_showable` is False and no snapshot is read at all,
+  periodic or after a reconnection.
 - After every (re)connection: state "online", every instrument's reference data and every
   snapshot (L2, bbo, status) are enqueued behind what is buffered.
 - Reconnection backs off exponentially from BACKOFF_MIN_S to BACKOFF_MAX_S, reset by a
@@ -180,6 +182,11 @@ class MqttPublisher:
         # publishes that carried a channel message (publish lag).
         self.on_written: Callable[[int], None] | None = None
         self.enqueued_seq = 0  # Journal seq of the last channel message given to publish.
+        # Whether the state the snapshots read (MarketData, the exchange's instruments) may be
+        # shown. The gateway makes it False once the sequencer failed: memory then holds a
+        # batch the journal does not (DESIGN.md section 2, rule 2). Asked in the same step as
+        # each read, so no read can come between a failure and its answer.
+        self.state_showable: Callable[[], bool] = lambda: True
 
     # Topics.
 
@@ -241,6 +248,8 @@ class MqttPublisher:
 
     def _enqueue_reconnect(self) -> None:
         # What a subscriber needs after an outage, behind whatever is still buffered.
+        if not self.state_showable():
+            return
         self._enqueue_announcements()
         self._enqueue_snapshots(self._symbols(), everything=True)
 
@@ -429,6 +438,8 @@ class MqttPublisher:
                 self.on_written(self.stats.last_journal_seq)
 
     def _periodic_snapshots(self, now: float) -> None:
+        if not self.state_showable():
+            return
         refresh_s = self._snapshot_expiry_s / 2
         everything, self._resnapshot = self._resnapshot, False
         data = self._market_data

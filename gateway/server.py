@@ -536,6 +536,9 @@ class Gateway:
                 self.metrics.observe_publisher_lag(sink, time.monotonic() - sample[1])
 
         source.on_written = written
+        if isinstance(source, MqttPublisher):
+            # Its snapshots read the state itself: never once memory may be ahead of the journal.
+            source.state_showable = lambda: not self.sequencer.failed
         self.market_data.follow_every_book()  # It takes every message of every symbol.
         self.publishers.append(publisher)
 
