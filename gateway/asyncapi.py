@@ -56,6 +56,18 @@ MQTT_TOPICS: tuple[tuple[type[Any], str, bool, str], ...] = (
         "Every liquidity update (on change and about once a second), retained.",
     ),
 )
+# Said of each retained market-data topic (mqtt_publisher.RETAINED_MARKET_DATA).
+WITHDRAWN = (
+    " Emptied (an empty retained message deletes it) when the publisher withdraws: its "
+    "state turns offline for good after a failure."
+)
+PUBLISHER_STATE = (
+    "The publisher's liveness, retained, QoS 1: online after each connection; offline from "
+    "the Last Will when the connection dies, at a clean stop, and when the publisher "
+    "withdraws: once the exchange's journal failed, or market data switched itself off, it "
+    "says offline, empties every retained market-data topic and publishes no more market "
+    "data until the restart."
+)
 PUSH_TYPES: tuple[type[Any], ...] = (
     market_data.BookL2,
     market_data.BookL3,
@@ -142,6 +154,11 @@ def _schemas() -> dict[str, Any]:
     types += (*PUSH_TYPES, *OTHER_PUSH_TYPES, mqtt_publisher.InstrumentReference)
     _, components = msgspec.json.schema_components(types, ref_template=SCHEMAS + "{name}")
     components.update(_envelopes())
+    components["PublisherState"] = {
+        "type": "string",
+        "enum": [mqtt_publisher.ONLINE.decode(), mqtt_publisher.OFFLINE.decode()],
+        "description": "Plain text (not JSON): the publisher's state.",
+    }
     return dict(sorted(components.items()))
 
 
@@ -214,6 +231,8 @@ def _mqtt_channels() -> tuple[dict[str, Any], dict[str, Any]]:
     )
     for topic, schema, retained, description in topics:
         key = "mqtt_" + topic.replace("{symbol}/", "").replace("/{symbol}", "").replace("/", "_")
+        if topic.removeprefix("md/{symbol}/") in mqtt_publisher.RETAINED_MARKET_DATA:
+            description += WITHDRAWN
         channels[key] = {
             "address": f"{MQTT_PREFIX}/{topic}",
             "description": description,
@@ -234,6 +253,29 @@ def _mqtt_channels() -> tuple[dict[str, Any], dict[str, Any]]:
                 }
             },
         }
+    key = "mqtt_publisher_state"
+    channels[key] = {
+        "address": f"{MQTT_PREFIX}/publisher/{{identifier}}/state",
+        "description": PUBLISHER_STATE,
+        "servers": [{"$ref": "#/servers/broker"}],
+        "parameters": {
+            "identifier": {"description": "The publisher's MQTT client id, e.g. ipx-gateway-4242."}
+        },
+        "messages": {
+            "message": {
+                "name": key,
+                "contentType": "text/plain",
+                "payload": {"$ref": SCHEMAS + "PublisherState"},
+            }
+        },
+    }
+    operations[f"publish_{key}"] = {
+        "action": "send",
+        "channel": {"$ref": f"#/channels/{key}"},
+        "summary": "Retained. " + PUBLISHER_STATE,
+        "messages": [{"$ref": f"#/channels/{key}/messages/message"}],
+        "bindings": {"mqtt": {"qos": 1, "retain": True, "bindingVersion": "0.2.0"}},
+    }
     return channels, operations
 
 

@@ -17,13 +17,25 @@ Topics, under a prefix (default "ipx/v1"; tests use a unique one each):
 - `{prefix}/ref/instrument/{symbol}`  the instrument's reference data (patent, units, tick),
                                       retained.
 - `{prefix}/publisher/{identifier}/state`  "online", retained; the Last Will sets "offline"
-                                      when the connection dies, a clean stop publishes it.
+                                      when the connection dies, a clean stop publishes it,
+                                      and so does a withdrawal (below).
 Payloads are exactly `market_data.encode(message)`, as on the WebSocket; book.l3 and
 heartbeats are not published (the periodic snapshot's seq shows a lost last delta).
 
 A subscriber rebuilds a book as on the WebSocket: subscribe to `l2/delta` first, then
 `l2/snapshot`; apply the retained snapshot, then deltas (LocalBook); on a gap wait for the
 next snapshot, which comes within one snapshot interval.
+
+Withdrawal: once the state may not be shown any more (`state_showable` turns False: the
+sequencer failed, so memory holds a batch the journal does not, or market data switched itself
+off, so MarketData is frozen while the exchange trades on), the publisher withdraws, within a
+snapshot interval and for good: behind what is buffered (durable when given) it publishes
+state "offline" and an empty retained message on each symbol's `l2/snapshot`, `bbo`,
+`status` and `liquidity` (which deletes the retained message, MQTT 5.0 section 3.3.1.3), and
+from then on no snapshot, no "online" and no reference. A reconnection repeats the
+withdrawal. So no subscriber, present or future, takes a frozen or never-written book for the
+current one, as WebSocket subscribers are closed (1011) rather than left with it. Reference
+data stays retained: it is the durable listing's. The restart publishes afresh.
 
 Invariants:
 - `publish_messages` never blocks and never awaits: it appends to a bounded buffer
@@ -35,9 +47,12 @@ Invariants:
   between two sequencer batches and enqueued behind the messages already given, so a
   snapshot never claims a seq whose delta has not been enqueued before it, and never shows
   state that is not yet durable (the sequencer handles, fsyncs and hands out a batch in one
-  step of the event loop).
+  step of the event loop). Once a batch failed (its journal append raised, and memory holds
+  what the journal does not), `state_showable` is False and no snapshot is read at all,
+  periodic or after a reconnection: the publisher withdraws instead (above).
 - After every (re)connection: state "online", every instrument's reference data and every
-  snapshot (L2, bbo, status) are enqueued behind what is buffered.
+  snapshot (L2, bbo, status) are enqueued behind what is buffered; once withdrawn, the
+  withdrawal instead.
 - Reconnection backs off exponentially from BACKOFF_MIN_S to BACKOFF_MAX_S, reset by a
   successful connection.
 - It logs on with the username and password it is given (none: anonymous). A broker that
@@ -89,6 +104,7 @@ DRAIN_MAX = 1_024  # Queued entries taken, conflated and handed to paho at once.
 PUBLISH_TIMEOUT_S = 5.0  # One publish to the broker; past it the connection counts as dead.
 ONLINE, OFFLINE = b"online", b"offline"
 PUBLISHED = (BookL2, Trades, Ticker, Status)  # The channels on MQTT: no book.l3, no heartbeat.
+RETAINED_MARKET_DATA = ("l2/snapshot", "bbo", "status", "liquidity")  # Cleared on withdrawal.
 
 log = logging.getLogger("ipx.mqtt")
 
@@ -181,6 +197,11 @@ class MqttPublisher:
         self._snapshot_at: dict[str, float] = {}  # symbol -> monotonic time of it.
         self._resnapshot = False  # Set by a drop: republish every snapshot next interval.
         self._reannounce = False  # Set by a drop of state or reference: republish them too.
+        self._withdrawn = False  # For good: see "Withdrawal" in the module docstring.
+        # Symbols whose market-data topics may hold a retained message (this run's, or an
+        # earlier run's for a recovered instrument): what a withdrawal clears. Taken from
+        # durable state only, never read from the state after a failure.
+        self._retained_symbols: dict[str, None] = dict.fromkeys(self._symbols())
         self.connected = False
         self._sending = 0  # Entries of the run being handed to the broker.
         self.stats = PublisherStats()
@@ -188,6 +209,11 @@ class MqttPublisher:
         # publishes that carried a channel message (publish lag).
         self.on_written: Callable[[int], None] | None = None
         self.enqueued_seq = 0  # Journal seq of the last channel message given to publish.
+        # Whether the state the snapshots read (MarketData, the exchange's instruments) may be
+        # shown. The gateway makes it False once the sequencer failed: memory then holds a
+        # batch the journal does not (DESIGN.md section 2, rule 2). Asked in the same step as
+        # each read, so no read can come between a failure and its answer.
+        self.state_showable: Callable[[], bool] = lambda: True
 
     # Topics.
 
@@ -205,15 +231,18 @@ class MqttPublisher:
 
     def publish_messages(self, messages: Iterable[Message]) -> None:
         """Enqueue the channel messages of a batch, in order; drop the oldest when full."""
+        symbols = self._retained_symbols
         for message in messages:
             if isinstance(message, PUBLISHED):
                 self._enqueue(message)
                 self.enqueued_seq = message.journal_seq
+                symbols[message.symbol] = None
         self._wake.set()
 
     def publish_liquidity(self, message: LiquidityMessage) -> None:
         """Enqueue one liquidity update for its retained topic; drop the oldest when full."""
         self._enqueue(message)
+        self._retained_symbols[message.symbol] = None
         self._wake.set()
 
     def snapshot_seq(self, symbol: str) -> int | None:
@@ -245,10 +274,16 @@ class MqttPublisher:
                 self._enqueue(data.snapshot(STATUS, symbol))
             self._snapshot_seqs[symbol] = data.seq(L2, symbol)
             self._snapshot_at[symbol] = now
+            self._retained_symbols[symbol] = None
         self._wake.set()
 
     def _enqueue_reconnect(self) -> None:
-        # What a subscriber needs after an outage, behind whatever is still buffered.
+        # What a subscriber needs after an outage, behind whatever is still buffered. The
+        # Will has just said "offline": a withdrawn publisher says it again and clears again
+        # (the last withdrawal may not have reached the broker).
+        if self._withdrawn or not self.state_showable():
+            self._withdraw()
+            return
         self._enqueue_announcements()
         self._enqueue_snapshots(self._symbols(), everything=True)
 
@@ -258,6 +293,16 @@ class MqttPublisher:
         self._enqueue(_Raw(self.state_topic(), ONLINE, retain=True, qos=1))
         for symbol in self._symbols():
             self._enqueue(_Raw(self.reference_topic(symbol), self._reference(symbol), True, 1))
+
+    def _withdraw(self) -> None:
+        # "offline", then every retained market-data topic emptied (module docstring).
+        self._withdrawn = True
+        self._resnapshot = self._reannounce = False
+        self._enqueue(_Raw(self.state_topic(), OFFLINE, retain=True, qos=1))
+        for symbol in self._retained_symbols:
+            for name in RETAINED_MARKET_DATA:
+                self._enqueue(_Raw(self.topic(symbol, name), b"", retain=True))
+        self._wake.set()
 
     def _symbols(self) -> list[str]:
         return sorted(self._exchange.state.instruments)
@@ -450,6 +495,10 @@ class MqttPublisher:
                 self.on_written(self.stats.last_journal_seq)
 
     def _periodic_snapshots(self, now: float) -> None:
+        if not self.state_showable():
+            if not self._withdrawn:
+                self._withdraw()
+            return
         refresh_s = self._snapshot_expiry_s / 2
         everything, self._resnapshot = self._resnapshot, False
         data = self._market_data

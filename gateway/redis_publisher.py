@@ -33,6 +33,16 @@ instrument stream that lost entries, at id `<last dropped seq>-GAP_INDEX`, betwe
 on either side. A consumer that needs every event reads the journal (or the WebSocket
 snapshots) from first_journal_seq.
 
+Market data stopped: when market data switches itself off (it raised; the exchange trades on
+without it), the gateway calls `market_data_stopped`. With the first write that reaches that
+outcome, every instrument stream gets a `stopped` entry (fields journal_seq = the last outcome
+of that write, channel "stopped", first_journal_seq = the first outcome without market data)
+at id `<journal_seq>-STOP_INDEX`, after everything that write holds, and the ticker and bbo
+hashes are deleted: the stream says it ends, and nobody reads a frozen best bid as the
+current one (WebSocket subscribers are closed with 1011, MQTT withdraws its retained data).
+The restart publishes market data afresh. A stop still unwritten at `close` is lost, as the
+outcomes are; the next run's tickers overwrite the hashes.
+
 Across runs: what a run could not write before it stopped (Redis away at shutdown; `close`
 counts it as dropped and logs the range) is a gap too. A run's first write reads the last
 journal seq the stream holds (`{prefix}:publisher`); when its own first outcome comes later
@@ -83,6 +93,7 @@ BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 2.0
 SOCKET_TIMEOUT_S = 2.0
 GAP_INDEX = 1 << 62  # Above any entry index of one outcome; below 2**64, Redis's limit.
+STOP_INDEX = GAP_INDEX + 1  # The market-data stop: after the gap of its seq too.
 OPERATOR_EVENTS = (
     PhaseChanged,
     AssetListed,
@@ -186,6 +197,9 @@ class RedisPublisher:
         self._connected = False
         self._resumed = False  # Whether the gap since the last run's last write was looked for.
         self._in_flight: list[_Batch | _Gap] = []  # The chunk being written, if any.
+        # A market-data stop not yet written: (first journal seq without market data, the
+        # symbols whose streams it ends).
+        self._stop: tuple[int, tuple[str, ...]] | None = None
         # Called with the last journal seq of each write that reached Redis (publish lag).
         self.on_written: Callable[[int], None] | None = None
         self.enqueued_seq = 0  # Journal seq of the last outcome given to publish.
@@ -212,6 +226,14 @@ class RedisPublisher:
         self._outcomes += 1
         if self._outcomes > self.backlog_max:
             self._trim()
+        self._wake.set()
+
+    def market_data_stopped(self, first_journal_seq: int, symbols: Sequence[str]) -> None:
+        """End the symbols' streams from first_journal_seq on (module docstring); never waits.
+
+        Call once the outcome first_journal_seq was given to `publish`.
+        """
+        self._stop = (first_journal_seq, tuple(symbols))
         self._wake.set()
 
     async def flush(self, timeout_s: float) -> bool:
@@ -361,7 +383,13 @@ class RedisPublisher:
                 gaps += 1
             else:
                 count += self._add_outcome(pipe, *item)
-        pipe.hset(publisher_key(self.prefix), "last_journal_seq", _last_seq(chunk[-1]))
+        last_seq = _last_seq(chunk[-1])
+        # The stop goes with the write that reaches its seq, after all of it: every entry
+        # before it in a stream is older, and later outcomes add none to these streams.
+        stop = self._stop if self._stop is not None and last_seq >= self._stop[0] else None
+        if stop is not None:
+            count += self._add_stop(pipe, last_seq, *stop)
+        pipe.hset(publisher_key(self.prefix), "last_journal_seq", last_seq)
         results = await pipe.execute(raise_on_error=False)
         for result in results:
             if isinstance(result, (redis.ConnectionError, redis.TimeoutError)):
@@ -370,6 +398,8 @@ class RedisPublisher:
                 # Not a resend refused by its id: a bug in what we sent; say so, keep going.
                 log.error("redis publisher: a command failed: %s", result)
         self.stats.gaps_written += gaps
+        if stop is not None:
+            self._stop = None  # Written.
         return count
 
     async def _mark_earlier_loss(self, client: redis.Redis, chunk: list[_Batch | _Gap]) -> None:
@@ -404,6 +434,17 @@ class RedisPublisher:
         for key in gap.keys:
             pipe.xadd(key, fields, id=entry_id, maxlen=self.stream_max, approximate=True)
         return 1 + len(gap.keys)
+
+    def _add_stop(
+        self, pipe: Any, seq: int, first_journal_seq: int, symbols: tuple[str, ...]
+    ) -> int:
+        fields = {"journal_seq": seq, "channel": "stopped", "first_journal_seq": first_journal_seq}
+        entry_id = f"{seq}-{STOP_INDEX}"
+        for symbol in symbols:
+            key = stream_key(self.prefix, symbol)
+            pipe.xadd(key, fields, id=entry_id, maxlen=self.stream_max, approximate=True)
+            pipe.delete(ticker_key(self.prefix, symbol), bbo_key(self.prefix, symbol))
+        return len(symbols)
 
     def _add_outcome(self, pipe: Any, outcome: Outcome, messages: Sequence[Message]) -> int:
         seq, prefix = outcome.seq, self.prefix

@@ -42,8 +42,10 @@ Invariants:
   messages are computed in the sequencer right after each command and released with the
   batch once durable; a subscription queues the channel's snapshot first, so every update
   that follows carries a higher seq. Heartbeats every HEARTBEAT_INTERVAL_S per symbol. If
-  market data ever raises, it is switched off (subscribers closed with 1011) and the
-  exchange carries on: it is derived data, never a reason to stop trading.
+  market data ever raises, it is switched off (subscribers closed with 1011; the MQTT
+  publisher says "offline" and clears its retained market data; each Redis instrument stream
+  ends with a "stopped" entry) and the exchange carries on: it is derived data, never a
+  reason to stop trading.
 - Liquidity (channel "liquidity", gateway/liquidity.py): subscribed like the market-data
   channels (a snapshot first). Its figures are accumulated in the sequencer next to market
   data; once a batch is durable an update goes out for each symbol the batch changed (at
@@ -386,6 +388,7 @@ class Gateway:
             sequencer.exchange, protocol.CURRENCY_DIGITS, books_on_demand=True, seq_base=seq_base
         )
         self._market_data_failed = False
+        self._market_data_failed_seq = 0  # The outcome it failed at, until Redis is told.
         self._market_data_sessions: dict[tuple[str, str], dict[Session, None]] = {}
         # Tracking starts now, on the sequencer's clock: the time this server was down is
         # not quoted time, though the book rested as the journal's last record left it.
@@ -561,6 +564,10 @@ class Gateway:
                 self.metrics.observe_publisher_lag(sink, time.monotonic() - sample[1])
 
         source.on_written = written
+        if isinstance(source, MqttPublisher):
+            # Its snapshots read the state itself: never once memory may be ahead of the
+            # journal, nor from market data frozen at its failure (it withdraws instead).
+            source.state_showable = lambda: not (self.sequencer.failed or self._market_data_failed)
         self.market_data.follow_every_book()  # It takes every message of every symbol.
         self.publishers.append(publisher)
 
@@ -845,6 +852,7 @@ class Gateway:
         except Exception:
             log.exception("market data failed at seq %d: switched off", outcome.seq)
             self._market_data_failed = True
+            self._market_data_failed_seq = outcome.seq
             return []
 
     def _on_batch(self, outcomes: Sequence[Outcome], messages: Sequence[Any]) -> None:
@@ -856,6 +864,8 @@ class Gateway:
             _log_orders(outcomes, order_log.isEnabledFor(logging.DEBUG))
         if self.publishers:
             self._publish(outcomes, messages)
+            if self._market_data_failed_seq:
+                self._end_published_market_data()
         if self._subscribed:
             self._route_executions(outcomes)
         if self._balance_subscribed:
@@ -869,6 +879,15 @@ class Gateway:
             for session in {s for group in self._market_data_sessions.values() for s in group}:
                 self._unsubscribe(session)
                 self._close_later(session, 1011, "market data failed; reconnect later")
+
+    def _end_published_market_data(self) -> None:
+        # Once, with the batch market data failed in: Redis ends each instrument stream and
+        # drops its last values (MQTT sees state_showable turn False and withdraws itself).
+        first_seq, self._market_data_failed_seq = self._market_data_failed_seq, 0
+        symbols = sorted(self.state.instruments)
+        for publisher in self.publishers:
+            if isinstance(publisher, RedisPublisher):
+                publisher.market_data_stopped(first_seq, symbols)
 
     def _publish(self, outcomes: Sequence[Outcome], messages: Sequence[Any]) -> None:
         by_seq: dict[int, list[market_data.Message]] = {}

@@ -124,6 +124,27 @@ def test_every_method_and_every_push_channel_is_described() -> None:
     for topic in ("trades", "l2/delta", "l2/snapshot", "bbo", "status"):
         assert f"ipx/v1/md/{{symbol}}/{topic}" in addresses
     assert "ipx/v1/ref/instrument/{symbol}" in addresses
+    assert "ipx/v1/publisher/{identifier}/state" in addresses
+
+
+def test_the_publisher_state_and_its_withdrawal_are_described() -> None:
+    # After a failure the MQTT publisher says offline and empties its retained market data.
+    state = next(
+        channel
+        for channel in DOCUMENT["channels"].values()
+        if channel["address"] == "ipx/v1/publisher/{identifier}/state"
+    )
+    assert "withdraws" in state["description"]
+    schema = {"$ref": asyncapi.SCHEMAS + "PublisherState", "components": DOCUMENT["components"]}
+    for payload in (mqtt_publisher.ONLINE, mqtt_publisher.OFFLINE):
+        jsonschema.Draft202012Validator(schema).validate(payload.decode())
+    for name in mqtt_publisher.RETAINED_MARKET_DATA:
+        (channel,) = (
+            channel
+            for channel in DOCUMENT["channels"].values()
+            if channel["address"] == f"ipx/v1/md/{{symbol}}/{name}"
+        )
+        assert "withdraws" in channel["description"], name
 
 
 # The payload schemas against frames the code sends.

@@ -1,11 +1,18 @@
-"""Nothing acknowledged is ever lost: restarts, SIGTERM and SIGKILL of a real server process."""
+"""Nothing acknowledged is ever lost: restarts, SIGTERM and SIGKILL of a real server process.
+
+And nothing that was not written is ever shown: after a journal failure no query, push or
+MQTT message (periodic snapshot, or a reconnection's) shows the batch that failed; the MQTT
+publisher says "offline" and clears its retained market data.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -16,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -25,9 +33,13 @@ from exchange.events import OrderAccepted, TradeExecuted
 from gateway import sessions
 from gateway.admin_cli import create_account
 from gateway.client import ClientError, IpxClient, RequestFailed
-from gateway.server import HEARTBEAT_INTERVAL_S, run_server
+from gateway.market_data import BookL2, Ticker, decode
+from gateway.mqtt_publisher import MqttPublisher
+from gateway.server import HEARTBEAT_INTERVAL_S, RunningServer, run_server
 from ledger.file_store import SNAPSHOT_DIR, FileJournal
 from tests.gateway.conftest import SYMBOL, Venue, http_get, list_the_market, scrape_metrics
+from tests.integrations.conftest import MQTT_HOST, MQTT_PORT, require_service
+from tests.integrations.test_mqtt_publisher import Proxy, wait_until, withdrawn
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 20.0
@@ -204,6 +216,79 @@ async def test_after_a_journal_failure_nothing_that_was_not_written_is_shown(
                 await alice.status(cl_ord_id="not-written")
         finally:
             await alice.close()
+
+
+def _mqtt_publisher(running: RunningServer) -> MqttPublisher:
+    (feed,) = running.gateway.publishers
+    publisher = getattr(feed, "publisher", None)
+    assert isinstance(publisher, MqttPublisher)
+    return publisher
+
+
+def _bids_shown(message: aiomqtt.Message) -> list[str]:
+    # The bid prices an L2 or bbo message shows (none for the other topics).
+    if not message.payload or not str(message.topic).endswith(
+        ("/l2/snapshot", "/l2/delta", "/bbo")
+    ):
+        return []
+    decoded = decode(bytes(message.payload))
+    if isinstance(decoded, BookL2):
+        return [price for price, _ in decoded.bids]
+    if isinstance(decoded, Ticker) and decoded.best_bid is not None:
+        return [decoded.best_bid]
+    return []
+
+
+async def test_after_a_journal_failure_mqtt_publishes_nothing_that_was_not_written(
+    venue: Venue,
+) -> None:
+    # The same failure with MQTT on: its snapshots read MarketData and the exchange, which
+    # hold the lost batch; neither a periodic snapshot nor a reconnection's may show it.
+    require_service("the MQTT broker", MQTT_HOST, MQTT_PORT)
+    proxy = Proxy(MQTT_HOST, MQTT_PORT)  # Cut after the failure: the publisher reconnects.
+    await proxy.open()
+    prefix = f"ipx-test-{secrets.token_hex(4)}/v1"
+    seen: list[aiomqtt.Message] = []
+
+    async def watch(client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            seen.append(message)
+
+    mqtt_url = f"mqtt://127.0.0.1:{proxy.port}"
+    try:
+        async with (
+            run_server(venue.data_dir, mqtt_url=mqtt_url, mqtt_prefix=prefix) as running,
+            aiomqtt.Client(MQTT_HOST, MQTT_PORT, protocol=aiomqtt.ProtocolVersion.V5) as client,
+        ):
+            venue.url = running.url
+            publisher = _mqtt_publisher(running)
+            await list_the_market(venue)
+            alice = await venue.client("alice")
+            try:
+                await alice.place(SYMBOL, "buy", 5, "98.00", cl_ord_id="written")
+                await client.subscribe(f"{prefix}/#")
+                watcher = asyncio.create_task(watch(client))
+                running.gateway.sequencer.journal.close()  # The next append fails.
+                order = {"symbol": SYMBOL, "cl_ord_id": "not-written", "side": "buy",
+                         "quantity": 7, "price": "99.00"}  # fmt: skip
+                with pytest.raises(RequestFailed):
+                    await alice.request("order.place", order)
+                await asyncio.sleep(2.5)  # Past two snapshot intervals (1 s).
+                await proxy.cut()
+                await wait_until(lambda: not publisher.connected, "the publisher to see the cut")
+                await proxy.open()  # The same port again: it reconnects.
+                await wait_until(lambda: publisher.stats.connections >= 2, "the reconnection")
+                await asyncio.sleep(2.5)
+            finally:
+                await alice.close()
+            # A new subscriber finds the publisher "offline" and no market data at all.
+            await withdrawn(MQTT_HOST, MQTT_PORT, prefix)
+            watcher.cancel()
+            shown = [(str(m.topic), price) for m in seen for price in _bids_shown(m)]
+            assert shown and all(price == "98.00" for _, price in shown), shown
+    finally:
+        with contextlib.suppress(AssertionError):
+            await proxy.cut()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -8,6 +8,10 @@ Rules, each checked below against the real broker (every test has its own topic 
 - When the link to the broker dies, the Last Will says "offline"; the publisher reconnects
   with backoff, says "online", republishes every snapshot, and a subscriber that lost deltas
   detects the gap and resyncs from them.
+- Once the state may not be shown (the sequencer failed, or market data switched off), the
+  publisher says "offline" and clears every retained market-data topic (bbo, status,
+  l2/snapshot, liquidity), publishes no snapshot, periodic or after a reconnection, and
+  never says "online" again: a new subscriber finds no stale book.
 - With no broker, `publish_messages` still returns at once: the buffer keeps the newest
   BUFFER entries and counts every drop.
 - The retained snapshot is readable by mosquitto_sub, with its expiry and seq property.
@@ -32,6 +36,7 @@ import aiomqtt
 import msgspec
 import pytest
 
+from gateway import liquidity
 from gateway.local_book import LocalBook
 from gateway.market_data import L2, STATUS, TICKER, BookL2, Message, Status, Ticker, Trades, decode
 from gateway.mqtt_publisher import MqttPublisher
@@ -264,6 +269,38 @@ async def retained(
     return found
 
 
+async def retained_now(
+    host: str, port: int, topic_filter: str, listen_s: float = 1.0
+) -> dict[str, aiomqtt.Message]:
+    """What a new subscriber is handed: the retained messages under topic_filter, by topic."""
+    found: dict[str, aiomqtt.Message] = {}
+    async with aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as client:
+        await client.subscribe(topic_filter)
+
+        async def collect() -> None:
+            async for message in client.messages:
+                if message.retain:
+                    found[str(message.topic)] = message
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(collect(), listen_s)
+    return found
+
+
+async def withdrawn(host: str, port: int, prefix: str) -> None:
+    """Wait (bounded) until a new subscriber under prefix finds the publisher's state
+    "offline" and no market data."""
+    deadline = time.monotonic() + WAIT_S
+    found: dict[str, aiomqtt.Message] = {}
+    while time.monotonic() < deadline:
+        found = await retained_now(host, port, f"{prefix}/#", listen_s=0.5)
+        states = [m.payload for topic, m in found.items() if topic.endswith("/state")]
+        market_data = [topic for topic in found if topic.startswith(f"{prefix}/md/")]
+        if states == [b"offline"] and not market_data:
+            return
+    pytest.fail(f"not withdrawn: retained {sorted(found)}")
+
+
 def seq_of(found: dict[str, aiomqtt.Message], topic: str) -> int:
     return decode(found[topic].payload).seq
 
@@ -351,6 +388,65 @@ async def test_a_dropped_state_or_reference_message_is_sent_again(
         assert found[publisher.state_topic()].payload == b"online"
     finally:
         await publisher.stop()
+
+
+async def test_once_the_state_may_not_be_shown_it_says_offline_and_clears_what_it_retained(
+    mqtt_service: tuple[str, int],
+) -> None:
+    seed = BASE_SEED + 8
+    print(f"mqtt withdrawn: IPX_SEED={BASE_SEED} run seed={seed}")
+    host, port = mqtt_service
+    market = two_instruments(seed)
+    proxy = Proxy(host, port)  # Cut below: a reconnection must not bring the state back.
+    await proxy.open()
+    # A snapshot refresh is due every second: a withdrawn publisher must not make it either.
+    publisher = publisher_for(market, "127.0.0.1", proxy.port, snapshot_expiry_s=2)
+    publisher.start()
+    prefix = publisher.prefix
+    live: list[aiomqtt.Message] = []  # Published while subscribed (not handed as retained).
+
+    async def watch(client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            if not message.retain:
+                live.append(message)
+
+    try:
+        await wait_until(lambda: publisher.connected, "the publisher to connect")
+        await drive(market, publisher, random.Random(seed), 100)
+        figures = liquidity.Liquidity(market.exchange, {"USD": 2})
+        for symbol in SYMBOLS:
+            publisher.publish_liquidity(figures.update(symbol, market.ts_ns))
+        await wait_until(lambda: publisher.buffered() == 0, "the buffer to drain")
+        # Every retained market-data topic of both symbols is there: l2/snapshot, bbo,
+        # status and liquidity.
+        await retained(host, port, f"{prefix}/md/#", 4 * len(SYMBOLS))
+        async with aiomqtt.Client(host, port, protocol=aiomqtt.ProtocolVersion.V5) as client:
+            await client.subscribe(f"{prefix}/#")
+            watcher = asyncio.create_task(watch(client))
+            try:
+                publisher.state_showable = lambda: False  # As the gateway's, after a failure.
+                await withdrawn(host, port, prefix)
+                await proxy.cut()
+                await wait_until(lambda: not publisher.connected, "the publisher to see the cut")
+                await proxy.open()
+                await wait_until(lambda: publisher.stats.connections >= 2, "the reconnection")
+                await asyncio.sleep(1.5)  # Past a refresh and several snapshot intervals.
+                await withdrawn(host, port, prefix)
+            finally:
+                watcher.cancel()
+        # What was published before the withdrawal may arrive first (a refresh): from the
+        # first "offline" on, nothing but "offline" and emptied retained topics.
+        payloads = [m.payload for m in live]
+        after = live[payloads.index(b"offline") :]
+        said = [(str(m.topic), m.payload) for m in after if m.payload not in (b"", b"offline")]
+        assert said == [], "after the withdrawal only offline and empty retained messages"
+        assert any(str(m.topic).endswith("/l2/snapshot") and not m.payload for m in after)
+    finally:
+        await publisher.stop()
+        with contextlib.suppress(AssertionError):
+            await proxy.cut()
+    state = await retained(host, port, publisher.state_topic(), 1)
+    assert state[publisher.state_topic()].payload == b"offline"
 
 
 class Proxy:

@@ -6,6 +6,10 @@ Rules:
   WARNING in the log, every try, and /readyz?verbose shows the publisher not connected.
 - The password is never printed nor logged: not at start, not in a refusal, not in the error
   about a malformed --mqtt-url.
+- A served trade reaches the trades topic; the status is retained.
+- When market data breaks (WebSocket subscribers are closed with 1011), MQTT subscribers are
+  told too: the publisher's state turns "offline" and the retained market data (l2/snapshot,
+  bbo, status, liquidity) is cleared, while trading goes on.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from tests.gateway.conftest import (
     stop_ipx_serve,
 )
 from tests.integrations.conftest import PrivateBroker
+from tests.integrations.test_mqtt_publisher import retained, withdrawn
 
 WAIT_S = 10.0
 
@@ -189,3 +194,36 @@ def test_ipx_serve_never_prints_nor_logs_the_mqtt_password(
         assert "--mqtt-url" in refused.stderr
         for shown in secrets_shown:
             assert shown not in refused.stdout + refused.stderr, refused.stderr
+
+
+@pytest.mark.asyncio
+async def test_when_market_data_breaks_mqtt_says_offline_and_clears_its_retained_market_data(
+    tmp_path: Path, mqtt_service: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Left alone, the retained book would stay frozen at the failure, its expiry refreshed
+    # every 30 s, while the exchange trades on: a wrong book with no sign of it.
+    host, port = mqtt_service
+    prefix = f"ipx-test-{secrets.token_hex(4)}/v1"
+    venue = prepare_data_dir(os.fspath(tmp_path))
+    async with run_server(
+        venue.data_dir, mqtt_url=f"mqtt://{host}:{port}", mqtt_prefix=prefix
+    ) as running:
+        venue.url = running.url
+        await list_the_market(venue)
+        alice = await venue.client("alice")
+        try:
+            await alice.place(SYMBOL, "buy", 5, "98.00")
+            await retained(host, port, f"{prefix}/md/{SYMBOL}/#", 4)  # Snapshot, bbo, ...
+
+            def broken(outcome: object) -> list[object]:
+                raise AssertionError("a bug in market data")
+
+            monkeypatch.setattr(running.gateway.market_data, "on_outcome", broken)
+            placed = await alice.place(SYMBOL, "buy", 7, "99.00")
+            assert placed["status"] == "open"  # Trading goes on ...
+            await withdrawn(host, port, prefix)  # ... and MQTT says so.
+            await asyncio.sleep(1.5)  # Past a snapshot interval: nothing comes back.
+            await alice.place(SYMBOL, "buy", 9, "99.50")
+            await withdrawn(host, port, prefix)
+        finally:
+            await alice.close()

@@ -1,4 +1,13 @@
-"""Integration: `ipx serve --redis-url` publishes every durable event to Redis Streams."""
+"""Integration: `ipx serve --redis-url` publishes every durable event to Redis Streams.
+
+Rules:
+- A served trade reaches the instrument stream and the ticker hash; issuance and phase
+  changes the operator stream.
+- The restart's cancel-on-disconnect reaches Redis like any batch.
+- When market data breaks, each instrument stream ends with a "stopped" entry (its
+  first_journal_seq the first outcome without market data) and the ticker and bbo hashes are
+  deleted, while trading goes on: nobody reads a frozen best bid as the current one.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +19,7 @@ from typing import cast
 import pytest
 import redis.asyncio as redis
 
-from gateway.redis_publisher import bbo_key, operator_key, stream_key, ticker_key
+from gateway.redis_publisher import RedisPublisher, bbo_key, operator_key, stream_key, ticker_key
 from gateway.server import run_server
 from tests.gateway.conftest import (
     SYMBOL,
@@ -85,3 +94,43 @@ async def _bbo_best_bid(client: redis.Redis, prefix: str, price: bytes) -> dict[
             return bbo
         await asyncio.sleep(0.05)
     pytest.fail(f"the bbo hash never had best_bid {price!r}: {bbo}")
+
+
+async def test_when_market_data_breaks_each_stream_ends_with_a_stopped_entry_and_the_hashes_go(
+    tmp_path: Path, redis_keys: RedisKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, prefix, client = redis_keys.url, redis_keys.prefix, redis_keys.client
+    venue = prepare_data_dir(os.fspath(tmp_path))
+    async with run_server(venue.data_dir, redis_url=url, redis_prefix=prefix) as running:
+        venue.url = running.url
+        (publisher,) = running.gateway.publishers
+        assert isinstance(publisher, RedisPublisher)
+        await list_the_market(venue)
+        alice = await venue.client("alice")
+        try:
+            await alice.place(SYMBOL, "buy", 5, "98.00")
+            await _bbo_best_bid(client, prefix, b"98.00")
+            before = running.gateway.sequencer.exchange.seq
+
+            def broken(outcome: object) -> list[object]:
+                raise AssertionError("a bug in market data")
+
+            monkeypatch.setattr(running.gateway.market_data, "on_outcome", broken)
+            placed = await alice.place(SYMBOL, "buy", 7, "99.00")
+            assert placed["status"] == "open"  # Trading goes on.
+            await alice.place(SYMBOL, "buy", 9, "99.50")
+            assert await publisher.flush(WAIT_S)
+        finally:
+            await alice.close()
+        after = running.gateway.sequencer.exchange.seq
+    entries = cast(
+        list[tuple[bytes, dict[bytes, bytes]]],
+        await client.xrange(stream_key(prefix, SYMBOL)),
+    )
+    *earlier, (entry_id, last) = entries
+    assert last[b"channel"] == b"stopped", last
+    first_seq = int(last[b"first_journal_seq"])
+    assert before < first_seq <= int(last[b"journal_seq"]) <= after
+    assert entry_id.startswith(last[b"journal_seq"] + b"-")
+    assert all(int(fields[b"journal_seq"]) < first_seq for _, fields in earlier)
+    assert not await client.exists(ticker_key(prefix, SYMBOL), bbo_key(prefix, SYMBOL))
