@@ -6,6 +6,10 @@ Invariants:
 - Units come into existence only by IssueShares (from ISSUANCE_ACCOUNT to the issuer); cash
   enters only by Deposit and leaves only by Withdraw (through BANK_ACCOUNT). The journal
   verifier enforces the same rule from the records alone.
+- No more than BALANCE_MAX of an asset is ever inside the exchange, so every balance (the
+  bank's, minus that, included) and every posting fits the journal's 64-bit integers: a
+  Deposit that would go past it is refused (LIMIT_EXCEEDED); a share class has at most
+  QUANTITY_UNITS_MAX units. Nothing else brings value in: royalties, trades and fees move it.
 - Currencies and symbols are disjoint name spaces, for all time: balances are keyed by
   (account, asset), so a symbol equal to a currency code would make units and cash one
   balance. A currency is three capital letters (CURRENCY), checked by every command that
@@ -71,7 +75,7 @@ from exchange.trading import (
     cancel_orders_of,
     report,
 )
-from ledger.records import BANK_ACCOUNT, ISSUANCE_ACCOUNT, Bucket, Posting
+from ledger.records import BALANCE_MAX, BANK_ACCOUNT, ISSUANCE_ACCOUNT, Bucket, Posting
 from matching.events import OrderAccepted
 from matching.limits import PRICE_TICKS_MAX, QUANTITY_UNITS_MAX
 from matching.orders import CancelReason, OrderType, Side, TimeInForce
@@ -154,6 +158,15 @@ def deposit(state: ExchangeState, ctx: Context, command: Deposit) -> Event:
     _existing_account(state, command.account_id)
     _check_currency(command.currency)
     _check_amount(command.amount_minor, "a deposit")
+    # Deposits add up: the bank's balance is minus their sum, which must fit the journal's
+    # 64-bit integers (ledger.records.BALANCE_MAX), as must every balance it bounds.
+    outstanding = -ctx.balances.available(BANK_ACCOUNT, command.currency)
+    _require(
+        command.amount_minor <= BALANCE_MAX - outstanding,
+        Reject.LIMIT_EXCEEDED,
+        f"{outstanding} {command.currency} (minor units) is inside the exchange: a deposit "
+        f"may bring it to {BALANCE_MAX} at most",
+    )
     ctx.post(
         [
             Posting(
