@@ -6,6 +6,9 @@ Invariants:
 - Units come into existence only by IssueShares (from ISSUANCE_ACCOUNT to the issuer); cash
   enters only by Deposit and leaves only by Withdraw (through BANK_ACCOUNT). The journal
   verifier enforces the same rule from the records alone.
+- The fees collect in FEE_ACCOUNT, the venue's own account: it is no Account (no one opens,
+  funds or trades from it), but an operator withdraws from it like from any account, so the
+  venue's revenue leaves through the bank, journaled like any withdrawal.
 - No more than BALANCE_MAX of an asset is ever inside the exchange, so every balance (the
   bank's, minus that, included) and every posting fits the journal's 64-bit integers: a
   Deposit that would go past it is refused (LIMIT_EXCEEDED); a share class has at most
@@ -60,6 +63,7 @@ from exchange.phases import set_phase, start_auction
 from exchange.reasons import Reject
 from exchange.royalties import allocate_pro_rata
 from exchange.state import (
+    FEE_ACCOUNT,
     Account,
     Asset,
     ExchangeState,
@@ -185,7 +189,8 @@ def deposit(state: ExchangeState, ctx: Context, command: Deposit) -> Event:
 
 
 def withdraw(state: ExchangeState, ctx: Context, command: Withdraw) -> Event:
-    _existing_account(state, command.account_id)
+    if command.account_id != FEE_ACCOUNT:  # The venue's revenue: it has no Account to find.
+        _existing_account(state, command.account_id)
     # Only cash leaves through the bank: without this check units would, named as a currency.
     _check_currency(command.currency)
     _check_amount(command.amount_minor, "a withdrawal")

@@ -21,7 +21,9 @@ from matching.book import OrderBook
 from matching.limits import PRICE_TICKS_MAX, PRICE_TICKS_MIN
 from matching.orders import OrderType, Side, TimeInForce
 
-FEE_ACCOUNT = "exchange:fees"  # Internal account collecting maker and taker fees.
+# Internal account collecting maker and taker fees: the venue's, which an operator withdraws
+# from (exchange/admin.py); no Account, so nobody can open, fund or trade from it.
+FEE_ACCOUNT = "exchange:fees"
 SEQUENCER_ACTOR = "@sequencer"  # The actor of Tick commands: the clock, not a client.
 NO_TIMER_NS = 1 << 126  # Later than any ts_ns: "no timer pending".
 

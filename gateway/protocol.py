@@ -24,7 +24,8 @@ Methods (params in the Struct of METHODS; prices and cash as decimal strings):
                                             caller's account) or a market-data channel
     op.open_account, op.deposit, op.withdraw, op.list_asset, op.issue_shares,
     op.open_offering, op.distribute_royalty, op.kill_switch, op.cancel_all, op.halt,
-    op.resume, op.start_auction, op.close_market  (operator)
+    op.resume, op.start_auction, op.close_market  (operator; op.withdraw from account
+                                            "exchange:fees" takes out the fees collected)
 Statuses: 400 malformed or invalid, 401 not logged on, 403 not allowed, 404 unknown (also
 someone else's order), 409 duplicate or too late, 422 refused by the market's rules, 429 rate
 limited (retry_after_ms), 500 INTERNAL: outcome unknown (query the order by cl_ord_id), 503
