@@ -15,9 +15,10 @@ Invariants:
   QUANTITY_UNITS_MAX units. Nothing else brings value in: royalties, trades and fees move it.
 - Currencies and symbols are disjoint name spaces, for all time: balances are keyed by
   (account, asset), so a symbol equal to a currency code would make units and cash one
-  balance. A currency is three capital letters (CURRENCY), checked by every command that
-  names one (Deposit, Withdraw, ListAsset; IssueShares and DistributeRoyalty use the
-  listing's), and a symbol may never have that form, whatever currencies are in use so far.
+  balance. A currency is a code of exchange/currencies.py (ISO 4217, three capital letters:
+  CURRENCY), checked by every command that names one (Deposit, Withdraw, ListAsset;
+  IssueShares and DistributeRoyalty use the listing's), and a symbol may never have the form
+  CURRENCY, whatever currencies are in use so far or are added to the table later.
 - An offering ends before its patent expires, so its end, not delisting, closes it.
 - A royalty distribution pays each holder at the record point (this command's seq; units held
   for open sell orders count as owned) its largest-remainder share; the parts sum to the
@@ -46,6 +47,7 @@ from exchange.commands import (
     Withdraw,
 )
 from exchange.context import Context
+from exchange.currencies import is_currency
 from exchange.events import (
     AccountOpened,
     AssetListed,
@@ -130,10 +132,11 @@ def _check_amount(amount_minor: int, what: str) -> None:
 
 
 def _check_currency(currency: str) -> None:
+    # The table, not the form: a code read with the wrong minor units is 10 or 100 times off.
     _require(
-        CURRENCY.match(currency) is not None,
+        is_currency(currency),
         Reject.VALIDATION_ERROR,
-        f"currency {currency!r} is not an ISO 4217 code",
+        f"currency {currency!r} is not an ISO 4217 currency the exchange settles in",
     )
 
 
