@@ -6,11 +6,19 @@ Invariants:
 - Units come into existence only by IssueShares (from ISSUANCE_ACCOUNT to the issuer); cash
   enters only by Deposit and leaves only by Withdraw (through BANK_ACCOUNT). The journal
   verifier enforces the same rule from the records alone.
+- The fees collect in FEE_ACCOUNT, the venue's own account: it is no Account (no one opens,
+  funds or trades from it), but an operator withdraws from it like from any account, so the
+  venue's revenue leaves through the bank, journaled like any withdrawal.
+- No more than BALANCE_MAX of an asset is ever inside the exchange, so every balance (the
+  bank's, minus that, included) and every posting fits the journal's 64-bit integers: a
+  Deposit that would go past it is refused (LIMIT_EXCEEDED); a share class has at most
+  QUANTITY_UNITS_MAX units. Nothing else brings value in: royalties, trades and fees move it.
 - Currencies and symbols are disjoint name spaces, for all time: balances are keyed by
   (account, asset), so a symbol equal to a currency code would make units and cash one
-  balance. A currency is three capital letters (CURRENCY), checked by every command that
-  names one (Deposit, Withdraw, ListAsset; IssueShares and DistributeRoyalty use the
-  listing's), and a symbol may never have that form, whatever currencies are in use so far.
+  balance. A currency is a code of exchange/currencies.py (ISO 4217, three capital letters:
+  CURRENCY), checked by every command that names one (Deposit, Withdraw, ListAsset;
+  IssueShares and DistributeRoyalty use the listing's), and a symbol may never have the form
+  CURRENCY, whatever currencies are in use so far or are added to the table later.
 - An offering ends before its patent expires, so its end, not delisting, closes it.
 - A royalty distribution pays each holder at the record point (this command's seq; units held
   for open sell orders count as owned) its largest-remainder share; the parts sum to the
@@ -39,6 +47,7 @@ from exchange.commands import (
     Withdraw,
 )
 from exchange.context import Context
+from exchange.currencies import is_currency
 from exchange.events import (
     AccountOpened,
     AssetListed,
@@ -56,6 +65,7 @@ from exchange.phases import set_phase, start_auction
 from exchange.reasons import Reject
 from exchange.royalties import allocate_pro_rata
 from exchange.state import (
+    FEE_ACCOUNT,
     Account,
     Asset,
     ExchangeState,
@@ -71,7 +81,7 @@ from exchange.trading import (
     cancel_orders_of,
     report,
 )
-from ledger.records import BANK_ACCOUNT, ISSUANCE_ACCOUNT, Bucket, Posting
+from ledger.records import BALANCE_MAX, BANK_ACCOUNT, ISSUANCE_ACCOUNT, Bucket, Posting
 from matching.events import OrderAccepted
 from matching.limits import PRICE_TICKS_MAX, QUANTITY_UNITS_MAX
 from matching.orders import CancelReason, OrderType, Side, TimeInForce
@@ -122,10 +132,11 @@ def _check_amount(amount_minor: int, what: str) -> None:
 
 
 def _check_currency(currency: str) -> None:
+    # The table, not the form: a code read with the wrong minor units is 10 or 100 times off.
     _require(
-        CURRENCY.match(currency) is not None,
+        is_currency(currency),
         Reject.VALIDATION_ERROR,
-        f"currency {currency!r} is not an ISO 4217 code",
+        f"currency {currency!r} is not an ISO 4217 currency the exchange settles in",
     )
 
 
@@ -154,6 +165,15 @@ def deposit(state: ExchangeState, ctx: Context, command: Deposit) -> Event:
     _existing_account(state, command.account_id)
     _check_currency(command.currency)
     _check_amount(command.amount_minor, "a deposit")
+    # Deposits add up: the bank's balance is minus their sum, which must fit the journal's
+    # 64-bit integers (ledger.records.BALANCE_MAX), as must every balance it bounds.
+    outstanding = -ctx.balances.available(BANK_ACCOUNT, command.currency)
+    _require(
+        command.amount_minor <= BALANCE_MAX - outstanding,
+        Reject.LIMIT_EXCEEDED,
+        f"{outstanding} {command.currency} (minor units) is inside the exchange: a deposit "
+        f"may bring it to {BALANCE_MAX} at most",
+    )
     ctx.post(
         [
             Posting(
@@ -172,7 +192,8 @@ def deposit(state: ExchangeState, ctx: Context, command: Deposit) -> Event:
 
 
 def withdraw(state: ExchangeState, ctx: Context, command: Withdraw) -> Event:
-    _existing_account(state, command.account_id)
+    if command.account_id != FEE_ACCOUNT:  # The venue's revenue: it has no Account to find.
+        _existing_account(state, command.account_id)
     # Only cash leaves through the bank: without this check units would, named as a currency.
     _check_currency(command.currency)
     _check_amount(command.amount_minor, "a withdrawal")

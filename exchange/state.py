@@ -18,9 +18,12 @@ from exchange.commands import IssueShares, ListAsset, OpenOffering, PlaceOrder, 
 from exchange.events import Event, OrderFilled, Phase
 from exchange.money import BPS_DENOMINATOR
 from matching.book import OrderBook
+from matching.limits import PRICE_TICKS_MAX, PRICE_TICKS_MIN
 from matching.orders import OrderType, Side, TimeInForce
 
-FEE_ACCOUNT = "exchange:fees"  # Internal account collecting maker and taker fees.
+# Internal account collecting maker and taker fees: the venue's, which an operator withdraws
+# from (exchange/admin.py); no Account, so nobody can open, fund or trade from it.
+FEE_ACCOUNT = "exchange:fees"
 SEQUENCER_ACTOR = "@sequencer"  # The actor of Tick commands: the clock, not a client.
 NO_TIMER_NS = 1 << 126  # Later than any ts_ns: "no timer pending".
 
@@ -28,13 +31,18 @@ NO_TIMER_NS = 1 << 126  # Later than any ts_ns: "no timer pending".
 def band_edges(center_ticks: int, band_bps: int) -> tuple[int, int]:
     """Return the (lowest, highest) price inside +/- band_bps of center_ticks.
 
-    Edges round towards the centre (floor above it, ceiling below it), and never below 1; but
-    the band is at least one tick wide either side. At a low price the rounded width is 0 (a
-    10% band below 10 ticks, a 5% one below 20), and a band of one price refuses every order
-    at any other, so the price could never move again: the instrument would be frozen.
+    Edges round towards the centre (floor above it, ceiling below it); but the band is at
+    least one tick wide either side. At a low price the rounded width is 0 (a 10% band below
+    10 ticks, a 5% one below 20), and a band of one price refuses every order at any other, so
+    the price could never move again: the instrument would be frozen.
+
+    Edges stay inside the book's price range (PRICE_TICKS_MIN to PRICE_TICKS_MAX), where the
+    band may then be narrower on that side. A market order is a limit at the band's edge: an
+    edge beyond the range made the book refuse every market order on that side, however much
+    rested inside the band.
     """
     width = max(1, center_ticks * band_bps // BPS_DENOMINATOR)
-    return max(1, center_ticks - width), center_ticks + width
+    return max(PRICE_TICKS_MIN, center_ticks - width), min(PRICE_TICKS_MAX, center_ticks + width)
 
 
 class Account:

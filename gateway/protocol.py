@@ -24,7 +24,8 @@ Methods (params in the Struct of METHODS; prices and cash as decimal strings):
                                             caller's account) or a market-data channel
     op.open_account, op.deposit, op.withdraw, op.list_asset, op.issue_shares,
     op.open_offering, op.distribute_royalty, op.kill_switch, op.cancel_all, op.halt,
-    op.resume, op.start_auction, op.close_market  (operator)
+    op.resume, op.start_auction, op.close_market  (operator; op.withdraw from account
+                                            "exchange:fees" takes out the fees collected)
 Statuses: 400 malformed or invalid, 401 not logged on, 403 not allowed, 404 unknown (also
 someone else's order), 409 duplicate or too late, 422 refused by the market's rules, 429 rate
 limited (retry_after_ms), 500 INTERNAL: outcome unknown (query the order by cl_ord_id), 503
@@ -37,7 +38,8 @@ Invariants:
   that keep every number inside the journal's 64-bit encoding). A frame that does not decode
   is answered 400 VALIDATION_ERROR and the connection carries on.
 - Prices and cash are decimal strings, converted exactly (integer arithmetic on the digits,
-  never float) to minor units with the currency's number of decimals, then to ticks. A price
+  never float) to minor units with the currency's number of decimals (its ISO 4217 minor
+  units, exchange/currencies.py; any other code is VALIDATION_ERROR), then to ticks. A price
   that is not a whole number of ticks is INVALID_PRICE_INCREMENT; an amount with more decimals
   than its currency has is VALIDATION_ERROR. Quantities are integer units.
 - Every exchange rejection code maps to one fixed status (REJECT_STATUS). 5xx means the
@@ -48,12 +50,14 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
 from exchange.commands import Role, TradingMode
+from exchange.currencies import MINOR_UNITS
 from exchange.reasons import Reject
 from matching.limits import PRICE_TICKS_MAX, QUANTITY_UNITS_MAX
 from matching.orders import OrderType, Side, StpMode, TimeInForce
@@ -63,9 +67,10 @@ INT64_MAX = (1 << 63) - 1
 AMOUNT_MINOR_MAX = 10**15  # As exchange/admin.py: per command.
 DECIMAL_DIGITS_MAX = 18
 
-# ISO 4217 minor-unit digits of the currencies that differ from the usual 2.
-CURRENCY_DIGITS: dict[str, int] = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3}
-DEFAULT_CURRENCY_DIGITS = 2
+# The decimals of every currency the exchange settles in: the core's own table (ISO 4217),
+# so the wire and the journal never disagree on what an amount means.
+CURRENCY_DIGITS: Mapping[str, int] = MINOR_UNITS
+DEFAULT_CURRENCY_DIGITS = 2  # Only for displays handed no table (gateway/market_data.py).
 
 # \Z, not $: Python's $ also matches before a final newline. (The Meta patterns below keep $
 # for the AsyncAPI schemas, whose ECMAScript regexes have no \Z; every Decimal is parsed here.)
@@ -388,7 +393,18 @@ def encode_push(message: Any) -> bytes:
 
 
 def currency_digits(currency: str) -> int:
-    return CURRENCY_DIGITS.get(currency, DEFAULT_CURRENCY_DIGITS)
+    """Return the currency's ISO 4217 minor units (its decimals).
+
+    Raises:
+        ProtocolError: 400 VALIDATION_ERROR for a code the exchange does not settle in: its
+            amounts cannot be converted (a guess of 2 decimals put OMR 10 times off).
+    """
+    digits = CURRENCY_DIGITS.get(currency)
+    if digits is None:
+        raise validation_error(
+            f"currency {currency!r} is not an ISO 4217 currency the exchange settles in"
+        )
+    return digits
 
 
 def _scaled(text: str, digits: int) -> tuple[int, bool]:

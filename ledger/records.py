@@ -29,6 +29,15 @@ WORLD_PREFIX = "@"
 BANK_ACCOUNT = "@bank"  # Cash enters by deposit and leaves by withdrawal through here.
 ISSUANCE_ACCOUNT = "@issuance"  # Units come into existence only through here.
 
+# The most of one asset that may be inside the exchange at once: 2**62, about 4.6e18 minor
+# units. Records, snapshots and the state hash encode integers as msgpack int64 (uint64 at
+# most): a world account's balance is minus everything that came in through it, and past
+# -2**63 it could not be encoded at all. Bounding what flowed in bounds every balance too (the
+# internal ones sum to it) and so every posting (none moves more than its debit holds), with
+# a factor of 2 to spare for sums such as available + held or a notional plus its fee. The
+# exchange refuses the deposit that would go past it; the verifier fails a journal that does.
+BALANCE_MAX = 1 << 62
+
 # Record kinds allowed to move value across the boundary of the exchange, per world account.
 WORLD_FLOWS: dict[str, frozenset[str]] = {
     BANK_ACCOUNT: frozenset({"deposit", "withdraw"}),

@@ -12,6 +12,9 @@ Invariants checked, record by record (the first failure raises VerificationFaile
 - Asset classes: an asset that crosses the boundary through BANK_ACCOUNT is cash and one that
   crosses it through ISSUANCE_ACCOUNT is units; no asset may be both (shares cannot be
   deposited, cash cannot be issued).
+- Bounds: no more than BALANCE_MAX of an asset is ever inside the exchange (what flowed in
+  through a world account, net), so every balance, world accounts' included, fits the
+  journal's 64-bit integers and the report can encode them.
 - Conservation, at the end: for every asset, the internal total (sum of available + held over
   internal accounts) equals exactly the net amount that flowed in from world accounts. Postings
   are balanced by construction, so this re-checks the balance arithmetic itself.
@@ -29,6 +32,7 @@ import msgspec
 from ledger.balances import Balances
 from ledger.errors import PostingRejected, VerificationFailed
 from ledger.records import (
+    BALANCE_MAX,
     BANK_ACCOUNT,
     GENESIS_HASH,
     ISSUANCE_ACCOUNT,
@@ -91,6 +95,7 @@ class JournalVerifier:
                 f"altered record: stored hash {record.hash.hex()}, recomputed {recomputed.hex()}",
             )
         flows = self._world_flows(record)
+        self._check_bounds(record.seq, flows)
         try:
             self.balances.apply(record.postings)
         except PostingRejected as error:
@@ -140,6 +145,22 @@ class JournalVerifier:
             issued_units=dict(sorted(self._inflows.get(ISSUANCE_ACCOUNT, {}).items())),
             net_deposits=dict(sorted(self._inflows.get(BANK_ACCOUNT, {}).items())),
         )
+
+    def _check_bounds(self, seq: int, flows: list[tuple[str, str, int]]) -> None:
+        # What is inside the exchange is what flowed in; past BALANCE_MAX the balances (the
+        # world account's first) would leave the 64 bits of the encoding.
+        inflows: dict[tuple[str, str], int] = {}
+        for account, asset, amount in flows:
+            key = (account, asset)
+            before = inflows.get(key, self._inflows.get(account, {}).get(asset, 0))
+            inflows[key] = before + amount
+        for (account, asset), inflow in inflows.items():
+            if inflow > BALANCE_MAX:
+                raise VerificationFailed(
+                    seq,
+                    f"{inflow} {asset} would be inside the exchange through {account}, "
+                    f"more than BALANCE_MAX ({BALANCE_MAX}) {asset}",
+                )
 
     def _world_flows(self, record: Record) -> list[tuple[str, str, int]]:
         # Check every posting that crosses the boundary and return the crossings as

@@ -31,6 +31,7 @@ from typing import Any
 
 import msgspec
 
+from exchange.admin import AMOUNT_MINOR_MAX
 from exchange.calendar import NS_PER_SECOND, parse_date
 from exchange.commands import (
     AmendOrder,
@@ -62,7 +63,7 @@ from exchange.events import (
 )
 from exchange.reasons import Reject
 from exchange.state import FEE_ACCOUNT, SEQUENCER_ACTOR, Instrument
-from ledger.records import GENESIS_HASH, WORLD_PREFIX, RecordBody, seal
+from ledger.records import BALANCE_MAX, BANK_ACCOUNT, GENESIS_HASH, WORLD_PREFIX, RecordBody, seal
 from matching.orders import OrderType, Side, StpMode, TimeInForce
 from matching.views import OrderView
 
@@ -220,6 +221,18 @@ class Market:
         accepted_reply(self.do(OpenAccount(OPERATOR, account, role)))
         if cash:
             accepted_reply(self.do(Deposit(OPERATOR, account, USD, cash)))
+
+    def fund_to_the_limit(self, account: str, currency: str = USD) -> None:
+        """Deposit into account until the cash outstanding in currency is exactly BALANCE_MAX.
+
+        Each deposit is at most AMOUNT_MINOR_MAX: about 4,600 of them.
+        """
+        bank = self.exchange.balances.available(BANK_ACCOUNT, currency)
+        full, rest = divmod(BALANCE_MAX + bank, AMOUNT_MINOR_MAX)
+        for amount in (*(AMOUNT_MINOR_MAX,) * full, rest):
+            if amount:
+                accepted_reply(self.do(Deposit(OPERATOR, account, currency, amount)))
+        assert self.exchange.balances.available(BANK_ACCOUNT, currency) == -BALANCE_MAX
 
     def pre_open(self, **terms: Any) -> Market:
         """The standard accounts, the patent listed, its shares issued: phase pre_open."""

@@ -1,4 +1,5 @@
-"""The rulebook of time and money: UTC dates without a clock, integer cash without surprises.
+"""The rulebook of time and money: UTC dates without a clock, integer cash without surprises,
+currencies with their ISO 4217 minor units.
 
 The seeded property at the end replays with IPX_SEED=<seed> (printed on every run).
 """
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from exchange.admin import CURRENCY
 from exchange.calendar import (
     NS_PER_DAY,
     InvalidDate,
@@ -21,14 +23,25 @@ from exchange.calendar import (
     parse_date,
     trading_day,
 )
-from exchange.commands import Tick
+from exchange.commands import Deposit, Tick, Withdraw
+from exchange.currencies import MINOR_UNITS
 from exchange.events import OrderCanceled, Phase
 from exchange.money import buy_reservation_minor, fee_minor, notional_minor
 from exchange.reasons import Reject
 from exchange.state import SEQUENCER_ACTOR
 from matching.orders import CancelReason
 from tests.exchange import rulebook
-from tests.exchange.rulebook import BUY, DAY, GTD, SYMBOL, Market, events, issuance, listing
+from tests.exchange.rulebook import (
+    BUY,
+    DAY,
+    GTD,
+    OPERATOR,
+    SYMBOL,
+    Market,
+    events,
+    issuance,
+    listing,
+)
 
 
 @pytest.fixture
@@ -119,6 +132,57 @@ def test_a_fee_rounds_down_to_the_minor_unit(notional: int, bps: int, fee: int) 
 
 def test_a_buy_reservation_is_the_notional_plus_the_fee_on_it_rounded_down() -> None:
     assert buy_reservation_minor(990, 10, 10, 25) == 99_000 + 247
+
+
+# Currencies: the ISO 4217 codes with their minor units, one table for the core and the wire.
+
+
+@pytest.mark.parametrize(
+    ("currency", "digits"),
+    [
+        ("USD", 2),
+        ("EUR", 2),
+        ("JPY", 0),
+        ("KRW", 0),
+        ("VND", 0),
+        ("XOF", 0),
+        ("XAF", 0),
+        ("BHD", 3),
+        ("KWD", 3),
+        ("OMR", 3),
+        ("JOD", 3),
+        ("TND", 3),
+        ("UYW", 4),
+    ],
+)
+def test_a_currency_has_the_minor_units_of_iso_4217(currency: str, digits: int) -> None:
+    # 1.500 OMR is 1,500 baisa and 1,000 VND is 1,000 minor units: with a default of 2
+    # decimals for every code not listed, the journal recorded them 10 and 100 times off.
+    assert MINOR_UNITS[currency] == digits
+
+
+@pytest.mark.parametrize("code", ["ABC", "XAU", "XTS", "XXX", "XDR", "CLF", "USN", "HRK", "usd"])
+def test_a_code_that_is_no_iso_4217_cash_currency_is_not_in_the_table(code: str) -> None:
+    # Made-up codes, precious metals, testing and drawing-rights units, funds, and currencies
+    # withdrawn from ISO 4217 (the kuna, since the euro) are nothing a bank pays out.
+    assert code not in MINOR_UNITS
+
+
+def test_every_currency_has_the_form_no_symbol_may_have() -> None:
+    # Units and cash share no balance (exchange/admin.py): a symbol never has this form.
+    assert len(MINOR_UNITS) > 150
+    assert all(CURRENCY.match(code) for code in MINOR_UNITS)
+    assert list(MINOR_UNITS) == sorted(MINOR_UNITS)
+
+
+@pytest.mark.parametrize("currency", ["ABC", "XAU", "XTS", "CLF"])
+def test_only_a_currency_of_the_table_enters_the_exchange(market: Market, currency: str) -> None:
+    market.accounts()
+    market.refused(Deposit(OPERATOR, "alice", currency, 1), Reject.VALIDATION_ERROR, "ISO 4217")
+    market.refused(Withdraw(OPERATOR, "alice", currency, 1), Reject.VALIDATION_ERROR, "ISO 4217")
+    market.refused(listing(currency=currency), Reject.VALIDATION_ERROR, "ISO 4217")
+    rulebook.accepted_reply(market.do(Deposit(OPERATOR, "alice", "OMR", 1_500)))
+    assert market.cash("alice", "OMR") == (1_500, 0)
 
 
 def _base_seed() -> int:

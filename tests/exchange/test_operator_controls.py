@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from exchange.admin import AMOUNT_MINOR_MAX
 from exchange.commands import (
     CancelAll,
     CloseMarket,
@@ -16,7 +17,7 @@ from exchange.commands import (
     Role,
     Withdraw,
 )
-from exchange.core import ADMIN_ACTOR, Outcome
+from exchange.core import ADMIN_ACTOR, Exchange, Outcome
 from exchange.events import (
     AccountOpened,
     AllOrdersCanceled,
@@ -28,6 +29,7 @@ from exchange.events import (
     PhaseChanged,
 )
 from exchange.reasons import Reject
+from ledger.records import BALANCE_MAX
 from matching.orders import CancelReason
 from tests.exchange import rulebook
 from tests.exchange.rulebook import (
@@ -42,6 +44,7 @@ from tests.exchange.rulebook import (
     USD,
     Market,
     accepted,
+    accepted_reply,
     buy_need,
     events,
     issuance,
@@ -142,6 +145,24 @@ def test_a_withdrawal_of_everything_available_empties_the_account(market: Market
     outcome = market.do(Withdraw(OPERATOR, "alice", USD, CASH))
     assert outcome.reply == CashWithdrawn("alice", USD, CASH)
     assert market.cash("alice") == (0, 0)
+
+
+def test_cash_outstanding_in_a_currency_never_exceeds_balance_max(market: Market) -> None:
+    # Each deposit is bounded, but deposits add up: the bank's balance is minus their sum, and
+    # past -2**63 neither the state hash, a snapshot nor `ipx ledger verify` could encode it.
+    # The deposit that would go past BALANCE_MAX is refused and changes nothing (N and N+1).
+    market.accounts()
+    market.fund_to_the_limit("alice")
+    balances_hash = market.exchange.balances.state_hash()
+    market.refused(Deposit(OPERATOR, "bob", USD, 1), Reject.LIMIT_EXCEEDED, str(BALANCE_MAX))
+    assert market.exchange.balances.state_hash() == balances_hash
+    assert Exchange.from_snapshot(market.exchange.snapshot()).state_hash() == (
+        market.exchange.state_hash()
+    )
+    # Each currency has its own bound, and a withdrawal makes room again.
+    accepted_reply(market.do(Deposit(OPERATOR, "bob", "EUR", AMOUNT_MINOR_MAX)))
+    accepted_reply(market.do(Withdraw(OPERATOR, "alice", USD, 1)))
+    accepted_reply(market.do(Deposit(OPERATOR, "bob", USD, 1)))
 
 
 # Cancel-all.

@@ -41,7 +41,15 @@ from exchange.events import (
     TradeExecuted,
 )
 from exchange.reasons import Reject
-from ledger.records import Bucket, Posting
+from ledger.records import (
+    BALANCE_MAX,
+    GENESIS_HASH,
+    Bucket,
+    Posting,
+    decode_record,
+    encode_record,
+    seal,
+)
 from matching.limits import PRICE_LEVELS_PER_SIDE_MAX, QUANTITY_UNITS_MAX
 from matching.orders import CancelReason
 from tests.exchange import rulebook
@@ -115,6 +123,29 @@ def test_a_sell_of_one_unit_more_than_available_is_rejected(market: Market) -> N
     # Units held for an open sell are not available for another.
     market.refused(market.order("alice", SELL, 5, 1_050), Reject.INSUFFICIENT_SHARES)
     market.rest("alice", SELL, 4, 1_050)
+
+
+def test_the_largest_hold_an_order_can_make_fits_the_journal(market: Market) -> None:
+    # What a buy must hold is computed from the client's price and quantity, up to ~1e33 minor
+    # units here; it is compared with available cash, which deposits never take past
+    # BALANCE_MAX. So the biggest hold allowed is a posting the journal can encode, and one a
+    # unit bigger is refused with nothing journaled.
+    tick = 10**6
+    market.trading(tick_size_minor=tick, reference_price_ticks=10**8)
+    market.fund_to_the_limit("alice")
+    available = market.cash("alice")[0]
+    per_unit = 10**8 * tick * (10_000 + rulebook.TAKER_BPS) // 10_000  # Divides exactly.
+    units = available // per_unit
+    market.refused(
+        market.order("alice", BUY, QUANTITY_UNITS_MAX, 10**8), Reject.INSUFFICIENT_BALANCE
+    )
+    market.refused(market.order("alice", BUY, units + 1, 10**8), Reject.INSUFFICIENT_BALANCE)
+    outcome = market.buy("alice", units, 10**8)
+    accepted(outcome)
+    assert outcome.record.postings[0].amount == units * per_unit > BALANCE_MAX - per_unit
+    assert decode_record(encode_record(seal(GENESIS_HASH, outcome.record))).body() == (
+        outcome.record
+    )
 
 
 def test_cash_held_for_an_open_buy_cannot_be_withdrawn(market: Market) -> None:

@@ -35,6 +35,7 @@ from exchange.events import (
 )
 from exchange.reasons import Reject
 from matching.book import OrderBook
+from matching.limits import PRICE_TICKS_MAX
 from matching.orders import CancelReason, StpMode
 from tests.exchange import rulebook
 from tests.exchange.rulebook import (
@@ -99,6 +100,28 @@ def test_a_band_is_at_least_one_tick_wide_either_side_at_a_low_price(market: Mar
     outcome = market.buy("bob", 5, 10)  # Inside the one-tick dynamic band: it trades at once.
     assert [trade.price_ticks for trade in events(outcome, TradeExecuted)] == [10]
     assert market.phase() is Phase.CONTINUOUS
+
+
+def test_the_bands_end_at_the_highest_price_of_any_book(market: Market) -> None:
+    # A market order is protected at the band's edge (DESIGN.md section 4). Near the top of the
+    # book's range, reference + 10% is above PRICE_TICKS_MAX: left there, the book refused
+    # every market buy (and every limit inside the band above it) as off its range.
+    reference = 950_000_000
+    market.trading(tick_size_minor=1, reference_price_ticks=reference)
+    market.open_account("whale", cash=10**12)
+    instrument = market.instrument()
+    assert (instrument.static_low, instrument.static_high) == (855_000_000, PRICE_TICKS_MAX)
+    assert instrument.dynamic_high == 997_500_000
+    market.rest(ISSUER, SELL, 1, reference)
+    outcome = market.market_buy("whale", 1)
+    assert [trade.price_ticks for trade in events(outcome, TradeExecuted)] == [reference]
+    limit = f"[855000000, {PRICE_TICKS_MAX}]"
+    market.refused(market.order("whale", BUY, 1, PRICE_TICKS_MAX + 1), Reject.PRICE_BAND, limit)
+    market.cancel("whale", market.rest("whale", BUY, 1, PRICE_TICKS_MAX))
+    # The dynamic band is held to the range too, once trades print near its top.
+    market.rest(ISSUER, SELL, 1, 990_000_000)
+    assert events(market.buy("whale", 1, 990_000_000), TradeExecuted)
+    assert (instrument.last_price_ticks, instrument.dynamic_high) == (990_000_000, PRICE_TICKS_MAX)
 
 
 def test_the_day_roll_recentres_the_static_band_on_the_last_price(market: Market) -> None:

@@ -2,7 +2,8 @@
 
 Every trade settles in the record of the command that caused it: units from the seller's held
 balance to the buyer, cash from the buyer's held balance to the seller, each side's fee to the
-fee account, and the buyer's now-unneeded reservation back to available.
+fee account, and the buyer's now-unneeded reservation back to available. The fee account is
+the venue's own: nobody trades from it or deposits to it, and an operator withdraws the fees.
 
 The seeded random session at the end replays with IPX_SEED=<seed> (printed on every run);
 IPX_EXCHANGE_STEPS sets its length.
@@ -21,14 +22,19 @@ from exchange.commands import (
     CancelAll,
     CancelOrder,
     Command,
+    Deposit,
     DistributeRoyalty,
     Halt,
+    OpenAccount,
     PlaceOrder,
     Resume,
+    Role,
     StartAuction,
+    Withdraw,
 )
-from exchange.events import Liquidity, OrderFilled, Phase, TradeExecuted
-from ledger.records import Bucket, Posting
+from exchange.events import CashWithdrawn, Liquidity, OrderFilled, Phase, TradeExecuted
+from exchange.reasons import Reject
+from ledger.records import BANK_ACCOUNT, Bucket, Posting
 from matching.orders import StpMode
 from tests.exchange import rulebook
 from tests.exchange.rulebook import (
@@ -48,6 +54,7 @@ from tests.exchange.rulebook import (
     MAKER_BPS,
     MARKET,
     OPERATOR,
+    REFERENCE,
     SECOND,
     SELL,
     SYMBOL,
@@ -187,6 +194,32 @@ def test_the_fee_account_receives_exactly_the_fees_of_every_fill(market: Market)
     charged += sum(fill.fee_minor for fill in events(outcome, OrderFilled))
     assert charged > 0
     assert market.cash(FEES) == (charged, 0)
+
+
+def test_an_operator_withdraws_the_collected_fees_like_any_cash(market: Market) -> None:
+    # The fees are the venue's revenue: kept in the fee account, which no command could move
+    # them out of, they were locked in for good. They leave through the bank like any
+    # withdrawal, and no more than was collected.
+    market.trading()
+    market.give_units("alice", 100)
+    collected = market.cash(FEES)[0]
+    assert collected == fee(REFERENCE, 100, MAKER_BPS) + fee(REFERENCE, 100, TAKER_BPS)
+    market.refused(Withdraw(OPERATOR, FEES, USD, collected + 1), Reject.INSUFFICIENT_BALANCE)
+    outcome = market.do(Withdraw(OPERATOR, FEES, USD, collected))
+    assert outcome.reply == CashWithdrawn(FEES, USD, collected)
+    assert outcome.record.postings == (
+        Posting(USD, collected, FEES, AVAILABLE, BANK_ACCOUNT, AVAILABLE),
+    )
+    assert market.cash(FEES) == (0, 0)
+
+
+def test_the_fee_account_is_the_venues_own_and_never_a_trading_account(market: Market) -> None:
+    market.trading()
+    market.give_units("alice", 100)
+    market.refused(Withdraw("alice", FEES, USD, 1), Reject.FORBIDDEN)
+    market.refused(Deposit(OPERATOR, FEES, USD, 1), Reject.UNKNOWN_ACCOUNT)
+    market.refused(OpenAccount(OPERATOR, FEES, Role.INVESTOR), Reject.ALREADY_EXISTS)
+    market.refused(market.order(FEES, BUY, 1, REFERENCE), Reject.FORBIDDEN)
 
 
 # A seeded random session: whatever happens, the invariants of rulebook.Market hold after

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from exchange.state import FEE_ACCOUNT
 from gateway.client import IpxClient, RequestFailed
 from tests.gateway.conftest import SYMBOL, Venue, wait_for_phase
 
@@ -137,6 +138,15 @@ async def test_op_withdraw_takes_cash_out(clients: dict[str, IpxClient]) -> None
     assert balances["USD"]["available"] == "99900.00"
     too_much = {**params, "amount": "1000000.00"}
     assert await refused(clients["op"], "op.withdraw", too_much) == (422, "INSUFFICIENT_BALANCE")
+
+
+async def test_op_withdraw_takes_the_collected_fees_out(clients: dict[str, IpxClient]) -> None:
+    await alice_buys_ten_from_the_issuer(clients)  # Fees 2.50 (taker) + 1.00 (maker).
+    fees = {"account_id": FEE_ACCOUNT, "currency": "USD", "amount": "3.51"}
+    assert await refused(clients["op"], "op.withdraw", fees) == (422, "INSUFFICIENT_BALANCE")
+    withdrawn = await clients["op"].request("op.withdraw", {**fees, "amount": "3.50"})
+    assert (withdrawn["account"], withdrawn["amount"]) == (FEE_ACCOUNT, "3.50")
+    assert await refused(clients["alice"], "op.withdraw", fees) == (403, "FORBIDDEN")
 
 
 async def test_op_open_offering_opens_a_pre_open_instrument(

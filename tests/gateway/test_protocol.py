@@ -24,6 +24,49 @@ def test_decimal_conversion_is_exact() -> None:
         protocol.amount_to_minor("0.001", "USD")
 
 
+@pytest.mark.parametrize(
+    ("text", "currency", "minor"),
+    [
+        ("1.005", "OMR", 1_005),
+        ("1.5", "OMR", 1_500),
+        ("2.250", "JOD", 2_250),
+        ("1.005", "KWD", 1_005),
+        ("1000", "VND", 1_000),
+        ("5000", "XOF", 5_000),
+        ("0.0001", "UYW", 1),
+    ],
+)
+def test_cash_converts_with_the_iso_4217_minor_units_of_its_currency(
+    text: str, currency: str, minor: int
+) -> None:
+    assert protocol.amount_to_minor(text, currency) == minor
+    assert protocol.amount_to_minor(protocol.minor_to_amount(minor, currency), currency) == minor
+
+
+def test_cash_is_formatted_with_the_decimals_of_its_currency() -> None:
+    assert protocol.minor_to_amount(1_500, "OMR") == "1.500"
+    assert protocol.minor_to_amount(100_000, "VND") == "100000"
+    assert protocol.ticks_to_price(3, "KWD", 5) == "0.015"
+
+
+@pytest.mark.parametrize(("text", "currency"), [("1000.50", "VND"), ("1.0005", "OMR")])
+def test_more_decimals_than_the_currency_has_are_refused(text: str, currency: str) -> None:
+    with pytest.raises(protocol.ProtocolError) as refused:
+        protocol.amount_to_minor(text, currency)
+    assert (refused.value.status, refused.value.code) == (400, "VALIDATION_ERROR")
+
+
+@pytest.mark.parametrize("currency", ["ABC", "XAU", "XTS", "usd"])
+def test_a_code_that_is_no_currency_of_the_exchange_is_refused_at_the_edge(currency: str) -> None:
+    with pytest.raises(protocol.ProtocolError) as amount:
+        protocol.amount_to_minor("1", currency)
+    with pytest.raises(protocol.ProtocolError) as price:
+        protocol.price_to_ticks("1", currency, 1)
+    for refused in (amount.value, price.value):
+        assert (refused.status, refused.code) == (400, "VALIDATION_ERROR")
+        assert f"currency {currency!r}" in refused.message
+
+
 def test_the_order_rate_limit_admits_the_burst_then_refills_at_the_rate() -> None:
     now = [64.0]  # Times and rates exact in binary, so the waits are exact too.
     limiter = OrderRateLimiter(rate_per_s=4, burst=3, clock=lambda: now[0])

@@ -12,6 +12,7 @@ import pytest
 from ledger.balances import Balances
 from ledger.errors import VerificationFailed
 from ledger.records import (
+    BALANCE_MAX,
     BANK_ACCOUNT,
     GENESIS_HASH,
     ISSUANCE_ACCOUNT,
@@ -248,6 +249,31 @@ def test_a_zero_amount_posting_is_invalid() -> None:
 def test_a_world_account_in_a_held_bucket_is_invalid() -> None:
     steps: list[Step] = [("deposit", [Posting("USD", 5, BANK_ACCOUNT, HELD, "bob", AVAILABLE)])]
     assert_fails_at(journal(steps), 1, "world accounts have no held bucket")
+
+
+# Bounds: every balance fits the journal's 64-bit integers.
+
+
+def test_cash_outstanding_up_to_balance_max_verifies() -> None:
+    steps: list[Step] = [("deposit", [deposit("alice", BALANCE_MAX // 2)])] * 2
+    report = verify_records(journal(steps))
+    assert report.net_deposits == {"USD": BALANCE_MAX}
+    assert report.totals == {"USD": BALANCE_MAX}
+
+
+def test_a_deposit_taking_cash_outstanding_past_balance_max_is_caught() -> None:
+    # Each posting fits 64 bits, but their sum would not: the bank's balance would leave int64
+    # and the report (its state hash) could not be made. The record is named, not a traceback.
+    steps: list[Step] = [
+        ("deposit", [deposit("alice", BALANCE_MAX)]),
+        ("deposit", [deposit("bob", BALANCE_MAX)]),
+    ]
+    assert_fails_at(journal(steps), 2, f"more than BALANCE_MAX \\({BALANCE_MAX}\\) USD")
+
+
+def test_units_issued_past_balance_max_are_caught() -> None:
+    steps: list[Step] = [("issue_shares", [issue("carol", BALANCE_MAX), issue("dave", 1)])]
+    assert_fails_at(journal(steps), 1, "more than BALANCE_MAX")
 
 
 # Conservation: value crosses the boundary only through the records allowed to move it.
