@@ -19,12 +19,17 @@ first turns a request into a command, and refuses what it cannot turn: a malform
 order with a price or a limit order without one (VALIDATION_ERROR), a price that is not a
 whole number of ticks (INVALID_PRICE_INCREMENT). Those come before every check below, and a
 request refused there is not a command: nothing is journaled and no cl_ord_id is taken.
- 0. idempotency: the same command again (the same cl_ord_id of the day) returns the first
-    outcome, before any check, so a resend is answered alike after a suspension too
+ 0. idempotency: the same command again (the same cl_ord_id of the day, or of an order that
+    ended on the previous trading day) returns the first outcome, before any check, so a
+    resend is answered alike after a suspension, or after the day roll, too. An order is
+    forgotten at the second day roll after it ended: the same command then is a new order.
  1. FORBIDDEN (unknown actor, or an operator account) / ACCOUNT_SUSPENDED (kill switch)
  2. VALIDATION_ERROR: cl_ord_id empty or longer than CL_ORD_ID_LENGTH_MAX, or a session_id
     longer than SESSION_ID_LENGTH_MAX
- 3. DUPLICATE_CL_ORD_ID: the cl_ord_id was used today for a different command
+ 3. DUPLICATE_CL_ORD_ID: the cl_ord_id was used today for a different command (or by an
+    order still open from an earlier day); a different command under the cl_ord_id of an
+    order that ended yesterday is a new order, which takes the id for today (a resend of
+    yesterday's order is still answered as yesterday's, by step 0)
  3a. LIMIT_EXCEEDED: the account already has OPEN_ORDERS_PER_ACCOUNT_MAX open orders
  4. UNKNOWN_SYMBOL
  5. MARKET_CLOSED (closed, delisted) / TRADING_HALTED (halted)
@@ -178,6 +183,12 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
         # A resend gets the first outcome whatever happened since: an order that traded
         # before its account was suspended still traded, and its sender must hear so.
         return previous.reply
+    yesterdays = state.client_orders_yesterday.get(key)
+    if yesterdays is not None and (
+        yesterdays.command == command or _same_order(yesterdays.command, command)
+    ):
+        # A resend that straddles the day roll is a resend all the same (ExchangeState).
+        return yesterdays.reply
     account = state.accounts.get(actor)
     if account is None or account.role is _OPERATOR or account.suspended:
         refusal = _actor_refusal(actor, account)
