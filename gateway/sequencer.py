@@ -2,10 +2,17 @@
 
 Invariants:
 - Every state-changing command goes through one bounded queue to this one task; nothing else
-  calls `Exchange.handle` while it runs. ts_ns = max(wall clock, previous ts_ns + 1): strictly
+  calls `Exchange.handle` while it runs. ts_ns = max(now, previous ts_ns + 1): strictly
   increasing, so replaying the journal sees the same times in the same order. The one
   exception is the first batch of a restart (end_stale_sessions): the last run's sessions
   end at the time of its last record, so that no timer fires before their cancels.
+- Exchange time keeps pace with real time even when the wall clock does not: now = max(wall
+  clock, previous ts_ns + the monotonic time elapsed since it was stamped). After the wall
+  clock steps back by D (an NTP step, a VM restore, a restart on a host whose clock is behind
+  the journal), max(wall, previous + 1) alone would crawl 1 ns per command for D of real
+  time: no auction would end, no GTD order expire, no day roll. The idle Tick check uses the
+  same now. A wall clock found behind is logged once (WARNING, by how much) until it catches
+  up.
 - Durable before visible: a batch (everything queued, up to BATCH_MAX commands) is handled,
   its record bodies are sealed and appended with ONE fsync (FileJournal.append_sealed), and
   only then is each command's sender told (its future resolved, or its callback called) and
@@ -72,6 +79,9 @@ BATCH_MAX = 1_000
 TICK_INTERVAL_S = 0.1
 SNAPSHOT_EVERY_RECORDS = 100_000  # A snapshot bounds recovery time; also one at shutdown.
 SNAPSHOT_WRITER_MAX_S = 120  # A forked snapshot writer running longer is killed.
+# The wall clock behind exchange time by more than this is logged (once until it catches up):
+# below it, it is only the jitter between reading the wall clock and the monotonic one.
+CLOCK_BEHIND_LOGGED_NS = 100_000_000
 
 log = logging.getLogger("ipx.sequencer")
 
@@ -250,6 +260,7 @@ class Sequencer:
         batch_max: int = BATCH_MAX,
         tick_interval_s: float = TICK_INTERVAL_S,
         clock: Callable[[], int] = time.time_ns,
+        monotonic_clock: Callable[[], int] = time.monotonic_ns,
         snapshot_every_records: int = SNAPSHOT_EVERY_RECORDS,
     ) -> None:
         self.exchange = exchange
@@ -260,7 +271,11 @@ class Sequencer:
         self._batch_max = batch_max
         self._tick_interval_s = tick_interval_s
         self._clock = clock
+        self._monotonic_clock = monotonic_clock
         self._last_ts_ns = exchange.state.last_ts_ns
+        # The monotonic clock when _last_ts_ns was stamped (for a recovered exchange: now).
+        self._last_monotonic_ns = monotonic_clock()
+        self._clock_behind_logged = False
         self._subscribers: list[Subscriber] = []
         self._observers: list[Observer] = []
         self._accepting = True
@@ -397,8 +412,26 @@ class Sequencer:
         self.journal.close()
 
     def _tick_if_due(self) -> None:
-        if self._clock() >= self.exchange.state.next_timer_ns and self._failure is None:
+        if self._now_ns()[0] >= self.exchange.state.next_timer_ns and self._failure is None:
             self._process([(Tick(SEQUENCER_ACTOR), _ignore)])
+
+    def _now_ns(self) -> tuple[int, int]:
+        # (exchange time now, the monotonic clock's reading it was derived from): the wall
+        # clock, unless it is behind the last stamp plus the real time elapsed since.
+        wall_ns = self._clock()
+        monotonic_ns = self._monotonic_clock()
+        carried_ns = self._last_ts_ns + (monotonic_ns - self._last_monotonic_ns)
+        if wall_ns >= carried_ns:
+            self._clock_behind_logged = False
+            return wall_ns, monotonic_ns
+        if not self._clock_behind_logged and carried_ns - wall_ns > CLOCK_BEHIND_LOGGED_NS:
+            self._clock_behind_logged = True
+            log.warning(
+                "the wall clock is %.3f s behind exchange time (stepped back, or behind the "
+                "journal): exchange time goes on by the monotonic clock until it catches up",
+                (carried_ns - wall_ns) / 1e9,
+            )
+        return carried_ns, monotonic_ns
 
     def end_stale_sessions(self) -> int:
         """Handle stale_session_ends as the first batch, at the last record's time; return how
@@ -421,8 +454,13 @@ class Sequencer:
         observers = self._observers
         try:
             for command, _ in batch:
-                ts_ns = at_ts_ns or max(self._clock(), self._last_ts_ns + 1)
+                if at_ts_ns:
+                    ts_ns, monotonic_ns = at_ts_ns, self._monotonic_clock()
+                else:
+                    now_ns, monotonic_ns = self._now_ns()
+                    ts_ns = max(now_ns, self._last_ts_ns + 1)
                 self._last_ts_ns = ts_ns
+                self._last_monotonic_ns = monotonic_ns
                 outcome = exchange.handle(command, ts_ns)
                 outcomes.append(outcome)
                 for observer in observers:
