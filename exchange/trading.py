@@ -37,7 +37,7 @@ request refused there is not a command: nothing is journaled and no cl_ord_id is
     is scheduled
  6. VALIDATION_ERROR: a sell in an offering, a bid of its issuer, or a market bid in it; a
     market order with a price; post-only with IOC/FOK or market; market with GTC/GTD/DAY;
-    GTD without a future expiry; expiry without GTD
+    GTD without a future expiry, or one past TS_NS_MAX (2**63 - 1); expiry without GTD
  7. INVALID_QUANTITY: quantity < 1, above the book limit, or not a multiple of the lot size
  8. PRICE_BAND: a limit price <= 0, outside the static band, or below an offering's minimum
  9. INSUFFICIENT_BALANCE (buy) / INSUFFICIENT_SHARES (sell)
@@ -54,6 +54,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from exchange.calendar import TS_NS_MAX
 from exchange.commands import AmendOrder, CancelAll, CancelOrder, PlaceOrder, Role
 from exchange.context import Context
 from exchange.events import (
@@ -443,6 +444,11 @@ def _check_order_shape(instrument: Instrument, command: PlaceOrder, now_ts_ns: i
     if tif is TimeInForce.GTD:
         if command.expire_ts_ns <= now_ts_ns:
             raise Rejection(Reject.VALIDATION_ERROR, "a GTD order needs a future expire_ts_ns")
+        if command.expire_ts_ns > TS_NS_MAX:  # The book keeps it: it must stay encodable.
+            raise Rejection(
+                Reject.VALIDATION_ERROR,
+                "a GTD order's expire_ts_ns is at most 2**63 - 1 (the clock's last ns)",
+            )
     elif command.expire_ts_ns != 0:
         raise Rejection(Reject.VALIDATION_ERROR, "only a GTD order takes an expire_ts_ns")
 

@@ -287,6 +287,9 @@ class Sequencer:
         # (pid, seq, monotonic start) of the forked snapshot writer, while it runs.
         self._snapshot_child: tuple[int, int, float] | None = None
         self.snapshots_written = 0
+        # Why the shutdown snapshot (close) was not written, if it was not: the journal is
+        # complete all the same, but the next start replays more of it (`ipx serve` says so).
+        self.shutdown_snapshot_error: Exception | None = None
         self.batches = 0
         self.records = 0
         # Told how long each batch's journal append (write + fsync) took, in seconds.
@@ -408,7 +411,7 @@ class Sequencer:
         """Write a final snapshot (if anything changed) and release the journal."""
         self._reap_snapshot(wait=True)
         if self._failure is None and self.exchange.seq > self._snapshot_seq:
-            self._write_snapshot()
+            self.shutdown_snapshot_error = self._write_snapshot()
         self.journal.close()
 
     def _tick_if_due(self) -> None:
@@ -503,14 +506,17 @@ class Sequencer:
         exchange = self.exchange
         self.journal.write_snapshot(seq, exchange.state_hash(), exchange.snapshot())
 
-    def _write_snapshot(self) -> None:
+    def _write_snapshot(self) -> Exception | None:
+        # Return why the snapshot was not written, or None.
         exchange = self.exchange
         try:
             self._store_snapshot(exchange.seq)
             self._snapshot_seq = exchange.seq
             self.snapshots_written += 1
-        except Exception:  # The journal carries on; the next snapshot will try again.
+        except Exception as error:  # The journal carries on; the next snapshot will try again.
             log.exception("snapshot at seq %d not written", exchange.seq)
+            return error
+        return None
 
     def _start_snapshot(self) -> None:
         # A periodic snapshot encodes and hashes the whole state (every order of the day):

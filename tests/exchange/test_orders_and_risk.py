@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from exchange.calendar import NS_PER_DAY
+from exchange.calendar import NS_PER_DAY, TS_NS_MAX
 from exchange.commands import (
     AmendOrder,
     CancelAll,
@@ -493,6 +493,13 @@ OTHER_REJECTIONS: list[
     ("gtd past", _nothing, _order_with(time_in_force=GTD, expire_ts_ns=1), _VALIDATION, "future"),
     ("gtd no expiry", _nothing, _order_with(time_in_force=GTD), _VALIDATION, "future"),
     (
+        "gtd past the clock",
+        _nothing,
+        _order_with(time_in_force=GTD, expire_ts_ns=TS_NS_MAX + 1),
+        _VALIDATION,
+        "2**63",
+    ),
+    (
         "day expiry",
         _nothing,
         _order_with(time_in_force=DAY, expire_ts_ns=1 << 62),
@@ -536,6 +543,14 @@ def test_every_kind_of_bad_order_gets_its_reason_and_changes_nothing(
     market.trading()
     setup(market)
     market.refused(build(market), reason, words)
+
+
+def test_a_gtd_order_may_expire_as_late_as_the_clock_reaches(market: Market) -> None:
+    market.trading()
+    order_id = market.rest("alice", BUY, 10, 990, tif=GTD, expire_ts_ns=TS_NS_MAX)
+    view = market.book_order(order_id)
+    assert view is not None and view.expire_ts_ns == TS_NS_MAX
+    market.exchange.state_hash()
 
 
 def test_a_cl_ord_id_of_36_characters_is_accepted(market: Market) -> None:
