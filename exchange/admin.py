@@ -20,6 +20,11 @@ Invariants:
   IssueShares and DistributeRoyalty use the listing's), and a symbol may never have the form
   CURRENCY, whatever currencies are in use so far or are added to the table later.
 - An offering ends before its patent expires, so its end, not delisting, closes it.
+- Every time a command gives (a patent's expiry, an offering's end, an auction's duration)
+  keeps what the exchange stores within TS_NS_MAX (2**63 - 1 ns), the wire's int64 bound and
+  within what the journal and snapshots encode: a later one is refused (VALIDATION_ERROR),
+  never stored, or no snapshot or state_hash could ever be taken again. An offering ends
+  before its patent's expiry, so within it; an auction lasts at most AUCTION_NS_MAX.
 - A royalty distribution pays each holder at the record point (this command's seq; units held
   for open sell orders count as owned) its largest-remainder share; the parts sum to the
   amount; a (symbol, period_id) pays once.
@@ -30,7 +35,7 @@ from __future__ import annotations
 
 import re
 
-from exchange.calendar import InvalidDate, parse_date
+from exchange.calendar import NS_PER_YEAR, TS_NS_MAX, InvalidDate, format_date, parse_date
 from exchange.commands import (
     CloseMarket,
     Deposit,
@@ -100,6 +105,10 @@ FAMILY_MAX = 50  # Other members of a listed patent's family.
 FEE_BPS_MAX = 1_000  # 10%: a fee schedule above that is a typo, not a business decision.
 BAND_BPS_MAX = 10_000
 AMOUNT_MINOR_MAX = 10**15  # Per command: far above any real deposit or royalty payment.
+# The longest auction (opening, volatility, or a periodic auction's interval): its end, the
+# time it starts plus this, must stay within TS_NS_MAX. A year is far beyond any real auction,
+# and keeps every end representable for any start before 2261.
+AUCTION_NS_MAX = NS_PER_YEAR
 
 _AVAILABLE = Bucket.AVAILABLE
 
@@ -282,6 +291,12 @@ def list_asset(state: ExchangeState, ctx: Context, command: ListAsset) -> Event:
     except InvalidDate as error:
         raise Rejection(Reject.VALIDATION_ERROR, str(error)) from None
     _require(
+        expiry_ts_ns <= TS_NS_MAX,
+        Reject.VALIDATION_ERROR,
+        f"expiry date {command.expiry_date} is after {format_date(TS_NS_MAX)}, the last day "
+        "the exchange's clock reaches",
+    )
+    _require(
         filed_ts_ns < expiry_ts_ns, Reject.VALIDATION_ERROR, "a patent expires after it was filed"
     )
     _require(
@@ -337,15 +352,21 @@ def _check_terms(command: IssueShares) -> None:
         "price bands are 1 to 10,000 bps",
     )
     _require(
-        command.volatility_auction_ns > 0 and command.opening_auction_ns > 0,
+        0 < command.volatility_auction_ns <= AUCTION_NS_MAX
+        and 0 < command.opening_auction_ns <= AUCTION_NS_MAX,
         Reject.VALIDATION_ERROR,
-        "auctions last a positive time",
+        f"auctions last a positive time of at most {AUCTION_NS_MAX} ns",
     )
     periodic = command.trading_mode is TradingMode.PERIODIC_AUCTION
     _require(
         (command.auction_interval_ns > 0) == periodic,
         Reject.VALIDATION_ERROR,
         "an auction interval is given exactly for the periodic-auction mode",
+    )
+    _require(
+        command.auction_interval_ns <= AUCTION_NS_MAX,
+        Reject.VALIDATION_ERROR,
+        f"the auction interval is at most {AUCTION_NS_MAX} ns",
     )
 
 
@@ -582,7 +603,11 @@ def start_volatility_auction(state: ExchangeState, ctx: Context, command: StartA
         Reject.MARKET_CLOSED,
         f"{command.symbol} is {instrument.phase.value}, not continuous",
     )
-    _require(command.duration_ns > 0, Reject.VALIDATION_ERROR, "an auction lasts a positive time")
+    _require(
+        0 < command.duration_ns <= AUCTION_NS_MAX,
+        Reject.VALIDATION_ERROR,
+        f"an auction lasts a positive time of at most {AUCTION_NS_MAX} ns",
+    )
     start_auction(ctx, instrument, "volatility", command.duration_ns)
     return ctx.events[-1]
 

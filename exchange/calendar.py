@@ -13,6 +13,10 @@ import re
 NS_PER_SECOND = 1_000_000_000
 NS_PER_DAY = 86_400 * NS_PER_SECOND
 NS_PER_YEAR = 365 * NS_PER_DAY  # The trailing-twelve-month window; leap days are ignored.
+# The latest ts_ns there is: the wire carries ints as int64, and msgpack (the journal, the
+# snapshot, state_hash) cannot encode an int past 2**64 - 1. A date, deadline or expiry a client
+# gives that lies later is refused, never stored (2262-04-11 23:47:16.854775807 UTC).
+TS_NS_MAX = (1 << 63) - 1
 
 _DATE = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})\Z")
 _DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)

@@ -32,7 +32,11 @@ from matching.book import OrderBook
 from matching.orders import OrderType, Side, TimeInForce
 from matching.views import OrderView
 
-SNAPSHOT_VERSION = 3  # 2: accounts' execution_seq, rejected order ids, arrival fills. 3: sessions.
+# 2: accounts' execution_seq, rejected order ids, arrival fills. 3: sessions. 4: yesterday's
+# finished, client and rejected orders. Another version's snapshot is refused (ValueError) and
+# recovery replays the journal from genesis instead: an older one lacks state that replay
+# rebuilds, so restoring it would not equal the full replay.
+SNAPSHOT_VERSION = 4
 
 
 class _Row(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
@@ -124,6 +128,9 @@ class StateRow(_Row, frozen=True):
     finished_orders: list[OrderRow]
     client_orders: list[ClientOrderRow]
     rejected_orders: list[tuple[int, str, str]]  # (order_id, account, cl_ord_id)
+    finished_orders_yesterday: list[OrderRow]
+    client_orders_yesterday: list[ClientOrderRow]
+    rejected_orders_yesterday: list[tuple[int, str, str]]
     sessions: list[SessionRow]
     balances: bytes
 
@@ -182,6 +189,21 @@ def _instrument_row(instrument: Instrument) -> InstrumentRow:
     )
 
 
+def _client_order_rows(client_orders: dict[tuple[str, str], ClientOrder]) -> list[ClientOrderRow]:
+    return [
+        ClientOrderRow(
+            account, cl_ord_id, client.command, client.order_id, client.reply, list(client.fills)
+        )
+        for (account, cl_ord_id), client in client_orders.items()
+    ]
+
+
+def _rejected_rows(rejected_orders: dict[int, tuple[str, str]]) -> list[tuple[int, str, str]]:
+    return [
+        (order_id, account, cl_ord_id) for order_id, (account, cl_ord_id) in rejected_orders.items()
+    ]
+
+
 def encode_state(state: ExchangeState, balances: Balances) -> bytes:
     """Return the canonical bytes of the whole exchange state."""
     row = StateRow(
@@ -207,21 +229,11 @@ def encode_state(state: ExchangeState, balances: Balances) -> bytes:
         [_instrument_row(instrument) for instrument in state.instruments.values()],
         [_order_row(order) for order in state.orders.values()],
         [_order_row(order) for order in state.finished_orders.values()],
-        [
-            ClientOrderRow(
-                account,
-                cl_ord_id,
-                client.command,
-                client.order_id,
-                client.reply,
-                list(client.fills),
-            )
-            for (account, cl_ord_id), client in state.client_orders.items()
-        ],
-        [
-            (order_id, account, cl_ord_id)
-            for order_id, (account, cl_ord_id) in state.rejected_orders.items()
-        ],
+        _client_order_rows(state.client_orders),
+        _rejected_rows(state.rejected_orders),
+        [_order_row(order) for order in state.finished_orders_yesterday.values()],
+        _client_order_rows(state.client_orders_yesterday),
+        _rejected_rows(state.rejected_orders_yesterday),
         [
             SessionRow(session_id, session.account, session.cancel_scope, list(session.open_orders))
             for session_id, session in state.sessions.items()
@@ -281,6 +293,25 @@ def _restore_order(row: OrderRow, instruments: dict[str, Instrument]) -> LiveOrd
     return order
 
 
+def _restore_orders(
+    rows: list[OrderRow], instruments: dict[str, Instrument]
+) -> dict[int, LiveOrder]:
+    return {row.order_id: _restore_order(row, instruments) for row in rows}
+
+
+def _restore_client_orders(rows: list[ClientOrderRow]) -> dict[tuple[str, str], ClientOrder]:
+    return {
+        (row.account, row.cl_ord_id): ClientOrder(
+            row.command, row.order_id, row.reply, tuple(row.fills)
+        )
+        for row in rows
+    }
+
+
+def _restore_rejected(rows: list[tuple[int, str, str]]) -> dict[int, tuple[str, str]]:
+    return {order_id: (account, cl_ord_id) for order_id, account, cl_ord_id in rows}
+
+
 def decode_state(data: bytes) -> tuple[ExchangeState, Balances]:
     """Rebuild the exchange state and balances from encode_state's bytes."""
     row = _decoder.decode(data)
@@ -306,15 +337,13 @@ def decode_state(data: bytes) -> tuple[ExchangeState, Balances]:
         state.instruments[instrument_row.terms.symbol] = _restore_instrument(instrument_row, asset)
     for order_row in row.orders:
         state.orders[order_row.order_id] = _restore_order(order_row, state.instruments)
-    for order_row in row.finished_orders:
-        state.finished_orders[order_row.order_id] = _restore_order(order_row, state.instruments)
-    for client in row.client_orders:
-        state.client_orders[(client.account, client.cl_ord_id)] = ClientOrder(
-            client.command, client.order_id, client.reply, tuple(client.fills)
-        )
-    state.rejected_orders = {
-        order_id: (account, cl_ord_id) for order_id, account, cl_ord_id in row.rejected_orders
-    }
+    instruments = state.instruments
+    state.finished_orders = _restore_orders(row.finished_orders, instruments)
+    state.client_orders = _restore_client_orders(row.client_orders)
+    state.rejected_orders = _restore_rejected(row.rejected_orders)
+    state.finished_orders_yesterday = _restore_orders(row.finished_orders_yesterday, instruments)
+    state.client_orders_yesterday = _restore_client_orders(row.client_orders_yesterday)
+    state.rejected_orders_yesterday = _restore_rejected(row.rejected_orders_yesterday)
     for session_row in row.sessions:
         state.sessions[session_row.session_id] = GatewaySession(
             session_row.account, session_row.cancel_scope, dict.fromkeys(session_row.open_orders)

@@ -210,7 +210,9 @@ class ExchangeState:
         "accounts",
         "assets",
         "client_orders",
+        "client_orders_yesterday",
         "finished_orders",
+        "finished_orders_yesterday",
         "instruments",
         "last_ts_ns",
         "next_order_id",
@@ -218,6 +220,7 @@ class ExchangeState:
         "order_sessions",
         "orders",
         "rejected_orders",
+        "rejected_orders_yesterday",
         "seq",
         "sessions",
         "trading_day",
@@ -235,15 +238,40 @@ class ExchangeState:
         self.assets: dict[str, Asset] = {}
         self.instruments: dict[str, Instrument] = {}
         self.orders: dict[int, LiveOrder] = {}  # Open orders.
-        # Orders that ended this trading day, for status queries; cleared at the day roll.
+        # Orders that ended this trading day, for status queries; yesterday's at the day roll.
         self.finished_orders: dict[int, LiveOrder] = {}
-        # (account, cl_ord_id) -> the first outcome, for idempotent resends within the day.
+        # (account, cl_ord_id) -> the first outcome, for idempotent resends: the day's orders
+        # and those still open from earlier days.
         self.client_orders: dict[tuple[str, str], ClientOrder] = {}
         # Orders the book refused after they got an id (FOK not fillable, post-only that
         # would trade, ...): id -> (account, cl_ord_id), so a status query by that id finds
-        # them; cleared at the day roll.
+        # them; yesterday's at the day roll.
         self.rejected_orders: dict[int, tuple[str, str]] = {}
+        # The same three of the previous trading day, of orders no longer open: a resend that
+        # was handled at 23:59:59 and arrives again at 00:00:04 (the client's retry after a
+        # timeout or a 5xx) must still get its first outcome, and order.status must still
+        # find it. The day roll moves today's here and forgets yesterday's: an order is
+        # forgotten at the second roll after it ended.
+        self.client_orders_yesterday: dict[tuple[str, str], ClientOrder] = {}
+        self.finished_orders_yesterday: dict[int, LiveOrder] = {}
+        self.rejected_orders_yesterday: dict[int, tuple[str, str]] = {}
         # Gateway sessions with open orders or cancel-on-disconnect, and the session of each
         # open order placed through one (exchange/disconnect.py).
         self.sessions: dict[str, GatewaySession] = {}
         self.order_sessions: dict[int, str] = {}
+
+    def client_order(self, account: str, cl_ord_id: str) -> ClientOrder | None:
+        """Return the first outcome under an account's cl_ord_id: today's, else yesterday's."""
+        key = (account, cl_ord_id)
+        found = self.client_orders.get(key)
+        return found if found is not None else self.client_orders_yesterday.get(key)
+
+    def finished_order(self, order_id: int) -> LiveOrder | None:
+        """Return an order that ended today or on the previous trading day."""
+        found = self.finished_orders.get(order_id)
+        return found if found is not None else self.finished_orders_yesterday.get(order_id)
+
+    def rejected_order(self, order_id: int) -> tuple[str, str] | None:
+        """Return (account, cl_ord_id) of an order the book refused today or yesterday."""
+        found = self.rejected_orders.get(order_id)
+        return found if found is not None else self.rejected_orders_yesterday.get(order_id)

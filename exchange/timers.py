@@ -27,7 +27,7 @@ from exchange.commands import TradingMode
 from exchange.context import Context
 from exchange.events import IndicativeUpdated, OfferingClosed, Phase
 from exchange.phases import CALL_PHASES, set_phase, start_auction
-from exchange.state import ExchangeState, Instrument
+from exchange.state import ClientOrder, ExchangeState, Instrument
 from exchange.trading import apply_book_events
 from matching.events import AuctionUncrossed
 from matching.orders import CancelReason
@@ -122,7 +122,8 @@ def next_timer_ns(state: ExchangeState) -> int:
 
 
 def roll_day(state: ExchangeState, ctx: Context) -> None:
-    """End the trading day: DAY orders expire, last prices become reference prices."""
+    """End the trading day: DAY orders expire, last prices become reference prices, the
+    day's ended orders become yesterday's (kept for resends) and yesterday's are forgotten."""
     for instrument in state.instruments.values():
         expired = instrument.book.expire_day()
         if expired:
@@ -132,15 +133,21 @@ def roll_day(state: ExchangeState, ctx: Context) -> None:
         if instrument.phase in CALL_PHASES:
             # A new reference moves an auction's tie-break, and so maybe its indicative.
             ctx.touch(instrument.terms.symbol)
-    # cl_ord_id is unique per trading day: forget the ids of orders that are no longer open.
+    # cl_ord_id is unique per trading day: the ids of orders no longer open are free again.
+    # But a resend of one may straddle the roll (handled at 23:59:59, resent at 00:00:04), so
+    # they are kept one more day as yesterday's, for resends and status queries only (see
+    # place_order); yesterday's are forgotten.
     open_orders = state.orders
-    state.client_orders = {
-        key: client_order
-        for key, client_order in state.client_orders.items()
-        if client_order.order_id in open_orders
-    }
-    state.finished_orders.clear()
-    state.rejected_orders.clear()
+    today: dict[tuple[str, str], ClientOrder] = {}
+    yesterday: dict[tuple[str, str], ClientOrder] = {}
+    for key, client_order in state.client_orders.items():
+        (today if client_order.order_id in open_orders else yesterday)[key] = client_order
+    state.client_orders = today
+    state.client_orders_yesterday = yesterday
+    state.finished_orders_yesterday = state.finished_orders
+    state.finished_orders = {}
+    state.rejected_orders_yesterday = state.rejected_orders
+    state.rejected_orders = {}
 
 
 def auction_reference_price(instrument: Instrument) -> int:

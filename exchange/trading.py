@@ -19,12 +19,17 @@ first turns a request into a command, and refuses what it cannot turn: a malform
 order with a price or a limit order without one (VALIDATION_ERROR), a price that is not a
 whole number of ticks (INVALID_PRICE_INCREMENT). Those come before every check below, and a
 request refused there is not a command: nothing is journaled and no cl_ord_id is taken.
- 0. idempotency: the same command again (the same cl_ord_id of the day) returns the first
-    outcome, before any check, so a resend is answered alike after a suspension too
+ 0. idempotency: the same command again (the same cl_ord_id of the day, or of an order that
+    ended on the previous trading day) returns the first outcome, before any check, so a
+    resend is answered alike after a suspension, or after the day roll, too. An order is
+    forgotten at the second day roll after it ended: the same command then is a new order.
  1. FORBIDDEN (unknown actor, or an operator account) / ACCOUNT_SUSPENDED (kill switch)
  2. VALIDATION_ERROR: cl_ord_id empty or longer than CL_ORD_ID_LENGTH_MAX, or a session_id
     longer than SESSION_ID_LENGTH_MAX
- 3. DUPLICATE_CL_ORD_ID: the cl_ord_id was used today for a different command
+ 3. DUPLICATE_CL_ORD_ID: the cl_ord_id was used today for a different command (or by an
+    order still open from an earlier day); a different command under the cl_ord_id of an
+    order that ended yesterday is a new order, which takes the id for today (a resend of
+    yesterday's order is still answered as yesterday's, by step 0)
  3a. LIMIT_EXCEEDED: the account already has OPEN_ORDERS_PER_ACCOUNT_MAX open orders
  4. UNKNOWN_SYMBOL
  5. MARKET_CLOSED (closed, delisted) / TRADING_HALTED (halted)
@@ -32,7 +37,7 @@ request refused there is not a command: nothing is journaled and no cl_ord_id is
     is scheduled
  6. VALIDATION_ERROR: a sell in an offering, a bid of its issuer, or a market bid in it; a
     market order with a price; post-only with IOC/FOK or market; market with GTC/GTD/DAY;
-    GTD without a future expiry; expiry without GTD
+    GTD without a future expiry, or one past TS_NS_MAX (2**63 - 1); expiry without GTD
  7. INVALID_QUANTITY: quantity < 1, above the book limit, or not a multiple of the lot size
  8. PRICE_BAND: a limit price <= 0, outside the static band, or below an offering's minimum
  9. INSUFFICIENT_BALANCE (buy) / INSUFFICIENT_SHARES (sell)
@@ -49,6 +54,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from exchange.calendar import TS_NS_MAX
 from exchange.commands import AmendOrder, CancelAll, CancelOrder, PlaceOrder, Role
 from exchange.context import Context
 from exchange.events import (
@@ -178,6 +184,12 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
         # A resend gets the first outcome whatever happened since: an order that traded
         # before its account was suspended still traded, and its sender must hear so.
         return previous.reply
+    yesterdays = state.client_orders_yesterday.get(key)
+    if yesterdays is not None and (
+        yesterdays.command == command or _same_order(yesterdays.command, command)
+    ):
+        # A resend that straddles the day roll is a resend all the same (ExchangeState).
+        return yesterdays.reply
     account = state.accounts.get(actor)
     if account is None or account.role is _OPERATOR or account.suspended:
         refusal = _actor_refusal(actor, account)
@@ -432,6 +444,11 @@ def _check_order_shape(instrument: Instrument, command: PlaceOrder, now_ts_ns: i
     if tif is TimeInForce.GTD:
         if command.expire_ts_ns <= now_ts_ns:
             raise Rejection(Reject.VALIDATION_ERROR, "a GTD order needs a future expire_ts_ns")
+        if command.expire_ts_ns > TS_NS_MAX:  # The book keeps it: it must stay encodable.
+            raise Rejection(
+                Reject.VALIDATION_ERROR,
+                "a GTD order's expire_ts_ns is at most 2**63 - 1 (the clock's last ns)",
+            )
     elif command.expire_ts_ns != 0:
         raise Rejection(Reject.VALIDATION_ERROR, "only a GTD order takes an expire_ts_ns")
 

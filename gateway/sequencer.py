@@ -2,10 +2,17 @@
 
 Invariants:
 - Every state-changing command goes through one bounded queue to this one task; nothing else
-  calls `Exchange.handle` while it runs. ts_ns = max(wall clock, previous ts_ns + 1): strictly
+  calls `Exchange.handle` while it runs. ts_ns = max(now, previous ts_ns + 1): strictly
   increasing, so replaying the journal sees the same times in the same order. The one
   exception is the first batch of a restart (end_stale_sessions): the last run's sessions
   end at the time of its last record, so that no timer fires before their cancels.
+- Exchange time keeps pace with real time even when the wall clock does not: now = max(wall
+  clock, previous ts_ns + the monotonic time elapsed since it was stamped). After the wall
+  clock steps back by D (an NTP step, a VM restore, a restart on a host whose clock is behind
+  the journal), max(wall, previous + 1) alone would crawl 1 ns per command for D of real
+  time: no auction would end, no GTD order expire, no day roll. The idle Tick check uses the
+  same now. A wall clock found behind is logged once (WARNING, by how much) until it catches
+  up.
 - Durable before visible: a batch (everything queued, up to BATCH_MAX commands) is handled,
   its record bodies are sealed and appended with ONE fsync (FileJournal.append_sealed), and
   only then is each command's sender told (its future resolved, or its callback called) and
@@ -72,6 +79,9 @@ BATCH_MAX = 1_000
 TICK_INTERVAL_S = 0.1
 SNAPSHOT_EVERY_RECORDS = 100_000  # A snapshot bounds recovery time; also one at shutdown.
 SNAPSHOT_WRITER_MAX_S = 120  # A forked snapshot writer running longer is killed.
+# The wall clock behind exchange time by more than this is logged (once until it catches up):
+# below it, it is only the jitter between reading the wall clock and the monotonic one.
+CLOCK_BEHIND_LOGGED_NS = 100_000_000
 
 log = logging.getLogger("ipx.sequencer")
 
@@ -250,6 +260,7 @@ class Sequencer:
         batch_max: int = BATCH_MAX,
         tick_interval_s: float = TICK_INTERVAL_S,
         clock: Callable[[], int] = time.time_ns,
+        monotonic_clock: Callable[[], int] = time.monotonic_ns,
         snapshot_every_records: int = SNAPSHOT_EVERY_RECORDS,
     ) -> None:
         self.exchange = exchange
@@ -260,7 +271,11 @@ class Sequencer:
         self._batch_max = batch_max
         self._tick_interval_s = tick_interval_s
         self._clock = clock
+        self._monotonic_clock = monotonic_clock
         self._last_ts_ns = exchange.state.last_ts_ns
+        # The monotonic clock when _last_ts_ns was stamped (for a recovered exchange: now).
+        self._last_monotonic_ns = monotonic_clock()
+        self._clock_behind_logged = False
         self._subscribers: list[Subscriber] = []
         self._observers: list[Observer] = []
         self._accepting = True
@@ -272,6 +287,9 @@ class Sequencer:
         # (pid, seq, monotonic start) of the forked snapshot writer, while it runs.
         self._snapshot_child: tuple[int, int, float] | None = None
         self.snapshots_written = 0
+        # Why the shutdown snapshot (close) was not written, if it was not: the journal is
+        # complete all the same, but the next start replays more of it (`ipx serve` says so).
+        self.shutdown_snapshot_error: Exception | None = None
         self.batches = 0
         self.records = 0
         # Told how long each batch's journal append (write + fsync) took, in seconds.
@@ -292,8 +310,8 @@ class Sequencer:
         return len(self._queue)
 
     def now_ns(self) -> int:
-        """Return the clock the sequencer stamps commands with (before the +1 ns rule)."""
-        return self._clock()
+        """Return the time the sequencer stamps commands with (before the +1 ns rule)."""
+        return self._now_ns()[0]
 
     def subscribe(self, subscriber: Subscriber) -> None:
         """Call subscriber(outcomes, messages) with each durable batch, in seq order.
@@ -397,12 +415,30 @@ class Sequencer:
         """Write a final snapshot (if anything changed) and release the journal."""
         self._reap_snapshot(wait=True)
         if self._failure is None and self.exchange.seq > self._snapshot_seq:
-            self._write_snapshot()
+            self.shutdown_snapshot_error = self._write_snapshot()
         self.journal.close()
 
     def _tick_if_due(self) -> None:
-        if self._failure is None and self.exchange.timer_due(self._clock()):
+        if self._failure is None and self.exchange.timer_due(self._now_ns()[0]):
             self._process([(Tick(SEQUENCER_ACTOR), _ignore)])
+
+    def _now_ns(self) -> tuple[int, int]:
+        # (exchange time now, the monotonic clock's reading it was derived from): the wall
+        # clock, unless it is behind the last stamp plus the real time elapsed since.
+        wall_ns = self._clock()
+        monotonic_ns = self._monotonic_clock()
+        carried_ns = self._last_ts_ns + (monotonic_ns - self._last_monotonic_ns)
+        if wall_ns >= carried_ns:
+            self._clock_behind_logged = False
+            return wall_ns, monotonic_ns
+        if not self._clock_behind_logged and carried_ns - wall_ns > CLOCK_BEHIND_LOGGED_NS:
+            self._clock_behind_logged = True
+            log.warning(
+                "the wall clock is %.3f s behind exchange time (stepped back, or behind the "
+                "journal): exchange time goes on by the monotonic clock until it catches up",
+                (carried_ns - wall_ns) / 1e9,
+            )
+        return carried_ns, monotonic_ns
 
     def end_stale_sessions(self) -> int:
         """Handle stale_session_ends as the first batch, at the last record's time; return how
@@ -425,8 +461,13 @@ class Sequencer:
         observers = self._observers
         try:
             for command, _ in batch:
-                ts_ns = at_ts_ns or max(self._clock(), self._last_ts_ns + 1)
+                if at_ts_ns:
+                    ts_ns, monotonic_ns = at_ts_ns, self._monotonic_clock()
+                else:
+                    now_ns, monotonic_ns = self._now_ns()
+                    ts_ns = max(now_ns, self._last_ts_ns + 1)
                 self._last_ts_ns = ts_ns
+                self._last_monotonic_ns = monotonic_ns
                 outcome = exchange.handle(command, ts_ns)
                 outcomes.append(outcome)
                 for observer in observers:
@@ -469,14 +510,17 @@ class Sequencer:
         exchange = self.exchange
         self.journal.write_snapshot(seq, exchange.state_hash(), exchange.snapshot())
 
-    def _write_snapshot(self) -> None:
+    def _write_snapshot(self) -> Exception | None:
+        # Return why the snapshot was not written, or None.
         exchange = self.exchange
         try:
             self._store_snapshot(exchange.seq)
             self._snapshot_seq = exchange.seq
             self.snapshots_written += 1
-        except Exception:  # The journal carries on; the next snapshot will try again.
+        except Exception as error:  # The journal carries on; the next snapshot will try again.
             log.exception("snapshot at seq %d not written", exchange.seq)
+            return error
+        return None
 
     def _start_snapshot(self) -> None:
         # A periodic snapshot encodes and hashes the whole state (every order of the day):

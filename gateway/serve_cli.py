@@ -19,7 +19,10 @@ Exit codes: 0 after a clean shutdown; 1 the sequencer crashed (restart recovers 
 journal); 2 the data dir is unusable (locked by another server, damaged, not writable, or
 its journal does not replay under this version's rules), the address cannot be listened on
 (taken, or not this host's), or the TLS certificate and key are unusable (one without the
-other, unreadable, or not a pair).
+other, unreadable, or not a pair); 3 stopped with every command in the journal, but the
+shutdown snapshot could not be written (said on stderr, with why): nothing is lost, the next
+start replays the journal from the last snapshot that was written, which takes longer, and an
+upgrade should wait until a clean stop has written one (see Upgrading).
 
 Upgrading: stop the exchange cleanly (SIGTERM: it writes a snapshot), then start the new
 version, which recovers from that snapshot. The rules are not versioned in the journal, so a
@@ -48,6 +51,7 @@ from ledger.frames import FRAME_HEADER_BYTES
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8700
 OPERATOR_ACCOUNT = "operator"
+EXIT_SNAPSHOT_FAILED = 3  # Stopped, journal complete, shutdown snapshot not written.
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -189,5 +193,14 @@ async def _serve(
         if crashed.done() and not crashed.cancelled() and crashed.exception() is not None:
             print(f"ipx serve: the sequencer crashed: {crashed.exception()!r}", file=sys.stderr)
             return 1
+    error = sequencer.shutdown_snapshot_error
+    if error is not None:
+        print(
+            f"ipx serve: stopped, but the shutdown snapshot was not written ({error}); the "
+            f"journal holds every command up to seq {sequencer.exchange.seq}: the next start "
+            "replays it from the last snapshot written",
+            file=sys.stderr,
+        )
+        return EXIT_SNAPSHOT_FAILED
     print("ipx serve: stopped cleanly", flush=True)
     return 0

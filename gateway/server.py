@@ -1251,9 +1251,16 @@ class Gateway:
         events: Sequence[Event] = outcome.events
         if not any(event is reply for event in events):
             # A resend: the exchange answered with the first outcome's reply, and keeps the
-            # fills of that arrival with it.
-            client_order = self.state.client_orders.get((account, view["cl_ord_id"]))
-            events = client_order.fills if client_order is not None else ()
+            # fills of that arrival with it (today's, or yesterday's after the day roll: today
+            # a new order may have taken the cl_ord_id, so the one with this order id).
+            events = ()
+            state = self.state
+            key = (account, view["cl_ord_id"])
+            for client_orders in (state.client_orders, state.client_orders_yesterday):
+                client_order = client_orders.get(key)
+                if client_order is not None and client_order.order_id == order_id:
+                    events = client_order.fills
+                    break
         view["fills"] = [
             self._fill_view(event)
             for event in events
@@ -1299,11 +1306,11 @@ class Gateway:
         order_id, cl_ord_id = params.order_id, params.cl_ord_id
         if order_id:
             # An order the book refused got an id but never lived: found by it all the same.
-            rejected = state.rejected_orders.get(order_id)
+            rejected = state.rejected_order(order_id)
             if rejected is None or rejected[0] != account:
                 return self._order_view(account, order_id)
             cl_ord_id = rejected[1]
-        client_order = state.client_orders.get((account, cl_ord_id))
+        client_order = state.client_order(account, cl_ord_id)  # Yesterday's too.
         if client_order is None:
             raise protocol.rejection(Reject.UNKNOWN_ORDER, NO_SUCH_ORDER)
         reply = client_order.reply
@@ -1333,7 +1340,7 @@ class Gateway:
         order = state.orders.get(order_id)
         open_ = order is not None
         if order is None:
-            order = state.finished_orders.get(order_id)
+            order = state.finished_order(order_id)  # Ended today or yesterday.
         if order is None or order.account != account:
             raise protocol.rejection(Reject.UNKNOWN_ORDER, NO_SUCH_ORDER)
         instrument = order.instrument

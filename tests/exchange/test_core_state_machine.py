@@ -28,7 +28,9 @@ After every command (rulebook.Market.check, then `check_command` here):
   the new reference instead; an offering's trades: at or above its minimum),
   including a print against an order resting from an older reference
   (test_a_resting_order_from_an_older_reference_trades_inside_the_bands pins that case);
-- a resend of an order on the same trading day gets the first reply and creates no order;
+- a resend of an order gets the first reply and creates no order, on the same trading day
+  and on the next (after one day roll: yesterday's finished orders are kept for resends);
+  another order under a cl_ord_id taken today is refused (DUPLICATE_CL_ORD_ID);
   another account's order id gets the same answer as an unknown one (UNKNOWN_ORDER);
 - a distribution's payments add up to its amount.
 At the end of each example: its records replay into a fresh Exchange with the same postings
@@ -488,9 +490,6 @@ class Driver:
     def do(self, command: Command, after_ns: int) -> Outcome:
         return self.market.do(command, after_ns)
 
-    def _same_day(self, after_ns: int) -> bool:
-        return (self.market.ts_ns + after_ns) // NS_PER_DAY == self.exchange.state.trading_day
-
     def deposit(self, account: str, currency: str, amount: int, after_ns: int) -> Outcome:
         return self.do(Deposit(OPERATOR, account, currency, amount), after_ns)
 
@@ -564,21 +563,24 @@ class Driver:
                 command.expire_ts_ns,
             )
         state = self.exchange.state
-        first = state.client_orders.get((command.actor, command.cl_ord_id))
+        key = (command.actor, command.cl_ord_id)
+        today, yesterday = state.client_orders.get(key), state.client_orders_yesterday.get(key)
         account = state.accounts.get(command.actor)
-        # A day roll in this very command may forget the first order: check only within a day.
-        judged = first is not None and self._same_day(after_ns)
-        judged = judged and account is not None and not account.suspended
+        # The day rolls this command carries: each forgets yesterday's finished orders and
+        # makes today's yesterday's, so a resend is judged against what will still be known.
+        rolls = (self.market.ts_ns + after_ns) // NS_PER_DAY - state.trading_day
+        known = [first for first in (today,) if first is not None and rolls <= 1]
+        known += [first for first in (yesterday,) if first is not None and rolls == 0]
+        resent = [first for first in known if first.command == command]
         next_order_id = state.next_order_id
         outcome = self.do(command, after_ns)
-        if judged and first is not None:
-            if first.command == command:
-                assert outcome.reply == first.reply, f"resend got {outcome.reply!r}"
-                assert state.next_order_id == next_order_id, "a resend created an order"
-            else:
-                reply = outcome.reply
-                assert isinstance(reply, OrderRejected), f"reused cl_ord_id got {reply!r}"
-                assert reply.reason is Reject.DUPLICATE_CL_ORD_ID, reply
+        if resent:
+            assert outcome.reply == resent[0].reply, f"resend got {outcome.reply!r}"
+            assert state.next_order_id == next_order_id, "a resend created an order"
+        elif today is not None and rolls == 0 and account is not None and not account.suspended:
+            reply = outcome.reply
+            assert isinstance(reply, OrderRejected), f"reused cl_ord_id got {reply!r}"
+            assert reply.reason is Reject.DUPLICATE_CL_ORD_ID, reply
         return outcome
 
     def session(self, account: str, session: str, action: str, after_ns: int) -> Outcome:

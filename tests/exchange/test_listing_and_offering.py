@@ -8,7 +8,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from exchange.calendar import parse_date
+from exchange.admin import AUCTION_NS_MAX
+from exchange.calendar import TS_NS_MAX, parse_date
 from exchange.commands import (
     CancelOrder,
     CloseMarket,
@@ -16,8 +17,10 @@ from exchange.commands import (
     Halt,
     IssueShares,
     OpenOffering,
+    Resume,
     TradingMode,
 )
+from exchange.core import Exchange
 from exchange.events import (
     AssetListed,
     AuctionUncrossed,
@@ -55,6 +58,7 @@ from tests.exchange.rulebook import (
     USD,
     Market,
     accepted,
+    accepted_reply,
     buy_need,
     events,
     fee,
@@ -92,6 +96,9 @@ def test_a_valid_patent_lists_and_moves_nothing(market: Market) -> None:
         ({"expiry_date": "2031-02-29"}, Reject.VALIDATION_ERROR, "no day 29"),
         ({"filing_date": "2035-03-01"}, Reject.VALIDATION_ERROR, "expires after it was filed"),
         ({"expiry_date": "2029-12-31"}, Reject.ASSET_EXPIRED, "expired"),
+        # In ns past 2**63 - 1, the wire's and the journal's bound (its day ends 23:47 UTC).
+        ({"expiry_date": "2262-04-12"}, Reject.VALIDATION_ERROR, "after 2262-04-11"),
+        ({"expiry_date": "9999-12-31"}, Reject.VALIDATION_ERROR, "after 2262-04-11"),
         # A patent expires at 00:00 UTC of its expiry date: on that day it is already expired.
         ({"expiry_date": "2030-01-15"}, Reject.ASSET_EXPIRED, "expired"),
         ({"owner_account": "nobody"}, Reject.UNKNOWN_ACCOUNT, "nobody"),
@@ -112,6 +119,18 @@ def test_a_bad_listing_is_rejected_and_changes_nothing(
     market.accounts()
     market.refused(listing(**changes), reason, words)
     assert market.exchange.state.assets == {}
+
+
+def test_a_patent_expiring_on_the_last_day_the_clock_reaches_lists_and_snapshots(
+    market: Market,
+) -> None:
+    market.accounts()
+    market.do(listing(expiry_date="2262-04-11"))
+    accepted_reply(market.do(issuance()))
+    market.open_trading()
+    assert market.exchange.state.assets[PATENT].expiry_ts_ns <= TS_NS_MAX
+    restored = Exchange.from_snapshot(market.exchange.snapshot())
+    assert restored.state_hash() == market.exchange.state_hash()
 
 
 def test_a_patent_lists_once(market: Market) -> None:
@@ -189,6 +208,15 @@ def test_shares_of_an_unlisted_patent_cannot_be_issued(market: Market) -> None:
         ({"symbol": f"{SYMBOL}\n"}, Reject.VALIDATION_ERROR),
         ({"trading_mode": TradingMode.PERIODIC_AUCTION}, Reject.VALIDATION_ERROR),
         ({"auction_interval_ns": 5}, Reject.VALIDATION_ERROR),
+        ({"opening_auction_ns": AUCTION_NS_MAX + 1}, Reject.VALIDATION_ERROR),
+        ({"volatility_auction_ns": AUCTION_NS_MAX + 1}, Reject.VALIDATION_ERROR),
+        (
+            {
+                "trading_mode": TradingMode.PERIODIC_AUCTION,
+                "auction_interval_ns": AUCTION_NS_MAX + 1,
+            },
+            Reject.VALIDATION_ERROR,
+        ),
     ],
     ids=lambda value: "-".join(value) if isinstance(value, dict) else value.value,
 )
@@ -199,6 +227,26 @@ def test_bad_share_terms_are_rejected_and_issue_nothing(
     market.do(listing())
     market.refused(issuance(**changes), reason)
     assert market.exchange.state.instruments == {}
+
+
+def test_auctions_may_last_up_to_auction_ns_max_and_end_within_the_clocks_range(
+    market: Market,
+) -> None:
+    # A timed phase ends at ts_ns + its duration: bounded, so that it stays below 2**63.
+    market.accounts()
+    market.do(listing())
+    terms: dict[str, Any] = {
+        "opening_auction_ns": AUCTION_NS_MAX,
+        "volatility_auction_ns": AUCTION_NS_MAX,
+        "trading_mode": TradingMode.PERIODIC_AUCTION,
+        "auction_interval_ns": AUCTION_NS_MAX,
+    }
+    accepted_reply(market.do(issuance(**terms)))
+    accepted_reply(market.do(Resume(OPERATOR, SYMBOL)))
+    assert market.instrument().phase_until_ns == market.ts_ns + AUCTION_NS_MAX <= TS_NS_MAX
+    assert Exchange.from_snapshot(market.exchange.snapshot()).state_hash() == (
+        market.exchange.state_hash()
+    )
 
 
 # Balances are kept per (account, asset), where an asset is a currency or a symbol: a symbol
@@ -505,6 +553,7 @@ def test_a_successful_offering_opens_with_an_auction_then_continuous_trading(
         ({"units": TOTAL_UNITS + 1}, Reject.INSUFFICIENT_SHARES),
         ({"min_price_ticks": 0}, Reject.VALIDATION_ERROR),
         ({"end_ts_ns": 0}, Reject.VALIDATION_ERROR),
+        ({"end_ts_ns": TS_NS_MAX + 1}, Reject.VALIDATION_ERROR),
         ({"symbol": "RS-NOPE"}, Reject.UNKNOWN_SYMBOL),
     ],
     ids=lambda value: "-".join(value) if isinstance(value, dict) else value.value,

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from exchange.calendar import NS_PER_DAY, TS_NS_MAX
 from exchange.commands import (
     AmendOrder,
     CancelAll,
@@ -64,6 +65,7 @@ from tests.exchange.rulebook import (
     ISSUER,
     MARKET,
     OPERATOR,
+    SECOND,
     SELL,
     SYMBOL,
     USD,
@@ -522,6 +524,13 @@ OTHER_REJECTIONS: list[
     ("gtd past", _nothing, _order_with(time_in_force=GTD, expire_ts_ns=1), _VALIDATION, "future"),
     ("gtd no expiry", _nothing, _order_with(time_in_force=GTD), _VALIDATION, "future"),
     (
+        "gtd past the clock",
+        _nothing,
+        _order_with(time_in_force=GTD, expire_ts_ns=TS_NS_MAX + 1),
+        _VALIDATION,
+        "2**63",
+    ),
+    (
         "day expiry",
         _nothing,
         _order_with(time_in_force=DAY, expire_ts_ns=1 << 62),
@@ -565,6 +574,14 @@ def test_every_kind_of_bad_order_gets_its_reason_and_changes_nothing(
     market.trading()
     setup(market)
     market.refused(build(market), reason, words)
+
+
+def test_a_gtd_order_may_expire_as_late_as_the_clock_reaches(market: Market) -> None:
+    market.trading()
+    order_id = market.rest("alice", BUY, 10, 990, tif=GTD, expire_ts_ns=TS_NS_MAX)
+    view = market.book_order(order_id)
+    assert view is not None and view.expire_ts_ns == TS_NS_MAX
+    market.exchange.state_hash()
 
 
 def test_a_cl_ord_id_of_36_characters_is_accepted(market: Market) -> None:
@@ -644,6 +661,83 @@ def test_an_open_orders_cl_ord_id_stays_taken_after_the_day_rolls(market: Market
     market.rest("alice", BUY, 10, 990, cl="once")
     market.tick(24 * HOUR)
     market.refused(market.order("alice", BUY, 5, 990, cl="once"), Reject.DUPLICATE_CL_ORD_ID)
+
+
+def _midnight_after(market: Market) -> int:
+    return (market.ts_ns // NS_PER_DAY + 1) * NS_PER_DAY
+
+
+def test_a_resend_just_after_the_day_roll_gets_the_first_outcome_and_no_second_order(
+    market: Market,
+) -> None:
+    # The client library resends after a timeout or a 5xx: handled at 23:59:59, its answer
+    # lost, the resend arrives at 00:00:04. It must not trade a second time.
+    market.trading()
+    market.rest(ISSUER, SELL, 1_000, 1_000)
+    market.tick_to(_midnight_after(market) - 2 * SECOND)
+    command = market.order("alice", BUY, 100, 1_000, cl="once", tif=IOC)
+    first = market.do(command, SECOND)
+    order_id = accepted(first)
+    state = market.exchange.state
+    next_order_id = state.next_order_id
+    again = market.do(command, 5 * SECOND)
+    assert again.reply == first.reply
+    assert state.next_order_id == next_order_id, "the resend became a second order"
+    assert events(again, TradeExecuted) == [] and again.record.postings == ()
+    assert market.units("alice") == (100, 0)
+    # What a 5xx tells the client to do, order.status, finds it by either name.
+    client_order = state.client_order("alice", "once")
+    assert client_order is not None and client_order.order_id == order_id
+    finished = state.finished_order(order_id)
+    assert finished is not None and finished.cum_units == 100
+
+
+def test_a_finished_order_is_forgotten_only_at_the_second_day_roll(market: Market) -> None:
+    market.trading()
+    market.rest(ISSUER, SELL, 1_000, 1_000)
+    command = market.order("alice", BUY, 10, 1_000, cl="once", tif=IOC)
+    order_id = accepted(market.do(command))
+    market.tick(24 * HOUR)  # One roll: a resend is still the same order.
+    assert market.do(command).reply.order_id == order_id  # type: ignore[union-attr]
+    market.tick(24 * HOUR)  # Two: the id is forgotten, the same command is a new order.
+    state = market.exchange.state
+    assert state.client_order("alice", "once") is None and state.finished_order(order_id) is None
+    assert accepted(market.do(command)) != order_id
+    assert market.units("alice") == (20, 0)
+
+
+def test_another_order_under_yesterdays_cl_ord_id_is_a_new_one_and_each_resend_its_own(
+    market: Market,
+) -> None:
+    # cl_ord_id is unique among the account's orders of the trading day: yesterday's finished
+    # order does not take it today, but a resend of it is still answered as itself.
+    market.trading()
+    yesterdays = market.order("alice", BUY, 10, 990, cl="once")
+    first = market.do(yesterdays)
+    market.cancel("alice", accepted(first))
+    market.tick(24 * HOUR)
+    todays = market.order("alice", BUY, 5, 990, cl="once")
+    second = market.do(todays)
+    assert accepted(second) != accepted(first)
+    assert market.do(yesterdays).reply == first.reply
+    assert market.do(todays).reply == second.reply
+    assert market.open_orders("alice") == [accepted(second)]
+    market.refused(market.order("alice", BUY, 7, 990, cl="once"), Reject.DUPLICATE_CL_ORD_ID)
+    client_order = market.exchange.state.client_order("alice", "once")
+    assert client_order is not None and client_order.order_id == accepted(second)
+
+
+def test_an_order_the_book_refused_is_found_by_its_id_the_day_after(market: Market) -> None:
+    market.trading()
+    refused = market.do(market.order("alice", BUY, 10, 1_000, cl="fok", tif=FOK))
+    reply = refused.reply
+    assert isinstance(reply, OrderRejected) and reply.order_id
+    market.tick(24 * HOUR)
+    state = market.exchange.state
+    assert state.rejected_order(reply.order_id) == ("alice", "fok")
+    assert market.do(market.order("alice", BUY, 10, 1_000, cl="fok", tif=FOK)).reply == reply
+    market.tick(24 * HOUR)
+    assert state.rejected_order(reply.order_id) is None
 
 
 # Ownership: an account sees and touches only its own orders.

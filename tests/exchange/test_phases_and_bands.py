@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from exchange.admin import AUCTION_NS_MAX
 from exchange.calendar import NS_PER_DAY, parse_date
 from exchange.commands import (
     AmendOrder,
@@ -225,6 +226,14 @@ def test_an_operator_can_start_a_volatility_auction(market: Market) -> None:
     outcome = market.tick(5 * SECOND)
     assert events(outcome, AuctionUncrossed) == [AuctionUncrossed(SYMBOL, 1_000, 10, 0)]
     market.refused(StartAuction(OPERATOR, SYMBOL, 0), Reject.VALIDATION_ERROR)
+
+
+def test_a_volatility_auction_lasts_at_most_auction_ns_max(market: Market) -> None:
+    # Its end, ts_ns + duration, must stay within the clock's int64 range.
+    market.trading()
+    market.refused(StartAuction(OPERATOR, SYMBOL, AUCTION_NS_MAX + 1), Reject.VALIDATION_ERROR)
+    accepted_reply(market.do(StartAuction(OPERATOR, SYMBOL, AUCTION_NS_MAX)))
+    assert market.instrument().phase_until_ns == market.ts_ns + AUCTION_NS_MAX
 
 
 # The auction price: most volume, then least imbalance, then nearest the reference price, which

@@ -11,6 +11,9 @@
 - Restoring `Exchange.from_snapshot(x.snapshot())` at many points of random sessions gives x's
   state_hash and snapshot bytes, and the restored exchange then answers every following
   command exactly as x does: the same reply, events, record and postings.
+- Across a day roll too: yesterday's finished orders, kept for resends and status queries
+  for one more trading day, come back with the snapshot, and a resend to the restored
+  exchange gets the first outcome as the original's does.
 
 Replay: IPX_SEED=<seed> .venv/bin/pytest tests/exchange/test_snapshot_replay.py -s
 """
@@ -22,7 +25,7 @@ import random
 import time
 from pathlib import Path
 
-from exchange.calendar import parse_date
+from exchange.calendar import NS_PER_DAY, parse_date
 from exchange.commands import Tick, command_decoder
 from exchange.core import Exchange, Outcome
 from exchange.events import Phase
@@ -31,7 +34,17 @@ from ledger.file_store import FileJournal
 from ledger.frames import FRAME_PAYLOAD_BYTES_MAX
 from ledger.records import GENESIS_HASH, encode_record, seal
 from tests.exchange.replay_worker import replay
-from tests.exchange.rulebook import BUY, Market, issuance, listing
+from tests.exchange.rulebook import (
+    BUY,
+    FOK,
+    IOC,
+    ISSUER,
+    SECOND,
+    SELL,
+    Market,
+    issuance,
+    listing,
+)
 from tests.exchange.test_core_state_machine import Driver
 from tests.exchange.test_replay_determinism import (
     journaled_session,
@@ -196,6 +209,31 @@ def test_a_restored_exchange_answers_every_command_as_the_original() -> None:
         f"commands answered identically by the restored exchange; "
         f"{time.monotonic() - started:.1f} s (IPX_SEED={SEED})"
     )
+
+
+def test_a_snapshot_after_the_day_roll_keeps_yesterdays_orders_for_resends() -> None:
+    market = Market().trading()
+    market.rest(ISSUER, SELL, 1_000, 1_000)
+    midnight = (market.ts_ns // NS_PER_DAY + 1) * NS_PER_DAY
+    market.tick_to(midnight - SECOND)
+    traded = market.order("alice", BUY, 100, 1_000, cl="traded", tif=IOC)
+    refused = market.order("bob", BUY, 901, 1_000, cl="refused", tif=FOK)  # 900 offered.
+    resting = market.order("alice", BUY, 10, 990, cl="resting")
+    first = [market.do(command).reply for command in (traded, refused, resting)]
+    market.tick_to(midnight + SECOND)  # The roll: two of them finished yesterday.
+    original = market.exchange
+    restored = Exchange.from_snapshot(original.snapshot())
+    assert restored.state_hash() == original.state_hash()
+    assert restored.snapshot() == original.snapshot()
+    state = restored.state
+    assert state.finished_order(first[0].order_id) is not None  # type: ignore[union-attr]
+    assert state.rejected_order(first[1].order_id) == ("bob", "refused")  # type: ignore[union-attr]
+    ts_ns = market.ts_ns
+    for command, reply in zip((traded, refused, resting), first, strict=True):
+        ts_ns += SECOND
+        again, mirrored = original.handle(command, ts_ns), restored.handle(command, ts_ns)
+        assert again.reply == reply and mirrored == again
+    assert restored.state_hash() == original.state_hash()
 
 
 def test_a_delisting_of_a_book_too_large_for_a_frame_is_journaled_and_replays(

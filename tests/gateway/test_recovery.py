@@ -13,6 +13,7 @@ import json
 import os
 import random
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import urllib.error
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiomqtt
 import pytest
@@ -35,6 +36,7 @@ from gateway.admin_cli import create_account
 from gateway.client import ClientError, IpxClient, RequestFailed
 from gateway.market_data import BookL2, Ticker, decode
 from gateway.mqtt_publisher import MqttPublisher
+from gateway.serve_cli import EXIT_SNAPSHOT_FAILED
 from gateway.server import HEARTBEAT_INTERVAL_S, RunningServer, run_server
 from ledger.file_store import SNAPSHOT_DIR, FileJournal
 from tests.gateway.conftest import SYMBOL, Venue, http_get, list_the_market, scrape_metrics
@@ -55,10 +57,11 @@ class ServerProcess:
         self.url = url
 
     @classmethod
-    async def start(cls, data_dir: str) -> ServerProcess:
+    async def start(cls, data_dir: str, stderr: IO[bytes] | None = None) -> ServerProcess:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway.cli", "serve", "--data-dir", data_dir, "--port", "0",
-            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL if stderr is None else stderr,
         )  # fmt: skip
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT_S)
@@ -307,6 +310,43 @@ async def test_sigterm_drains_closes_with_1001_and_exits_cleanly(
     await asyncio.wait_for(alice.connection.wait_closed(), 5.0)
     assert alice.connection.close_code == 1001
     await alice.close()
+    result = _verify(venue.data_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_a_stop_whose_snapshot_fails_says_so_and_exits_3_with_the_journal_complete(
+    venue: Venue, tmp_path: Path
+) -> None:
+    # Not "stopped cleanly" and 0: an operator (or a supervisor) must learn that the next start
+    # replays the journal, and that an upgrade should not start from this stop.
+    said_path = tmp_path / "serve-stderr.txt"
+    snapshots = Path(venue.data_dir) / SNAPSHOT_DIR
+    with said_path.open("wb") as said:
+        server = await ServerProcess.start(venue.data_dir, said)
+        venue.url = server.url
+        await list_the_market(venue)
+        alice = await venue.client("alice")
+        await alice.place(SYMBOL, "buy", 3, "99.00", cl_ord_id="before-term")
+        await alice.close()
+        # The disk refuses the snapshot: its directory is now a file (ENOTDIR, even for root).
+        shutil.rmtree(snapshots, ignore_errors=True)
+        snapshots.write_bytes(b"")
+        code, output = await server.stop(signal.SIGTERM)
+    assert code == EXIT_SNAPSHOT_FAILED, output
+    assert "stopped cleanly" not in output
+    text = said_path.read_text()
+    assert "shutdown snapshot was not written" in text and "journal holds every command" in text
+    snapshots.unlink()
+    snapshots.mkdir()
+    async with run_server(venue.data_dir) as running:
+        venue.url = running.url
+        recovery = running.gateway.recovery
+        assert recovery is not None and recovery.snapshot_seq == 0  # All from the journal.
+        alice = await venue.client("alice")
+        try:
+            assert (await alice.status(cl_ord_id="before-term"))["status"] == "open"
+        finally:
+            await alice.close()
     result = _verify(venue.data_dir)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -3,6 +3,8 @@
 - An order.place resent with the same cl_ord_id and parameters, on a new connection or after a
   restart (from the snapshot, or from the journal alone), names the same order: the same
   answer, one order on the book, the cash reserved once.
+- A resend that straddles midnight UTC (the first handled at 23:59:59, the day rolled before
+  the resend) still names the same order, and order.status finds it by its cl_ord_id.
 - A resend under the same cl_ord_id with other parameters is refused (409
   DUPLICATE_CL_ORD_ID) and changes nothing.
 - A message of exactly FRAME_BYTES_MAX bytes is read and answered; one byte more closes the
@@ -22,6 +24,7 @@ import random
 import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -29,11 +32,13 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from gateway import market_data, protocol
+from exchange.calendar import NS_PER_DAY
+from gateway import market_data, protocol, sessions
 from gateway.client import IpxClient, RequestFailed
 from gateway.local_book import LocalBook
 from gateway.server import run_server
-from ledger.file_store import SNAPSHOT_DIR
+from ledger.file_store import SNAPSHOT_DIR, FileJournal
+from tests.exchange import rulebook
 from tests.gateway.conftest import SYMBOL, Venue, list_the_market
 
 pytestmark = pytest.mark.asyncio
@@ -154,6 +159,39 @@ async def test_a_resend_of_an_order_that_traded_on_arrival_is_answered_with_its_
         assert again["fills"] == first["fills"]
     finally:
         await alice.close()
+
+
+async def test_a_resend_across_midnight_gets_the_first_outcome_and_status_finds_it(
+    tmp_path: Path,
+) -> None:
+    # The first attempt was handled at 23:59:59 UTC yesterday (by the wall clock) and its
+    # answer lost; the server's first command today rolls the day. The resend must not trade
+    # a second time, and order.status by cl_ord_id (what a 5xx tells the client) finds it.
+    midnight = time.time_ns() // NS_PER_DAY * NS_PER_DAY
+    market = rulebook.Market()
+    market.ts_ns = midnight - rulebook.HOUR
+    market.trading()
+    market.rest(rulebook.ISSUER, rulebook.SELL, 1_000, 1_000)
+    market.tick_to(midnight - 2 * rulebook.SECOND)
+    order = market.order("alice", rulebook.BUY, 100, 1_000, cl="late", tif=rulebook.IOC)
+    order_id = rulebook.accepted(market.do(order, rulebook.SECOND))
+    with FileJournal.open(tmp_path) as journal:
+        journal.append_bodies(market.records)
+    token, _ = sessions.issue_token(str(tmp_path), "alice")
+    params = {"symbol": SYMBOL, "cl_ord_id": "late", "side": "buy", "quantity": 100,
+              "price": "100.00", "time_in_force": "ioc"}  # fmt: skip
+    async with run_server(tmp_path) as running:
+        alice = await IpxClient.connect(running.url, token)
+        try:
+            again = await alice.request("order.place", params)
+            assert running.gateway.state.trading_day == midnight // NS_PER_DAY
+            assert (again["order_id"], again["filled"]) == (order_id, 100)
+            assert sum(fill["quantity"] for fill in again["fills"]) == 100
+            assert await alice.status(cl_ord_id="late") == _without_fills(again)
+            balances = (await alice.request("account.balances"))["balances"]
+            assert balances[SYMBOL]["available"] == 100
+        finally:
+            await alice.close()
 
 
 # The refusal itself is in test_orders.py; this adds that it changes nothing, field by field.

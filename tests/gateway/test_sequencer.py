@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import subprocess
@@ -14,9 +15,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from exchange.commands import OpenAccount, Role, Tick
+from exchange.commands import Command, OpenAccount, Resume, Role, Tick, command_decoder
 from exchange.core import ADMIN_ACTOR, Exchange, Outcome
-from exchange.events import TradeExecuted
+from exchange.events import Phase, TradeExecuted
 from exchange.snapshot import SNAPSHOT_VERSION
 from exchange.state import SEQUENCER_ACTOR
 from gateway import sequencer as sequencer_module
@@ -92,7 +93,10 @@ async def test_a_batch_is_on_disk_before_anyone_sees_it(tmp_path: Path) -> None:
 
 async def test_time_only_moves_forward_even_when_the_wall_clock_does_not(tmp_path: Path) -> None:
     clock = FrozenClock(1_800_000_000_000_000_000)
-    sequencer = Sequencer(Exchange(), FileJournal.open(tmp_path), clock=clock)
+    monotonic = FrozenClock(0)  # No time passes: each command is 1 ns after the last.
+    sequencer = Sequencer(
+        Exchange(), FileJournal.open(tmp_path), clock=clock, monotonic_clock=monotonic
+    )
     task = await _run(sequencer)
     first = await sequencer.submit(_open(1))
     clock.now_ns -= 5_000_000_000  # The wall clock steps back five seconds.
@@ -101,6 +105,53 @@ async def test_time_only_moves_forward_even_when_the_wall_clock_does_not(tmp_pat
     assert first.ts_ns == clock.now_ns + 5_000_000_000
     assert (second.ts_ns, third.ts_ns) == (first.ts_ns + 1, first.ts_ns + 2)
     await _stop(sequencer, task)
+
+
+async def test_after_the_wall_clock_steps_back_exchange_time_goes_on_by_the_monotonic_clock(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An NTP step or a VM restore sets the wall clock back an hour while a 30 s opening
+    # auction runs: exchange time must go on at the pace of real time, so that the auction
+    # (like a GTD expiry or the day roll) ends on time, not an hour late.
+    second = rulebook.SECOND
+    wall, monotonic = FrozenClock(rulebook.START_TS_NS), FrozenClock(7 * second)
+    sequencer = Sequencer(
+        Exchange(),
+        FileJournal.open(tmp_path),
+        clock=wall,
+        monotonic_clock=monotonic,
+        tick_interval_s=0.01,
+    )
+    task = await _run(sequencer)
+    for command in _standard_listing():
+        rulebook.accepted_reply(await sequencer.submit(command))
+    resumed = await sequencer.submit(Resume(rulebook.OPERATOR, rulebook.SYMBOL))
+    instrument = sequencer.exchange.state.instruments[rulebook.SYMBOL]
+    assert instrument.phase_until_ns == resumed.ts_ns + rulebook.OPENING_AUCTION_NS
+    with caplog.at_level(logging.WARNING, logger="ipx.sequencer"):
+        wall.now_ns -= rulebook.HOUR
+        for step in range(2):  # 20 s of real time: the auction still runs.
+            wall.now_ns += 10 * second
+            monotonic.now_ns += 10 * second
+            placed = await sequencer.submit(_open(100 + step))
+        assert placed.ts_ns >= resumed.ts_ns + 20 * second
+        assert instrument.phase is Phase.AUCTION
+        wall.now_ns += 15 * second  # 35 s: the idle sequencer's tick ends the auction.
+        monotonic.now_ns += 15 * second
+        deadline = time.monotonic() + 5.0
+        while instrument.phase is Phase.AUCTION and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+    assert sequencer.exchange.state.instruments[rulebook.SYMBOL].phase is Phase.CONTINUOUS
+    behind = [record for record in caplog.records if "behind" in record.getMessage()]
+    assert len(behind) == 1 and behind[0].levelno == logging.WARNING  # Once, not per command.
+    await _stop(sequencer, task)
+
+
+def _standard_listing() -> list[Command]:
+    # The rulebook's standard accounts, patent and share class, pre-open.
+    market = rulebook.Market()
+    market.pre_open()
+    return [command_decoder.decode(record.command) for record in market.records]
 
 
 async def test_a_full_queue_refuses_at_once_and_does_nothing(tmp_path: Path) -> None:
