@@ -22,6 +22,9 @@ Invariants:
 - While more is written than the transport's write limit and not yet taken by the kernel,
   `writable` is False (websockets' flow control); once the kernel has taken it back down to the
   limit, the connection resumes: messages held because the callback said no are handed over.
+- Once the connection is lost, nothing more is handed over: the messages held then are
+  dropped, never answered (the session's end, with its cancel-on-disconnect, is the last
+  thing it does).
 - A callback that raises fails the connection with 1011: nothing a client sends can escape
   into the event loop's transport handling.
 - With an `admission` (gateway/admission.py), a connection it refuses is aborted at its
@@ -234,6 +237,13 @@ class GatewayConnection(ServerConnection):
             self.admission.logged_on(self._address)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # What is held was never handed over, so never answered: dropped, as bytes the kernel
+        # had not yet delivered would be. Handed over later (by resume(), once the batch that
+        # ended the session freed its in-flight slots) they ran after the session's end, and
+        # orders it placed outlived its cancel-on-disconnect.
+        self._held.clear()
+        self._fragments.clear()
+        self._on_message = None
         if self._admitted and self.admission is not None:
             self._admitted = False
             self.admission.closed(self._address, self._logged_on)

@@ -192,6 +192,31 @@ async def test_a_full_callback_pauses_reading_and_resume_hands_over_what_is_held
     assert taker.taken == [str(index) for index in range(50)]
 
 
+async def test_messages_held_when_the_connection_is_lost_are_never_handed_over() -> None:
+    # They ran after the session's end (its cancel-on-disconnect) and left orders open.
+    taker = Taker(3)
+    async with served(delivering(taker)) as port:
+        _, writer = await raw_client(port)
+        writer.write(b"".join(client_frame(Opcode.TEXT, str(i).encode()) for i in range(50)))
+        await writer.drain()
+        await _until(lambda: len(taker.taken) == 3)
+        await asyncio.sleep(0.05)  # The rest of that read is held.
+        connection = taker.connection
+        assert connection is not None
+        writer.transport.abort()  # A reset: no close frame.
+        # Reading is paused: the server learns of the reset when it writes (an answer).
+        for _ in range(500):
+            if connection.connection_lost_waiter.done():
+                break
+            with contextlib.suppress(ConnectionClosed):
+                await connection.send("an answer")
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(connection.wait_closed(), 5.0)
+        taker.more(1_000)  # As the gateway does when the last batch's answers are written.
+        await asyncio.sleep(0.05)
+    assert taker.taken == ["0", "1", "2"]
+
+
 async def test_text_that_is_not_utf8_fails_the_connection_with_1007() -> None:
     taker = Taker(10_000)
     async with connected(delivering(taker), compression=None) as client:

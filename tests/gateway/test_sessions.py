@@ -6,10 +6,14 @@ A bearer token rides on one Authorization header: an upgrade with two is malform
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
+import os
 import socket
+import struct
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,6 +22,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Frame, Opcode
 
 from exchange.commands import Command, EndSession
 from exchange.core import Outcome
@@ -26,6 +31,7 @@ from gateway.client import ClientError, IpxClient, RequestFailed
 from gateway.sequencer import Overloaded
 from gateway.server import IN_FLIGHT_MAX, WRITE_BACKLOG_MAX, RunningServer, Session, run_server
 from tests.gateway.conftest import SYMBOL, Venue, list_the_market, raw_http
+from tests.gateway.server_thread import server_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -346,6 +352,57 @@ async def test_cancel_on_disconnect_also_cancels_an_order_answered_after_the_end
         assert status["status"] == "canceled"
     finally:
         await alice.close()
+
+
+def _burst_then_reset(port: int, token: str, orders: int) -> None:
+    # A client that enables cancel-on-disconnect, writes a burst of orders in one write and
+    # crashes: its socket is reset (SO_LINGER 0), no close frame.
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(
+            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+        )
+
+        def frame(request: dict[str, Any]) -> bytes:
+            data = json.dumps(request).encode()
+            return Frame(Opcode.TEXT, data).serialize(mask=True, extensions=[])
+
+        enable = {"id": "c", "method": "session.cancel_on_disconnect", "params": {"enabled": True}}
+        sock.sendall(frame(enable))
+        received = b""
+        while b'"id":"c"' not in received:
+            received += sock.recv(65536)
+        sock.sendall(b"".join(
+            frame({"id": str(index), "method": "order.place", "params": {
+                "symbol": SYMBOL, "cl_ord_id": f"burst-{index}", "side": "buy", "quantity": 1,
+                "price": "90.00"}})
+            for index in range(orders)
+        ))  # fmt: skip
+        time.sleep(0.01)  # The server reads the burst: up to the in-flight cap, the rest held.
+
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+async def test_cancel_on_disconnect_cancels_a_burst_cut_by_a_reset_and_nothing_runs_after(
+    venue: Venue,
+) -> None:
+    # Past IN_FLIGHT_MAX the rest of a burst read at once is held; the gateway handed it over
+    # once the session's end had been answered, and those orders outlived its
+    # cancel-on-disconnect (hundreds of a 400-order burst). The server runs in a thread of
+    # its own, as in production: the burst and the reset race its loop.
+    async with server_thread(venue.data_dir) as server:
+        venue.url = server.url
+        await list_the_market(venue)
+        assert server.running is not None
+        await asyncio.to_thread(_burst_then_reset, server.running.port, venue.tokens["alice"], 400)
+        alice = await venue.client("alice")
+        try:
+            await asyncio.sleep(0.5)  # Whatever would still run after the end has run by now.
+            assert await _open_orders_once_settled(alice, 0) == []
+        finally:
+            await alice.close()
 
 
 async def test_cancel_on_disconnect_of_the_account_cancels_every_order_of_it(
