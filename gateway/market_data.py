@@ -210,6 +210,9 @@ class Status(_Push, frozen=True, tag=STATUS):
     auction_price: str | None  # Of the last uncross with volume; None before one.
     auction_volume_units: int
     prev_seq: int | None = None
+    # An auction_uncrossed update's own volume: 0 when this auction ended without a trade (the
+    # auction_* fields then still tell the last uncross that traded). 0 in any other message.
+    uncross_volume_units: int = 0
 
 
 class Heartbeat(_Push, frozen=True, tag=HEARTBEAT):
@@ -578,7 +581,10 @@ class MarketData:
                 uncross = (event.price_ticks, event.volume_units)
         tracked.status = (phase, reason, until, indicative, uncross)
         seq, prev = self._next_seq(STATUS, event.symbol)
-        return self._status(event.symbol, "update", seq, status_event, prev)
+        status = self._status(event.symbol, "update", seq, status_event, prev)
+        if isinstance(event, AuctionUncrossed) and event.volume_units:
+            status = msgspec.structs.replace(status, uncross_volume_units=event.volume_units)
+        return status
 
     def _status(
         self, symbol: str, kind: MessageType, seq: int, event: StatusEvent, prev: int | None

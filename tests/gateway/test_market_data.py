@@ -607,6 +607,20 @@ def test_status_reports_a_halt_and_the_reopening_auction() -> None:
         5,
     )
     assert status.indicative_price is None
+    uncrossed = [m for m in market.messages if isinstance(m, Status)][-3]
+    assert uncrossed.uncross_volume_units == 5 and status.uncross_volume_units == 0
+    # A later auction that trades nothing says so, though auction_* still tell the last uncross
+    # that traded (the dashboard's feed showed it as this auction's trade).
+    market.halt()
+    market.do(Resume(OPERATOR, SYMBOL))
+    market.tick_to(market.instrument().phase_until_ns)
+    empty = [
+        m
+        for m in market.messages
+        if isinstance(m, Status) and m.event is StatusEvent.AUCTION_UNCROSSED
+    ][-1]
+    assert empty.seq > uncrossed.seq and empty.uncross_volume_units == 0
+    assert (empty.auction_price, empty.auction_volume_units) == ("100.00", 5)
     market.check_subscribers()
 
 
