@@ -117,6 +117,7 @@ class TradeExecuted(_Event, frozen=True, tag="trade_executed"):
     price_ticks: int
     quantity_units: int
     aggressor_side: Side | None  # None for an auction trade.
+    ts_ns: int  # When it traded: the command's time, or the timer's that uncrossed an auction.
 
 
 class AuctionUncrossed(_Event, frozen=True, tag="auction_uncrossed"):

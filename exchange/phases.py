@@ -41,6 +41,7 @@ def set_phase(
 ) -> None:
     """Move an instrument to a phase and put its book in the matching mode that phase needs."""
     instrument.phase = phase
+    instrument.phase_reason = reason
     instrument.phase_until_ns = until_ns
     ctx.timers_changed = True
     if phase is not Phase.CONTINUOUS and not instrument.book.in_auction:

@@ -16,7 +16,7 @@ import hashlib
 import msgspec
 
 from exchange.commands import IssueShares, ListAsset, OpenOffering, PlaceOrder, Role
-from exchange.events import Event, OrderFilled, Phase
+from exchange.events import Event, OrderFilled, Phase, TradeExecuted
 from exchange.state import (
     Account,
     Asset,
@@ -33,10 +33,11 @@ from matching.orders import OrderType, Side, TimeInForce
 from matching.views import OrderView
 
 # 2: accounts' execution_seq, rejected order ids, arrival fills. 3: sessions. 4: yesterday's
-# finished, client and rejected orders. Another version's snapshot is refused (ValueError) and
-# recovery replays the journal from genesis instead: an older one lacks state that replay
-# rebuilds, so restoring it would not equal the full replay.
-SNAPSHOT_VERSION = 4
+# finished, client and rejected orders. 5: instruments' phase reason, last uncross and recent
+# trades (market data's status and trades snapshots after a restart). Another version's
+# snapshot is refused (ValueError) and recovery replays the journal from genesis instead: an
+# older one lacks state that replay rebuilds, so restoring it would not equal the full replay.
+SNAPSHOT_VERSION = 5
 
 
 class _Row(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
@@ -84,6 +85,9 @@ class InstrumentRow(_Row, frozen=True):
     next_trade_id: int
     bids: list[OrderView]
     asks: list[OrderView]
+    phase_reason: str
+    last_uncross: tuple[int, int]
+    recent_trades: list[TradeExecuted]
 
 
 class OrderRow(_Row, frozen=True):
@@ -186,6 +190,9 @@ def _instrument_row(instrument: Instrument) -> InstrumentRow:
         book.next_trade_id,
         bids,
         asks,
+        instrument.phase_reason,
+        instrument.last_uncross,
+        list(instrument.recent_trades),
     )
 
 
@@ -252,7 +259,10 @@ def _restore_instrument(row: InstrumentRow, asset: Asset) -> Instrument:
     instrument = Instrument(row.terms, asset)
     instrument.book = OrderBook.restore(row.in_auction, row.next_trade_id, row.bids, row.asks)
     instrument.phase = row.phase
+    instrument.phase_reason = row.phase_reason
     instrument.phase_until_ns = row.phase_until_ns
+    instrument.last_uncross = row.last_uncross
+    instrument.recent_trades.extend(row.recent_trades)
     instrument.last_price_ticks = row.last_price_ticks
     instrument.set_reference_price(row.reference_price_ticks)
     if row.last_price_ticks:

@@ -12,10 +12,12 @@ Invariants:
 
 from __future__ import annotations
 
+from collections import deque
+
 import msgspec
 
 from exchange.commands import IssueShares, ListAsset, OpenOffering, PlaceOrder, Role
-from exchange.events import Event, OrderFilled, Phase
+from exchange.events import Event, OrderFilled, Phase, TradeExecuted
 from exchange.money import BPS_DENOMINATOR
 from matching.book import OrderBook
 from matching.limits import PRICE_TICKS_MAX, PRICE_TICKS_MIN
@@ -25,6 +27,7 @@ from matching.orders import OrderType, Side, TimeInForce
 # from (exchange/admin.py); no Account, so nobody can open, fund or trade from it.
 FEE_ACCOUNT = "exchange:fees"
 SEQUENCER_ACTOR = "@sequencer"  # The actor of Tick commands: the clock, not a client.
+RECENT_TRADES_MAX = 50  # Trade prints an instrument keeps (market data's trades snapshot).
 NO_TIMER_NS = 1 << 126  # Later than any ts_ns: "no timer pending".
 
 
@@ -104,11 +107,14 @@ class Instrument:
         "holders",
         "indicative",
         "last_price_ticks",
+        "last_uncross",
         "max_fee_bps",
         "offering",
         "offering_order_id",
         "phase",
+        "phase_reason",
         "phase_until_ns",
+        "recent_trades",
         "reference_price_ticks",
         "royalties",
         "static_high",
@@ -123,6 +129,7 @@ class Instrument:
         self.asset = asset
         self.book = OrderBook(in_auction=True)
         self.phase = Phase.PRE_OPEN
+        self.phase_reason = ""  # Why the phase was entered, as its PhaseChanged said.
         self.phase_until_ns = 0
         self.last_price_ticks = 0
         # Band edges are cached: every order is checked against them.
@@ -136,6 +143,11 @@ class Instrument:
         self.royalties: dict[str, RoyaltyPeriod] = {}
         self.trade_count = 0
         self.volume_units = 0
+        # What market data shows of the past, kept here so that it is in snapshots and a
+        # restart shows it too: the last uncross with volume (price, units) and the last
+        # RECENT_TRADES_MAX prints, oldest first.
+        self.last_uncross: tuple[int, int] = (0, 0)
+        self.recent_trades: deque[TradeExecuted] = deque(maxlen=RECENT_TRADES_MAX)
 
     def set_reference_price(self, price_ticks: int) -> None:
         """Centre the static band (and, before the first trade, the dynamic one) on a price."""

@@ -635,6 +635,8 @@ def apply_book_events(
                 )
             )
         elif kind is book_events.AuctionUncrossed:
+            if result.volume_units:  # type: ignore[union-attr]
+                instrument.last_uncross = (result.price_ticks, result.volume_units)  # type: ignore[union-attr]
             emit(
                 AuctionUncrossed(
                     symbol,
@@ -712,7 +714,9 @@ def _settle_fill(
                          units, buy_cum, buy_leaves, buy_liquidity, buy_fee)  # fmt: skip
     sold = OrderFilled(seller, symbol, sell.cl_ord_id, sell.order_id, trade_id, _SELL, price,
                        units, sell_cum, sell_leaves, sell_liquidity, sell_fee)  # fmt: skip
-    ctx.events += (bought, sold, TradeExecuted(symbol, trade_id, price, units, aggressor))
+    trade = TradeExecuted(symbol, trade_id, price, units, aggressor, ctx.ts_ns)
+    ctx.events += (bought, sold, trade)
+    instrument.recent_trades.append(trade)
     if aggressor is not None:  # The taker's own fills, kept with its order for resends.
         taker_fill = bought if aggressor is _BUY else sold
         if ctx.taker_fills is None:

@@ -100,13 +100,13 @@ from exchange.events import (
     SharesIssued,
     TradeExecuted,
 )
-from exchange.state import Instrument
+from exchange.state import RECENT_TRADES_MAX, Instrument
 from matching.book import OrderBook
 from matching.orders import Side
 
 L2_DEPTH = 50  # Levels per side on book.l2.
 CHECKSUM_DEPTH = 10  # Levels per side covered by the book.l2 checksum.
-TRADES_SNAPSHOT_MAX = 50  # Trades in a trades snapshot.
+TRADES_SNAPSHOT_MAX = RECENT_TRADES_MAX  # Trades in a trades snapshot: all the core keeps.
 DEFAULT_CURRENCY_DIGITS = 2
 _NO_PRICE = 1 << 126  # Above any price: "every ask is inside the top".
 _BUY = Side.BUY  # A global load: enum attribute lookups and hashes are slow on this path.
@@ -202,7 +202,7 @@ class Status(_Push, frozen=True, tag=STATUS):
 
     event: StatusEvent
     phase: Phase
-    reason: str  # Why the phase was entered ("" when unknown, e.g. after a restart).
+    reason: str  # Why the phase was entered ("" before any phase change).
     until_ts_ns: int  # When a timed phase ends; 0 otherwise.
     indicative_price: str | None  # While an auction is open and something crosses.
     indicative_volume_units: int
@@ -210,6 +210,9 @@ class Status(_Push, frozen=True, tag=STATUS):
     auction_price: str | None  # Of the last uncross with volume; None before one.
     auction_volume_units: int
     prev_seq: int | None = None
+    # An auction_uncrossed update's own volume: 0 when this auction ended without a trade (the
+    # auction_* fields then still tell the last uncross that traded). 0 in any other message.
+    uncross_volume_units: int = 0
 
 
 class Heartbeat(_Push, frozen=True, tag=HEARTBEAT):
@@ -362,14 +365,19 @@ class _Symbol:
         self.prices: dict[int, str] = {}  # price_ticks -> wire price, a bounded cache.
         self.load_book(instrument)
         self.ticker = _ticker_values(instrument)
-        self.trades: deque[TradePrint] = deque(maxlen=TRADES_SNAPSHOT_MAX)
+        # From the exchange's own state: after a restart it holds the last trades and why the
+        # phase was entered, as a never-restarted server's market data would.
+        self.trades: deque[TradePrint] = deque(
+            (self.print_of(trade) for trade in instrument.recent_trades),
+            maxlen=TRADES_SNAPSHOT_MAX,
+        )
         # (phase, reason, until_ts_ns, indicative (price, volume, imbalance), last uncross).
         self.status: tuple[Phase, str, int, tuple[int, int, int], tuple[int, int]] = (
             instrument.phase,
-            "",
+            instrument.phase_reason,
             instrument.phase_until_ns,
             instrument.indicative,
-            (0, 0),
+            instrument.last_uncross,
         )
 
     def load_book(self, instrument: Instrument) -> None:
@@ -380,6 +388,15 @@ class _Symbol:
         self.bids, self.asks = _Side(bids=True), _Side(bids=False)
         for side, price_ticks, leaves_units in self.orders.values():
             (self.bids if side is _BUY else self.asks).apply({price_ticks: leaves_units})
+
+    def print_of(self, trade: TradeExecuted) -> TradePrint:
+        return TradePrint(
+            trade.trade_id,
+            self.price(trade.price_ticks),
+            trade.quantity_units,
+            trade.aggressor_side,
+            trade.ts_ns,
+        )
 
     def price(self, price_ticks: int) -> str:
         text = self.prices.get(price_ticks)
@@ -496,15 +513,8 @@ class MarketData:
             elif kind is TradeExecuted:
                 assert isinstance(event, TradeExecuted)
                 touched[event.symbol] = None
-                price = self._symbols[event.symbol].price(event.price_ticks)
                 trades.setdefault(event.symbol, []).append(
-                    TradePrint(
-                        event.trade_id,
-                        price,
-                        event.quantity_units,
-                        event.aggressor_side,
-                        outcome.ts_ns,
-                    )
+                    self._symbols[event.symbol].print_of(event)
                 )
             elif kind is PhaseChanged or kind is IndicativeUpdated or kind is AuctionUncrossed:
                 messages.append(self._status_update(event))  # type: ignore[arg-type]
@@ -571,7 +581,10 @@ class MarketData:
                 uncross = (event.price_ticks, event.volume_units)
         tracked.status = (phase, reason, until, indicative, uncross)
         seq, prev = self._next_seq(STATUS, event.symbol)
-        return self._status(event.symbol, "update", seq, status_event, prev)
+        status = self._status(event.symbol, "update", seq, status_event, prev)
+        if isinstance(event, AuctionUncrossed) and event.volume_units:
+            status = msgspec.structs.replace(status, uncross_volume_units=event.volume_units)
+        return status
 
     def _status(
         self, symbol: str, kind: MessageType, seq: int, event: StatusEvent, prev: int | None

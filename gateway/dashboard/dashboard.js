@@ -377,8 +377,9 @@ function onStatus(instrument, message) {
     const until = message.until_ts_ns ? ` until ${clockText(message.until_ts_ns / 1e6)}` : "";
     addFeed(`${symbol}: ${before} → ${message.phase}${reason}${until}`, message.ts_ns);
   } else if (message.event === "auction_uncrossed") {
-    const text = message.auction_price && message.auction_volume_units
-      ? `auction uncrossed at ${message.auction_price}, ${message.auction_volume_units} units`
+    // auction_* tell the last uncross that traded; uncross_volume_units this one's own.
+    const text = message.uncross_volume_units
+      ? `auction uncrossed at ${message.auction_price}, ${message.uncross_volume_units} units`
       : "auction ended with no trade";
     addFeed(`${symbol}: ${text}`, message.ts_ns);
   }

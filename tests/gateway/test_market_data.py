@@ -37,7 +37,7 @@ from exchange.commands import (
     Resume,
     StartAuction,
 )
-from exchange.core import Outcome
+from exchange.core import Exchange, Outcome
 from exchange.events import (
     AuctionUncrossed,
     IndicativeUpdated,
@@ -386,6 +386,12 @@ def run_session(seed: int, steps: int) -> FedMarket:
         market.check_subscribers()
         if step == steps // 2:
             late = MarketData(market.exchange)  # As after a restart from the journal.
+            restarted = MarketData(Exchange.from_snapshot(market.exchange.snapshot()))
+            for symbol in SYMBOLS:
+                for channel in (L2, L3, TICKER, STATUS, TRADES):
+                    fresh = restarted.snapshot(channel, symbol)
+                    old = market.data.snapshot(channel, symbol)
+                    assert _body(fresh) == _body(old), f"a restart changes {channel}"
     market.heartbeats()  # Reveals a loss in the last steps.
     print(f"market data: {steps} steps, {len(market.messages)} messages, "
           f"{time.process_time() - started:.1f} s process time; most orders in a book "
@@ -394,7 +400,7 @@ def run_session(seed: int, steps: int) -> FedMarket:
           f"{market.data_ns / len(market.outcomes) / 1_000:.1f} us")  # fmt: skip
     assert late is not None
     for symbol in SYMBOLS:
-        for channel in (L2, L3, TICKER):
+        for channel in (L2, L3, TICKER, STATUS, TRADES):
             fresh, old = late.snapshot(channel, symbol), market.data.snapshot(channel, symbol)
             assert _body(fresh) == _body(old), f"a late MarketData disagrees on {channel}"
     return market
@@ -601,6 +607,20 @@ def test_status_reports_a_halt_and_the_reopening_auction() -> None:
         5,
     )
     assert status.indicative_price is None
+    uncrossed = [m for m in market.messages if isinstance(m, Status)][-3]
+    assert uncrossed.uncross_volume_units == 5 and status.uncross_volume_units == 0
+    # A later auction that trades nothing says so, though auction_* still tell the last uncross
+    # that traded (the dashboard's feed showed it as this auction's trade).
+    market.halt()
+    market.do(Resume(OPERATOR, SYMBOL))
+    market.tick_to(market.instrument().phase_until_ns)
+    empty = [
+        m
+        for m in market.messages
+        if isinstance(m, Status) and m.event is StatusEvent.AUCTION_UNCROSSED
+    ][-1]
+    assert empty.seq > uncrossed.seq and empty.uncross_volume_units == 0
+    assert (empty.auction_price, empty.auction_volume_units) == ("100.00", 5)
     market.check_subscribers()
 
 
