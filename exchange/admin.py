@@ -52,7 +52,7 @@ from exchange.commands import (
     Withdraw,
 )
 from exchange.context import Context
-from exchange.currencies import is_currency
+from exchange.currencies import cash_text, is_currency
 from exchange.events import (
     AccountOpened,
     AssetListed,
@@ -180,8 +180,8 @@ def deposit(state: ExchangeState, ctx: Context, command: Deposit) -> Event:
     _require(
         command.amount_minor <= BALANCE_MAX - outstanding,
         Reject.LIMIT_EXCEEDED,
-        f"{outstanding} {command.currency} (minor units) is inside the exchange: a deposit "
-        f"may bring it to {BALANCE_MAX} at most",
+        f"{cash_text(outstanding, command.currency)} is inside the exchange: a deposit may "
+        f"bring it to {cash_text(BALANCE_MAX, command.currency)} at most",
     )
     ctx.post(
         [
@@ -210,7 +210,7 @@ def withdraw(state: ExchangeState, ctx: Context, command: Withdraw) -> Event:
     _require(
         command.amount_minor <= available,
         Reject.INSUFFICIENT_BALANCE,
-        f"{command.account_id} has {available} {command.currency} (minor units) available",
+        f"{command.account_id} has {cash_text(available, command.currency)} available",
     )
     ctx.post(
         [
@@ -525,7 +525,7 @@ def distribute_royalty(state: ExchangeState, ctx: Context, command: DistributeRo
     _require(
         command.amount_minor <= available,
         Reject.INSUFFICIENT_BALANCE,
-        f"the payer has {available} {currency} (minor units) available",
+        f"the payer has {cash_text(available, currency)} available",
     )
     symbol = command.symbol
     balances = ctx.balances

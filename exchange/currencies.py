@@ -189,3 +189,24 @@ MINOR_UNITS: dict[str, int] = {
 def is_currency(code: str) -> bool:
     """Tell whether the exchange settles in this ISO 4217 code."""
     return code in MINOR_UNITS
+
+
+def decimal_text(minor: int, digits: int) -> str:
+    """Write an amount of minor units as a decimal string with `digits` decimals, exactly."""
+    sign = "-" if minor < 0 else ""
+    whole, fraction = divmod(abs(minor), 10**digits)
+    return f"{sign}{whole}.{fraction:0{digits}d}" if digits else f"{sign}{whole}"
+
+
+def cash_text(amount_minor: int, currency: str) -> str:
+    """An amount as people read it, for messages: "1002.50 USD" (minor units of an unknown
+    code, which no balance holds, are named so)."""
+    digits = MINOR_UNITS.get(currency)
+    if digits is None:
+        return f"{amount_minor} {currency} (minor units)"
+    return f"{decimal_text(amount_minor, digits)} {currency}"
+
+
+def price_text(price_ticks: int, tick_size_minor: int, currency: str) -> str:
+    """A price in ticks as the client wrote it, for messages: "100.25"."""
+    return decimal_text(price_ticks * tick_size_minor, MINOR_UNITS.get(currency, 0))

@@ -57,6 +57,7 @@ import msgspec
 from exchange.calendar import TS_NS_MAX
 from exchange.commands import AmendOrder, CancelAll, CancelOrder, PlaceOrder, Role
 from exchange.context import Context
+from exchange.currencies import cash_text, price_text
 from exchange.events import (
     AllOrdersCanceled,
     AuctionUncrossed,
@@ -392,8 +393,8 @@ def _check_new_order(
         if tif is TimeInForce.FOK or (tif is TimeInForce.IOC and order_type is not _MARKET):
             raise Rejection(
                 Reject.PRICE_BAND,
-                f"order at {price_ticks} would trade through the dynamic band: "
-                "a volatility auction has started",
+                f"an order at {_price(instrument, price_ticks)} would trade through the "
+                "dynamic band: a volatility auction has started",
             )
     return instrument, price_ticks, asset, reservation
 
@@ -402,7 +403,7 @@ def _short_of_funds(side: Side, asset: str, need: int, have: int) -> Rejection:
     if side is _BUY:
         return Rejection(
             Reject.INSUFFICIENT_BALANCE,
-            f"the order needs {need} {asset} (minor units) and {have} is available",
+            f"the order needs {cash_text(need, asset)} and {cash_text(have, asset)} is available",
         )
     return Rejection(
         Reject.INSUFFICIENT_SHARES,
@@ -469,14 +470,23 @@ def _check_price(instrument: Instrument, price_ticks: int) -> None:
         if price_ticks < offering.min_price_ticks:
             raise Rejection(
                 Reject.PRICE_BAND,
-                f"price {price_ticks} is below the offering's minimum {offering.min_price_ticks}",
+                f"price {_price(instrument, price_ticks)} is below the offering's minimum "
+                f"{_price(instrument, offering.min_price_ticks)}",
             )
         return
     low, high = instrument.static_low, instrument.static_high
     if not low <= price_ticks <= high:
         raise Rejection(
-            Reject.PRICE_BAND, f"price {price_ticks} is outside the price band [{low}, {high}]"
+            Reject.PRICE_BAND,
+            f"price {_price(instrument, price_ticks)} is outside the price band "
+            f"[{_price(instrument, low)}, {_price(instrument, high)}]",
         )
+
+
+def _price(instrument: Instrument, price_ticks: int) -> str:
+    # Messages quote prices as the client writes them ("100.25"), not in ticks.
+    terms = instrument.terms
+    return price_text(price_ticks, terms.tick_size_minor, terms.currency)
 
 
 def _would_trade_through(
@@ -943,7 +953,12 @@ def _check_amend(state: ExchangeState, ctx: Context, order: LiveOrder, command: 
             reason = (
                 Reject.INSUFFICIENT_BALANCE if order.side is _BUY else Reject.INSUFFICIENT_SHARES
             )
-            raise Rejection(reason, f"the amend needs {delta} more and {available} is available")
+            asset = reserved_asset(order)
+            if order.side is _BUY:
+                need, have = cash_text(delta, asset), cash_text(available, asset)
+            else:
+                need, have = f"{delta} units", f"{available}"
+            raise Rejection(reason, f"the amend needs {need} more and {have} is available")
     if (
         instrument.phase is Phase.CONTINUOUS
         and not view.post_only

@@ -67,6 +67,7 @@ import msgspec
 
 from exchange.calendar import NS_PER_SECOND, NS_PER_YEAR, trading_day
 from exchange.core import Exchange, Outcome
+from exchange.currencies import decimal_text
 from exchange.events import (
     OrderAccepted,
     OrderAmended,
@@ -80,7 +81,7 @@ from exchange.events import (
 )
 from exchange.money import BPS_DENOMINATOR
 from exchange.state import Instrument
-from gateway.market_data import DEFAULT_CURRENCY_DIGITS, decimal_text
+from gateway.market_data import DEFAULT_CURRENCY_DIGITS
 from matching.book import OrderBook
 
 CHANNEL = "liquidity"

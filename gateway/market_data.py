@@ -88,6 +88,7 @@ import msgspec
 from sortedcontainers import SortedList  # type: ignore[import-untyped]  # No stubs shipped.
 
 from exchange.core import Exchange, Outcome
+from exchange.currencies import decimal_text
 from exchange.events import (
     AuctionUncrossed,
     IndicativeUpdated,
@@ -240,13 +241,6 @@ def decode(data: bytes | str) -> Message:
 def channel_of(message: Message) -> str:
     """Return a message's channel (its tag: on the wire, but not an attribute)."""
     return str(message.__struct_config__.tag)
-
-
-def decimal_text(minor: int, digits: int) -> str:
-    """Write an amount of minor units as a decimal string with `digits` decimals, exactly."""
-    sign = "-" if minor < 0 else ""
-    whole, fraction = divmod(abs(minor), 10**digits)
-    return f"{sign}{whole}.{fraction:0{digits}d}" if digits else f"{sign}{whole}"
 
 
 def checksum(bids: Iterable[Level], asks: Iterable[Level]) -> int:

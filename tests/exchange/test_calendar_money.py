@@ -24,7 +24,7 @@ from exchange.calendar import (
     trading_day,
 )
 from exchange.commands import Deposit, Tick, Withdraw
-from exchange.currencies import MINOR_UNITS
+from exchange.currencies import MINOR_UNITS, cash_text, price_text
 from exchange.events import OrderCanceled, Phase
 from exchange.money import buy_reservation_minor, fee_minor, notional_minor
 from exchange.reasons import Reject
@@ -281,3 +281,12 @@ def test_time_going_backwards_is_a_crash_not_a_rejection(market: Market) -> None
     assert market.fingerprint() == before
     assert market.exchange.seq == len(market.records)
     assert SYMBOL in market.exchange.state.instruments
+
+
+def test_messages_write_cash_and_prices_in_the_currencys_decimals() -> None:
+    assert cash_text(100_250, "USD") == "1002.50 USD"
+    assert cash_text(1_500, "OMR") == "1.500 OMR"
+    assert cash_text(7, "JPY") == "7 JPY"
+    assert cash_text(-5, "USD") == "-0.05 USD"
+    assert price_text(1_101, 10, "USD") == "110.10"
+    assert price_text(3, 250, "BHD") == "0.750"

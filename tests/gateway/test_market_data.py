@@ -38,6 +38,7 @@ from exchange.commands import (
     StartAuction,
 )
 from exchange.core import Exchange, Outcome
+from exchange.currencies import decimal_text
 from exchange.events import (
     AuctionUncrossed,
     IndicativeUpdated,
@@ -67,7 +68,6 @@ from gateway.market_data import (
     Trades,
     channel_of,
     checksum,
-    decimal_text,
     decode,
     encode,
 )
