@@ -15,8 +15,11 @@ Invariants:
   from that state until the restart.
 - order.place, order.amend and session.cancel_on_disconnect (journaled too) are limited per
   account by a token bucket (ORDER_BURST at once, ORDER_RATE_PER_S sustained): beyond it, 429
-  RATE_LIMITED with retry_after_ms, and nothing reaches the sequencer. Cancels are never
-  limited.
+  RATE_LIMITED with retry_after_ms, and nothing reaches the sequencer. Cancels of real orders
+  are never limited; a cancel that names no open order of the account (by cl_ord_id: nor an
+  order.place of that cl_ord_id still in flight on this session) is answered at the edge with
+  the core's own 404 UNKNOWN_ORDER and journals nothing, so cancels cost the journal at most
+  one record per order placed.
 - A connection has at most IN_FLIGHT_MAX requests unanswered, and at most WRITE_BACKLOG_MAX
   bytes of answers written but not yet taken by the kernel; past either, its frames are not
   read until it drops below (a client that sends and never reads costs bounded memory).
@@ -184,7 +187,8 @@ HEARTBEAT_INTERVAL_S = 1.0
 LIQUIDITY_UPDATE_MIN_NS = 100_000_000  # Per symbol, between two change-driven updates.
 SLOW_CLOSE_TIMEOUT_S = 1.0
 CONNECTIONS_PER_TOKEN_MAX = 16  # Beyond it a new connection is closed with 1008.
-# Cancels are never limited; session.cancel_on_disconnect is journaled like an order.
+# Cancels of real orders are never limited (one of no order is refused at the edge:
+# Gateway._cancel); session.cancel_on_disconnect is journaled like an order.
 RATE_LIMITED_METHODS = frozenset({"order.place", "order.amend", "session.cancel_on_disconnect"})
 IN_FLIGHT_MAX = 64  # Requests of one connection awaiting their answer; then reading pauses.
 # Answers written and not yet sent (the client is not reading): then reading pauses too.
@@ -230,6 +234,9 @@ class Session:
     # Whether it ever asked for cancel-on-disconnect. Its end is told to the exchange
     # (EndSession) if so, or if the exchange holds open orders it placed.
     asked_cancel_on_disconnect: bool = False
+    # cl_ord_id -> its order.place requests sent to the sequencer and not yet answered: a
+    # cancel by that cl_ord_id right behind them must reach the core (Gateway._cancel).
+    placing: dict[str, int] = field(default_factory=dict)
 
     def open_outbox(self, outbox_max: int) -> None:
         if self.writer is not None and self.writer.done():
@@ -422,7 +429,6 @@ class Gateway:
         # A method answers at once (a query, a refusal) or returns Sequenced: its command
         # goes to the sequencer, and the answer is made from the outcome once it is durable.
         self._methods: dict[str, Callable[[str, Any], Any]] = {
-            "order.cancel": self._cancel,
             "order.amend": self._amend,
             "order.status": self._status,
             "orders.open": self._open_orders,
@@ -1069,10 +1075,17 @@ class Gateway:
             request_id = request.id
             result = self._dispatch(session, request)
             if isinstance(result, Sequenced):
-                self.sequencer.enqueue_call(
-                    result.command,
-                    functools.partial(self._answer_outcome, session, request_id, result, started),
-                )
+                try:
+                    self.sequencer.enqueue_call(
+                        result.command,
+                        functools.partial(
+                            self._answer_outcome, session, request_id, result, started
+                        ),
+                    )
+                except BaseException:
+                    if result.done is not None:
+                        result.done()
+                    raise
                 return
             answer = protocol.encode_result(request_id, result)
         except Exception as error:
@@ -1088,6 +1101,8 @@ class Gateway:
         outcome: Outcome | BaseException,
     ) -> None:
         # Called by the sequencer once the command is durable (or with SequencerStopped).
+        if sequenced.done is not None:
+            sequenced.done()
         try:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -1220,7 +1235,10 @@ class Gateway:
             params.expire_ts_ns,
             session.session_id,
         )
-        return Sequenced(command, functools.partial(self._placed, account))
+        placing = session.placing
+        placing[params.cl_ord_id] = placing.get(params.cl_ord_id, 0) + 1
+        done = functools.partial(_placed_or_refused, placing, params.cl_ord_id)
+        return Sequenced(command, functools.partial(self._placed, account), done)
 
     def _placed(self, account: str, outcome: Outcome) -> Any:
         reply = outcome.reply
@@ -1242,8 +1260,19 @@ class Gateway:
         ]
         return view
 
-    def _cancel(self, account: str, params: protocol.OrderRefParams) -> Any:
+    def _cancel(self, session: Session, params: protocol.OrderRefParams) -> Any:
+        # Cancels are not rate limited, so one that can cancel nothing is refused here, as the
+        # core would refuse it, rather than journaled: else a flood of them fills the disk. By
+        # cl_ord_id, an order.place still in flight on this session is let through: the
+        # cancel follows it in the queue. (An order id is known only once its order is in
+        # the state; a place in flight on another session has no order yet, either way.)
+        account = session.account
+        assert account is not None
         _require_reference(params.order_id, params.cl_ord_id)
+        order = find_own_order(self.state, account, params.order_id, params.cl_ord_id)
+        placing = not params.order_id and params.cl_ord_id in session.placing
+        if order is None and not placing:
+            raise protocol.rejection(Reject.UNKNOWN_ORDER, NO_SUCH_ORDER)
         command = CancelOrder(account, params.order_id, params.cl_ord_id)
         return Sequenced(command, functools.partial(self._canceled, account))
 
@@ -1533,6 +1562,7 @@ SESSION_METHODS: dict[str, Callable[[Gateway, Session, Any], Any]] = {
     "md.subscribe": Gateway._subscribe_market_data,
     "md.unsubscribe": Gateway._unsubscribe_market_data,
     "order.place": Gateway._place,
+    "order.cancel": Gateway._cancel,
     "session.cancel_on_disconnect": Gateway._set_cancel_on_disconnect,
     "subscribe": Gateway._subscribe_channel,
     "unsubscribe": Gateway._unsubscribe_channel,
@@ -1543,6 +1573,15 @@ def _raise_if_rejected(outcome: Outcome) -> None:
     reply = outcome.reply
     if isinstance(reply, CommandRejected):
         raise protocol.rejection(reply.reason, reply.message)
+
+
+def _placed_or_refused(placing: dict[str, int], cl_ord_id: str) -> None:
+    # An order.place is no longer in flight on its session (Session.placing).
+    count = placing[cl_ord_id] - 1
+    if count:
+        placing[cl_ord_id] = count
+    else:
+        del placing[cl_ord_id]
 
 
 def _fixed_answer(answer: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
@@ -1557,6 +1596,8 @@ class Sequenced:
     command: Command
     # None: the reply event, with decimal strings beside its ticks and minor units.
     answer: Callable[[Outcome], Any] | None = None
+    # Called once the command is answered: its outcome came, or it never reached the queue.
+    done: Callable[[], None] | None = None
 
 
 def _log_orders(outcomes: Sequence[Outcome], debug: bool) -> None:

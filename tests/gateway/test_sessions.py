@@ -484,35 +484,39 @@ async def test_a_client_that_does_not_read_its_answers_is_not_read_either(
         assert ids == [str(n) for n in range(requests)]
 
 
-async def _cancel_unknown_orders(connection: ClientConnection, count: int) -> None:
-    """Send count cancels of orders that do not exist, all at once: each answered, unknown."""
+async def _place_resting_orders(connection: ClientConnection, count: int) -> None:
+    """Send count buys that rest (one unit at 95.00), all at once: each answered, open."""
     for n in range(count):  # Written at once: nothing here yields to the server.
-        frame = {"id": str(n), "method": "order.cancel", "params": {"order_id": 10**6 + n}}
-        await connection.send(json.dumps(frame))
+        params = {"symbol": SYMBOL, "cl_ord_id": f"rest-{n}", "side": "buy", "quantity": 1,
+                  "price": "95.00"}  # fmt: skip
+        await connection.send(json.dumps({"id": str(n), "method": "order.place", "params": params}))
     answers = [json.loads(await connection.recv()) for _ in range(count)]
     assert sorted(int(answer["id"]) for answer in answers) == list(range(count))
-    assert {answer["error"]["code"] for answer in answers} == {"UNKNOWN_ORDER"}
+    assert {answer["result"]["status"] for answer in answers} == {"open"}, answers[0]
 
 
 async def test_a_connection_has_at_most_in_flight_max_commands_in_the_exchange(
-    market: Venue, server: RunningServer
+    venue: Venue,
 ) -> None:
-    # 500 cancels sent at once on one connection: the server reads IN_FLIGHT_MAX of them,
+    # 500 orders sent at once on one connection: the server reads IN_FLIGHT_MAX of them,
     # then reads the next only as answers go out, so no sequencer batch holds more.
-    batches: list[int] = []
-    server.gateway.sequencer.subscribe(lambda outcomes, _: batches.append(len(outcomes)))
-    unanswered: list[int] = []  # The connection's requests in flight as each one is read.
-    answer = server.gateway._answer
-
-    def counting_answer(session: Session, frame: str | bytes, started: float) -> None:
-        unanswered.append(session.in_flight)
-        answer(session, frame, started)
-
-    server.gateway._answer = counting_answer  # type: ignore[method-assign]
-    headers = {"Authorization": f"Bearer {market.tokens['alice']}"}
     requests = 500
-    async with connect(market.url, compression=None, additional_headers=headers) as alice:
-        await _cancel_unknown_orders(alice, requests)
+    async with run_server(venue.data_dir, order_burst=requests) as server:
+        venue.url = server.url
+        await list_the_market(venue)
+        batches: list[int] = []
+        server.gateway.sequencer.subscribe(lambda outcomes, _: batches.append(len(outcomes)))
+        unanswered: list[int] = []  # The connection's requests in flight as each one is read.
+        answer = server.gateway._answer
+
+        def counting_answer(session: Session, frame: str | bytes, started: float) -> None:
+            unanswered.append(session.in_flight)
+            answer(session, frame, started)
+
+        server.gateway._answer = counting_answer  # type: ignore[method-assign]
+        headers = {"Authorization": f"Bearer {venue.tokens['alice']}"}
+        async with connect(venue.url, compression=None, additional_headers=headers) as alice:
+            await _place_resting_orders(alice, requests)
     assert sum(batches) >= requests
     assert max(batches) <= IN_FLIGHT_MAX
     assert max(unanswered) == IN_FLIGHT_MAX
@@ -536,6 +540,6 @@ async def test_the_answers_a_batch_releases_leave_together_not_one_write_each(
             real_write(data)
 
         transport.write = counting_write  # type: ignore[method-assign]
-        await _cancel_unknown_orders(alice, requests)
+        await _place_resting_orders(alice, requests)
     # One write per loop pass that released answers, each holding many: far fewer than 64.
     assert 1 <= len(writes) <= requests // 4, writes
