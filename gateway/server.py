@@ -35,8 +35,11 @@ Invariants:
   (accepted, filled, amended, canceled, cash) is pushed once its batch is durable, on the
   channel "executions" with the account's seq/prev_seq (the same in every session of the
   account and across restarts) and, for orders, exec_type and ord_status
-  (gateway/execution_reports.py); a session whose outbox holds OUTBOX_MAX unread reports is
-  closed with 1008 SLOW_CONSUMER rather than slowing the sequencer.
+  (gateway/execution_reports.py), each encoded once for every session of the account. A
+  session is closed with 1008 SLOW_CONSUMER rather than slowing the sequencer when, as new
+  pushes come, more than OUTBOX_MAX of those it had the chance to read are still unwritten
+  (gateway/outbox.py): the pushes of one batch are always accepted whole (one cancel_all of
+  more orders than that, to a client that reads, is no reason), and its memory stays bounded.
 - Balances (subscribe {channel: "balances"}): a snapshot of every balance of the session's
   account, then after each durable batch that posted to it an update with the balances it
   changed (absolute values, so a client never sums deltas), with per-session seq/prev_seq;
@@ -153,6 +156,7 @@ from gateway.admission import Admission
 from gateway.connection import GatewayConnection
 from gateway.metrics import Metrics, SinkCounts
 from gateway.mqtt_publisher import MqttPublisher
+from gateway.outbox import Outbox, Passes
 from gateway.protocol import ProtocolError
 from gateway.redis_publisher import RedisPublisher
 from gateway.sequencer import (
@@ -181,7 +185,9 @@ LOGON_TIMEOUT_S = 10.0
 # hands the connection over then. Until then it is held only by this timeout (asyncio's own
 # default is 60 s), which bounds what silent connections to a TLS port can hold.
 TLS_HANDSHAKE_TIMEOUT_S = 5.0
-OUTBOX_MAX = 10_000  # Pushes waiting for one slow client; beyond it: disconnected.
+# Pushes waiting for one client from earlier passes, besides one burst (gateway/outbox.py);
+# beyond it: disconnected as too slow.
+OUTBOX_MAX = 10_000
 PUSH_WRITE_MAX = 256  # Pushes written to one connection at once.
 HEARTBEAT_INTERVAL_S = 1.0
 LIQUIDITY_UPDATE_MIN_NS = 100_000_000  # Per symbol, between two change-driven updates.
@@ -218,7 +224,7 @@ class Session:
     in_flight: int = 0
     # Pushes (execution reports, market data): a bounded outbox drained by one writer task,
     # created by the first subscription.
-    outbox: asyncio.Queue[bytes] | None = None
+    outbox: Outbox | None = None
     writer: asyncio.Task[None] | None = None
     executions: bool = False
     balances: bool = False  # Subscribed to the account's "balances" channel.
@@ -238,26 +244,17 @@ class Session:
     # cancel by that cl_ord_id right behind them must reach the core (Gateway._cancel).
     placing: dict[str, int] = field(default_factory=dict)
 
-    def open_outbox(self, outbox_max: int) -> None:
+    def open_outbox(self, outbox_max: int, passes: Passes) -> None:
         if self.writer is not None and self.writer.done():
             raise ProtocolError(503, "UNAVAILABLE", "this session is being closed")
         if self.outbox is None:
-            self.outbox = asyncio.Queue(outbox_max)
+            self.outbox = Outbox(outbox_max, passes)
             self.writer = asyncio.create_task(self._write())
 
     def push_text(self, text: bytes) -> bool:
-        """Queue one push message (UTF-8 JSON); return False when the outbox is full (too slow)."""
+        """Queue one push message (UTF-8 JSON); return False when the session is too slow."""
         assert self.outbox is not None
-        try:
-            self.outbox.put_nowait(text)
-        except asyncio.QueueFull:
-            return False
-        return True
-
-    def push_execution(self, journal_seq: int, seq: int, event: dict[str, Any]) -> bool:
-        """Queue one execution report: the account's report number seq (execution_seq)."""
-        report = execution_reports.ExecutionReportPush("update", seq, seq - 1, journal_seq, event)
-        return self.push_text(protocol.encode_push(report))
+        return self.outbox.put(text)
 
     def push_balances(
         self,
@@ -276,14 +273,13 @@ class Session:
     async def _write(self) -> None:
         # As with answers: the pushes waiting (up to PUSH_WRITE_MAX) leave in one socket write
         # instead of a send() each. While more than WRITE_BACKLOG_MAX of the connection's bytes
-        # wait unsent, nothing more is written: the outbox fills meanwhile, and a full outbox
+        # wait unsent, nothing more is written: the outbox fills meanwhile, and one too full
         # disconnects the session (SLOW_CONSUMER) rather than slowing anyone else.
         outbox, connection = self.outbox, self.connection
         assert outbox is not None
         while True:
-            texts = [await outbox.get()]
-            while len(texts) < PUSH_WRITE_MAX and not outbox.empty():
-                texts.append(outbox.get_nowait())
+            await outbox.wait()
+            texts = outbox.take(PUSH_WRITE_MAX, WRITE_BACKLOG_MAX)
             if not connection.write_texts(texts):
                 return  # Closed: its session is being dropped.
             await connection.drain()  # Past WRITE_BACKLOG_MAX unsent: until the kernel takes it.
@@ -368,6 +364,9 @@ class Gateway:
         # Caps on TCP connections before they log on (gateway/admission.py).
         self.admission = admission or Admission()
         self.outbox_max = outbox_max
+        # A pass of pushes starts with each durable batch, heartbeat tick and subscription: a
+        # session is judged too slow only on the pushes of earlier passes (gateway/outbox.py).
+        self.passes = Passes()
         self.tokens = tokens
         self.connections_per_token_max = connections_per_token_max
         self._connections: dict[str, int] = {}  # token_sha256 -> its open sessions
@@ -686,7 +685,7 @@ class Gateway:
     def _subscribe_executions(self, session: Session) -> dict[str, Any]:
         assert session.account is not None
         if not session.executions:
-            session.open_outbox(self.outbox_max)
+            session.open_outbox(self.outbox_max, self.passes)
             session.executions = True
             self._subscribed.setdefault(session.account, {})[session] = None
         # The number of the account's last report: the next one pushed is seq + 1.
@@ -697,7 +696,8 @@ class Gateway:
         # each durable batch, the balances it changed, absolute.
         account = session.account
         assert account is not None
-        session.open_outbox(self.outbox_max)
+        session.open_outbox(self.outbox_max, self.passes)
+        self.passes.start()
         session.balances = True
         self._balance_subscribed.setdefault(account, {})[session] = None
         balances = accounts.balances_view(self._balances_store, self.state.instruments, account)
@@ -739,7 +739,8 @@ class Gateway:
         if self._market_data_failed:
             raise ProtocolError(503, "UNAVAILABLE", "market data is unavailable")
         self._instrument(params.symbol)
-        session.open_outbox(self.outbox_max)
+        session.open_outbox(self.outbox_max, self.passes)
+        self.passes.start()
         seqs = {}
         for channel in dict.fromkeys(params.channels):
             key = (channel, params.symbol)
@@ -856,6 +857,7 @@ class Gateway:
     def _on_batch(self, outcomes: Sequence[Outcome], messages: Sequence[Any]) -> None:
         # Called by the sequencer once the batch is durable.
         self._snapshots.clear()  # All of the state before this batch.
+        self.passes.start()
         self.fills.record(outcomes)
         self.metrics.observe_outcomes(outcomes)
         if order_log.isEnabledFor(logging.INFO):  # Off the hot path unless wanted.
@@ -909,6 +911,7 @@ class Gateway:
             for account, count in in_batch.items()
         }
         instruments = self.state.instruments
+        encode = protocol.encode_push
         for journal_seq, event in reports:
             account = event.account  # type: ignore[union-attr]
             seq = next_seq[account]
@@ -917,8 +920,12 @@ class Gateway:
             if not sessions:  # Its last session was dropped as slow earlier in this batch.
                 continue
             view = execution_reports.report_view(event, instruments)
+            report = execution_reports.ExecutionReportPush(
+                "update", seq, seq - 1, journal_seq, view
+            )
+            text = encode(report)  # Once for every session of the account.
             for session in list(sessions):
-                if not session.push_execution(journal_seq, seq, view):
+                if not session.push_text(text):
                     self._disconnect_slow(session)
 
     def _route_market_data(self, messages: Sequence[market_data.Message]) -> None:
@@ -983,6 +990,7 @@ class Gateway:
             await asyncio.sleep(interval_s)
             if self._market_data_failed or self.sequencer.failed:
                 continue  # After a journal failure memory is ahead of the journal: say nothing.
+            self.passes.start()
             by_symbol: dict[str, dict[Session, None]] = {}
             for (_, symbol), sessions in self._market_data_sessions.items():
                 by_symbol.setdefault(symbol, {}).update(sessions)
