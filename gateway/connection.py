@@ -22,6 +22,7 @@ Invariants:
 - While more is written than the transport's write limit and not yet taken by the kernel,
   `writable` is False (websockets' flow control); once the kernel has taken it back down to the
   limit, the connection resumes: messages held because the callback said no are handed over.
+  `unsent_bytes` is that backlog, in bytes.
 - A callback that raises fails the connection with 1011: nothing a client sends can escape
   into the event loop's transport handling.
 - With an `admission` (gateway/admission.py), a connection it refuses is aborted at its
@@ -157,6 +158,11 @@ class GatewayConnection(ServerConnection):
     def writable(self) -> bool:
         """False while the write backlog is over the write limit (the transport paused us)."""
         return not self.paused
+
+    @property
+    def unsent_bytes(self) -> int:
+        """Bytes written and not yet taken by the kernel (the transport's write buffer)."""
+        return self.transport.get_write_buffer_size()
 
     def write_texts(self, texts: Sequence[bytes]) -> bool:
         """Send these UTF-8 texts, in order, in one socket write; False if not open (none sent).

@@ -21,8 +21,11 @@ Invariants:
   the core's own 404 UNKNOWN_ORDER and journals nothing, so cancels cost the journal at most
   one record per order placed.
 - A connection has at most IN_FLIGHT_MAX requests unanswered, and at most WRITE_BACKLOG_MAX
-  bytes of answers written but not yet taken by the kernel; past either, its frames are not
-  read until it drops below (a client that sends and never reads costs bounded memory).
+  bytes of answers not yet taken by the kernel (made and not yet written, or written and not
+  yet sent), plus the one answer that went past it; past either, its frames are not read
+  until it drops below (a client that sends and never reads costs bounded memory: bytes, not
+  requests, since one answer may be large). No answer grows without bound with the state:
+  orders.open and account.fills come in pages (gateway/protocol.py).
   A query is answered at once; a command when its batch is durable (no task per request:
   each request is handled as its frame is parsed, gateway/connection.py). A command's answer
   is written before the execution reports and market data of its batch.
@@ -71,6 +74,7 @@ Invariants:
   1001 (going away), snapshot, release the journal.
 - account.fills answers from a bounded log of the day's fills kept by the gateway from
   durable batches (gateway/accounts.py says how it is bounded and from which seq complete).
+  It and orders.open answer a page at a time (gateway/protocol.py, "Pages").
 - /livez, /readyz (200 "ready" while the sequencer runs, else 503) and /metrics answer plain
   HTTP; /readyz?verbose answers JSON: recovery, journal writable and last seq, whether market
   data still runs, and the state of each integration (Redis: connected, backlog, dropped;
@@ -84,6 +88,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import dataclasses
 import functools
@@ -197,7 +202,7 @@ CONNECTIONS_PER_TOKEN_MAX = 16  # Beyond it a new connection is closed with 1008
 # Gateway._cancel); session.cancel_on_disconnect is journaled like an order.
 RATE_LIMITED_METHODS = frozenset({"order.place", "order.amend", "session.cancel_on_disconnect"})
 IN_FLIGHT_MAX = 64  # Requests of one connection awaiting their answer; then reading pauses.
-# Answers written and not yet sent (the client is not reading): then reading pauses too.
+# Bytes of answers made and not yet sent (the client is not reading): then reading pauses too.
 WRITE_BACKLOG_MAX = 256 * 1024
 DRAIN_TIMEOUT_S = 10.0
 # A session's end meets a full queue: retried after this, doubling up to the max (its
@@ -233,6 +238,7 @@ class Session:
     registered: bool = False  # Counted in its token's connections.
     # Answers not yet written: all of this loop pass's go out in one write (_flush_answers).
     answers: list[bytes] = field(default_factory=list)
+    answer_bytes: int = 0  # Their size: counted against WRITE_BACKLOG_MAX (_may_read).
     token_sha256: str = ""  # The token it logged on with: revoking it closes the session.
     # Its name in the exchange's state (exchange/disconnect.py): which open orders it placed,
     # and what its end cancels. Unique across restarts (a random prefix per server start).
@@ -629,8 +635,17 @@ class Gateway:
         # At IN_FLIGHT_MAX unanswered requests, the write that frees slots resumes reading
         # (_flush_answers). A client that sends and does not read its answers: none of its
         # requests are read until the kernel has taken the backlog (the connection resumes
-        # reading itself then: GatewayConnection.resume_writing).
-        return session.in_flight < IN_FLIGHT_MAX and session.connection.writable
+        # reading itself then: GatewayConnection.resume_writing). Bytes count, not requests:
+        # the answers made and not yet written count with those written and not yet sent,
+        # so a pipeline of requests with large answers stops being read after the one that
+        # passes WRITE_BACKLOG_MAX, before the rest are made. (Once they are written, the
+        # transport pauses past the same mark, so resume_writing comes when it drops below.)
+        connection = session.connection
+        return (
+            session.in_flight < IN_FLIGHT_MAX
+            and connection.writable
+            and session.answer_bytes + connection.unsent_bytes <= WRITE_BACKLOG_MAX
+        )
 
     def _register(self, session: Session) -> bool:
         token = session.token_sha256
@@ -1131,6 +1146,7 @@ class Gateway:
         # (their callbacks run in one pass) leave in one socket write per connection instead of
         # one each. The in-flight slot is freed once the answer is written.
         session.answers.append(answer)
+        session.answer_bytes += len(answer)
         self.metrics.observe_ack(time.perf_counter() - started)
         if len(session.answers) == 1:
             if not self._unsent:
@@ -1141,6 +1157,7 @@ class Gateway:
         unsent, self._unsent = self._unsent, {}
         for session in unsent:
             answers, session.answers = session.answers, []
+            session.answer_bytes = 0
             try:
                 session.connection.write_texts(answers)
             except Exception as error:  # One broken connection must not cost the others.
@@ -1336,14 +1353,24 @@ class Gateway:
             }
         return self._order_view(account, client_order.order_id)
 
-    def _open_orders(self, account: str, params: protocol.SymbolFilterParams) -> Any:
+    def _open_orders(self, account: str, params: protocol.PageParams) -> Any:
+        # A page, in order_id order: an account may hold OPEN_ORDERS_PER_ACCOUNT_MAX orders,
+        # far too many for one answer. Ids are given in order, so the account's open orders
+        # are nearly sorted already (sorting them costs about a copy).
         state = self.state
-        views = []
-        for order_id in state.accounts[account].open_orders:
-            order = state.orders[order_id]
-            if not params.symbol or order.instrument.terms.symbol == params.symbol:
-                views.append(self._order_view(account, order_id))
-        return {"orders": views}
+        orders, symbol, limit = state.orders, params.symbol, params.limit
+        order_ids = sorted(state.accounts[account].open_orders)
+        views: list[dict[str, Any]] = []
+        next_after = None
+        for index in range(bisect.bisect_right(order_ids, params.after), len(order_ids)):
+            order_id = order_ids[index]
+            if symbol and orders[order_id].instrument.terms.symbol != symbol:
+                continue
+            if len(views) == limit:  # One more matches: the page is not the last.
+                next_after = views[-1]["order_id"]
+                break
+            views.append(self._order_view(account, order_id))
+        return {"orders": views, "next": next_after}
 
     def _order_view(self, account: str, order_id: int) -> dict[str, Any]:
         """Describe one of the account's orders; someone else's is UNKNOWN_ORDER, like no order."""
@@ -1398,8 +1425,8 @@ class Gateway:
 
     # Account and market.
 
-    def _fills(self, account: str, params: protocol.SymbolFilterParams) -> Any:
-        return self.fills.view(self.state, account, params.symbol)
+    def _fills(self, account: str, params: protocol.PageParams) -> Any:
+        return self.fills.view(self.state, account, params.symbol, params.limit, params.after)
 
     def _royalties(self, account: str, params: protocol.NoParams) -> Any:
         return accounts.royalties_view(self.state, self.sequencer.exchange.balances, account)

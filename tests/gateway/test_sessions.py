@@ -1,6 +1,10 @@
 """Who may do what: tokens, logon, and the wall between accounts.
 
 A bearer token rides on one Authorization header: an upgrade with two is malformed (400).
+A connection holds at most WRITE_BACKLOG_MAX bytes of answers not yet taken by the kernel
+(built and not yet written, or written and not yet sent), plus the one answer that passed it:
+past that its requests are not read, so a client that asks for large answers and never reads
+them costs bounded memory, and everyone else is served meanwhile.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ import json
 import logging
 import socket
 import sys
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -482,6 +488,65 @@ async def test_a_client_that_does_not_read_its_answers_is_not_read_either(
         ids = [json.loads(await alice.recv())["id"] for _ in range(requests)]
         await sender
         assert ids == [str(n) for n in range(requests)]
+
+
+LARGE_ANSWER_ORDERS = 1_000
+
+
+async def test_large_answers_a_client_does_not_read_are_bounded_in_bytes_not_requests(
+    market: Venue, server: RunningServer
+) -> None:
+    # Each orders.open answer lists 1,000 open orders (~180 KB): IN_FLIGHT_MAX of them at
+    # once would be ~11 MB held for a client that never reads. What the server holds for it
+    # (answers queued plus the transport's unsent bytes) stays within the byte cap plus one
+    # answer, and another account is served at once meanwhile.
+    placer = await market.client("alice")
+    prices = [f"{90 + n % 10}.{n // 10 % 10}0" for n in range(LARGE_ANSWER_ORDERS)]
+    await asyncio.gather(*(placer.place(SYMBOL, "buy", 1, price) for price in prices))
+    listing = await placer.request("orders.open")
+    await placer.close()
+    answer_bytes = len(json.dumps({"id": "9999", "status": 200, "result": listing}))
+    assert answer_bytes > 100_000
+    bob = await market.client("bob")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # The client's kernel buffer.
+    sock.connect((server.host, server.port))
+    headers = {"Authorization": f"Bearer {market.tokens['alice']}"}
+    requests = 2 * IN_FLIGHT_MAX
+    async with connect(
+        market.url, sock=sock, compression=None, max_queue=1, additional_headers=headers
+    ) as alice:
+        port = sock.getsockname()[1]
+        for _ in range(100):  # Its handler registers it once the upgrade is done (1 s).
+            found = [s for s in server.gateway._sessions if s.connection.remote_address[1] == port]
+            if found:
+                break
+            await asyncio.sleep(0.01)
+        (session,) = found
+        held: list[int] = []  # At each write to alice: bytes given to the transport, unsent.
+        write_texts = session.connection.write_texts
+
+        def measured(texts: Sequence[bytes]) -> bool:
+            pending = session.connection.transport.get_write_buffer_size()
+            held.append(pending + sum(len(text) for text in texts))
+            return write_texts(texts)
+
+        session.connection.write_texts = measured  # type: ignore[method-assign]
+        for n in range(requests):
+            await alice.send(json.dumps({"id": str(n), "method": "orders.open"}))
+        for _ in range(50):  # Until it stops answering (bounded: 5 s).
+            count = len(held)
+            await asyncio.sleep(0.1)
+            if held and len(held) == count:
+                break
+        started = time.perf_counter()
+        assert (await bob.request("account.balances", timeout_s=2.0))["account"] == "bob"
+        assert time.perf_counter() - started < 1.0
+        await bob.close()
+        # The cap, and the one answer that went past it (with a frame header).
+        assert max(held) <= WRITE_BACKLOG_MAX + answer_bytes + 1_024, max(held)
+        ids = [json.loads(await alice.recv())["id"] for _ in range(requests)]
+        assert ids == [str(n) for n in range(requests)]  # Nothing lost, in order.
 
 
 async def _place_resting_orders(connection: ClientConnection, count: int) -> None:
