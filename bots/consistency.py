@@ -54,12 +54,11 @@ class ConsistencyReport:
 
 
 async def exchange_answers(client: IpxClient) -> dict[str, Any]:
+    # Every page of orders.open and account.fills: a bot may hold more than one page.
     balances, orders, fills = await asyncio.gather(
-        client.request("account.balances"),
-        client.request("orders.open"),
-        client.request("account.fills"),
+        client.request("account.balances"), client.open_orders(), client.fills()
     )
-    return {"balances": balances, "orders": orders, "fills": fills}
+    return {"balances": balances, "orders": {"orders": orders}, "fills": fills}
 
 
 def differences(view: AccountView, answers: dict[str, Any]) -> list[str]:

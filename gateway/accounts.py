@@ -7,6 +7,9 @@ Invariants:
 - It is bounded: at most FILLS_PER_ACCOUNT_MAX fills per account (the oldest are dropped and
   the answer says `truncated`), and it holds one trading day (UTC, exchange clock): the first
   outcome of a new day empties it. Memory is therefore at most accounts x the bound.
+- It answers in pages, oldest first (`view`): each fill has a position, its number among the
+  account's fills recorded by this process, which never changes while the process runs (not
+  at a new day either), so `after` a position a walk misses no fill still kept.
 - It is not journaled and not rebuilt on restart: `complete_from_seq` is the journal seq from
   which it holds every fill of the day (the first seq this process handled, or the first seq
   of the day). Fills before it are in the journal (`ipx ledger`), not here.
@@ -23,6 +26,7 @@ Invariants:
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Collection, Sequence
 from typing import Any, Literal
@@ -50,6 +54,8 @@ class FillLog:
         self.complete_from_seq = next_seq
         self.day = -1
         self._fills: dict[str, deque[tuple[int, int, OrderFilled]]] = {}
+        # Fills recorded per account, ever: the position of the newest (the pages' cursor).
+        self._recorded: dict[str, int] = {}
         self._truncated: set[str] = set()
 
     def record(self, outcomes: Sequence[Outcome]) -> None:
@@ -71,12 +77,31 @@ class FillLog:
                 if len(fills) == self.per_account_max:
                     self._truncated.add(event.account)
                 fills.append((outcome.seq, outcome.ts_ns, event))
+                self._recorded[event.account] = self._recorded.get(event.account, 0) + 1
 
-    def view(self, state: ExchangeState, account: str, symbol: str) -> dict[str, Any]:
-        fills = []
-        for seq, ts_ns, event in self._fills.get(account, ()):
+    def view(
+        self,
+        state: ExchangeState,
+        account: str,
+        symbol: str,
+        limit: int = protocol.PAGE_LIMIT_DEFAULT,
+        after: int = 0,
+    ) -> dict[str, Any]:
+        """One page of the account's fills (in one symbol): at most limit, after position after."""
+        kept = self._fills.get(account, deque())
+        oldest = self._recorded.get(account, 0) - len(kept) + 1  # The position of kept[0].
+        start = max(0, after + 1 - oldest)
+        position = oldest + start - 1
+        fills: list[dict[str, Any]] = []
+        last = next_after = None
+        for seq, ts_ns, event in itertools.islice(kept, start, None):
+            position += 1
             if symbol and event.symbol != symbol:
                 continue
+            if len(fills) == limit:  # One more is kept: the page is not the last.
+                next_after = last
+                break
+            last = position
             terms = state.instruments[event.symbol].terms
             fills.append(
                 {
@@ -100,6 +125,7 @@ class FillLog:
             "fills": fills,
             "complete_from_seq": self.complete_from_seq,
             "truncated": account in self._truncated,
+            "next": next_after,
         }
 
 

@@ -4,6 +4,7 @@
         order = await client.place("RS-US10123456B2", "buy", 10, "100.10")
         await client.cancel(order_id=order["order_id"])
         book = await client.follow_book("RS-US10123456B2")   # A LocalBook kept up to date.
+        orders = await client.open_orders()                  # Every page of orders.open.
         await book.next_change()
         async for report in await client.follow_executions():
             ...                                              # report.gap: one was missed.
@@ -35,6 +36,10 @@ Invariants:
 - When the connection ends, every request still waiting, every later request and every
   follower's waiter gets a ClientError (never one of websockets' exceptions).
 - A request's timeout covers sending it as well as waiting for its answer.
+- open_orders() and fills() walk every page of orders.open and account.fills (each page's
+  `next` is the next one's `after`; the cursor only rises, so the walk ends). A walk that sees
+  the fill log start a new day (its complete_from_seq changes) starts again, at most
+  WALK_RESTARTS_MAX times.
 """
 
 from __future__ import annotations
@@ -60,8 +65,8 @@ TIMEOUT_S = 5.0
 # TCP connection. websockets' default of 10 s made a bot with many sessions on a stalled
 # server take minutes to stop; a server that answers at all answers well within this.
 CLOSE_TIMEOUT_S = 1.0
-# The server's answers can be far larger than a request: account.fills holds up to 10,000
-# fills (gateway/accounts.py, ~3 MB of JSON), a book.l3 snapshot every resting order.
+# The server's answers can be far larger than a request: a page of account.fills holds up to
+# 10,000 fills (~3 MB of JSON), a book.l3 snapshot every resting order.
 # websockets' default of 1 MiB closed the session with 1009 under `ipx stress` at 2,500/s.
 ANSWER_BYTES_MAX = 32 * 1024 * 1024
 RETRIES = 2
@@ -72,6 +77,7 @@ _RESOLVED_BY_STATUS = ("order.cancel", "order.amend")
 # a full queue, shutting down): nothing done by THIS attempt, whatever an earlier one did.
 _REFUSED_AT_THE_DOOR = (429, 503)
 _OPEN_STATUSES = ("open", "partially_filled")
+WALK_RESTARTS_MAX = 3
 
 
 class ClientError(Exception):
@@ -460,6 +466,56 @@ class IpxClient:
     async def status(self, *, order_id: int = 0, cl_ord_id: str = "") -> Any:
         params: dict[str, Any] = {"order_id": order_id} if order_id else {"cl_ord_id": cl_ord_id}
         return await self.request("order.status", params)
+
+    async def open_orders(
+        self, symbol: str = "", *, page_limit: int | None = None, timeout_s: float = TIMEOUT_S
+    ) -> list[Any]:
+        """Every open order of the account (in symbol), in order_id order: orders.open's pages.
+
+        page_limit: orders per page (the server's default when None). Each page is read when
+        it is answered: an order that ends during the walk may be in it, one placed during
+        it is.
+        """
+        orders, _ = await self._walk("orders.open", "orders", symbol, page_limit, timeout_s)
+        return orders
+
+    async def fills(
+        self, symbol: str = "", *, page_limit: int | None = None, timeout_s: float = TIMEOUT_S
+    ) -> Any:
+        """The day's fills of the account (in symbol), every page of account.fills in one.
+
+        Returns account.fills' answer with every page's fills, and `truncated` if any page
+        said so. A new trading day during the walk starts it again.
+        """
+        for _ in range(WALK_RESTARTS_MAX + 1):
+            fills, pages = await self._walk("account.fills", "fills", symbol, page_limit, timeout_s)
+            if len({page["complete_from_seq"] for page in pages}) == 1:
+                return pages[-1] | {
+                    "fills": fills,
+                    "truncated": any(page["truncated"] for page in pages),
+                    "next": None,
+                }
+        raise ClientError(f"account.fills: the fill log started anew {WALK_RESTARTS_MAX} times")
+
+    async def _walk(
+        self, method: str, key: str, symbol: str, page_limit: int | None, timeout_s: float
+    ) -> tuple[list[Any], list[Any]]:
+        # Every page of a paged method: the items under key, and the pages' answers.
+        params: dict[str, Any] = {"symbol": symbol}
+        if page_limit is not None:
+            params["limit"] = page_limit
+        items: list[Any] = []
+        pages: list[Any] = []
+        after = 0
+        while True:
+            page = await self.request(method, params | {"after": after}, timeout_s=timeout_s)
+            pages.append(page)
+            items += page[key]
+            if page["next"] is None:
+                return items, pages
+            if page["next"] <= after:  # The cursor must rise, else the walk would not end.
+                raise ClientError(f"{method}: page cursor {page['next']} after {after}")
+            after = page["next"]
 
     async def cancel_on_disconnect(self, scope: str = "session", *, enabled: bool = True) -> Any:
         """Have this connection's end (a server restart included) cancel the open orders it

@@ -22,6 +22,7 @@ Invariants:
 - While more is written than the transport's write limit and not yet taken by the kernel,
   `writable` is False (websockets' flow control); once the kernel has taken it back down to the
   limit, the connection resumes: messages held because the callback said no are handed over.
+  `unsent_bytes` is that backlog, in bytes.
 - Once the connection is lost, nothing more is handed over: the messages held then are
   dropped, never answered (the session's end, with its cancel-on-disconnect, is the last
   thing it does).
@@ -160,6 +161,11 @@ class GatewayConnection(ServerConnection):
     def writable(self) -> bool:
         """False while the write backlog is over the write limit (the transport paused us)."""
         return not self.paused
+
+    @property
+    def unsent_bytes(self) -> int:
+        """Bytes written and not yet taken by the kernel (the transport's write buffer)."""
+        return self.transport.get_write_buffer_size()
 
     def write_texts(self, texts: Sequence[bytes]) -> bool:
         """Send these UTF-8 texts, in order, in one socket write; False if not open (none sent).

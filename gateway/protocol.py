@@ -14,8 +14,13 @@ Methods (params in the Struct of METHODS; prices and cash as decimal strings):
     order.cancel / order.status {order_id | cl_ord_id}
     order.amend {order_id | cl_ord_id, price, quantity}
     order.cancel_all {symbol?}              every open order of the caller (in one symbol)
-    orders.open {symbol?}   account.balances {}   instruments.list {}   book.snapshot {symbol}
-    account.fills {symbol?}  account.royalties {}  instrument.info {symbol}
+    orders.open {symbol?, limit?, after?}   one page of the caller's open orders, in order_id
+                                            order: those with order_id > after (0: from the
+                                            first); `next` is the `after` of the next page
+    account.fills {symbol?, limit?, after?}  one page of the day's fills, oldest first; `after`
+                                            is the `next` of the page before (0: from the first)
+    account.balances {}   instruments.list {}   book.snapshot {symbol, depth?}
+    account.royalties {}  instrument.info {symbol}
     executions.subscribe {}                 push the account's private events
     md.subscribe / md.unsubscribe {symbol, channels}   book.l2, book.l3, trades, ticker, status,
                                             liquidity
@@ -26,6 +31,14 @@ Methods (params in the Struct of METHODS; prices and cash as decimal strings):
     op.open_offering, op.distribute_royalty, op.kill_switch, op.cancel_all, op.halt,
     op.resume, op.start_auction, op.close_market  (operator; op.withdraw from account
                                             "exchange:fees" takes out the fees collected)
+Pages: an answer whose size grows with the account's state comes in pages of at most `limit`
+items (PAGE_LIMIT_DEFAULT unless given, at most PAGE_LIMIT_MAX), so no answer is larger than
+a page: `{..., "next": N}` where N is the cursor to send as `after` for the page that follows,
+or null on the last page. Each page is read from the state when it is answered: an order or a
+fill that comes during a walk is in a later page, one that goes is not shown again. (Other
+answers grow only with what the operator does, instruments listed and royalties distributed,
+or are cut by `depth`; a book.l3 snapshot, which lists every resting order, is a push of
+md.subscribe, not an answer.)
 Statuses: 400 malformed or invalid, 401 not logged on, 403 not allowed, 404 unknown (also
 someone else's order), 409 duplicate or too late, 422 refused by the market's rules, 429 rate
 limited (retry_after_ms), 500 INTERNAL: outcome unknown (query the order by cl_ord_id), 503
@@ -167,6 +180,17 @@ class SymbolFilterParams(_Params, frozen=True):
     symbol: Annotated[str, Meta(max_length=32)] = ""
 
 
+PAGE_LIMIT_DEFAULT = 1_000  # Items in a page unless `limit` says otherwise: ~180 KB of orders.
+PAGE_LIMIT_MAX = 10_000
+
+
+class PageParams(SymbolFilterParams, frozen=True):
+    """One page of a list: at most `limit` items after the cursor `after` (0: the first)."""
+
+    limit: Annotated[int, Meta(ge=1, le=PAGE_LIMIT_MAX)] = PAGE_LIMIT_DEFAULT
+    after: NonNegative = 0
+
+
 class NoParams(_Params, frozen=True):
     pass
 
@@ -286,12 +310,12 @@ METHODS: dict[str, type[_Params]] = {
     "order.cancel": OrderRefParams,
     "order.amend": AmendParams,
     "order.status": OrderRefParams,
-    "orders.open": SymbolFilterParams,
+    "orders.open": PageParams,
     "account.balances": NoParams,
     "instruments.list": NoParams,
     "book.snapshot": BookParams,
     "order.cancel_all": SymbolFilterParams,
-    "account.fills": SymbolFilterParams,
+    "account.fills": PageParams,
     "account.royalties": NoParams,
     "instrument.info": SymbolParams,
     "executions.subscribe": NoParams,

@@ -15,11 +15,17 @@ Invariants:
   from that state until the restart.
 - order.place, order.amend and session.cancel_on_disconnect (journaled too) are limited per
   account by a token bucket (ORDER_BURST at once, ORDER_RATE_PER_S sustained): beyond it, 429
-  RATE_LIMITED with retry_after_ms, and nothing reaches the sequencer. Cancels are never
-  limited.
+  RATE_LIMITED with retry_after_ms, and nothing reaches the sequencer. Cancels of real orders
+  are never limited; a cancel that names no open order of the account (by cl_ord_id: nor an
+  order.place of that cl_ord_id still in flight on this session) is answered at the edge with
+  the core's own 404 UNKNOWN_ORDER and journals nothing, so cancels cost the journal at most
+  one record per order placed.
 - A connection has at most IN_FLIGHT_MAX requests unanswered, and at most WRITE_BACKLOG_MAX
-  bytes of answers written but not yet taken by the kernel; past either, its frames are not
-  read until it drops below (a client that sends and never reads costs bounded memory).
+  bytes of answers not yet taken by the kernel (made and not yet written, or written and not
+  yet sent), plus the one answer that went past it; past either, its frames are not read
+  until it drops below (a client that sends and never reads costs bounded memory: bytes, not
+  requests, since one answer may be large). No answer grows without bound with the state:
+  orders.open and account.fills come in pages (gateway/protocol.py).
   A query is answered at once; a command when its batch is durable (no task per request:
   each request is handled as its frame is parsed, gateway/connection.py). A command's answer
   is written before the execution reports and market data of its batch.
@@ -32,8 +38,11 @@ Invariants:
   (accepted, filled, amended, canceled, cash) is pushed once its batch is durable, on the
   channel "executions" with the account's seq/prev_seq (the same in every session of the
   account and across restarts) and, for orders, exec_type and ord_status
-  (gateway/execution_reports.py); a session whose outbox holds OUTBOX_MAX unread reports is
-  closed with 1008 SLOW_CONSUMER rather than slowing the sequencer.
+  (gateway/execution_reports.py), each encoded once for every session of the account. A
+  session is closed with 1008 SLOW_CONSUMER rather than slowing the sequencer when, as new
+  pushes come, more than OUTBOX_MAX of those it had the chance to read are still unwritten
+  (gateway/outbox.py): the pushes of one batch are always accepted whole (one cancel_all of
+  more orders than that, to a client that reads, is no reason), and its memory stays bounded.
 - Balances (subscribe {channel: "balances"}): a snapshot of every balance of the session's
   account, then after each durable batch that posted to it an update with the balances it
   changed (absolute values, so a client never sums deltas), with per-session seq/prev_seq;
@@ -67,6 +76,7 @@ Invariants:
   1001 (going away), snapshot, release the journal.
 - account.fills answers from a bounded log of the day's fills kept by the gateway from
   durable batches (gateway/accounts.py says how it is bounded and from which seq complete).
+  It and orders.open answer a page at a time (gateway/protocol.py, "Pages").
 - /livez, /readyz (200 "ready" while the sequencer runs, else 503) and /metrics answer plain
   HTTP; /readyz?verbose answers JSON: recovery, journal writable and last seq, whether market
   data still runs, and the state of each integration (Redis: connected, backlog, dropped;
@@ -80,6 +90,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import dataclasses
 import functools
@@ -152,6 +163,7 @@ from gateway.admission import Admission
 from gateway.connection import GatewayConnection
 from gateway.metrics import Metrics, SinkCounts
 from gateway.mqtt_publisher import MqttPublisher
+from gateway.outbox import Outbox, Passes
 from gateway.protocol import ProtocolError
 from gateway.redis_publisher import RedisPublisher
 from gateway.sequencer import (
@@ -180,16 +192,19 @@ LOGON_TIMEOUT_S = 10.0
 # hands the connection over then. Until then it is held only by this timeout (asyncio's own
 # default is 60 s), which bounds what silent connections to a TLS port can hold.
 TLS_HANDSHAKE_TIMEOUT_S = 5.0
-OUTBOX_MAX = 10_000  # Pushes waiting for one slow client; beyond it: disconnected.
+# Pushes waiting for one client from earlier passes, besides one burst (gateway/outbox.py);
+# beyond it: disconnected as too slow.
+OUTBOX_MAX = 10_000
 PUSH_WRITE_MAX = 256  # Pushes written to one connection at once.
 HEARTBEAT_INTERVAL_S = 1.0
 LIQUIDITY_UPDATE_MIN_NS = 100_000_000  # Per symbol, between two change-driven updates.
 SLOW_CLOSE_TIMEOUT_S = 1.0
 CONNECTIONS_PER_TOKEN_MAX = 16  # Beyond it a new connection is closed with 1008.
-# Cancels are never limited; session.cancel_on_disconnect is journaled like an order.
+# Cancels of real orders are never limited (one of no order is refused at the edge:
+# Gateway._cancel); session.cancel_on_disconnect is journaled like an order.
 RATE_LIMITED_METHODS = frozenset({"order.place", "order.amend", "session.cancel_on_disconnect"})
 IN_FLIGHT_MAX = 64  # Requests of one connection awaiting their answer; then reading pauses.
-# Answers written and not yet sent (the client is not reading): then reading pauses too.
+# Bytes of answers made and not yet sent (the client is not reading): then reading pauses too.
 WRITE_BACKLOG_MAX = 256 * 1024
 DRAIN_TIMEOUT_S = 10.0
 # A session's end meets a full queue: retried after this, doubling up to the max (its
@@ -216,7 +231,7 @@ class Session:
     in_flight: int = 0
     # Pushes (execution reports, market data): a bounded outbox drained by one writer task,
     # created by the first subscription.
-    outbox: asyncio.Queue[bytes] | None = None
+    outbox: Outbox | None = None
     writer: asyncio.Task[None] | None = None
     executions: bool = False
     balances: bool = False  # Subscribed to the account's "balances" channel.
@@ -225,6 +240,7 @@ class Session:
     registered: bool = False  # Counted in its token's connections.
     # Answers not yet written: all of this loop pass's go out in one write (_flush_answers).
     answers: list[bytes] = field(default_factory=list)
+    answer_bytes: int = 0  # Their size: counted against WRITE_BACKLOG_MAX (_may_read).
     token_sha256: str = ""  # The token it logged on with: revoking it closes the session.
     # Its name in the exchange's state (exchange/disconnect.py): which open orders it placed,
     # and what its end cancels. Unique across restarts (a random prefix per server start).
@@ -232,27 +248,21 @@ class Session:
     # Whether it ever asked for cancel-on-disconnect. Its end is told to the exchange
     # (EndSession) if so, or if the exchange holds open orders it placed.
     asked_cancel_on_disconnect: bool = False
+    # cl_ord_id -> its order.place requests sent to the sequencer and not yet answered: a
+    # cancel by that cl_ord_id right behind them must reach the core (Gateway._cancel).
+    placing: dict[str, int] = field(default_factory=dict)
 
-    def open_outbox(self, outbox_max: int) -> None:
+    def open_outbox(self, outbox_max: int, passes: Passes) -> None:
         if self.writer is not None and self.writer.done():
             raise ProtocolError(503, "UNAVAILABLE", "this session is being closed")
         if self.outbox is None:
-            self.outbox = asyncio.Queue(outbox_max)
+            self.outbox = Outbox(outbox_max, passes)
             self.writer = asyncio.create_task(self._write())
 
     def push_text(self, text: bytes) -> bool:
-        """Queue one push message (UTF-8 JSON); return False when the outbox is full (too slow)."""
+        """Queue one push message (UTF-8 JSON); return False when the session is too slow."""
         assert self.outbox is not None
-        try:
-            self.outbox.put_nowait(text)
-        except asyncio.QueueFull:
-            return False
-        return True
-
-    def push_execution(self, journal_seq: int, seq: int, event: dict[str, Any]) -> bool:
-        """Queue one execution report: the account's report number seq (execution_seq)."""
-        report = execution_reports.ExecutionReportPush("update", seq, seq - 1, journal_seq, event)
-        return self.push_text(protocol.encode_push(report))
+        return self.outbox.put(text)
 
     def push_balances(
         self,
@@ -271,14 +281,13 @@ class Session:
     async def _write(self) -> None:
         # As with answers: the pushes waiting (up to PUSH_WRITE_MAX) leave in one socket write
         # instead of a send() each. While more than WRITE_BACKLOG_MAX of the connection's bytes
-        # wait unsent, nothing more is written: the outbox fills meanwhile, and a full outbox
+        # wait unsent, nothing more is written: the outbox fills meanwhile, and one too full
         # disconnects the session (SLOW_CONSUMER) rather than slowing anyone else.
         outbox, connection = self.outbox, self.connection
         assert outbox is not None
         while True:
-            texts = [await outbox.get()]
-            while len(texts) < PUSH_WRITE_MAX and not outbox.empty():
-                texts.append(outbox.get_nowait())
+            await outbox.wait()
+            texts = outbox.take(PUSH_WRITE_MAX, WRITE_BACKLOG_MAX)
             if not connection.write_texts(texts):
                 return  # Closed: its session is being dropped.
             await connection.drain()  # Past WRITE_BACKLOG_MAX unsent: until the kernel takes it.
@@ -363,6 +372,9 @@ class Gateway:
         # Caps on TCP connections before they log on (gateway/admission.py).
         self.admission = admission or Admission()
         self.outbox_max = outbox_max
+        # A pass of pushes starts with each durable batch, heartbeat tick and subscription: a
+        # session is judged too slow only on the pushes of earlier passes (gateway/outbox.py).
+        self.passes = Passes()
         self.tokens = tokens
         self.connections_per_token_max = connections_per_token_max
         self._connections: dict[str, int] = {}  # token_sha256 -> its open sessions
@@ -425,7 +437,6 @@ class Gateway:
         # A method answers at once (a query, a refusal) or returns Sequenced: its command
         # goes to the sequencer, and the answer is made from the outcome once it is durable.
         self._methods: dict[str, Callable[[str, Any], Any]] = {
-            "order.cancel": self._cancel,
             "order.amend": self._amend,
             "order.status": self._status,
             "orders.open": self._open_orders,
@@ -631,8 +642,17 @@ class Gateway:
         # At IN_FLIGHT_MAX unanswered requests, the write that frees slots resumes reading
         # (_flush_answers). A client that sends and does not read its answers: none of its
         # requests are read until the kernel has taken the backlog (the connection resumes
-        # reading itself then: GatewayConnection.resume_writing).
-        return session.in_flight < IN_FLIGHT_MAX and session.connection.writable
+        # reading itself then: GatewayConnection.resume_writing). Bytes count, not requests:
+        # the answers made and not yet written count with those written and not yet sent,
+        # so a pipeline of requests with large answers stops being read after the one that
+        # passes WRITE_BACKLOG_MAX, before the rest are made. (Once they are written, the
+        # transport pauses past the same mark, so resume_writing comes when it drops below.)
+        connection = session.connection
+        return (
+            session.in_flight < IN_FLIGHT_MAX
+            and connection.writable
+            and session.answer_bytes + connection.unsent_bytes <= WRITE_BACKLOG_MAX
+        )
 
     def _register(self, session: Session) -> bool:
         token = session.token_sha256
@@ -687,7 +707,7 @@ class Gateway:
     def _subscribe_executions(self, session: Session) -> dict[str, Any]:
         assert session.account is not None
         if not session.executions:
-            session.open_outbox(self.outbox_max)
+            session.open_outbox(self.outbox_max, self.passes)
             session.executions = True
             self._subscribed.setdefault(session.account, {})[session] = None
         # The number of the account's last report: the next one pushed is seq + 1.
@@ -698,7 +718,8 @@ class Gateway:
         # each durable batch, the balances it changed, absolute.
         account = session.account
         assert account is not None
-        session.open_outbox(self.outbox_max)
+        session.open_outbox(self.outbox_max, self.passes)
+        self.passes.start()
         session.balances = True
         self._balance_subscribed.setdefault(account, {})[session] = None
         balances = accounts.balances_view(self._balances_store, self.state.instruments, account)
@@ -740,7 +761,8 @@ class Gateway:
         if self._market_data_failed:
             raise ProtocolError(503, "UNAVAILABLE", "market data is unavailable")
         self._instrument(params.symbol)
-        session.open_outbox(self.outbox_max)
+        session.open_outbox(self.outbox_max, self.passes)
+        self.passes.start()
         seqs = {}
         for channel in dict.fromkeys(params.channels):
             key = (channel, params.symbol)
@@ -858,6 +880,7 @@ class Gateway:
     def _on_batch(self, outcomes: Sequence[Outcome], messages: Sequence[Any]) -> None:
         # Called by the sequencer once the batch is durable.
         self._snapshots.clear()  # All of the state before this batch.
+        self.passes.start()
         self.fills.record(outcomes)
         self.metrics.observe_outcomes(outcomes)
         if order_log.isEnabledFor(logging.INFO):  # Off the hot path unless wanted.
@@ -922,6 +945,7 @@ class Gateway:
             for account, count in in_batch.items()
         }
         instruments = self.state.instruments
+        encode = protocol.encode_push
         for journal_seq, event in reports:
             account = event.account  # type: ignore[union-attr]
             seq = next_seq[account]
@@ -930,8 +954,12 @@ class Gateway:
             if not sessions:  # Its last session was dropped as slow earlier in this batch.
                 continue
             view = execution_reports.report_view(event, instruments)
+            report = execution_reports.ExecutionReportPush(
+                "update", seq, seq - 1, journal_seq, view
+            )
+            text = encode(report)  # Once for every session of the account.
             for session in list(sessions):
-                if not session.push_execution(journal_seq, seq, view):
+                if not session.push_text(text):
                     self._disconnect_slow(session)
 
     def _route_market_data(self, messages: Sequence[market_data.Message]) -> None:
@@ -996,6 +1024,7 @@ class Gateway:
             await asyncio.sleep(interval_s)
             if self._market_data_failed or self.sequencer.failed:
                 continue  # After a journal failure memory is ahead of the journal: say nothing.
+            self.passes.start()
             by_symbol: dict[str, dict[Session, None]] = {}
             for (_, symbol), sessions in self._market_data_sessions.items():
                 by_symbol.setdefault(symbol, {}).update(sessions)
@@ -1088,10 +1117,17 @@ class Gateway:
             request_id = request.id
             result = self._dispatch(session, request)
             if isinstance(result, Sequenced):
-                self.sequencer.enqueue_call(
-                    result.command,
-                    functools.partial(self._answer_outcome, session, request_id, result, started),
-                )
+                try:
+                    self.sequencer.enqueue_call(
+                        result.command,
+                        functools.partial(
+                            self._answer_outcome, session, request_id, result, started
+                        ),
+                    )
+                except BaseException:
+                    if result.done is not None:
+                        result.done()
+                    raise
                 return
             answer = protocol.encode_result(request_id, result)
         except Exception as error:
@@ -1107,6 +1143,8 @@ class Gateway:
         outcome: Outcome | BaseException,
     ) -> None:
         # Called by the sequencer once the command is durable (or with SequencerStopped).
+        if sequenced.done is not None:
+            sequenced.done()
         try:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -1127,6 +1165,7 @@ class Gateway:
         # (their callbacks run in one pass) leave in one socket write per connection instead of
         # one each. The in-flight slot is freed once the answer is written.
         session.answers.append(answer)
+        session.answer_bytes += len(answer)
         self.metrics.observe_ack(time.perf_counter() - started)
         if len(session.answers) == 1:
             if not self._unsent:
@@ -1137,6 +1176,7 @@ class Gateway:
         unsent, self._unsent = self._unsent, {}
         for session in unsent:
             answers, session.answers = session.answers, []
+            session.answer_bytes = 0
             try:
                 session.connection.write_texts(answers)
             except Exception as error:  # One broken connection must not cost the others.
@@ -1239,7 +1279,10 @@ class Gateway:
             params.expire_ts_ns,
             session.session_id,
         )
-        return Sequenced(command, functools.partial(self._placed, account))
+        placing = session.placing
+        placing[params.cl_ord_id] = placing.get(params.cl_ord_id, 0) + 1
+        done = functools.partial(_placed_or_refused, placing, params.cl_ord_id)
+        return Sequenced(command, functools.partial(self._placed, account), done)
 
     def _placed(self, account: str, outcome: Outcome) -> Any:
         reply = outcome.reply
@@ -1268,8 +1311,19 @@ class Gateway:
         ]
         return view
 
-    def _cancel(self, account: str, params: protocol.OrderRefParams) -> Any:
+    def _cancel(self, session: Session, params: protocol.OrderRefParams) -> Any:
+        # Cancels are not rate limited, so one that can cancel nothing is refused here, as the
+        # core would refuse it, rather than journaled: else a flood of them fills the disk. By
+        # cl_ord_id, an order.place still in flight on this session is let through: the
+        # cancel follows it in the queue. (An order id is known only once its order is in
+        # the state; a place in flight on another session has no order yet, either way.)
+        account = session.account
+        assert account is not None
         _require_reference(params.order_id, params.cl_ord_id)
+        order = find_own_order(self.state, account, params.order_id, params.cl_ord_id)
+        placing = not params.order_id and params.cl_ord_id in session.placing
+        if order is None and not placing:
+            raise protocol.rejection(Reject.UNKNOWN_ORDER, NO_SUCH_ORDER)
         command = CancelOrder(account, params.order_id, params.cl_ord_id)
         return Sequenced(command, functools.partial(self._canceled, account))
 
@@ -1325,14 +1379,24 @@ class Gateway:
             }
         return self._order_view(account, client_order.order_id)
 
-    def _open_orders(self, account: str, params: protocol.SymbolFilterParams) -> Any:
+    def _open_orders(self, account: str, params: protocol.PageParams) -> Any:
+        # A page, in order_id order: an account may hold OPEN_ORDERS_PER_ACCOUNT_MAX orders,
+        # far too many for one answer. Ids are given in order, so the account's open orders
+        # are nearly sorted already (sorting them costs about a copy).
         state = self.state
-        views = []
-        for order_id in state.accounts[account].open_orders:
-            order = state.orders[order_id]
-            if not params.symbol or order.instrument.terms.symbol == params.symbol:
-                views.append(self._order_view(account, order_id))
-        return {"orders": views}
+        orders, symbol, limit = state.orders, params.symbol, params.limit
+        order_ids = sorted(state.accounts[account].open_orders)
+        views: list[dict[str, Any]] = []
+        next_after = None
+        for index in range(bisect.bisect_right(order_ids, params.after), len(order_ids)):
+            order_id = order_ids[index]
+            if symbol and orders[order_id].instrument.terms.symbol != symbol:
+                continue
+            if len(views) == limit:  # One more matches: the page is not the last.
+                next_after = views[-1]["order_id"]
+                break
+            views.append(self._order_view(account, order_id))
+        return {"orders": views, "next": next_after}
 
     def _order_view(self, account: str, order_id: int) -> dict[str, Any]:
         """Describe one of the account's orders; someone else's is UNKNOWN_ORDER, like no order."""
@@ -1387,8 +1451,8 @@ class Gateway:
 
     # Account and market.
 
-    def _fills(self, account: str, params: protocol.SymbolFilterParams) -> Any:
-        return self.fills.view(self.state, account, params.symbol)
+    def _fills(self, account: str, params: protocol.PageParams) -> Any:
+        return self.fills.view(self.state, account, params.symbol, params.limit, params.after)
 
     def _royalties(self, account: str, params: protocol.NoParams) -> Any:
         return accounts.royalties_view(self.state, self.sequencer.exchange.balances, account)
@@ -1559,6 +1623,7 @@ SESSION_METHODS: dict[str, Callable[[Gateway, Session, Any], Any]] = {
     "md.subscribe": Gateway._subscribe_market_data,
     "md.unsubscribe": Gateway._unsubscribe_market_data,
     "order.place": Gateway._place,
+    "order.cancel": Gateway._cancel,
     "session.cancel_on_disconnect": Gateway._set_cancel_on_disconnect,
     "subscribe": Gateway._subscribe_channel,
     "unsubscribe": Gateway._unsubscribe_channel,
@@ -1569,6 +1634,15 @@ def _raise_if_rejected(outcome: Outcome) -> None:
     reply = outcome.reply
     if isinstance(reply, CommandRejected):
         raise protocol.rejection(reply.reason, reply.message)
+
+
+def _placed_or_refused(placing: dict[str, int], cl_ord_id: str) -> None:
+    # An order.place is no longer in flight on its session (Session.placing).
+    count = placing[cl_ord_id] - 1
+    if count:
+        placing[cl_ord_id] = count
+    else:
+        del placing[cl_ord_id]
 
 
 def _fixed_answer(answer: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
@@ -1583,6 +1657,8 @@ class Sequenced:
     command: Command
     # None: the reply event, with decimal strings beside its ticks and minor units.
     answer: Callable[[Outcome], Any] | None = None
+    # Called once the command is answered: its outcome came, or it never reached the queue.
+    done: Callable[[], None] | None = None
 
 
 def _log_orders(outcomes: Sequence[Outcome], debug: bool) -> None:

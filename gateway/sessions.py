@@ -186,14 +186,16 @@ class TokenStore:
         return None if entry is None else entry.account
 
 
-ORDER_RATE_PER_S = 500  # Sustained order.place + order.amend per account (cancels are free).
+ORDER_RATE_PER_S = 500  # Sustained order.place + order.amend per account (cancels: free).
 ORDER_BURST = 1_000  # What an idle account may send at once.
 
 
 class OrderRateLimiter:
     """A token bucket per account: at most `burst` at once, refilled at `rate_per_s`.
 
-    Cancels are not limited: a participant must always be able to reduce its risk.
+    Cancels are not limited: a participant must always be able to reduce its risk. (A cancel
+    that names no open order of the account is refused at the gateway's edge instead, as it
+    costs a journal record otherwise: gateway/server.py.)
     Time is the gateway's monotonic clock (never the exchange's ts_ns, never journaled).
     """
 

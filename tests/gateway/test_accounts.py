@@ -1,4 +1,11 @@
-"""The gateway's own account views: the bounded fill log and the royalty arithmetic."""
+"""The gateway's own account views: the bounded fill log and the royalty arithmetic.
+
+Rules:
+- The fill log answers in pages of at most `limit` fills, oldest first; `next` is the cursor
+  to pass as `after` for the page that follows, None on the last page. A fill recorded during
+  a walk comes in a later page; a walk whose cursor fell behind the oldest fill kept carries
+  on from the oldest (and the answer says `truncated`).
+"""
 
 from __future__ import annotations
 
@@ -42,8 +49,31 @@ def test_the_fill_log_keeps_the_latest_fills_of_one_day_per_account() -> None:
         "fills": [],
         "complete_from_seq": 9,
         "truncated": False,
+        "next": None,
     }
     assert [fill["trade_id"] for fill in log.view(_state(), "bob", "")["fills"]] == [5]
+
+
+def _trade_ids(page: dict[str, Any]) -> list[int]:
+    return [fill["trade_id"] for fill in page["fills"]]
+
+
+def test_the_fill_log_answers_in_pages_and_a_walk_misses_nothing() -> None:
+    log = accounts.FillLog(next_seq=1, per_account_max=5)
+    log.record([_fill(seq, DAY + seq, "alice", trade_id=seq) for seq in range(1, 5)])
+    first = log.view(_state(), "alice", "", limit=3)
+    assert (_trade_ids(first), first["truncated"]) == ([1, 2, 3], False)
+    log.record([_fill(5, DAY + 5, "alice", trade_id=5)])  # Recorded during the walk.
+    last = log.view(_state(), "alice", "", limit=3, after=first["next"])
+    assert (_trade_ids(last), last["next"]) == ([4, 5], None)
+    assert log.view(_state(), "alice", "", limit=5)["next"] is None  # Exactly a page.
+    # Three more: the two oldest (1, 2) are dropped; a cursor behind them goes on from 3.
+    log.record([_fill(seq, DAY + seq, "alice", trade_id=seq) for seq in range(6, 8)])
+    behind = log.view(_state(), "alice", "", limit=2, after=first["next"] - 2)
+    assert (_trade_ids(behind), behind["truncated"]) == ([3, 4], True)
+    assert _trade_ids(log.view(_state(), "alice", "", after=behind["next"])) == [5, 6, 7]
+    assert log.view(_state(), "alice", "", after=10**6)["fills"] == []  # Past the newest.
+    assert log.view(_state(), "alice", "OTHER")["fills"] == []
 
 
 def _instrument(last_price_ticks: int, periods: list[tuple[int, int]]) -> Any:

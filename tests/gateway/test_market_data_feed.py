@@ -1,5 +1,9 @@
 """Public market data through a real server: a snapshot, then durable updates in seq order.
 
+A subscriber that does not read is dropped (1008 SLOW_CONSUMER), never waited for; one that
+reads is never dropped for the size of one batch: a cancel_all of more orders than its outbox
+holds reaches every session of the account whole (gateway/outbox.py).
+
 The seeded order flow replays with IPX_TEST_SEED=<seed> (printed).
 """
 
@@ -21,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from gateway import market_data
 from gateway.client import IpxClient, RequestFailed
 from gateway.local_book import LocalBook
+from gateway.outbox import Outbox
 from gateway.server import HEARTBEAT_INTERVAL_S, RunningServer, run_server
 from tests.gateway.conftest import SYMBOL, Venue, list_the_market
 
@@ -166,6 +171,39 @@ async def test_a_subscriber_that_does_not_read_is_disconnected_not_waited_for(
         await alice.close()
 
 
+async def test_a_batch_of_more_reports_than_an_outbox_holds_reaches_every_prompt_reader(
+    venue: Venue,
+) -> None:
+    # One cancel_all of more open orders than outbox_max makes that many reports in one
+    # batch, queued before any can be written: they are accepted whole, and every session
+    # that reads promptly gets them all and stays. Slowness is judged on what it could read.
+    outbox_max = 20
+    orders = 3 * outbox_max
+    async with run_server(venue.data_dir, outbox_max=outbox_max) as running:
+        venue.url = running.url
+        await list_the_market(venue)
+        alice = await venue.client("alice")
+        readers = [await venue.client("alice") for _ in range(2)]
+        try:
+            await asyncio.gather(*(alice.place(SYMBOL, "buy", 1, "95.00") for _ in range(orders)))
+            followers = [await reader.follow_executions() for reader in readers]
+            canceled = await alice.request("order.cancel_all")
+            assert canceled["orders_canceled"] == orders
+            for follower in followers:
+                reports = [
+                    await asyncio.wait_for(follower.get(), PUSH_WAIT_S) for _ in range(orders)
+                ]
+                assert {report.event["type"] for report in reports} == {"order_canceled"}
+                assert not any(report.gap for report in reports)
+            for reader in readers:
+                assert (await reader.request("account.balances"))["account"] == "alice"
+            slow = running.gateway.metrics.registry.get_sample_value
+            assert not slow("ipx_slow_consumer_disconnects_total")
+        finally:
+            for client in (alice, *readers):
+                await client.close()
+
+
 async def test_a_slow_consumer_dropped_in_the_middle_of_a_batch_costs_no_one_else_a_push(
     venue: Venue,
 ) -> None:
@@ -183,12 +221,15 @@ async def test_a_slow_consumer_dropped_in_the_middle_of_a_batch_costs_no_one_els
         await alice_slow.subscribe_executions()
         gateway = running.gateway
         [slow] = gateway._subscribed["alice"]
-        # The state of a session that stopped reading: its writer stuck, its outbox full.
+        # The state of a session that stopped reading: its writer stuck, its outbox full (two
+        # earlier passes past its limit of 1: the second counts the first).
         assert slow.writer is not None
         slow.writer.cancel()
         slow.writer = stuck = asyncio.create_task(asyncio.sleep(3600))
-        slow.outbox = asyncio.Queue(1)
-        slow.outbox.put_nowait(b"unread")
+        slow.outbox = Outbox(1, gateway.passes)
+        for _ in range(2):
+            gateway.passes.start()
+            assert slow.push_text(b"unread") and slow.push_text(b"unread")
         try:
             while not issuer.pushes.empty():  # The book's snapshot.
                 issuer.pushes.get_nowait()

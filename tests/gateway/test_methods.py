@@ -1,4 +1,9 @@
-"""The rest of the method table, each through a real server: who may call it and what it says."""
+"""The rest of the method table, each through a real server: who may call it and what it says.
+
+orders.open and account.fills answer in pages (gateway/protocol.py): orders in order_id
+order, `next` the cursor for `after`, None on the last page; the client's open_orders() and
+fills() walk every page.
+"""
 
 from __future__ import annotations
 
@@ -55,6 +60,37 @@ async def test_order_cancel_all_cancels_only_the_callers_orders(
     assert (await bob.status(order_id=bobs["order_id"]))["status"] == "open"
     assert (await alice.request("order.cancel_all"))["orders_canceled"] == 0
     assert await refused(alice, "order.cancel_all", {"symbol": "NOPE"}) == (404, "UNKNOWN_SYMBOL")
+
+
+async def test_orders_open_answers_in_pages_of_ascending_order_ids(
+    clients: dict[str, IpxClient],
+) -> None:
+    alice = clients["alice"]
+    ids = [(await alice.place(SYMBOL, "buy", 1, f"9{n}.00"))["order_id"] for n in range(5)]
+    await clients["bob"].place(SYMBOL, "buy", 1, "95.00")  # Never in alice's pages.
+    first = await alice.request("orders.open", {"limit": 2})
+    assert ([o["order_id"] for o in first["orders"]], first["next"]) == (ids[:2], ids[1])
+    await alice.cancel(order_id=ids[2])  # Changes between pages show in the later ones.
+    ids.append((await alice.place(SYMBOL, "buy", 1, "98.50"))["order_id"])
+    second = await alice.request("orders.open", {"limit": 2, "after": first["next"]})
+    assert ([o["order_id"] for o in second["orders"]], second["next"]) == (ids[3:5], ids[4])
+    last = await alice.request("orders.open", {"limit": 2, "after": second["next"]})
+    assert ([o["order_id"] for o in last["orders"]], last["next"]) == (ids[5:], None)
+    assert [o["order_id"] for o in await alice.open_orders(page_limit=1)] == ids[:2] + ids[3:]
+    assert await alice.open_orders("OTHER") == []
+    assert (await alice.request("orders.open", {"symbol": SYMBOL, "limit": 5}))["next"] is None
+
+
+async def test_the_clients_fills_walks_every_page(clients: dict[str, IpxClient]) -> None:
+    await clients["issuer"].place(SYMBOL, "sell", 5, "100.00")
+    for _ in range(5):
+        await clients["alice"].place(SYMBOL, "buy", 1, "100.00")
+    page = await clients["alice"].request("account.fills", {"limit": 2})
+    assert (len(page["fills"]), page["next"] is not None) == (2, True)
+    fills = await clients["alice"].fills(page_limit=2)
+    assert len(fills["fills"]) == 5 and fills["truncated"] is False
+    assert fills["fills"][:2] == page["fills"]
+    assert len({fill["trade_id"] for fill in fills["fills"]}) == 5
 
 
 async def test_account_fills_lists_the_days_fills_of_the_caller_only(

@@ -1,4 +1,10 @@
-"""The wire's exact decimals and the order rate limit, without a server."""
+"""The wire's exact decimals, the order rate limit and the page limits, without a server.
+
+Rules:
+- orders.open and account.fills answer a page: `limit` items (PAGE_LIMIT_DEFAULT unless
+  given, at most PAGE_LIMIT_MAX: one more is refused 400), after the cursor `after` (0: from
+  the first).
+"""
 
 from __future__ import annotations
 
@@ -79,3 +85,23 @@ def test_the_order_rate_limit_admits_the_burst_then_refills_at_the_rate() -> Non
     assert limiter.admit("alice") is None
     now[0] += 60.0  # A long pause refills only up to the burst.
     assert [limiter.admit("alice") for _ in range(4)] == [None, None, None, 250]
+
+
+@pytest.mark.parametrize("method", ["orders.open", "account.fills"])
+def test_a_page_holds_the_default_unless_asked_and_never_more_than_the_max(method: str) -> None:
+    def params(text: str) -> protocol.PageParams:
+        request = protocol.decode_request(f'{{"id": "1", "method": "{method}", "params": {text}}}')
+        decoded = protocol.decode_params(request)
+        assert isinstance(decoded, protocol.PageParams)
+        return decoded
+
+    default = params("{}")
+    assert (default.limit, default.after) == (protocol.PAGE_LIMIT_DEFAULT, 0)
+    assert protocol.PAGE_LIMIT_DEFAULT == 1_000 and protocol.PAGE_LIMIT_MAX == 10_000
+    most = params(f'{{"limit": {protocol.PAGE_LIMIT_MAX}, "after": 7}}')  # N: the max.
+    assert (most.limit, most.after) == (protocol.PAGE_LIMIT_MAX, 7)
+    # N + 1, and below the least.
+    for bad in (f'{{"limit": {protocol.PAGE_LIMIT_MAX + 1}}}', '{"limit": 0}', '{"after": -1}'):
+        with pytest.raises(protocol.ProtocolError) as refused:
+            params(bad)
+        assert (refused.value.status, refused.value.code) == (400, "VALIDATION_ERROR")

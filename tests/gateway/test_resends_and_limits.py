@@ -11,6 +11,10 @@
   connection with 1009. With permessage-deflate the inflated size is what counts.
 - A book.l2 follower that loses updates notices it by seq/prev_seq, resubscribes for a fresh
   snapshot, and ends with the server's book.
+- A cancel that names no open order of the account (by order_id; by cl_ord_id, nor an
+  order.place of that cl_ord_id still in flight on the session) is answered at the edge with
+  the core's own 404 UNKNOWN_ORDER and journals nothing, however many come; a cancel of a
+  real order, even sent right behind its place without waiting for the answer, cancels it.
 
 The random session replays with IPX_TEST_SEED=<seed> (printed).
 """
@@ -36,7 +40,7 @@ from exchange.calendar import NS_PER_DAY
 from gateway import market_data, protocol, sessions
 from gateway.client import IpxClient, RequestFailed
 from gateway.local_book import LocalBook
-from gateway.server import run_server
+from gateway.server import RunningServer, run_server
 from ledger.file_store import SNAPSHOT_DIR, FileJournal
 from tests.exchange import rulebook
 from tests.gateway.conftest import SYMBOL, Venue, list_the_market
@@ -221,6 +225,81 @@ async def test_a_resend_with_other_parameters_is_refused_and_changes_nothing(
         await alice.close()
 
 
+# Cancels: never rate limited, so one that cannot cancel anything must cost no journal record.
+
+BOGUS_CANCELS = 300
+
+
+async def _ask_all(connection: ClientConnection, frames: list[dict[str, Any]]) -> list[Any]:
+    """Send every frame at once (no answer awaited in between); the answers, by frame."""
+    for frame in frames:
+        await connection.send(json.dumps(frame))
+    answers: dict[str, Any] = {}
+    while len(answers) < len(frames):
+        answer = json.loads(await asyncio.wait_for(connection.recv(), ANSWER_WAIT_S))
+        answers[answer["id"]] = answer
+    return [answers[frame["id"]] for frame in frames]
+
+
+async def test_a_cancel_of_no_open_order_is_refused_at_the_edge_and_journals_nothing(
+    market: Venue, server: RunningServer
+) -> None:
+    alice, bob = await market.client("alice"), await market.client("bob")
+    try:
+        bobs = await bob.place(SYMBOL, "buy", 1, "95.00")
+        done = await alice.place(SYMBOL, "buy", 1, "95.00", cl_ord_id="done")
+        await alice.cancel(order_id=done["order_id"])
+        journal = server.gateway.sequencer.journal
+        before = journal.last_seq
+        references: list[dict[str, Any]] = [
+            {"order_id": bobs["order_id"]},  # Someone else's: as if it did not exist.
+            {"order_id": done["order_id"]},  # Already canceled.
+            {"cl_ord_id": "done"},
+            {"cl_ord_id": bobs["cl_ord_id"]},
+        ]
+        references += [{"order_id": 10**9 + n} for n in range(BOGUS_CANCELS // 2)]
+        references += [{"cl_ord_id": f"never-{n}"} for n in range(BOGUS_CANCELS // 2)]
+        headers = {"Authorization": f"Bearer {market.tokens['alice']}"}
+        async with connect(market.url, additional_headers=headers) as raw:
+            frames = [
+                {"id": str(n), "method": "order.cancel", "params": reference}
+                for n, reference in enumerate(references)
+            ]
+            answers = await _ask_all(raw, frames)
+        refused = {"code": "UNKNOWN_ORDER", "message": "no such open order"}
+        assert all((a["status"], a["error"]) == (404, refused) for a in answers), answers[:4]
+        await asyncio.sleep(0.1)  # Anything that did reach the sequencer is durable by now.
+        assert journal.last_seq == before
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_a_cancel_right_behind_its_place_cancels_the_order(market: Venue) -> None:
+    headers = {"Authorization": f"Bearer {market.tokens['alice']}"}
+    async with connect(market.url, additional_headers=headers) as alice:
+        place = {"symbol": SYMBOL, "side": "buy", "quantity": 1, "price": "95.00"}
+        frames: list[dict[str, Any]] = []
+        for n in range(5):  # Each cancel sent before its place is answered, by cl_ord_id.
+            frames.append({"id": f"p{n}", "method": "order.place",
+                           "params": {**place, "cl_ord_id": f"quick-{n}"}})  # fmt: skip
+            frames.append({"id": f"c{n}", "method": "order.cancel",
+                           "params": {"cl_ord_id": f"quick-{n}"}})  # fmt: skip
+        answers = await _ask_all(alice, frames)
+        assert [a["status"] for a in answers] == [200] * len(frames), answers
+        assert [a["result"]["status"] for a in answers[1::2]] == ["canceled"] * 5
+        # By order_id, as soon as the place's answer names it; and again: nothing to cancel.
+        (placed,) = await _ask_all(alice, [{"id": "p", "method": "order.place",
+                                            "params": {**place, "cl_ord_id": "late"}}])  # fmt: skip
+        order_id = placed["result"]["order_id"]
+        cancel = {"method": "order.cancel", "params": {"order_id": order_id}}
+        first, again = await _ask_all(alice, [{"id": "c", **cancel}, {"id": "again", **cancel}])
+        assert (first["status"], first["result"]["status"]) == (200, "canceled")
+        assert (again["status"], again["error"]["code"]) == (404, "UNKNOWN_ORDER")
+        (listing,) = await _ask_all(alice, [{"id": "o", "method": "orders.open"}])
+        assert listing["result"]["orders"] == []
+
+
 # The frame-size limit at exactly FRAME_BYTES_MAX and one byte over, plain and deflated.
 # test_frames.py closes a frame well over the limit; these hold the edge itself.
 
@@ -282,7 +361,8 @@ async def test_a_message_of_exactly_the_limit_is_read_and_answered(
     connection = await _send_padded(venue, size, compression, fragmented, whitespace)
     try:
         answer = json.loads(await asyncio.wait_for(connection.recv(), ANSWER_WAIT_S))
-        assert (answer["id"], answer["status"], answer["result"]) == ("edge", 200, {"orders": []})
+        assert (answer["id"], answer["status"]) == ("edge", 200)
+        assert answer["result"] == {"orders": [], "next": None}
         await connection.send(json.dumps({"id": "after", "method": "orders.open"}))
         after = json.loads(await asyncio.wait_for(connection.recv(), ANSWER_WAIT_S))
         assert (after["id"], after["status"]) == ("after", 200)

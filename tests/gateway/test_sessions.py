@@ -1,6 +1,10 @@
 """Who may do what: tokens, logon, and the wall between accounts.
 
 A bearer token rides on one Authorization header: an upgrade with two is malformed (400).
+A connection holds at most WRITE_BACKLOG_MAX bytes of answers not yet taken by the kernel
+(built and not yet written, or written and not yet sent), plus the one answer that passed it:
+past that its requests are not read, so a client that asks for large answers and never reads
+them costs bounded memory, and everyone else is served meanwhile.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -541,35 +546,98 @@ async def test_a_client_that_does_not_read_its_answers_is_not_read_either(
         assert ids == [str(n) for n in range(requests)]
 
 
-async def _cancel_unknown_orders(connection: ClientConnection, count: int) -> None:
-    """Send count cancels of orders that do not exist, all at once: each answered, unknown."""
+LARGE_ANSWER_ORDERS = 1_000
+
+
+async def test_large_answers_a_client_does_not_read_are_bounded_in_bytes_not_requests(
+    market: Venue, server: RunningServer
+) -> None:
+    # Each orders.open answer lists 1,000 open orders (~180 KB): IN_FLIGHT_MAX of them at
+    # once would be ~11 MB held for a client that never reads. What the server holds for it
+    # (answers queued plus the transport's unsent bytes) stays within the byte cap plus one
+    # answer, and another account is served at once meanwhile.
+    placer = await market.client("alice")
+    prices = [f"{90 + n % 10}.{n // 10 % 10}0" for n in range(LARGE_ANSWER_ORDERS)]
+    await asyncio.gather(*(placer.place(SYMBOL, "buy", 1, price) for price in prices))
+    listing = await placer.request("orders.open")
+    await placer.close()
+    answer_bytes = len(json.dumps({"id": "9999", "status": 200, "result": listing}))
+    assert answer_bytes > 100_000
+    bob = await market.client("bob")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # The client's kernel buffer.
+    sock.connect((server.host, server.port))
+    headers = {"Authorization": f"Bearer {market.tokens['alice']}"}
+    requests = 2 * IN_FLIGHT_MAX
+    async with connect(
+        market.url, sock=sock, compression=None, max_queue=1, additional_headers=headers
+    ) as alice:
+        port = sock.getsockname()[1]
+        for _ in range(100):  # Its handler registers it once the upgrade is done (1 s).
+            found = [s for s in server.gateway._sessions if s.connection.remote_address[1] == port]
+            if found:
+                break
+            await asyncio.sleep(0.01)
+        (session,) = found
+        held: list[int] = []  # At each write to alice: bytes given to the transport, unsent.
+        write_texts = session.connection.write_texts
+
+        def measured(texts: Sequence[bytes]) -> bool:
+            pending = session.connection.transport.get_write_buffer_size()
+            held.append(pending + sum(len(text) for text in texts))
+            return write_texts(texts)
+
+        session.connection.write_texts = measured  # type: ignore[method-assign]
+        for n in range(requests):
+            await alice.send(json.dumps({"id": str(n), "method": "orders.open"}))
+        for _ in range(50):  # Until it stops answering (bounded: 5 s).
+            count = len(held)
+            await asyncio.sleep(0.1)
+            if held and len(held) == count:
+                break
+        started = time.perf_counter()
+        assert (await bob.request("account.balances", timeout_s=2.0))["account"] == "bob"
+        assert time.perf_counter() - started < 1.0
+        await bob.close()
+        # The cap, and the one answer that went past it (with a frame header).
+        assert max(held) <= WRITE_BACKLOG_MAX + answer_bytes + 1_024, max(held)
+        ids = [json.loads(await alice.recv())["id"] for _ in range(requests)]
+        assert ids == [str(n) for n in range(requests)]  # Nothing lost, in order.
+
+
+async def _place_resting_orders(connection: ClientConnection, count: int) -> None:
+    """Send count buys that rest (one unit at 95.00), all at once: each answered, open."""
     for n in range(count):  # Written at once: nothing here yields to the server.
-        frame = {"id": str(n), "method": "order.cancel", "params": {"order_id": 10**6 + n}}
-        await connection.send(json.dumps(frame))
+        params = {"symbol": SYMBOL, "cl_ord_id": f"rest-{n}", "side": "buy", "quantity": 1,
+                  "price": "95.00"}  # fmt: skip
+        await connection.send(json.dumps({"id": str(n), "method": "order.place", "params": params}))
     answers = [json.loads(await connection.recv()) for _ in range(count)]
     assert sorted(int(answer["id"]) for answer in answers) == list(range(count))
-    assert {answer["error"]["code"] for answer in answers} == {"UNKNOWN_ORDER"}
+    assert {answer["result"]["status"] for answer in answers} == {"open"}, answers[0]
 
 
 async def test_a_connection_has_at_most_in_flight_max_commands_in_the_exchange(
-    market: Venue, server: RunningServer
+    venue: Venue,
 ) -> None:
-    # 500 cancels sent at once on one connection: the server reads IN_FLIGHT_MAX of them,
+    # 500 orders sent at once on one connection: the server reads IN_FLIGHT_MAX of them,
     # then reads the next only as answers go out, so no sequencer batch holds more.
-    batches: list[int] = []
-    server.gateway.sequencer.subscribe(lambda outcomes, _: batches.append(len(outcomes)))
-    unanswered: list[int] = []  # The connection's requests in flight as each one is read.
-    answer = server.gateway._answer
-
-    def counting_answer(session: Session, frame: str | bytes, started: float) -> None:
-        unanswered.append(session.in_flight)
-        answer(session, frame, started)
-
-    server.gateway._answer = counting_answer  # type: ignore[method-assign]
-    headers = {"Authorization": f"Bearer {market.tokens['alice']}"}
     requests = 500
-    async with connect(market.url, compression=None, additional_headers=headers) as alice:
-        await _cancel_unknown_orders(alice, requests)
+    async with run_server(venue.data_dir, order_burst=requests) as server:
+        venue.url = server.url
+        await list_the_market(venue)
+        batches: list[int] = []
+        server.gateway.sequencer.subscribe(lambda outcomes, _: batches.append(len(outcomes)))
+        unanswered: list[int] = []  # The connection's requests in flight as each one is read.
+        answer = server.gateway._answer
+
+        def counting_answer(session: Session, frame: str | bytes, started: float) -> None:
+            unanswered.append(session.in_flight)
+            answer(session, frame, started)
+
+        server.gateway._answer = counting_answer  # type: ignore[method-assign]
+        headers = {"Authorization": f"Bearer {venue.tokens['alice']}"}
+        async with connect(venue.url, compression=None, additional_headers=headers) as alice:
+            await _place_resting_orders(alice, requests)
     assert sum(batches) >= requests
     assert max(batches) <= IN_FLIGHT_MAX
     assert max(unanswered) == IN_FLIGHT_MAX
@@ -593,6 +661,6 @@ async def test_the_answers_a_batch_releases_leave_together_not_one_write_each(
             real_write(data)
 
         transport.write = counting_write  # type: ignore[method-assign]
-        await _cancel_unknown_orders(alice, requests)
+        await _place_resting_orders(alice, requests)
     # One write per loop pass that released answers, each holding many: far fewer than 64.
     assert 1 <= len(writes) <= requests // 4, writes
