@@ -19,6 +19,8 @@ a series. Names carry the `ipx_` prefix and base units (seconds, bytes; money in
     ipx_build_info{version,python}           always 1
     ipx_publisher_published_total{sink}      written to the sink (redis: outcomes; mqtt: entries)
     ipx_publisher_dropped_total{sink}        dropped by the sink's bounded buffer (same units)
+    ipx_publisher_refused_total{sink}        refused by the sink (redis: outcomes whose ids the
+                                             streams had passed: another journal's keys)
     ipx_publisher_backlog{sink}              waiting to be written (same units)
     ipx_publisher_lag_seconds{sink}          batch durable -> the sink reports it written
                                              (histogram, sampled by the gateway)
@@ -105,6 +107,7 @@ class SinkCounts(NamedTuple):
     published: int
     dropped: int
     backlog: int
+    refused: int = 0
 
 
 class LoopHistogram:
@@ -179,11 +182,17 @@ class _SinkCollector:
         backlog = GaugeMetricFamily(
             "ipx_publisher_backlog", "Waiting to be written to the integration.", labels=["sink"]
         )
+        refused = CounterMetricFamily(
+            "ipx_publisher_refused",
+            "Refused by the integration (Redis: ids its streams had passed, another journal's).",
+            labels=["sink"],
+        )
         for counts in sinks:
             published.add_metric([counts.sink], counts.published)
             dropped.add_metric([counts.sink], counts.dropped)
             backlog.add_metric([counts.sink], counts.backlog)
-        yield from (published, dropped, backlog)
+            refused.add_metric([counts.sink], counts.refused)
+        yield from (published, dropped, backlog, refused)
 
 
 _BPS = 10_000

@@ -303,8 +303,14 @@ Publisher = RedisPublisher | _MqttFeed
 def _counts(publisher: Publisher) -> SinkCounts:
     """The counters /metrics shows for one integration."""
     if isinstance(publisher, RedisPublisher):
-        written, dropped = publisher.stats.outcomes_written, publisher.stats.outcomes_dropped
-        return SinkCounts("redis", written, dropped, publisher.backlog)
+        stats = publisher.stats
+        return SinkCounts(
+            "redis",
+            stats.outcomes_written,
+            stats.outcomes_dropped,
+            publisher.backlog,
+            stats.outcomes_refused,
+        )
     mqtt = publisher.publisher
     return SinkCounts("mqtt", mqtt.stats.published, mqtt.stats.dropped, mqtt.buffered())
 
@@ -507,6 +513,8 @@ class Gateway:
                     "backlog": publisher.backlog,
                     "dropped": stats.outcomes_dropped,
                     "written": stats.outcomes_written,
+                    # Refused by their ids: the keys are another journal's (the log says).
+                    "refused": stats.outcomes_refused,
                     "last_journal_seq": stats.last_journal_seq,
                     "connection_errors": stats.connection_errors,
                 }
@@ -1676,7 +1684,8 @@ async def run_server(
     )
     writers: list[Callable[[], object]] = []  # The publishers' writer tasks, to start.
     if redis_url:
-        redis = RedisPublisher(redis_url, prefix=redis_prefix)
+        # With the journal's seq, Redis refusing a later entry is a loss, not a resend.
+        redis = RedisPublisher(redis_url, prefix=redis_prefix, journal_seq=exchange.seq)
         gateway.add_publisher(redis)
         writers.append(redis.start)
     if mqtt_url:
