@@ -6,7 +6,8 @@ with its own CollectorRegistry so that two gateways in one process, or two tests
 a series. Names carry the `ipx_` prefix and base units (seconds, bytes; money in minor units).
 
     ipx_orders_total{result}                 order.place outcomes: accepted, rejected, duplicate
-    ipx_rejects_total{reason}                every rejection, by its stable code
+    ipx_rejects_total{reason}                every rejection, by its stable code: the core's
+                                             and the gateway's (refused before the core)
     ipx_trades_total{symbol}                 trades executed
     ipx_traded_notional_minor_total{symbol,currency}  price x quantity, in minor units
     ipx_ack_latency_seconds                  request in -> response out (histogram)
@@ -439,6 +440,20 @@ class Metrics:
             self.trades.labels(symbol=symbol).inc(count)
             notional = self.notional.labels(symbol=symbol, currency=terms.currency)
             notional.inc(ticks_units * terms.tick_size_minor)
+
+    def observe_edge_rejection(self, code: str | None, method: str | None) -> None:
+        """Count a request the gateway refused before the core saw it, by its code.
+
+        Args:
+            code: the answer's stable code; None (a failure, not a rejection) counts nothing.
+            method: the request's method (None: the frame was not a request); an order.place
+                refused counts as a rejected order, as the core's rejections do.
+        """
+        if code is None:
+            return
+        self.rejects.labels(reason=code).inc()
+        if method == "order.place":
+            self._orders_rejected.inc()
 
     def observe_ack(self, seconds: float) -> None:
         """Record one request's time from arrival to response."""

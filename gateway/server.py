@@ -1030,6 +1030,7 @@ class Gateway:
             if account is None:
                 raise protocol.unauthorized("unknown or revoked token")
         except ProtocolError as error:
+            self.metrics.observe_edge_rejection(error.code, "session.logon")
             await connection.send(_error_text(request_id or error.request_id, error))
             await connection.close(1008, "authentication failed")
             return False
@@ -1046,10 +1047,10 @@ class Gateway:
     def _answer(self, session: Session, frame: str | bytes, started: float) -> None:
         # Answers at once, or (a command) when the sequencer resolves its outcome, durable:
         # no task per request, and the answer written without awaiting (see _send_answer).
-        request_id: str | None = None
+        request_id = method = None
         try:
             request = _decode_text_frame(frame)
-            request_id = request.id
+            request_id, method = request.id, request.method
             result = self._dispatch(session, request)
             if isinstance(result, Sequenced):
                 self.sequencer.enqueue_call(
@@ -1060,6 +1061,8 @@ class Gateway:
             answer = protocol.encode_result(request_id, result)
         except Exception as error:
             answer = self._error_answer(request_id, error)
+            # Refused here, before the core: counted as observe_outcomes counts the core's.
+            self.metrics.observe_edge_rejection(_refusal_code(error), method)
         self._send_answer(session, answer, started)
 
     def _answer_outcome(
@@ -1520,6 +1523,17 @@ SESSION_METHODS: dict[str, Callable[[Gateway, Session, Any], Any]] = {
     "subscribe": Gateway._subscribe_channel,
     "unsubscribe": Gateway._unsubscribe_channel,
 }
+
+
+def _refusal_code(error: Exception) -> str | None:
+    """The code _error_answer refuses a request with; None for a failure (INTERNAL)."""
+    if isinstance(error, ProtocolError):
+        return error.code
+    if isinstance(error, Overloaded):
+        return "OVERLOADED"
+    if isinstance(error, Unavailable):
+        return "UNAVAILABLE"
+    return None
 
 
 def _raise_if_rejected(outcome: Outcome) -> None:
