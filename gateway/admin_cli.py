@@ -14,7 +14,8 @@ picks up a change at the next logon or within TOKEN_POLL_S, and closes the sessi
 revoked token (close code 4001, "token revoked").
 
 Exit codes: 0 done; 1 the exchange refused (the reason is printed); 2 the data dir is unusable
-or locked by a running server.
+(no exchange journal in it, or a tokens.json that cannot be read) or locked by a running
+server.
 """
 
 from __future__ import annotations
@@ -135,10 +136,33 @@ def _opened_in_journal(data_dir: str, account_id: str) -> bool:
     return False
 
 
+class UnusableDataDir(Exception):
+    """The data dir holds no exchange journal, or its tokens.json cannot be read."""
+
+
+def check_tokens_file(data_dir: str) -> None:
+    """Check that data_dir is an exchange's and its tokens.json (if any) can be read.
+
+    A mistyped dir is no exchange without tokens: `tokens list` would print nothing and
+    `tokens revoke` refuse, as if all were well.
+
+    Raises:
+        UnusableDataDir: with the reason.
+    """
+    if not os.path.isdir(os.path.join(data_dir, JOURNAL_DIR)):
+        raise UnusableDataDir(f"no exchange journal in {data_dir}")
+    path = sessions.tokens_path(data_dir)
+    try:
+        sessions.load_tokens(path)
+    except (OSError, ValueError, KeyError, TypeError) as error:  # Unreadable, or not its shape.
+        raise UnusableDataDir(f"{path} cannot be read: {error!r}") from error
+
+
 def run_issue_token(arguments: argparse.Namespace) -> int:
     try:
         check_account_opened(arguments.data_dir, arguments.account_id)
-    except JournalError as error:
+        check_tokens_file(arguments.data_dir)
+    except (JournalError, UnusableDataDir) as error:
         print(f"ipx tokens issue: {error}", file=sys.stderr)
         return EXIT_UNUSABLE
     except NoSuchAccount as error:
@@ -151,6 +175,11 @@ def run_issue_token(arguments: argparse.Namespace) -> int:
 
 
 def run_revoke_token(arguments: argparse.Namespace) -> int:
+    try:
+        check_tokens_file(arguments.data_dir)
+    except UnusableDataDir as error:
+        print(f"ipx tokens revoke: {error}", file=sys.stderr)
+        return EXIT_UNUSABLE
     entry = sessions.revoke_token(arguments.data_dir, arguments.token_id)
     if entry is None:
         print(f"no token with id {arguments.token_id}", file=sys.stderr)
@@ -160,6 +189,11 @@ def run_revoke_token(arguments: argparse.Namespace) -> int:
 
 
 def run_list_tokens(arguments: argparse.Namespace) -> int:
+    try:
+        check_tokens_file(arguments.data_dir)
+    except UnusableDataDir as error:
+        print(f"ipx tokens list: {error}", file=sys.stderr)
+        return EXIT_UNUSABLE
     for entry in sessions.load_tokens(sessions.tokens_path(arguments.data_dir)):
         print(f"{entry.token_id}  {entry.account}")
     return EXIT_OK

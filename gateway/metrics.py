@@ -6,7 +6,8 @@ with its own CollectorRegistry so that two gateways in one process, or two tests
 a series. Names carry the `ipx_` prefix and base units (seconds, bytes; money in minor units).
 
     ipx_orders_total{result}                 order.place outcomes: accepted, rejected, duplicate
-    ipx_rejects_total{reason}                every rejection, by its stable code
+    ipx_rejects_total{reason}                every rejection, by its stable code: the core's
+                                             and the gateway's (refused before the core)
     ipx_trades_total{symbol}                 trades executed
     ipx_traded_notional_minor_total{symbol,currency}  price x quantity, in minor units
     ipx_ack_latency_seconds                  request in -> response out (histogram)
@@ -19,6 +20,8 @@ a series. Names carry the `ipx_` prefix and base units (seconds, bytes; money in
     ipx_build_info{version,python}           always 1
     ipx_publisher_published_total{sink}      written to the sink (redis: outcomes; mqtt: entries)
     ipx_publisher_dropped_total{sink}        dropped by the sink's bounded buffer (same units)
+    ipx_publisher_refused_total{sink}        refused by the sink (redis: outcomes whose ids the
+                                             streams had passed: another journal's keys)
     ipx_publisher_backlog{sink}              waiting to be written (same units)
     ipx_publisher_lag_seconds{sink}          batch durable -> the sink reports it written
                                              (histogram, sampled by the gateway)
@@ -105,6 +108,7 @@ class SinkCounts(NamedTuple):
     published: int
     dropped: int
     backlog: int
+    refused: int = 0
 
 
 class LoopHistogram:
@@ -179,11 +183,17 @@ class _SinkCollector:
         backlog = GaugeMetricFamily(
             "ipx_publisher_backlog", "Waiting to be written to the integration.", labels=["sink"]
         )
+        refused = CounterMetricFamily(
+            "ipx_publisher_refused",
+            "Refused by the integration (Redis: ids its streams had passed, another journal's).",
+            labels=["sink"],
+        )
         for counts in sinks:
             published.add_metric([counts.sink], counts.published)
             dropped.add_metric([counts.sink], counts.dropped)
             backlog.add_metric([counts.sink], counts.backlog)
-        yield from (published, dropped, backlog)
+            refused.add_metric([counts.sink], counts.refused)
+        yield from (published, dropped, backlog, refused)
 
 
 _BPS = 10_000
@@ -430,6 +440,20 @@ class Metrics:
             self.trades.labels(symbol=symbol).inc(count)
             notional = self.notional.labels(symbol=symbol, currency=terms.currency)
             notional.inc(ticks_units * terms.tick_size_minor)
+
+    def observe_edge_rejection(self, code: str | None, method: str | None) -> None:
+        """Count a request the gateway refused before the core saw it, by its code.
+
+        Args:
+            code: the answer's stable code; None (a failure, not a rejection) counts nothing.
+            method: the request's method (None: the frame was not a request); an order.place
+                refused counts as a rejected order, as the core's rejections do.
+        """
+        if code is None:
+            return
+        self.rejects.labels(reason=code).inc()
+        if method == "order.place":
+            self._orders_rejected.inc()
 
     def observe_ack(self, seconds: float) -> None:
         """Record one request's time from arrival to response."""

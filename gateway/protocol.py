@@ -10,7 +10,12 @@ Methods (params in the Struct of METHODS; prices and cash as decimal strings):
                                             it placed (scope "session") or all the account's
                                             ("account"); a server restart ends it too
     order.place {symbol, cl_ord_id, side, quantity, price?, type?, time_in_force?, post_only?,
-                 stp_mode?, expire_ts_ns?}  resending the same cl_ord_id returns the same order
+                 stp_mode?, expire_ts_ns?}  resending the same cl_ord_id returns the same order;
+                                            type "limit" (the default) needs a price; a
+                                            "market" order takes none and must be
+                                            time_in_force "ioc" or "fok" (the default "gtc" is
+                                            400 VALIDATION_ERROR), not post-only; it trades no
+                                            further than the static price band's edge
     order.cancel / order.status {order_id | cl_ord_id}
     order.amend {order_id | cl_ord_id, price, quantity}
     order.cancel_all {symbol?}              every open order of the caller (in one symbol)
@@ -150,6 +155,11 @@ class CancelOnDisconnectParams(_Params, frozen=True):
 
 
 class PlaceParams(_Params, frozen=True):
+    """A new order. A limit order (the default type) needs a price. A market order takes no
+    price and must be IOC or FOK (time_in_force "ioc" or "fok": the default "gtc" is refused,
+    as are GTD and DAY) and not post-only; it is protected: it never trades beyond the static
+    price band's edge (exchange/trading.py)."""
+
     symbol: Symbol
     cl_ord_id: ClOrdId
     side: Side

@@ -26,6 +26,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
@@ -157,8 +158,8 @@ def _prove_consistency(arguments: argparse.Namespace) -> int:
 
 
 def _verify_proof(arguments: argparse.Namespace) -> int:
-    receipt = Receipt.from_json(_read_file(arguments.receipt))
-    checkpoint = Checkpoint.from_json(_read_file(arguments.checkpoint))
+    receipt = _load(Receipt, arguments.receipt)
+    checkpoint = _load(Checkpoint, arguments.checkpoint)
     signature_note = _check_signature(checkpoint, arguments.public_key)
     verify_receipt(receipt, checkpoint)
     print(
@@ -170,9 +171,9 @@ def _verify_proof(arguments: argparse.Namespace) -> int:
 
 
 def _verify_consistency(arguments: argparse.Namespace) -> int:
-    old = Checkpoint.from_json(_read_file(arguments.old_checkpoint))
-    new = Checkpoint.from_json(_read_file(arguments.new_checkpoint))
-    proof = ConsistencyProof.from_json(_read_file(arguments.proof))
+    old = _load(Checkpoint, arguments.old_checkpoint)
+    new = _load(Checkpoint, arguments.new_checkpoint)
+    proof = _load(ConsistencyProof, arguments.proof)
     old_note = _check_signature(old, arguments.public_key)
     new_note = _check_signature(new, arguments.public_key)
     verify_extension(old, new, proof)
@@ -197,6 +198,19 @@ def _check_signature(checkpoint: Checkpoint, public_key_path: Path | None) -> st
     except InvalidSignature:
         raise ProofError("the checkpoint's signature does not verify with the public key") from None
     return "signature verified"
+
+
+_Artifact = TypeVar("_Artifact", Receipt, Checkpoint, ConsistencyProof)
+
+
+def _load(kind: type[_Artifact], path: Path) -> _Artifact:
+    # ledger.receipts refuses a malformed artifact with a ProofError; here that is input the
+    # command cannot use (exit 2), not a proof that failed (exit 1): no verdict was reached.
+    data = _read_file(path)
+    try:
+        return kind.from_json(data)
+    except ProofError as error:
+        raise UnusableInput(f"{path}: {error.reason}") from error
 
 
 def _read_file(path: Path) -> bytes:

@@ -18,8 +18,17 @@ Entry ids are `<journal_seq>-<index>` (index counts the outcome's entries in tha
 the ids rise with the journal and writing an entry twice is refused by Redis itself ("ID equal
 or smaller than the target stream top item"). That makes a resend after a lost connection
 idempotent even when the pipeline was half executed: no duplicate, whatever broke where.
-Consequence: a journal started afresh (seq back to 1) needs fresh keys (another prefix, or
-delete the streams).
+
+Another journal's keys: a new exchange (its journal starts again at seq 1), or a journal
+replaced by a shorter one, needs fresh keys (`ipx serve --redis-prefix`, or delete the keys):
+Redis refuses every entry whose id is not above its stream's top. Given the journal's seq at
+start (`journal_seq`, as run_server does), the publisher tells a resend from such a loss: an
+entry above that seq is new in this run, so unless its pipeline failed before (a resend),
+Redis refusing it means the keys hold another journal's entries. It checks once per run, when
+it first reaches Redis: stored seqs (`{prefix}:publisher`, the operator stream's top) ahead of
+the journal are logged as an ERROR naming the way out; and it counts the outcomes Redis
+refused (`stats.outcomes_refused`, /readyz, ipx_publisher_refused_total), never as written.
+The exchange keeps running: Redis is a fan-out layer, and may not even be reachable at start.
 
 Outages: `publish` only appends the outcome to an in-memory backlog and returns; a background
 task writes the backlog in pipelines, and on a connection error keeps the unwritten outcomes,
@@ -64,7 +73,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import redis.asyncio as redis
@@ -140,7 +149,11 @@ class PublisherStats:
     outcomes_dropped: int = 0
     gaps_written: int = 0
     connection_errors: int = 0
-    last_journal_seq: int = 0  # Of the last outcome written.
+    last_journal_seq: int = 0  # Of the last outcome written (or refused).
+    # Refused by Redis, their ids not above the streams' tops: another journal's keys (module
+    # docstring). A refused outcome is not counted as written, nor its entries.
+    outcomes_refused: int = 0
+    entries_refused: int = 0
 
 
 @dataclass
@@ -178,8 +191,14 @@ class RedisPublisher:
         operator_stream_max: int = OPERATOR_STREAM_MAX,
         backlog_max: int = BACKLOG_MAX,
         batch_max: int = BATCH_MAX,
+        journal_seq: int | None = None,
     ) -> None:
-        """Prepare a publisher (no connection yet: `start` begins the background writer)."""
+        """Prepare a publisher (no connection yet: `start` begins the background writer).
+
+        journal_seq: the journal's last seq when this run starts, so that Redis refusing a
+        later entry is known for a loss, not a resend (module docstring, "Another journal's
+        keys"); None: unknown, every refusal is taken for a resend.
+        """
         self.url = url
         self.prefix = prefix
         self.stream_max = stream_max
@@ -196,6 +215,12 @@ class RedisPublisher:
         self._closing = False
         self._connected = False
         self._resumed = False  # Whether the gap since the last run's last write was looked for.
+        self.journal_seq = journal_seq
+        # Entries up to this seq may be in Redis already (an earlier run of this journal wrote
+        # them, or a pipeline failed halfway): Redis refusing one is a resend. None: any.
+        self._resend_through = journal_seq
+        self._journal_checked = journal_seq is None  # Stored seqs compared with it (once).
+        self._other_journal_reported = False
         self._in_flight: list[_Batch | _Gap] = []  # The chunk being written, if any.
         # A market-data stop not yet written: (first journal seq without market data, the
         # symbols whose streams it ends).
@@ -310,6 +335,13 @@ class RedisPublisher:
 
     async def _run(self) -> None:
         backoff = BACKOFF_MIN_S
+        if not self._journal_checked:
+            # Tell at start, before any outcome, whether the keys are another journal's; with
+            # Redis away the first write does (its failure is the writer's to report).
+            try:
+                await self._check_journal(self._connect())
+            except (redis.RedisError, OSError):
+                await self._disconnect()
         while not self._closing:
             if not self._backlog:
                 self._wake.clear()
@@ -323,7 +355,7 @@ class RedisPublisher:
             self._writing = True
             self._in_flight = chunk  # Unwritten if close() cancels the write.
             try:
-                entries = await self._write(chunk)
+                entries, refused = await self._write(chunk)
             except Exception as error:
                 # A lost connection (or, were it a bug here, anything else: logged with its
                 # traceback, since the writer must outlive it). Put the chunk back in front,
@@ -331,6 +363,8 @@ class RedisPublisher:
                 # it. The bound may now drop some of the chunk.
                 self._backlog.extendleft(reversed(chunk))
                 self._in_flight = []
+                if self._resend_through is not None:  # Part of it may be in Redis now.
+                    self._resend_through = max(self._resend_through, _last_seq(chunk[-1]))
                 self._outcomes += outcomes
                 self._trim()
                 self._connected = False
@@ -352,7 +386,7 @@ class RedisPublisher:
             self._in_flight = []
             backoff = BACKOFF_MIN_S
             self._connected = True
-            self.stats.outcomes_written += outcomes
+            self.stats.outcomes_written += outcomes - refused
             self.stats.entries_written += entries
             self.stats.last_journal_seq = _last_seq(chunk[-1])
             if self.on_written is not None:
@@ -364,7 +398,7 @@ class RedisPublisher:
             with contextlib.suppress(Exception):
                 await client.aclose()
 
-    async def _write(self, chunk: list[_Batch | _Gap]) -> int:
+    def _connect(self) -> redis.Redis:
         if self._client is None:
             # No retries inside redis-py: this loop owns retrying, with its backoff.
             self._client = redis.Redis.from_url(
@@ -373,16 +407,25 @@ class RedisPublisher:
                 socket_connect_timeout=SOCKET_TIMEOUT_S,
                 retry=Retry(NoBackoff(), 0),
             )
+        return self._client
+
+    async def _write(self, chunk: list[_Batch | _Gap]) -> tuple[int, int]:
+        # Returns the entries written and the outcomes Redis refused (another journal's keys).
+        client = self._connect()
+        if not self._journal_checked:
+            await self._check_journal(client)
         if not self._resumed:
-            await self._mark_earlier_loss(self._client, chunk)
-        pipe = self._client.pipeline(transaction=False)
+            await self._mark_earlier_loss(client, chunk)
+        pipe = client.pipeline(transaction=False)
         count = gaps = 0
+        owners: list[_Batch | _Gap] = []  # The item each queued command was made of.
         for item in chunk:
             if isinstance(item, _Gap):
                 count += self._add_gap(pipe, item)
                 gaps += 1
             else:
                 count += self._add_outcome(pipe, *item)
+            owners += [item] * (len(pipe) - len(owners))
         last_seq = _last_seq(chunk[-1])
         # The stop goes with the write that reaches its seq, after all of it: every entry
         # before it in a stream is older, and later outcomes add none to these streams.
@@ -394,13 +437,61 @@ class RedisPublisher:
         for result in results:
             if isinstance(result, (redis.ConnectionError, redis.TimeoutError)):
                 raise result
-            if isinstance(result, Exception) and "equal or smaller" not in str(result):
-                # Not a resend refused by its id: a bug in what we sent; say so, keep going.
+        refused: dict[int, _Batch | _Gap] = {}  # By id(): the items with a refused entry.
+        for item, result in zip(owners, results, strict=False):
+            if not isinstance(result, Exception):
+                continue
+            if "equal or smaller" not in str(result):
+                # Not refused by its id: a bug in what we sent; say so, keep going.
                 log.error("redis publisher: a command failed: %s", result)
+            elif self._resend_through is not None and _last_seq(item) > self._resend_through:
+                refused[id(item)] = item
+                count -= 1
+                self.stats.entries_refused += 1
         self.stats.gaps_written += gaps
         if stop is not None:
             self._stop = None  # Written.
-        return count
+        refused_outcomes = sum(not isinstance(item, _Gap) for item in refused.values())
+        self.stats.outcomes_refused += refused_outcomes
+        if refused and not self._other_journal_reported:
+            self._report_other_journal(max(map(_last_seq, refused.values())), "refused an entry at")
+        return count, refused_outcomes
+
+    async def _check_journal(self, client: redis.Redis) -> None:
+        # Once per run: seqs the keys hold beyond this journal's are another journal's (module
+        # docstring, "Another journal's keys"); Redis will refuse this one's entries up to them.
+        if self.journal_seq is None:
+            return
+        stored = await client.hget(publisher_key(self.prefix), "last_journal_seq")
+        # redis-py types one reply for every client; XREVRANGE gives each entry its id.
+        top = cast(
+            list[tuple[bytes | str, Any]],
+            await client.xrevrange(operator_key(self.prefix), count=1),
+        )
+        stored_seq = max(
+            [0 if stored is None else int(stored)]
+            + [int(_text_of(entry_id).split("-")[0]) for entry_id, _ in top]
+        )
+        self._journal_checked = True
+        if stored_seq > self.journal_seq:
+            self._report_other_journal(stored_seq, "hold entries up to")
+
+    def _report_other_journal(self, seq: int, found: str) -> None:
+        self._other_journal_reported = True
+        log.error(
+            "redis publisher: the keys under prefix %r %s journal seq %d, ahead of this "
+            "exchange's journal (seq %d at start): another exchange (or a replaced journal) "
+            "wrote them, and Redis refuses this exchange's entries up to that seq (counted as "
+            "refused in /readyz and ipx_publisher_refused_total, not as written). Restart with "
+            "another --redis-prefix, or delete the keys under %r (redis-cli --scan --pattern "
+            "'%s:*' | xargs redis-cli del)",
+            self.prefix,
+            found,
+            seq,
+            self.journal_seq,
+            f"{self.prefix}:",
+            self.prefix,
+        )
 
     async def _mark_earlier_loss(self, client: redis.Redis, chunk: list[_Batch | _Gap]) -> None:
         # Once per run, before its first write: outcomes between the last one an earlier run
@@ -494,6 +585,10 @@ class RedisPublisher:
 
 def _text(value: str | None) -> str:
     return "" if value is None else value
+
+
+def _text_of(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _ticker_fields(ticker: Ticker) -> dict[str, str | int]:

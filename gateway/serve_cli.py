@@ -1,6 +1,7 @@
 """`ipx serve`: run the exchange behind its WebSocket gateway until SIGTERM or SIGINT.
 
     ipx serve --data-dir DIR [--host 127.0.0.1] [--port 8700] [--log-format json|text]
+              [--redis-url URL [--redis-prefix ipx]] [--mqtt-url URL]
               [--event-loop uvloop|asyncio] [--tls-cert CERT.pem --tls-key KEY.pem]
 
 Logs go to stderr, by default as one JSON object per line (gateway/logs.py); --log-format
@@ -44,6 +45,7 @@ from exchange.commands import Role
 from exchange.core import ReplayMismatch
 from gateway import event_loop, logs, sessions, tls
 from gateway.admin_cli import create_account
+from gateway.redis_publisher import DEFAULT_PREFIX
 from gateway.server import run_server
 from ledger.errors import JournalError
 from ledger.frames import FRAME_HEADER_BYTES
@@ -64,6 +66,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--redis-url",
         default=None,
         help="also publish to Redis Streams, e.g. redis://127.0.0.1:6379/0",
+    )
+    parser.add_argument(
+        "--redis-prefix",
+        default=DEFAULT_PREFIX,
+        help="the Redis keys' prefix (default %(default)s): one per exchange, since Redis "
+        "refuses a new journal's entries on keys another journal wrote",
     )
     parser.add_argument(
         "--mqtt-url",
@@ -101,6 +109,7 @@ def run_serve(arguments: argparse.Namespace) -> int:
                 arguments.host,
                 arguments.port,
                 arguments.redis_url,
+                arguments.redis_prefix,
                 arguments.mqtt_url,
                 ssl_context,
             ),
@@ -166,6 +175,7 @@ async def _serve(
     host: str,
     port: int,
     redis_url: str | None,
+    redis_prefix: str,
     mqtt_url: str | None,
     ssl_context: ssl.SSLContext | None,
 ) -> int:
@@ -174,7 +184,13 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with run_server(
-        data_dir, host, port, redis_url=redis_url, mqtt_url=mqtt_url, ssl_context=ssl_context
+        data_dir,
+        host,
+        port,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        mqtt_url=mqtt_url,
+        ssl_context=ssl_context,
     ) as running:
         sequencer = running.gateway.sequencer
         print(

@@ -314,8 +314,14 @@ Publisher = RedisPublisher | _MqttFeed
 def _counts(publisher: Publisher) -> SinkCounts:
     """The counters /metrics shows for one integration."""
     if isinstance(publisher, RedisPublisher):
-        written, dropped = publisher.stats.outcomes_written, publisher.stats.outcomes_dropped
-        return SinkCounts("redis", written, dropped, publisher.backlog)
+        stats = publisher.stats
+        return SinkCounts(
+            "redis",
+            stats.outcomes_written,
+            stats.outcomes_dropped,
+            publisher.backlog,
+            stats.outcomes_refused,
+        )
     mqtt = publisher.publisher
     return SinkCounts("mqtt", mqtt.stats.published, mqtt.stats.dropped, mqtt.buffered())
 
@@ -546,6 +552,8 @@ class Gateway:
                     "backlog": publisher.backlog,
                     "dropped": stats.outcomes_dropped,
                     "written": stats.outcomes_written,
+                    # Refused by their ids: the keys are another journal's (the log says).
+                    "refused": stats.outcomes_refused,
                     "last_journal_seq": stats.last_journal_seq,
                     "connection_errors": stats.connection_errors,
                 }
@@ -1095,6 +1103,7 @@ class Gateway:
             if account is None:
                 raise protocol.unauthorized("unknown or revoked token")
         except ProtocolError as error:
+            self.metrics.observe_edge_rejection(error.code, "session.logon")
             await connection.send(_error_text(request_id or error.request_id, error))
             await connection.close(1008, "authentication failed")
             return False
@@ -1111,10 +1120,10 @@ class Gateway:
     def _answer(self, session: Session, frame: str | bytes, started: float) -> None:
         # Answers at once, or (a command) when the sequencer resolves its outcome, durable:
         # no task per request, and the answer written without awaiting (see _send_answer).
-        request_id: str | None = None
+        request_id = method = None
         try:
             request = _decode_text_frame(frame)
-            request_id = request.id
+            request_id, method = request.id, request.method
             result = self._dispatch(session, request)
             if isinstance(result, Sequenced):
                 try:
@@ -1132,6 +1141,8 @@ class Gateway:
             answer = protocol.encode_result(request_id, result)
         except Exception as error:
             answer = self._error_answer(request_id, error)
+            # Refused here, before the core: counted as observe_outcomes counts the core's.
+            self.metrics.observe_edge_rejection(_refusal_code(error), method)
         self._send_answer(session, answer, started)
 
     def _answer_outcome(
@@ -1630,6 +1641,17 @@ SESSION_METHODS: dict[str, Callable[[Gateway, Session, Any], Any]] = {
 }
 
 
+def _refusal_code(error: Exception) -> str | None:
+    """The code _error_answer refuses a request with; None for a failure (INTERNAL)."""
+    if isinstance(error, ProtocolError):
+        return error.code
+    if isinstance(error, Overloaded):
+        return "OVERLOADED"
+    if isinstance(error, Unavailable):
+        return "UNAVAILABLE"
+    return None
+
+
 def _raise_if_rejected(outcome: Outcome) -> None:
     reply = outcome.reply
     if isinstance(reply, CommandRejected):
@@ -1805,7 +1827,8 @@ async def run_server(
     )
     writers: list[Callable[[], object]] = []  # The publishers' writer tasks, to start.
     if redis_url:
-        redis = RedisPublisher(redis_url, prefix=redis_prefix)
+        # With the journal's seq, Redis refusing a later entry is a loss, not a resend.
+        redis = RedisPublisher(redis_url, prefix=redis_prefix, journal_seq=exchange.seq)
         gateway.add_publisher(redis)
         writers.append(redis.start)
     if mqtt_url:

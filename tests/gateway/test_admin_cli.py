@@ -1,4 +1,14 @@
-"""`ipx accounts` and `ipx tokens`: the host administrator's commands."""
+"""`ipx accounts` and `ipx tokens`: the host administrator's commands.
+
+Rules:
+- `accounts create` journals an account (ending the last run's sessions first), and refuses
+  while a server holds the journal.
+- Tokens are shown once, stored as hashes, issued only for an account the journal opened,
+  never start like an option, and concurrent issues and revokes lose nothing.
+- Exit codes: 0 done; 1 refused; 2 the data dir is unusable: the token commands on a dir that
+  holds no exchange journal, or whose tokens.json cannot be read, exit 2 with the reason (a
+  mistyped dir is not an exchange without tokens).
+"""
 
 from __future__ import annotations
 
@@ -106,6 +116,23 @@ def test_a_token_is_issued_only_for_an_account_the_journal_opened(
         "alice",
         "alice",
     ]
+
+
+def test_tokens_list_and_revoke_exit_2_on_a_data_dir_they_cannot_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = str(tmp_path / "no-such-dir")
+    for command in (["list"], ["revoke", "t1"]):
+        assert main(["tokens", *command, "--data-dir", missing]) == 2
+        assert f"no exchange journal in {missing}" in capsys.readouterr().err
+    assert not (tmp_path / "no-such-dir").exists()
+    data_dir = str(tmp_path / "exchange")
+    assert main(["accounts", "create", "--data-dir", data_dir, "alice", "--role", "investor"]) == 0
+    (tmp_path / "exchange" / sessions.TOKENS_FILE).write_text("{not json")
+    capsys.readouterr()
+    for command in (["list"], ["revoke", "t1"], ["issue", "alice"]):
+        assert main(["tokens", *command, "--data-dir", data_dir]) == 2
+        assert f"{sessions.TOKENS_FILE} cannot be read" in capsys.readouterr().err
 
 
 def test_a_token_never_starts_like_a_command_line_option(tmp_path: Path) -> None:

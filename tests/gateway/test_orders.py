@@ -125,6 +125,29 @@ async def test_business_rejections_are_typed(market: Venue) -> None:
         await alice.close()
 
 
+async def test_a_market_order_says_ioc_or_fok_and_trades_no_further_than_the_band(
+    market: Venue,
+) -> None:
+    # As gateway/protocol.py and the README say: the default time in force (gtc) is refused.
+    issuer, alice = await market.client("issuer"), await market.client("alice")
+    try:
+        await issuer.place(SYMBOL, "sell", 5, "100.00")
+        with pytest.raises(RequestFailed) as refused:
+            await alice.place(SYMBOL, "buy", 3, type="market")
+        assert (refused.value.status, refused.value.code) == (400, "VALIDATION_ERROR")
+        assert "IOC or FOK" in refused.value.message
+        bought = await alice.place(SYMBOL, "buy", 3, type="market", time_in_force="ioc")
+        assert (bought["status"], bought["filled"], bought["fills"][0]["price"]) == (
+            "filled",
+            3,
+            "100.00",
+        )
+        assert bought["price"] == "110.00"  # Its protection: the static band's edge.
+    finally:
+        await issuer.close()
+        await alice.close()
+
+
 async def test_an_overloaded_exchange_answers_503_and_does_nothing(venue: Venue) -> None:
     async with run_server(venue.data_dir, queue_max=1) as running:
         venue.url = running.url

@@ -10,8 +10,9 @@ Rules checked here, first on the pure artifacts (ledger.receipts), then through 
   only appended to; a checkpoint from another history is rejected.
 - CLI: prove a seq and verify it (exit 0); a tampered receipt exits 1 with the reason; a
   consistency proof between an old and a new checkpoint after appending exits 0; a checkpoint
-  of another history exits 1; unusable input exits 2; Ed25519 signing and checking, including
-  a key made by openssl.
+  of another history exits 1; unusable input exits 2, a receipt, checkpoint or proof file that
+  is empty or not well formed included (it cannot be checked: no verdict); Ed25519 signing and
+  checking, including a key made by openssl.
 
 Randomized tests print their seed; replay with IPX_SEED=<seed> .venv/bin/pytest <this file> -s.
 """
@@ -417,16 +418,12 @@ def test_cli_rejects_a_tampered_receipt_with_the_reason(tmp_path: Path) -> None:
     def tree_size(document: dict[str, Any]) -> None:
         document["tree_size"] = 24
 
-    def not_hex(document: dict[str, Any]) -> None:
-        document["root"] = "zz" + document["root"][2:]
-
     for edit, reason in (
         (proof_hash, "the inclusion proof does not verify"),
         (record_hash_only, "the inclusion proof does not verify"),
         (record_content, "the receipt's record"),
         (seq, "must be leaf 5"),
         (tree_size, "the receipt is for a tree of 24 records but the checkpoint has 25"),
-        (not_hex, "not a valid receipt"),
     ):
         tampered = _edited(receipt, tmp_path / f"{edit.__name__}.json", edit)
         assert_not_verified(ipx("verify-proof", tampered, "--checkpoint", checkpoint), reason)
@@ -556,6 +553,34 @@ def test_cli_exits_2_on_input_it_cannot_use(tmp_path: Path) -> None:
         assert result.returncode == 2, (arguments, result.stderr)
         assert message in result.stderr, (arguments, result.stderr)
     assert not (tmp_path / "pub.pem").exists()
+
+
+def test_cli_exits_2_on_a_receipt_checkpoint_or_proof_that_is_not_well_formed(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / "journal"
+    append_deposits(journal, 5)
+    checkpoint = ipx_to_file(tmp_path / "checkpoint.json", "checkpoint", journal)
+    receipt = ipx_to_file(tmp_path / "receipt.json", "prove", journal, 3)
+    proof = ipx_to_file(tmp_path / "proof.json", "prove-consistency", journal, 2)
+    old = ipx_to_file(tmp_path / "old.json", "checkpoint", journal, "--tree-size", 2)
+    not_hex = _edited(receipt, tmp_path / "not-hex.json", lambda d: d.update(root="zz" * 32))
+    for name, text in (("empty", ""), ("object", "{}"), ("junk", "]["), ("list", "[1, 2]")):
+        bad = tmp_path / f"{name}.json"
+        bad.write_text(text)
+        for arguments, what in (
+            (("verify-proof", bad, "--checkpoint", checkpoint), "receipt"),
+            (("verify-proof", receipt, "--checkpoint", bad), "checkpoint"),
+            (("verify-consistency", bad, checkpoint, proof), "checkpoint"),
+            (("verify-consistency", old, checkpoint, bad), "consistency proof"),
+        ):
+            result = ipx(*arguments)
+            assert result.returncode == 2, (name, arguments, result.stdout, result.stderr)
+            assert f"{bad}: not a valid {what}" in result.stderr, (name, result.stderr)
+            assert "VERIFIED" not in result.stdout + result.stderr
+    result = ipx("verify-proof", not_hex, "--checkpoint", checkpoint)
+    assert result.returncode == 2 and "not a valid receipt" in result.stderr, result.stderr
+    assert ipx("verify-consistency", old, checkpoint, proof).returncode == 0  # As made.
 
 
 def test_cli_refuses_a_damaged_journal(tmp_path: Path) -> None:
