@@ -26,6 +26,7 @@ from exchange.state import (
     Instrument,
     LiveOrder,
     RoyaltyPeriod,
+    count_orders_today,
 )
 from ledger.balances import Balances
 from matching.book import OrderBook
@@ -350,6 +351,7 @@ def decode_state(data: bytes) -> tuple[ExchangeState, Balances]:
     instruments = state.instruments
     state.finished_orders = _restore_orders(row.finished_orders, instruments)
     state.client_orders = _restore_client_orders(row.client_orders)
+    count_orders_today(state)
     state.rejected_orders = _restore_rejected(row.rejected_orders)
     state.finished_orders_yesterday = _restore_orders(row.finished_orders_yesterday, instruments)
     state.client_orders_yesterday = _restore_client_orders(row.client_orders_yesterday)

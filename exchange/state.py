@@ -49,7 +49,7 @@ def band_edges(center_ticks: int, band_bps: int) -> tuple[int, int]:
 
 
 class Account:
-    __slots__ = ("account_id", "execution_seq", "open_orders", "role", "suspended")
+    __slots__ = ("account_id", "execution_seq", "open_orders", "orders_today", "role", "suspended")
 
     def __init__(self, account_id: str, role: Role) -> None:
         self.account_id = account_id
@@ -59,6 +59,10 @@ class Account:
         # How many private events (execution reports) the account has had since it opened:
         # the seq of the last one. Part of the state, so it survives restarts.
         self.execution_seq = 0
+        # The account's entries in ExchangeState.client_orders (the orders it placed today,
+        # refused ones included, and its open orders of earlier days): derived, so not in
+        # snapshots (count_orders_today), and bounded by ORDERS_PER_ACCOUNT_PER_DAY_MAX.
+        self.orders_today = 0
 
 
 class Asset:
@@ -287,3 +291,12 @@ class ExchangeState:
         """Return (account, cl_ord_id) of an order the book refused today or yesterday."""
         found = self.rejected_orders.get(order_id)
         return found if found is not None else self.rejected_orders_yesterday.get(order_id)
+
+
+def count_orders_today(state: ExchangeState) -> None:
+    """Set every account's orders_today from client_orders (after a day roll, a restore)."""
+    for account in state.accounts.values():
+        account.orders_today = 0
+    accounts = state.accounts
+    for account_id, _ in state.client_orders:
+        accounts[account_id].orders_today += 1

@@ -27,7 +27,7 @@ from exchange.commands import TradingMode
 from exchange.context import Context
 from exchange.events import IndicativeUpdated, OfferingClosed, Phase
 from exchange.phases import CALL_PHASES, set_phase, start_auction
-from exchange.state import ClientOrder, ExchangeState, Instrument
+from exchange.state import ClientOrder, ExchangeState, Instrument, count_orders_today
 from exchange.trading import apply_book_events
 from matching.events import AuctionUncrossed
 from matching.orders import CancelReason
@@ -143,6 +143,7 @@ def roll_day(state: ExchangeState, ctx: Context) -> None:
     for key, client_order in state.client_orders.items():
         (today if client_order.order_id in open_orders else yesterday)[key] = client_order
     state.client_orders = today
+    count_orders_today(state)
     state.client_orders_yesterday = yesterday
     state.finished_orders_yesterday = state.finished_orders
     state.finished_orders = {}

@@ -30,7 +30,9 @@ request refused there is not a command: nothing is journaled and no cl_ord_id is
     order still open from an earlier day); a different command under the cl_ord_id of an
     order that ended yesterday is a new order, which takes the id for today (a resend of
     yesterday's order is still answered as yesterday's, by step 0)
- 3a. LIMIT_EXCEEDED: the account already has OPEN_ORDERS_PER_ACCOUNT_MAX open orders
+ 3a. LIMIT_EXCEEDED: the account has placed ORDERS_PER_ACCOUNT_PER_DAY_MAX orders today (not
+     remembered: its resend is refused the same way), or already has
+     OPEN_ORDERS_PER_ACCOUNT_MAX open orders
  4. UNKNOWN_SYMBOL
  5. MARKET_CLOSED (closed, delisted) / TRADING_HALTED (halted)
  5a. NOT_ALLOWED_IN_AUCTION: an IOC order (market or limit) while pre-open, where no uncross
@@ -96,6 +98,13 @@ SESSION_ID_LENGTH_MAX = 64
 # canceled order). Without it, a session's end over ~480,000 orders could not be journaled,
 # and a restart, which must end that session first, could never complete.
 OPEN_ORDERS_PER_ACCOUNT_MAX = 100_000
+# The orders an account may place in a trading day, refused ones included. Each is remembered
+# until the day after next (resends and status queries: ExchangeState.client_orders), about
+# 0.5 KB of memory and 0.3 KB of snapshot each: without a bound, an account placing and
+# canceling at the gateway's rate limit (500/s) all day grew the exchange by ~20 GB a day.
+# Half a million (~250 MB a day at most) is 17 minutes at that rate, and 400 orders a minute
+# over a 24-hour day: a market maker re-quotes with order.amend, which does not count.
+ORDERS_PER_ACCOUNT_PER_DAY_MAX = 500_000
 OFFERING_CL_ORD_ID = "offering"  # The issuer's sell order in an offering auction.
 
 _BUY = Side.BUY
@@ -220,6 +229,17 @@ def place_order(state: ExchangeState, ctx: Context, command: PlaceOrder) -> Even
             Reject.DUPLICATE_CL_ORD_ID,
             f"cl_ord_id {cl_ord_id!r} was already used today for another order",
         )
+    if account.orders_today >= ORDERS_PER_ACCOUNT_PER_DAY_MAX:
+        # Not remembered: remembering is what the bound bounds.
+        return _order_rejected(
+            ctx,
+            account,
+            command,
+            Reject.LIMIT_EXCEEDED,
+            f"the account has placed {ORDERS_PER_ACCOUNT_PER_DAY_MAX} orders today, the most "
+            "it may in a trading day",
+        )
+    account.orders_today += 1  # Every way on from here remembers it in client_orders.
     try:
         if len(account.open_orders) >= OPEN_ORDERS_PER_ACCOUNT_MAX:
             raise Rejection(

@@ -18,6 +18,7 @@ from exchange.commands import (
     Withdraw,
 )
 from exchange.core import ADMIN_ACTOR, Exchange, Outcome
+from exchange.currencies import cash_text
 from exchange.events import (
     AccountOpened,
     AllOrdersCanceled,
@@ -154,7 +155,9 @@ def test_cash_outstanding_in_a_currency_never_exceeds_balance_max(market: Market
     market.accounts()
     market.fund_to_the_limit("alice")
     balances_hash = market.exchange.balances.state_hash()
-    market.refused(Deposit(OPERATOR, "bob", USD, 1), Reject.LIMIT_EXCEEDED, str(BALANCE_MAX))
+    market.refused(
+        Deposit(OPERATOR, "bob", USD, 1), Reject.LIMIT_EXCEEDED, cash_text(BALANCE_MAX, USD)
+    )
     assert market.exchange.balances.state_hash() == balances_hash
     assert Exchange.from_snapshot(market.exchange.snapshot()).state_hash() == (
         market.exchange.state_hash()

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from exchange import trading
 from exchange.calendar import NS_PER_DAY, TS_NS_MAX
 from exchange.commands import (
     AmendOrder,
@@ -33,6 +34,7 @@ from exchange.commands import (
     StartAuction,
     Withdraw,
 )
+from exchange.core import Exchange
 from exchange.events import (
     CommandRejected,
     OrderAmended,
@@ -814,3 +816,29 @@ def test_the_operator_command_list_is_complete() -> None:
 
     assert {type(command) for command in _operator_commands(Market())} == set(OPERATOR_COMMANDS)
     assert IssueShares in OPERATOR_COMMANDS and ListAsset in OPERATOR_COMMANDS
+
+
+def test_an_account_places_at_most_the_days_maximum_of_orders(
+    monkeypatch: pytest.MonkeyPatch, market: Market
+) -> None:
+    # (monkeypatch first: the market's replay check at its teardown runs under the same rule.)
+    # Each order placed is remembered until the day after next (resends, status): unbounded,
+    # an account placing and canceling at the rate limit all day grew the exchange by GBs.
+    monkeypatch.setattr(trading, "ORDERS_PER_ACCOUNT_PER_DAY_MAX", 3)
+    market.trading()
+    kept = market.rest("alice", BUY, 1, 990)
+    market.cancel("alice", market.rest("alice", BUY, 1, 980))  # A cancel frees no room.
+    rulebook.rejected(market.buy("alice", 1, 2_000), Reject.PRICE_BAND)  # Refused ones count.
+    fourth = market.order("alice", BUY, 1, 970, cl="fourth")
+    rulebook.rejected(market.do(fourth), Reject.LIMIT_EXCEEDED, "3 orders today")
+    # Not remembered: its resend is refused the same way, never a duplicate.
+    rulebook.rejected(market.do(fourth), Reject.LIMIT_EXCEEDED)
+    accepted(market.buy("bob", 1, 990))  # Another account's own count.
+    restored = Exchange.from_snapshot(market.exchange.snapshot())
+    again = restored.handle(fourth, market.ts_ns + 1)
+    assert again.reply == market.do(fourth).reply  # The count is rebuilt on a restore.
+    market.tick_to(_midnight_after(market))
+    # A new day: only the open order carried over counts.
+    assert market.exchange.state.accounts["alice"].orders_today == 1
+    accepted(market.do(fourth))
+    assert kept in market.open_orders("alice")

@@ -78,24 +78,24 @@ def _phase_changes(outcome: Outcome) -> list[tuple[Phase, str]]:
 
 def test_a_limit_order_outside_the_static_band_is_rejected_at_its_edges(market: Market) -> None:
     market.trading()
-    market.refused(market.order("alice", BUY, 1, 1_101), Reject.PRICE_BAND, "[900, 1100]")
-    market.refused(market.order(ISSUER, SELL, 1, 899), Reject.PRICE_BAND, "[900, 1100]")
+    market.refused(market.order("alice", BUY, 1, 1_101), Reject.PRICE_BAND, "[90.00, 110.00]")
+    market.refused(market.order(ISSUER, SELL, 1, 899), Reject.PRICE_BAND, "[90.00, 110.00]")
     accepted(market.buy("alice", 1, 900))
     accepted(market.sell(ISSUER, 1, 1_100))
 
 
 def test_the_band_edges_round_towards_the_reference(market: Market) -> None:
     market.trading(reference_price_ticks=1_003)  # 10% of 1,003 is 100.3: the band is +/- 100.
-    market.refused(market.order("alice", BUY, 1, 902), Reject.PRICE_BAND, "[903, 1103]")
-    market.refused(market.order("alice", BUY, 1, 1_104), Reject.PRICE_BAND, "[903, 1103]")
+    market.refused(market.order("alice", BUY, 1, 902), Reject.PRICE_BAND, "[90.30, 110.30]")
+    market.refused(market.order("alice", BUY, 1, 1_104), Reject.PRICE_BAND, "[90.30, 110.30]")
     accepted(market.buy("alice", 1, 903))
     accepted(market.sell(ISSUER, 1, 1_103))
 
 
 def test_a_band_is_at_least_one_tick_wide_either_side_at_a_low_price(market: Market) -> None:
     market.trading(reference_price_ticks=9)  # 10% of 9 is 0.9 and 5% is 0.45: one tick each.
-    market.refused(market.order("alice", BUY, 1, 7), Reject.PRICE_BAND, "[8, 10]")
-    market.refused(market.order(ISSUER, SELL, 1, 11), Reject.PRICE_BAND, "[8, 10]")
+    market.refused(market.order("alice", BUY, 1, 7), Reject.PRICE_BAND, "[0.80, 1.00]")
+    market.refused(market.order(ISSUER, SELL, 1, 11), Reject.PRICE_BAND, "[0.80, 1.00]")
     accepted(market.buy("alice", 1, 8))
     market.rest(ISSUER, SELL, 5, 10)
     outcome = market.buy("bob", 5, 10)  # Inside the one-tick dynamic band: it trades at once.
@@ -116,7 +116,7 @@ def test_the_bands_end_at_the_highest_price_of_any_book(market: Market) -> None:
     market.rest(ISSUER, SELL, 1, reference)
     outcome = market.market_buy("whale", 1)
     assert [trade.price_ticks for trade in events(outcome, TradeExecuted)] == [reference]
-    limit = f"[855000000, {PRICE_TICKS_MAX}]"
+    limit = "[8550000.00, 10000000.00]"  # PRICE_TICKS_MAX ticks of 0.01.
     market.refused(market.order("whale", BUY, 1, PRICE_TICKS_MAX + 1), Reject.PRICE_BAND, limit)
     market.cancel("whale", market.rest("whale", BUY, 1, PRICE_TICKS_MAX))
     # The dynamic band is held to the range too, once trades print near its top.
