@@ -66,7 +66,7 @@ from exchange.events import (
     RoyaltyPaid,
     SharesIssued,
 )
-from exchange.phases import set_phase, start_auction
+from exchange.phases import OFFERING_PHASES, set_phase, start_auction
 from exchange.reasons import Reject
 from exchange.royalties import allocate_pro_rata
 from exchange.state import (
@@ -422,12 +422,19 @@ def issue_shares(state: ExchangeState, ctx: Context, command: IssueShares) -> Ev
 def open_offering(state: ExchangeState, ctx: Context, command: OpenOffering) -> Event:
     instrument = _existing_instrument(state, command.symbol)
     terms = instrument.terms
+    # An offering is an instrument's first sale (exchange/phases.py, OFFERING_PHASES): once
+    # anything has traded, holders other than the issuer set the price.
+    _require(
+        instrument.trade_count == 0,
+        Reject.MARKET_CLOSED,
+        f"{command.symbol} has traded: an offering is only an instrument's first sale",
+    )
     # Bids resting since pre-open join the offering (an investor cannot block it); a resting
     # ask would sell below the offering's minimum, so the issuer must cancel it first.
     _require(
-        instrument.phase is Phase.PRE_OPEN and instrument.book.best_ask() is None,
+        instrument.phase in OFFERING_PHASES and instrument.book.best_ask() is None,
         Reject.MARKET_CLOSED,
-        "an offering opens on a pre-open instrument with no sell orders",
+        "an offering opens on a pre-open, halted or closed instrument with no sell orders",
     )
     _require(
         command.units > 0 and command.units % terms.lot_size_units == 0,
