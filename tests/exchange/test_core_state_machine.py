@@ -948,7 +948,7 @@ class CoreMachine(RuleBasedStateMachine):
     @rule(
         actor=st.sampled_from((*TRADERS, OPERATOR)),
         account=accounts,
-        symbol=st.sampled_from(("", *SYMBOLS)),
+        symbol=st.sampled_from(("", *SYMBOLS, "RS-NOPE")),  # RS-NOPE: UNKNOWN_SYMBOL.
         kill=st.sampled_from((None, True, False)),
         after_ns=afters,
     )

@@ -228,6 +228,17 @@ async def test_op_cancel_all_cancels_another_accounts_orders(
     assert len((await clients["alice"].request("orders.open"))["orders"]) == 1
 
 
+async def test_op_cancel_all_refuses_an_unknown_symbol_as_order_cancel_all_does(
+    clients: dict[str, IpxClient],
+) -> None:
+    # A misspelt symbol is a typo to report, not "0 orders canceled" while the orders rest on.
+    op, bob = clients["op"], clients["bob"]
+    await bob.place(SYMBOL, "buy", 5, "98.00")
+    misspelt = {"account_id": "bob", "symbol": SYMBOL[:-1]}
+    assert await refused(op, "op.cancel_all", misspelt) == (404, "UNKNOWN_SYMBOL")
+    assert len((await bob.request("orders.open"))["orders"]) == 1
+
+
 async def test_op_start_auction_interrupts_continuous_trading(
     clients: dict[str, IpxClient],
 ) -> None:
