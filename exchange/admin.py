@@ -27,7 +27,8 @@ Invariants:
   before its patent's expiry, so within it; an auction lasts at most AUCTION_NS_MAX.
 - A royalty distribution pays each holder at the record point (this command's seq; units held
   for open sell orders count as owned) its largest-remainder share; the parts sum to the
-  amount; a (symbol, period_id) pays once.
+  amount; a (symbol, period_id) pays once. The payer is reported the charge (RoyaltyCharged,
+  with the part paid back to itself as a holder), each holder its part (RoyaltyPaid).
 - Each handler checks everything before its first posting: a rejection changes nothing.
 """
 
@@ -62,6 +63,7 @@ from exchange.events import (
     KillSwitchChanged,
     OfferingOpened,
     Phase,
+    RoyaltyCharged,
     RoyaltyDistributed,
     RoyaltyPaid,
     SharesIssued,
@@ -550,6 +552,10 @@ def distribute_royalty(state: ExchangeState, ctx: Context, command: DistributeRo
         ]
     )
     total_units = sum(holdings.values())
+    # The payer's cash moves too: it is reported to it like the holders' parts, first.
+    own_share = shares.get(payer, 0)
+    charged = RoyaltyCharged(payer, symbol, command.period_id, command.amount_minor, own_share)
+    report(state, ctx, payer, charged)
     for account, amount in shares.items():
         paid = RoyaltyPaid(account, symbol, command.period_id, holdings[account], amount)
         report(state, ctx, account, paid)
