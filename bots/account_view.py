@@ -6,7 +6,8 @@ Invariants:
   account's reports are numbered from its opening); a gap in seq is recorded (`gaps`), never
   papered over.
 - Cash totals (available + held) per currency in minor units: deposits and royalties in,
-  withdrawals out, a buy pays price x units + fee, a sell receives price x units - fee.
+  withdrawals and royalties paid as a licensee out (its own share as a holder comes back in
+  its royalty_paid), a buy pays price x units + fee, a sell receives price x units - fee.
 - Units per symbol: + bought, - sold. Open orders: order id -> leaves units (accepted adds,
   fills, cancels and amends set the leaves, 0 removes). Fills: one per (trade_id, order_id).
 - It knows an instrument's currency and tick from `terms`, given before any report of it.
@@ -68,6 +69,8 @@ class AccountView:
             self._cash(event["currency"], -event["amount_minor"])
         elif kind == "royalty_paid":
             self._cash(self.terms[event["symbol"]].currency, event["amount_minor"])
+        elif kind == "royalty_charged":  # Its own share comes back in its royalty_paid.
+            self._cash(self.terms[event["symbol"]].currency, -event["amount_minor"])
         elif kind == "order_accepted":
             self.open_orders[event["order_id"]] = OpenOrder(
                 event["order_id"],

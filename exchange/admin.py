@@ -27,7 +27,8 @@ Invariants:
   before its patent's expiry, so within it; an auction lasts at most AUCTION_NS_MAX.
 - A royalty distribution pays each holder at the record point (this command's seq; units held
   for open sell orders count as owned) its largest-remainder share; the parts sum to the
-  amount; a (symbol, period_id) pays once.
+  amount; a (symbol, period_id) pays once. The payer is reported the charge (RoyaltyCharged,
+  with the part paid back to itself as a holder), each holder its part (RoyaltyPaid).
 - Each handler checks everything before its first posting: a rejection changes nothing.
 """
 
@@ -62,11 +63,12 @@ from exchange.events import (
     KillSwitchChanged,
     OfferingOpened,
     Phase,
+    RoyaltyCharged,
     RoyaltyDistributed,
     RoyaltyPaid,
     SharesIssued,
 )
-from exchange.phases import set_phase, start_auction
+from exchange.phases import OFFERING_PHASES, set_phase, start_auction
 from exchange.reasons import Reject
 from exchange.royalties import allocate_pro_rata
 from exchange.state import (
@@ -422,12 +424,19 @@ def issue_shares(state: ExchangeState, ctx: Context, command: IssueShares) -> Ev
 def open_offering(state: ExchangeState, ctx: Context, command: OpenOffering) -> Event:
     instrument = _existing_instrument(state, command.symbol)
     terms = instrument.terms
+    # An offering is an instrument's first sale (exchange/phases.py, OFFERING_PHASES): once
+    # anything has traded, holders other than the issuer set the price.
+    _require(
+        instrument.trade_count == 0,
+        Reject.MARKET_CLOSED,
+        f"{command.symbol} has traded: an offering is only an instrument's first sale",
+    )
     # Bids resting since pre-open join the offering (an investor cannot block it); a resting
     # ask would sell below the offering's minimum, so the issuer must cancel it first.
     _require(
-        instrument.phase is Phase.PRE_OPEN and instrument.book.best_ask() is None,
+        instrument.phase in OFFERING_PHASES and instrument.book.best_ask() is None,
         Reject.MARKET_CLOSED,
-        "an offering opens on a pre-open instrument with no sell orders",
+        "an offering opens on a pre-open, halted or closed instrument with no sell orders",
     )
     _require(
         command.units > 0 and command.units % terms.lot_size_units == 0,
@@ -543,6 +552,10 @@ def distribute_royalty(state: ExchangeState, ctx: Context, command: DistributeRo
         ]
     )
     total_units = sum(holdings.values())
+    # The payer's cash moves too: it is reported to it like the holders' parts, first.
+    own_share = shares.get(payer, 0)
+    charged = RoyaltyCharged(payer, symbol, command.period_id, command.amount_minor, own_share)
+    report(state, ctx, payer, charged)
     for account, amount in shares.items():
         paid = RoyaltyPaid(account, symbol, command.period_id, holdings[account], amount)
         report(state, ctx, account, paid)

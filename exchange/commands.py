@@ -107,7 +107,10 @@ class IssueShares(_Command, frozen=True, tag="issue_shares"):
 
 
 class OpenOffering(_Command, frozen=True, tag="open_offering"):
-    """Offer part of the issuer's units in a uniform-price auction ending at end_ts_ns."""
+    """Offer part of the issuer's units in a uniform-price auction ending at end_ts_ns.
+
+    An offering is the instrument's first sale: it opens on a pre-open, halted or closed
+    instrument that has never traded (exchange/phases.py)."""
 
     symbol: str
     units: int

@@ -209,6 +209,17 @@ class RoyaltyPaid(_Event, frozen=True, tag="royalty_paid"):
     amount_minor: int
 
 
+class RoyaltyCharged(_Event, frozen=True, tag="royalty_charged"):
+    """The payer's side of a distribution: amount_minor paid out to the holders, of which
+    own_share_minor came back to the payer as a holder (its cash went down by the rest)."""
+
+    account: str
+    symbol: str
+    period_id: str
+    amount_minor: int
+    own_share_minor: int
+
+
 class KillSwitchChanged(_Event, frozen=True, tag="kill_switch_changed"):
     account: str
     engaged: bool
@@ -258,6 +269,7 @@ Event = (
     | OfferingClosed
     | RoyaltyDistributed
     | RoyaltyPaid
+    | RoyaltyCharged
     | KillSwitchChanged
     | AllOrdersCanceled
     | CancelOnDisconnectSet
@@ -278,6 +290,7 @@ PRIVATE_EVENTS: frozenset[type] = frozenset(
         CashWithdrawn,
         SharesIssued,
         RoyaltyPaid,
+        RoyaltyCharged,
         KillSwitchChanged,
         AllOrdersCanceled,
         CancelOnDisconnectSet,

@@ -19,12 +19,20 @@ Invariants:
 
 The moves (operator commands in capitals, timers in lower case):
   PRE_OPEN --OpenOffering--> OFFERING --offering end--> AUCTION (opening) | PRE_OPEN (failed)
+  HALTED, CLOSED before any trade --OpenOffering--> OFFERING
   PRE_OPEN, HALTED, CLOSED --Resume--> AUCTION (opening) --auction end--> CONTINUOUS
   CONTINUOUS --StartAuction, or a trade through the dynamic band--> AUCTION (volatility)
   periodic-auction mode: AUCTION --auction end--> AUCTION (next period)
   any but DELISTED --Halt--> HALTED; --CloseMarket--> CLOSED; --patent expiry--> DELISTED
   (a Halt or CloseMarket of an OFFERING withdraws the offering: every bid canceled, nothing
   sold, OfferingClosed with succeeded false)
+
+An offering is an instrument's first sale: it opens in any of OFFERING_PHASES while the
+instrument has never traded (trade_count == 0), never once anything has. So an offering the
+operator withdrew (Halt, CloseMarket), or a pre-open instrument closed for the day, may be
+offered again straight from HALTED or CLOSED, as a failed offering may from PRE_OPEN; Resume
+keeps one meaning in every phase it accepts: open trading through an opening auction (for an
+instrument never offered, a direct listing: the issuer sells in that auction).
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ from exchange.events import IndicativeUpdated, Phase, PhaseChanged
 from exchange.state import Instrument
 
 CALL_PHASES = (Phase.PRE_OPEN, Phase.OFFERING, Phase.AUCTION)
+# Where OpenOffering may start an offering, if the instrument has never traded.
+OFFERING_PHASES = (Phase.PRE_OPEN, Phase.HALTED, Phase.CLOSED)
 
 
 def set_phase(

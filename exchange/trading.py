@@ -884,7 +884,11 @@ def cancel_open_orders(
 
 
 def cancel_all(state: ExchangeState, ctx: Context, command: CancelAll) -> Event:
-    """Cancel an account's open orders: its own request, or an operator's."""
+    """Cancel an account's open orders: its own request, or an operator's.
+
+    Rejections, the first failing check wins: FORBIDDEN (unknown actor, or another account's
+    orders without the operator role), UNKNOWN_SYMBOL, UNKNOWN_ACCOUNT.
+    """
     actor = state.accounts.get(command.actor)
     is_operator = actor is not None and actor.role is Role.OPERATOR
     if actor is None or (command.actor != command.account_id and not is_operator):
@@ -894,6 +898,16 @@ def cancel_all(state: ExchangeState, ctx: Context, command: CancelAll) -> Event:
             "cancel_all",
             Reject.FORBIDDEN,
             "only the account itself or an operator may do this",
+        )
+    # A misspelt symbol would otherwise cancel nothing and answer "0 canceled" while the
+    # orders rest on. Checked before the account, as the gateway does before sequencing.
+    if command.symbol and command.symbol not in state.instruments:
+        return _command_rejected(
+            ctx,
+            command.actor,
+            "cancel_all",
+            Reject.UNKNOWN_SYMBOL,
+            f"no instrument {command.symbol!r}",
         )
     if command.account_id not in state.accounts:
         return _command_rejected(

@@ -18,6 +18,9 @@ Invariants:
   Per unit they are given with PER_UNIT_EXTRA_DIGITS more decimals than the currency, rounded
   down; the yield at the last price is a percentage with YIELD_DIGITS decimals, rounded down.
   Both are absent (None) when they cannot be computed (no units, no trade yet).
+- account.royalties is the account's royalty statement: every part it received as a holder
+  (payments) and every distribution it paid as a licensee (payments_made, net of the part it
+  received back as a holder), from the instruments' royalty periods.
 - A balance is shown as {available, held, kind}: units of an instrument as integers, cash as
   decimal strings of its currency. `balance_changes` names every (account, asset) that a
   batch's postings touched, from the journal records themselves, so a balance that changed
@@ -36,7 +39,7 @@ import msgspec
 from exchange.calendar import NS_PER_DAY, trading_day
 from exchange.core import Outcome
 from exchange.events import OrderFilled
-from exchange.state import ExchangeState, Instrument
+from exchange.state import ExchangeState, Instrument, RoyaltyPeriod
 from gateway import protocol
 from ledger.balances import Balances
 
@@ -161,13 +164,18 @@ def trailing_royalties(instrument: Instrument, now_ts_ns: int) -> dict[str, Any]
 
 
 def royalties_view(state: ExchangeState, balances: Balances, account: str) -> dict[str, Any]:
-    """The account's royalty payments per period, and TTM figures of what it holds or held."""
+    """The account's royalty payments per period, received (payments) and made as a licensee
+    (payments_made: the amount, the part of it paid back to the payer as a holder, and the
+    net amount its cash went down by), and TTM figures of what it holds or held."""
     payments = []
+    payments_made = []
     instruments = []
     for symbol, instrument in sorted(state.instruments.items()):
         currency = instrument.terms.currency
         received = False
         for period in instrument.royalties.values():
+            if period.payer_account == account:
+                payments_made.append(_payment_made(symbol, currency, period, account))
             payment = period.payments.get(account)
             if payment is None:
                 continue
@@ -190,7 +198,28 @@ def royalties_view(state: ExchangeState, balances: Balances, account: str) -> di
             view = {"symbol": symbol, "units_held": units_now, "currency": currency}
             view.update(trailing_royalties(instrument, state.last_ts_ns))
             instruments.append(view)
-    return {"account": account, "payments": payments, "instruments": instruments}
+    return {
+        "account": account,
+        "payments": payments,
+        "payments_made": payments_made,
+        "instruments": instruments,
+    }
+
+
+def _payment_made(
+    symbol: str, currency: str, period: RoyaltyPeriod, account: str
+) -> dict[str, Any]:
+    own_share = period.payments.get(account, (0, 0))[1]
+    return {
+        "symbol": symbol,
+        "period_id": period.period_id,
+        "seq": period.seq,
+        "ts_ns": period.ts_ns,
+        "amount": protocol.minor_to_amount(period.amount_minor, currency),
+        "own_share": protocol.minor_to_amount(own_share, currency),
+        "net_amount": protocol.minor_to_amount(period.amount_minor - own_share, currency),
+        "currency": currency,
+    }
 
 
 def instrument_info(state: ExchangeState, instrument: Instrument) -> dict[str, Any]:

@@ -1606,6 +1606,8 @@ class Gateway:
         return Sequenced(KillSwitch(account, params.account_id, params.engaged))
 
     def _op_cancel_all(self, account: str, params: protocol.AccountCancelAllParams) -> Any:
+        if params.symbol:  # As _cancel_all: a misspelt symbol is refused, not journaled.
+            self._instrument(params.symbol)
         return Sequenced(CancelAll(account, params.account_id, params.symbol))
 
     def _op_start_auction(self, account: str, params: protocol.StartAuctionParams) -> Any:

@@ -13,6 +13,8 @@ Rules:
   a stall longer than the client's timeout (the exchange's loop stalled) shows as the
   latency of the orders it held up, none of them counted as rejected or unanswered.
 - The report's trades and volume are this run's, not the instrument's since its listing.
+- A bot's view counts a royalty it pays as a licensee (royalty_charged) as well as its part
+  as a holder (royalty_paid): its cash goes down by the difference, as the exchange's does.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import pytest
 
 from bots import consistency, stress
+from bots.account_view import AccountView, Terms
 from bots.market import InstrumentInfo, wait_for_phase
 from bots.report import Recorder
 from bots.simulation import BotsConfig, Watcher, bots_report, run_bots
@@ -252,3 +255,12 @@ def test_the_report_counts_this_runs_trades_and_volume_only() -> None:
     report = bots_report([], watcher, {SYMBOL: _info(6, 809)}, consistency.ConsistencyReport())
     row = next(line for line in report.splitlines() if line.startswith(SYMBOL))
     assert row.split()[2:4] == ["15", "72"]
+
+
+def test_a_bots_view_counts_a_royalty_it_pays_net_of_its_own_share() -> None:
+    view = AccountView("issuer", {SYMBOL: Terms("USD", 10)})
+    view.apply_event({"type": "cash_deposited", "currency": "USD", "amount_minor": 500_000})
+    charged = {"symbol": SYMBOL, "period_id": "q", "amount_minor": 100_000}
+    view.apply_event({"type": "royalty_charged", **charged, "own_share_minor": 99_990})
+    view.apply_event({"type": "royalty_paid", **charged, "amount_minor": 99_990})
+    assert view.cash_minor == {"USD": 500_000 - 10}

@@ -32,7 +32,10 @@ After every command (rulebook.Market.check, then `check_command` here):
   and on the next (after one day roll: yesterday's finished orders are kept for resends);
   another order under a cl_ord_id taken today is refused (DUPLICATE_CL_ORD_ID);
   another account's order id gets the same answer as an unknown one (UNKNOWN_ORDER);
-- a distribution's payments add up to its amount.
+- a distribution's payments add up to its amount;
+- every change of phase is a move of exchange/phases.py's table (MOVES), and an offering
+  opens only on an instrument that has never traded (from PRE_OPEN, or from HALTED or CLOSED
+  after an operator withdrew one or closed it pre-open).
 At the end of each example: its records replay into a fresh Exchange with the same postings
 (Exchange.replay checks them) and the same state_hash; snapshot() restores to the same hash.
 
@@ -85,6 +88,7 @@ from exchange.events import (
     OrderFilled,
     OrderRejected,
     Phase,
+    PhaseChanged,
     RoyaltyDistributed,
     RoyaltyPaid,
     TradeExecuted,
@@ -305,9 +309,11 @@ class Before:
     trading_day: int
     # symbol -> (phase, reference price, last price, offering minimum or 0)
     instruments: dict[str, tuple[Phase, int, int, int]]
+    trade_counts: dict[str, int]  # symbol -> trades ever printed
 
 
 def capture(exchange: Exchange) -> Before:
+    instruments = exchange.state.instruments
     return Before(
         exchange.state.trading_day,
         {
@@ -317,9 +323,46 @@ def capture(exchange: Exchange) -> Before:
                 instrument.last_price_ticks,
                 0 if instrument.offering is None else instrument.offering.min_price_ticks,
             )
-            for symbol, instrument in exchange.state.instruments.items()
+            for symbol, instrument in instruments.items()
         },
+        {symbol: instrument.trade_count for symbol, instrument in instruments.items()},
     )
+
+
+# The moves between phases (exchange/phases.py's table). Every phase but DELISTED may be
+# halted, closed and delisted; OFFERING is entered from HALTED or CLOSED only before the
+# instrument's first trade (an offering is its first sale), checked apart.
+_STOPS = {Phase.HALTED, Phase.CLOSED, Phase.DELISTED}
+MOVES: dict[Phase, set[Phase]] = {
+    Phase.PRE_OPEN: {Phase.OFFERING, Phase.AUCTION, *_STOPS},
+    Phase.OFFERING: {Phase.AUCTION, Phase.PRE_OPEN, *_STOPS},
+    Phase.AUCTION: {Phase.AUCTION, Phase.CONTINUOUS, *_STOPS},
+    Phase.CONTINUOUS: {Phase.AUCTION, *_STOPS},
+    Phase.HALTED: {Phase.AUCTION, Phase.OFFERING, Phase.CLOSED, Phase.DELISTED},
+    Phase.CLOSED: {Phase.AUCTION, Phase.OFFERING, Phase.HALTED, Phase.DELISTED},
+    Phase.DELISTED: set(),
+}
+
+
+def check_moves(before: Before, outcome: Outcome) -> None:
+    """Check that every PhaseChanged of a command is a move of the table, in order."""
+    phases = {symbol: row[0] for symbol, row in before.instruments.items()}
+    traded = dict(before.trade_counts)
+    for event in outcome.events:
+        if isinstance(event, TradeExecuted):
+            traded[event.symbol] += 1
+        elif isinstance(event, PhaseChanged):
+            symbol, phase = event.symbol, event.phase
+            if symbol not in phases:  # Issued by this command.
+                assert phase is Phase.PRE_OPEN, f"{symbol} issued into {phase.value}"
+            else:
+                old = phases[symbol]
+                assert phase in MOVES[old], f"{symbol}: no move {old.value} -> {phase.value}"
+                assert phase is not Phase.OFFERING or traded[symbol] == 0, (
+                    f"{symbol} offered from {old.value} after {traded[symbol]} trades"
+                )
+            phases[symbol] = phase
+            traded.setdefault(symbol, 0)
 
 
 def check_command(exchange: Exchange, before: Before, outcome: Outcome) -> tuple[int, int]:
@@ -368,6 +411,7 @@ def check_command(exchange: Exchange, before: Before, outcome: Outcome) -> tuple
                 trade.quantity_units,
             ), f"fill {fill} differs from its print {trade}"
     check_phases(exchange, outcome.ts_ns)
+    check_moves(before, outcome)
     return len(trades), stale_prints
 
 
@@ -712,7 +756,19 @@ class Driver:
         reference = instrument.reference_price_ticks
         min_price = max(1, reference + reference * per_mille // 1_000)
         end = self.market.ts_ns + after_ns + lasts_s * SECOND
-        return self.do(OpenOffering(OPERATOR, symbol, units, min_price, end, all_or_none), after_ns)
+        outcome = self.do(
+            OpenOffering(OPERATOR, symbol, units, min_price, end, all_or_none), after_ns
+        )
+        reply = outcome.reply
+        if isinstance(reply, CommandRejected) and reply.reason is Reject.MARKET_CLOSED:
+            # Refused for its phase only where no offering may open: the instrument has
+            # traded, runs (or ended) another phase, or has an ask resting.
+            assert (
+                instrument.trade_count > 0
+                or instrument.phase not in (Phase.PRE_OPEN, Phase.HALTED, Phase.CLOSED)
+                or instrument.book.best_ask() is not None
+            ), f"an offering of never-traded {symbol} refused: {reply.message}"
+        return outcome
 
     def tick(self, jump_ns: int) -> Outcome:
         now = self.market.ts_ns
@@ -892,7 +948,7 @@ class CoreMachine(RuleBasedStateMachine):
     @rule(
         actor=st.sampled_from((*TRADERS, OPERATOR)),
         account=accounts,
-        symbol=st.sampled_from(("", *SYMBOLS)),
+        symbol=st.sampled_from(("", *SYMBOLS, "RS-NOPE")),  # RS-NOPE: UNKNOWN_SYMBOL.
         kill=st.sampled_from((None, True, False)),
         after_ns=afters,
     )

@@ -415,6 +415,52 @@ def test_an_operator_can_stop_a_running_offering_and_nothing_is_sold(
     assert market.tick(2 * HOUR).events == []  # The offering's end is no timer any more.
 
 
+@pytest.mark.parametrize("stop", [Halt, CloseMarket], ids=["halt", "close"])
+def test_an_offering_stopped_by_the_operator_may_be_offered_again(
+    market: Market, stop: type[Halt] | type[CloseMarket]
+) -> None:
+    # Withdrawn, nothing sold: the instrument never traded, so its first sale may still be an
+    # offering, as after an offering that failed on its own.
+    market.pre_open()
+    market.offering(100, 900)
+    market.buy("alice", 60, 950)
+    market.do(stop(OPERATOR, SYMBOL))
+    outcome = market.offering(100, 900)
+    assert events(outcome, PhaseChanged)[-1].phase is Phase.OFFERING
+    market.buy("bob", 100, 920)
+    closing = market.tick(HOUR)
+    assert events(closing, OfferingClosed) == [OfferingClosed(SYMBOL, True, 920, 100, "cleared")]
+    assert market.units("bob") == (100, 0)
+
+
+def test_a_pre_open_instrument_closed_for_the_day_may_be_offered_the_next_day(
+    market: Market,
+) -> None:
+    market.pre_open()
+    market.do(CloseMarket(OPERATOR, SYMBOL))
+    market.tick(24 * HOUR)
+    market.offering(100, 900)
+    assert market.phase() is Phase.OFFERING
+
+
+def test_a_halted_instrument_that_opened_without_a_trade_may_be_offered(market: Market) -> None:
+    market.trading()  # The opening auction crossed nothing.
+    market.halt()
+    market.offering(100, 900)
+    assert market.phase() is Phase.OFFERING
+
+
+@pytest.mark.parametrize("stop", [Halt, CloseMarket], ids=["halt", "close"])
+def test_an_instrument_that_has_traded_is_never_offered_even_when_stopped(
+    market: Market, stop: type[Halt] | type[CloseMarket]
+) -> None:
+    market.trading()
+    market.give_units("alice", 10)
+    market.do(stop(OPERATOR, SYMBOL))
+    command = OpenOffering(OPERATOR, SYMBOL, 100, 900, market.ts_ns + HOUR, False)
+    market.refused(command, Reject.MARKET_CLOSED, "has traded")
+
+
 def test_an_offerings_indicative_price_is_the_price_it_clears_at(market: Market) -> None:
     market.pre_open(reference_price_ticks=900)
     market.offering(100, 900)

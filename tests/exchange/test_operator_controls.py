@@ -205,6 +205,17 @@ def test_cancel_all_of_an_unknown_account_is_rejected(market: Market) -> None:
     market.refused(CancelAll(OPERATOR, "nobody"), Reject.UNKNOWN_ACCOUNT)
 
 
+@pytest.mark.parametrize("actor", [OPERATOR, "alice"])
+def test_cancel_all_in_an_unknown_symbol_is_rejected_and_cancels_nothing(
+    market: Market, actor: str
+) -> None:
+    market.trading()
+    market.rest("alice", BUY, 10, 990)
+    market.refused(CancelAll(actor, "alice", "RS-US1012345B2"), Reject.UNKNOWN_SYMBOL)
+    # The symbol is checked before the account, as the gateway checks it before sequencing.
+    market.refused(CancelAll(OPERATOR, "nobody", "RS-US1012345B2"), Reject.UNKNOWN_SYMBOL)
+
+
 # The kill switch.
 
 

@@ -3,7 +3,9 @@
 A distribution pays every holder at its record point (the command itself) in proportion to
 the units held, available or held for open sell orders; the parts are whole minor units
 chosen by the largest-remainder method (ties to the smaller account id) and sum exactly to
-the amount; a (symbol, period) pays once.
+the amount; a (symbol, period) pays once. The payer is charged in an execution report of its
+own (RoyaltyCharged: the amount, and the part of it paid back to the payer as a holder), so
+every cash movement of a distribution is reported to the account it moves.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pytest
 
 from exchange.calendar import parse_date
 from exchange.commands import Deposit, DistributeRoyalty
-from exchange.events import Phase, RoyaltyDistributed, RoyaltyPaid
+from exchange.events import Phase, RoyaltyCharged, RoyaltyDistributed, RoyaltyPaid
 from exchange.reasons import Reject
 from ledger.records import Bucket, Posting
 from tests.exchange import rulebook
@@ -143,6 +145,28 @@ def test_a_payer_that_holds_units_pays_itself_nothing(market: Market) -> None:
     outcome = market.do(DistributeRoyalty(OPERATOR, SYMBOL, 300, "alice", "2030-Q1"))
     assert [posting.credit_account for posting in outcome.record.postings] == ["bob", ISSUER]
     assert market.cash("alice")[0] == before - 200
+
+
+def test_the_payer_is_charged_the_amount_in_its_own_report_before_the_holders_are_paid(
+    market: Market,
+) -> None:
+    _three_holders(market, 100, 100, 100)
+    outcome = market.do(DistributeRoyalty(OPERATOR, SYMBOL, 300, LICENSEE, "2030-Q1"))
+    charged = RoyaltyCharged(LICENSEE, SYMBOL, "2030-Q1", 300, 0)
+    assert events(outcome, RoyaltyCharged) == [charged]
+    assert outcome.events.index(charged) < outcome.events.index(events(outcome, RoyaltyPaid)[0])
+    assert market.cash(LICENSEE) == (CASH - 300, 0)
+
+
+def test_a_payer_that_holds_units_is_charged_the_amount_less_its_own_share(
+    market: Market,
+) -> None:
+    _three_holders(market, 100, 100, 100)
+    before = market.cash("alice")[0]
+    outcome = market.do(DistributeRoyalty(OPERATOR, SYMBOL, 300, "alice", "2030-Q1"))
+    [charged] = events(outcome, RoyaltyCharged)
+    assert charged == RoyaltyCharged("alice", SYMBOL, "2030-Q1", 300, 100)
+    assert market.cash("alice")[0] == before - (charged.amount_minor - charged.own_share_minor)
 
 
 def test_a_royalty_needs_the_payers_available_cash(market: Market) -> None:

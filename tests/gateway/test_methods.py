@@ -139,11 +139,46 @@ async def test_account_royalties_per_period_and_trailing_yield(
     assert held["ttm_royalties_per_unit"] == "0.01000000"  # 1,000.00 / 100,000 units.
     assert held["ttm_yield_percent_at_last_price"] == "0.0100"  # 0.01 / 100.00.
     bobs = await clients["bob"].request("account.royalties")
-    assert bobs == {"account": "bob", "payments": [], "instruments": []}
+    assert bobs == {"account": "bob", "payments": [], "payments_made": [], "instruments": []}
     assert await refused(op, "op.distribute_royalty", distribution) == (
         409,
         "DUPLICATE_DISTRIBUTION",
     )
+
+
+async def test_a_royalty_payer_gets_an_execution_report_and_its_payments_made(
+    clients: dict[str, IpxClient],
+) -> None:
+    # The issuer pays as licensee and holds 99,990 of the 100,000 units: of the 1,000.00 it
+    # pays, 999.90 comes back to it as a holder; its cash goes down by 0.10.
+    op, issuer = clients["op"], clients["issuer"]
+    await alice_buys_ten_from_the_issuer(clients)
+    await op.request("op.deposit", {"account_id": "issuer", "currency": "USD", "amount": "5000"})
+    await issuer.request("subscribe", {"channel": "executions"})
+    distribution = {
+        "symbol": SYMBOL,
+        "amount": "1000.00",
+        "payer_account": "issuer",
+        "period_id": "2026-Q3",
+    }
+    await op.request("op.distribute_royalty", distribution)
+    reports = [await asyncio.wait_for(issuer.pushes.get(), 5.0) for _ in range(2)]
+    charged, paid = (report["event"] for report in reports)
+    assert (charged["type"], charged["period_id"], charged["amount"], charged["own_share"]) == (
+        "royalty_charged",
+        "2026-Q3",
+        "1000.00",
+        "999.90",
+    )
+    assert (paid["type"], paid["amount"]) == ("royalty_paid", "999.90")
+    royalties = await issuer.request("account.royalties")
+    [made] = royalties["payments_made"]
+    assert (made["symbol"], made["period_id"], made["amount"]) == (SYMBOL, "2026-Q3", "1000.00")
+    assert (made["own_share"], made["net_amount"], made["currency"]) == ("999.90", "0.10", "USD")
+    [received] = royalties["payments"]
+    assert received["amount"] == "999.90"
+    alices = await clients["alice"].request("account.royalties")
+    assert alices["payments_made"] == []
 
 
 async def test_instrument_info_shows_the_patent_terms_and_market(
@@ -262,6 +297,17 @@ async def test_op_cancel_all_cancels_another_accounts_orders(
     assert (result["account"], result["orders_canceled"]) == ("bob", 1)
     assert (await bob.request("orders.open"))["orders"] == []
     assert len((await clients["alice"].request("orders.open"))["orders"]) == 1
+
+
+async def test_op_cancel_all_refuses_an_unknown_symbol_as_order_cancel_all_does(
+    clients: dict[str, IpxClient],
+) -> None:
+    # A misspelt symbol is a typo to report, not "0 orders canceled" while the orders rest on.
+    op, bob = clients["op"], clients["bob"]
+    await bob.place(SYMBOL, "buy", 5, "98.00")
+    misspelt = {"account_id": "bob", "symbol": SYMBOL[:-1]}
+    assert await refused(op, "op.cancel_all", misspelt) == (404, "UNKNOWN_SYMBOL")
+    assert len((await bob.request("orders.open"))["orders"]) == 1
 
 
 async def test_op_start_auction_interrupts_continuous_trading(
