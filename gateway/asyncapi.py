@@ -601,7 +601,10 @@ def _mqtt_channels() -> tuple[dict[str, Any], dict[str, Any]]:
         "description": PUBLISHER_STATE,
         "servers": [{"$ref": "#/servers/broker"}],
         "parameters": {
-            "identifier": {"description": "The publisher's MQTT client id, e.g. ipx-gateway-4242."}
+            "identifier": {
+                "description": "The publisher's MQTT client id, e.g. ipx-gateway-3f2a9c81d0b7: "
+                "the same for every run of one exchange (gateway.server.mqtt_identifier)."
+            }
         },
         "messages": {
             "message": {

@@ -94,6 +94,7 @@ import bisect
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import http
 import importlib.metadata
 import itertools
@@ -349,6 +350,17 @@ def _mqtt_address(url: str) -> tuple[str, int, str | None, str | None]:
     username = None if parsed.username is None else urllib.parse.unquote(parsed.username)
     password = None if parsed.password is None else urllib.parse.unquote(parsed.password)
     return parsed.hostname, port, username, password
+
+
+def mqtt_identifier(data_dir: str) -> str:
+    """The MQTT client id (and state topic) of the exchange whose journal is in data_dir.
+
+    The same across restarts: each id leaves a retained state topic behind, and one per
+    process id grew the broker's retained set by a topic per restart, for ever. Two servers
+    never share a data dir (the journal is locked), so never an id either.
+    """
+    digest = hashlib.sha256(os.path.realpath(data_dir).encode()).hexdigest()
+    return f"ipx-gateway-{digest[:12]}"
 
 
 def _package_version() -> str:
@@ -1841,7 +1853,7 @@ async def run_server(
             mqtt_host,
             mqtt_port,
             prefix=mqtt_prefix,
-            identifier=f"ipx-gateway-{os.getpid()}",
+            identifier=mqtt_identifier(os.fspath(data_dir)),
             username=mqtt_username,
             password=mqtt_password,
         )

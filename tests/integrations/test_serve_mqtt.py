@@ -15,6 +15,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -227,3 +228,45 @@ async def test_when_market_data_breaks_mqtt_says_offline_and_clears_its_retained
             await withdrawn(host, port, prefix)
         finally:
             await alice.close()
+
+
+@pytest.mark.asyncio
+async def test_restarts_of_one_exchange_leave_one_retained_publisher_state(
+    tmp_path: Path, private_broker: PrivateBroker
+) -> None:
+    # Its MQTT id was the process id: every restart left one more retained state topic on the
+    # broker, for ever. It is now the same for every run of one data dir.
+    broker = private_broker
+    url = mqtt_url(broker, broker.username, broker.password)
+    for _ in range(2):
+        process, _, ws_url = await asyncio.to_thread(
+            start_ipx_serve, tmp_path / "exchange", "--mqtt-url", url
+        )
+        try:
+            readyz = ws_url.replace("ws://", "http://") + "readyz?verbose"
+            deadline = time.monotonic() + WAIT_S
+            while not json.loads(await asyncio.to_thread(http_get, readyz))["integrations"]["mqtt"][
+                "connected"
+            ]:
+                assert time.monotonic() < deadline, "ipx serve never connected to the broker"
+                await asyncio.sleep(0.05)
+        finally:
+            await asyncio.to_thread(stop_ipx_serve, process)
+    states: dict[str, bytes] = {}
+    async with aiomqtt.Client(
+        broker.host,
+        broker.port,
+        username=broker.username,
+        password=broker.password,
+        protocol=aiomqtt.ProtocolVersion.V5,
+    ) as client:
+        await client.subscribe("ipx/v1/publisher/+/state")
+
+        async def collect() -> None:
+            async for message in client.messages:
+                if message.retain:
+                    states[str(message.topic)] = message.payload
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(collect(), 1.0)
+    assert list(states.values()) == [b"offline"], states
